@@ -1,0 +1,12 @@
+"""tomoclass: macromolecule classification in cryo-electron tomograms.
+
+The package is laid out as the pipeline data flows through::
+
+    io -> simulate -> data -> models -> train -> evaluate -> cam -> cli
+"""
+
+__version__ = "0.1.0"
+
+from tomoclass.errors import TomoclassError, InputError  # noqa: E402,F401
+
+__all__ = ["__version__", "TomoclassError", "InputError"]
