@@ -27,6 +27,8 @@ COMMAND_MODULES = (
     "evaluate",
     "compare",
     "predict",
+    "locate",
+    "score_picks",
     "cam",
     "demo",
 )
