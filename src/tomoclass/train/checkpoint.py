@@ -29,25 +29,26 @@ FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "format_version", "model_name", "model_kwargs", "class_names",
                  "model_state", "epoch")
 
-#: Test hook: ``"checkpoint_write:FLAGFILE"`` makes the next checkpoint write stop half
-#: way, create FLAGFILE and sleep, so a test can SIGKILL the process mid-write.
+#: Test hook, unset in normal use: ``"EVENT@FLAGFILE"``. When the training loop reaches
+#: EVENT (``batch:E:B`` after batch B of epoch E, or ``write:NAME:E`` half way through
+#: writing checkpoint NAME of epoch E), FLAGFILE is created and the process waits until a
+#: test deletes it (or 120 s pass), so the test can signal or SIGKILL it at that point.
 PAUSE_ENV = "TOMOCLASS_TEST_PAUSE"
 
 
-def test_pause(event: str) -> None:
-    """Pause here when the test hook in ``$TOMOCLASS_TEST_PAUSE`` names ``event``.
-
-    The variable holds ``EVENT:FLAGFILE``; on a match FLAGFILE is created and the process
-    sleeps for up to 120 s (the test kills it). Unset in normal use: a no-op.
-    """
+def pause_hook(event: str) -> None:
+    """Wait here while the test hook in ``$TOMOCLASS_TEST_PAUSE`` names ``event``."""
     spec = os.environ.get(PAUSE_ENV)
     if not spec:
         return
-    name, _, flag = spec.partition(":")
+    name, _, flag = spec.partition("@")
     if name != event:
         return
-    Path(flag).touch()
-    time.sleep(120)
+    flag_path = Path(flag)
+    flag_path.touch()
+    deadline = time.monotonic() + 120
+    while flag_path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
@@ -71,10 +72,10 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     data = buf.getvalue()
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            if os.environ.get(PAUSE_ENV, "").startswith("checkpoint_write:"):
+            if os.environ.get(PAUSE_ENV, "").startswith("write:"):
                 fh.write(data[: len(data) // 2])
                 fh.flush()
-                test_pause("checkpoint_write")
+                pause_hook(f"write:{path.name}:{payload.get('epoch')}")
                 data = data[len(data) // 2 :]
             fh.write(data)
     return path

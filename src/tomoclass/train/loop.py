@@ -598,7 +598,7 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
                 if bar is not None:
                     bar.update(n * di.world_size)
                     bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{schedule.lr:.2e}")
-                ckpt_mod.test_pause(f"batch:{epoch + 1}:{batches_done}")
+                ckpt_mod.pause_hook(f"batch:{epoch + 1}:{batches_done}")
                 if any_rank(stop.signal is not None, di, device):
                     interrupted = stop.signal or "SIGTERM"
                     break
