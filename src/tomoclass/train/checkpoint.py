@@ -12,6 +12,7 @@ import io
 import os
 import pickle
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -126,11 +127,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()
-        why = next((ln for ln in first if "Unsupported" in ln or "global" in ln.lower()), "")
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        why = f" (it references {found.group(1)})" if found else ""
         raise InputError(
             "refused: the file holds Python objects other than plain data, so loading it "
-            f"could run code{f' ({why.strip()})' if why else ''}",
+            f"could run code{why}; only load model files from sources you trust",
             path=path,
         ) from exc
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
