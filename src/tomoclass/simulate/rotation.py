@@ -5,13 +5,13 @@ Conventions
 * Coordinates are column vectors ``(x, y, z)`` in voxels about the box centre; arrays are
   indexed ``(z, y, x)``. The centre of a box of size ``n`` is voxel ``n // 2`` along each axis
   (the FFT centre, as in RELION).
-* Euler angles ``(rot, tilt, psi)`` in degrees follow RELION: they describe the rotation of
-  the *coordinate system* (passive) about z, the new y, the new z. RELION's matrix is
-  ``A = Rz(psi) Ry(tilt) Rz(rot)`` in passive form, which equals
-  ``scipy.spatial.transform.Rotation.from_euler("ZYZ", [rot, tilt, psi], degrees=True).inv()``.
-* ``A`` (:func:`particle_matrix`) is the *active* rotation that takes the reference
-  (template) onto the particle: a feature at ``v`` (x, y, z) in the reference is found at
-  ``A @ v`` in the particle, i.e. ``particle(x) = reference(A.T @ x)``.
+* Euler angles ``(rot, tilt, psi)`` in degrees are the project's RELION ZYZ convention
+  (:mod:`tomoclass.io.schema`, :mod:`tomoclass.io.euler`): the *active* rotation that turns the
+  reference (template) into the particle is ``R = Rz(rot) @ Ry(tilt) @ Rz(psi)`` (intrinsic
+  z, y', z''), i.e. ``scipy.spatial.transform.Rotation.from_euler("ZYZ", [rot, tilt, psi],
+  degrees=True).as_matrix()``. A feature at ``v`` (x, y, z) in the reference is at ``R @ v``
+  in the particle: ``particle(x) = reference(R.T @ x)``. (RELION's own
+  ``Euler_angles2matrix`` returns ``R.T``.)
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ __all__ = [
 def particle_matrix(rot_deg, tilt_deg, psi_deg) -> np.ndarray:
     """Active rotation matrix taking the reference onto a particle with RELION angles.
 
-    This is RELION's ``Euler_angles2matrix(rot, tilt, psi)``, i.e.
-    ``Rotation.from_euler("ZYZ", [rot, tilt, psi], degrees=True).inv().as_matrix()``,
-    written out so that it is cheap for single particles.
+    ``R = Rz(rot) @ Ry(tilt) @ Rz(psi)``, equal to
+    ``Rotation.from_euler("ZYZ", [rot, tilt, psi], degrees=True).as_matrix()``, written out
+    so that it is cheap for single particles.
 
     Parameters
     ----------
@@ -50,16 +50,15 @@ def particle_matrix(rot_deg, tilt_deg, psi_deg) -> np.ndarray:
     a, b, g = (np.deg2rad(np.asarray(v, dtype=float)) for v in np.broadcast_arrays(
         rot_deg, tilt_deg, psi_deg))
     ca, sa, cb, sb, cg, sg = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(g), np.sin(g)
-    cc, cs, sc, ss = cb * ca, cb * sa, sb * ca, sb * sa
     m = np.empty(a.shape + (3, 3))
-    m[..., 0, 0] = cg * cc - sg * sa
-    m[..., 0, 1] = cg * cs + sg * ca
-    m[..., 0, 2] = -cg * sb
-    m[..., 1, 0] = -sg * cc - cg * sa
-    m[..., 1, 1] = -sg * cs + cg * ca
-    m[..., 1, 2] = sg * sb
-    m[..., 2, 0] = sc
-    m[..., 2, 1] = ss
+    m[..., 0, 0] = ca * cb * cg - sa * sg
+    m[..., 0, 1] = -ca * cb * sg - sa * cg
+    m[..., 0, 2] = ca * sb
+    m[..., 1, 0] = sa * cb * cg + ca * sg
+    m[..., 1, 1] = -sa * cb * sg + ca * cg
+    m[..., 1, 2] = sa * sb
+    m[..., 2, 0] = -sb * cg
+    m[..., 2, 1] = sb * sg
     m[..., 2, 2] = cb
     return m
 
@@ -79,7 +78,7 @@ def matrix_to_euler(matrix: np.ndarray) -> np.ndarray:
     """
     matrix = np.asarray(matrix, dtype=float)
     flat = matrix.reshape(-1, 3, 3)
-    eul = Rotation.from_matrix(flat).inv().as_euler("ZYZ", degrees=True)
+    eul = Rotation.from_matrix(flat).as_euler("ZYZ", degrees=True)
     return eul.reshape(matrix.shape[:-2] + (3,))
 
 

@@ -6,7 +6,7 @@
   splatting; the map is then low-passed with a Gaussian (sigma = 0.225 x resolution, as
   Chimera's molmap), which dominates the per-element form factors at >= 10 Å resolution.
   Values are scaled to protein mass density (1.0 = 1.35 g/cm³).
-* Density maps (MRC) are read with mrcfile, background-subtracted (median of the box
+* Density maps (MRC) are read with :func:`tomoclass.io.read_volume`, background-subtracted (median of the box
   border), scaled so the mean inside the particle (above 50 % of the maximum) is 1,
   and resampled to the target voxel size.
 """
@@ -203,13 +203,7 @@ def template_from_map(
         Unreadable file, non-3D data, NaN/inf values, empty density, or no usable voxel size.
     """
     path = Path(path)
-    data, header_vs = _read_map(path)
-    src_vs = float(map_voxel_size_angstrom) if map_voxel_size_angstrom else header_vs
-    if not src_vs or src_vs <= 0:
-        raise InputError("map has no voxel size in its header; pass map_voxel_size_angstrom",
-                         path=path, field="voxel_size")
-    if not np.all(np.isfinite(data)):
-        raise InputError("map contains NaN or infinite values", path=path)
+    data, src_vs = _read_map(path, map_voxel_size_angstrom)
     border = np.concatenate([data[[0, -1]].ravel(), data[:, [0, -1]].ravel(),
                              data[:, :, [0, -1]].ravel()])
     d = data.astype(np.float32) - np.float32(np.median(border))
@@ -236,35 +230,12 @@ def template_from_map(
     )
 
 
-def _read_map(path: Path) -> tuple[np.ndarray, float]:
-    """Read a 3D map with mrcfile; return (data (z, y, x) float32, header voxel size Å)."""
-    try:
-        from tomoclass.io import read_volume  # the io stage's reader, when present
-    except ImportError:
-        read_volume = None
-    if read_volume is not None:
-        try:
-            vol = read_volume(path, mmap=False)
-        except InputError:
-            raise
-        except Exception as exc:
-            raise InputError(f"cannot read map: {exc}", path=path) from None
-        data = np.asarray(vol.data, dtype=np.float32)
-        vs = float(vol.voxel_size_angstrom or 0.0)
-    else:
-        import mrcfile
+def _read_map(path: Path, voxel_size_angstrom: float | None) -> tuple[np.ndarray, float]:
+    """Read a 3D map (:func:`tomoclass.io.read_volume`): data (z, y, x) float32, voxel size Å."""
+    from tomoclass.io import read_volume
 
-        try:
-            with mrcfile.open(path, mode="r", permissive=True) as mrc:
-                if mrc.data is None:
-                    raise ValueError("no data block")
-                data = np.array(mrc.data, dtype=np.float32)
-                vs = float(mrc.voxel_size.x)
-        except Exception as exc:
-            raise InputError(f"cannot read map: {exc}", path=path) from None
-    if data.ndim != 3 or min(data.shape) < 2:
-        raise InputError(f"map must be a 3D volume, got shape {data.shape}", path=path)
-    return data, vs
+    vol = read_volume(path, voxel_size_angstrom=voxel_size_angstrom, mmap=False, check="full")
+    return np.asarray(vol.data, dtype=np.float32), float(vol.voxel_size_angstrom)
 
 
 def load_template(
