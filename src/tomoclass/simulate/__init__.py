@@ -1,1 +1,1 @@
-"""tomoclass.simulate"""
+"""tomoclass.simulate."""

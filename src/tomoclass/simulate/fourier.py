@@ -40,7 +40,7 @@ _HC_KEV_ANGSTROM = 12.398419843320026
 
 
 def electron_wavelength_angstrom(voltage_kv: float) -> float:
-    """Relativistic electron wavelength in Å for an acceleration voltage in kV (300 kV -> 0.0197)."""
+    """Relativistic electron wavelength in Å at an acceleration voltage in kV (300 kV: 0.0197)."""
     e = float(voltage_kv)
     return _HC_KEV_ANGSTROM / np.sqrt(e * (2.0 * _M0C2_KEV + e))
 

@@ -173,10 +173,13 @@ def write_tomogram(out_dir: str | os.PathLike, result: TomogramResult, name: str
         "classes": [{"label": k + 1, "name": n} for k, n in enumerate(result.class_names)],
         "euler_convention": "gt.txt: SHREC'21/PyTom ZXZ (phi psi theta) converted from RELION "
                             "ZYZ by tomoclass.io.write_particles",
-        "tilts": [{"angle_deg": float(a), "defocus_um": float(df), "dose_before_e_per_A2": float(db)}
-                  for a, df, db in zip(result.tilt_angles_deg, result.defocus_um,
-                                       result.dose_before_e_per_angstrom2)],
-        "info": {k: (float(v) if isinstance(v, np.floating) else v) for k, v in result.info.items()},
+        "tilts": [
+            {"angle_deg": float(a), "defocus_um": float(df), "dose_before_e_per_A2": float(db)}
+            for a, df, db in zip(result.tilt_angles_deg, result.defocus_um,
+                                 result.dose_before_e_per_angstrom2, strict=True)
+        ],
+        "info": {k: (float(v) if isinstance(v, np.floating) else v)
+                 for k, v in result.info.items()},
         "tool": f"tomoclass {__version__}",
     }
     if config is not None:

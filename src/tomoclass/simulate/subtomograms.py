@@ -20,10 +20,9 @@ Class of subtomogram ``i`` is ``i % n_classes`` (classes interleaved and balance
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-
-import functools
 
 import numpy as np
 import scipy.fft
@@ -153,15 +152,17 @@ def draw_params(
 
 
 def _place(dst, template, order, matrix, position_zyx) -> None:
-    """Rotate ``template`` into a cube of its own size and add it at ``position_zyx`` (voxels
-    from the centre of ``dst``); only the template's cube is interpolated, which is what makes
-    small particles cheap."""
+    """Rotate ``template`` into a cube of its own size and add it at ``position_zyx``.
+
+    ``position_zyx`` is in voxels from the centre of ``dst``. Only the template's cube is
+    interpolated, which is what makes small particles cheap.
+    """
     pos = np.asarray(position_zyx, dtype=float)
     ipos = np.round(pos)
     m = template.box
     cube = rotate_volume(template.spline_coefficients(order), matrix, output_shape=(m, m, m),
                          shift_voxels_zyx=pos - ipos, order=order, prefiltered=True)
-    corner = [int(s // 2 + ip - m // 2) for s, ip in zip(dst.shape, ipos)]
+    corner = [int(s // 2 + ip - m // 2) for s, ip in zip(dst.shape, ipos, strict=True)]
     paste_add(dst, cube, corner)
 
 

@@ -40,7 +40,7 @@ from tomoclass.simulate.fourier import (
     frequency_grid,
     interaction_constant,
 )
-from tomoclass.simulate.rotation import paste_add, particle_matrix, random_euler, rotate_volume
+from tomoclass.simulate.rotation import particle_matrix, paste_add, random_euler, rotate_volume
 from tomoclass.simulate.template import MASK_THRESHOLD, Template
 
 __all__ = [
@@ -217,7 +217,7 @@ def render_density(
 
 def _paint(dst: np.ndarray, src: np.ndarray, corner) -> None:
     sl_d, sl_s = [], []
-    for c, n_s, n_d in zip(corner, src.shape, dst.shape):
+    for c, n_s, n_d in zip(corner, src.shape, dst.shape, strict=True):
         lo, hi = max(c, 0), min(c + n_s, n_d)
         if hi <= lo:
             return
@@ -325,6 +325,8 @@ def backproject(
         Output shape ``(Z, Y, X)`` with ``Y``, ``X`` equal to the tilt series'.
     weighting
         Apply the ramp filter (``False``: plain back-projection).
+    matrix
+        A precomputed :func:`projection_matrix` for this shape and angles.
 
     Returns
     -------
