@@ -287,3 +287,22 @@ def test_center_and_crop_puts_mass_at_centre():
     assert out.shape[0] % 2 == 1
     np.testing.assert_allclose(ndimage.center_of_mass(out), [out.shape[0] // 2] * 3, atol=0.2)
     assert out.sum() == pytest.approx(vol.sum(), rel=0.02)
+
+
+@pytest.mark.parametrize("shape", [(8, 8, 8), (7, 6, 9)])
+def test_white_noise_spectrum_is_the_fft_of_real_white_noise(shape):
+    from tomoclass.simulate.fourier import white_noise_spectrum
+
+    rng = np.random.default_rng(4)
+    axes = (0, 1, 2)
+    xs = []
+    for _ in range(400):
+        s = white_noise_spectrum(rng, shape)
+        x = np.fft.irfftn(s, s=shape, axes=axes)
+        # Hermitian-consistent: the inverse is real and transforms back to the same spectrum
+        np.testing.assert_allclose(np.fft.rfftn(x, axes=axes), s, atol=1e-3)
+        xs.append(x.ravel())
+    xs = np.array(xs)
+    assert xs.var() == pytest.approx(1.0, rel=0.03)
+    cov = np.cov(xs[:, :6].T)
+    assert np.abs(cov - np.eye(6)).max() < 0.2

@@ -150,7 +150,7 @@ def test_real_structures_load_and_radii_follow_masses():
     names = [t.name for t in templates]
     assert rho >= 0.8, dict(zip(names, zip(masses, rg, strict=True), strict=True))
     by = {t.name: t for t in templates}
-    assert by["3cf3"]._cache["n_chains"] == 6  # the C6 hexamer from BIOMT
+    assert by["3cf3"].n_chains == 6  # the C6 hexamer from BIOMT
     assert by["3cf3"].mass_kda == pytest.approx(449, rel=0.05)
     assert by["7p6z"].size_group == "large" and by["1s3x"].size_group == "tiny"
     _, _, asu_chains = load_atomic_model(PDB_DIR / "3cf3.pdb", assembly=False)

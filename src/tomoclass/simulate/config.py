@@ -122,6 +122,7 @@ class TomogramConfig(_Model):
     noise: bool = Field(True, description="Poisson shot noise at the dose")
     ctf: bool = Field(True, description="apply the per-tilt CTF")
     write_density: bool = Field(False, description="also write the noise-free density")
+    interpolation_order: Literal[1, 3] = Field(3, description="rotation spline order")
 
     @model_validator(mode="after")
     def _check(self):

@@ -33,6 +33,7 @@ __all__ = [
     "missing_wedge_mask",
     "critical_exposure",
     "rfft_weights",
+    "white_noise_spectrum",
 ]
 
 _M0C2_KEV = 510.99895  # electron rest energy
@@ -227,3 +228,44 @@ def rfft_weights(n_last: int) -> np.ndarray:
     if n_last % 2 == 0:
         w[-1] = 1.0
     return w
+
+
+def white_noise_spectrum(rng: np.random.Generator, shape, *, out: np.ndarray | None = None):
+    """The ``rfftn`` of real white Gaussian noise of unit variance, drawn directly in Fourier space.
+
+    Coefficients are complex Gaussian with ``E|X|² = N`` (``N`` voxels); the ``kx = 0`` and
+    Nyquist planes are made Hermitian (self-conjugate points real), so the spectrum has exactly
+    the distribution of ``numpy.fft.rfftn`` of ``rng.standard_normal(shape)`` and its inverse is
+    real; it saves the forward FFT of the noise.
+
+    Parameters
+    ----------
+    rng
+        Random generator.
+    shape
+        Real-space ``(D, H, W)``.
+    out
+        Optional complex64 array of shape ``(D, H, W // 2 + 1)`` to fill.
+
+    Returns
+    -------
+    numpy.ndarray
+        complex64 ``(D, H, W // 2 + 1)``.
+    """
+    d, h, w = (int(s) for s in shape)
+    m = w // 2 + 1
+    n = d * h * w
+    raw = rng.standard_normal((d, h, m, 2), dtype=np.float32)
+    raw *= np.float32(np.sqrt(n / 2.0))
+    spec = raw.view(np.complex64)[..., 0]
+    iz = (-np.arange(d)) % d
+    iy = (-np.arange(h)) % h
+    planes = [0] + ([w // 2] if w % 2 == 0 else [])
+    for p in planes:
+        plane = spec[:, :, p]
+        mirrored = np.conj(plane[iz][:, iy])
+        spec[:, :, p] = (plane + mirrored) * np.float32(1 / np.sqrt(2.0))
+    if out is not None:
+        out[...] = spec
+        return out
+    return np.ascontiguousarray(spec)

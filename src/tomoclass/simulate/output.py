@@ -35,6 +35,38 @@ __all__ = ["DATASET_FORMAT_VERSION", "write_subtomogram_dataset", "write_tomogra
 DATASET_FORMAT_VERSION = 1
 
 
+class _NpyAppender:
+    """Write a float32 ``.npy`` of known shape row by row with plain writes.
+
+    Plain appends (not a writable memmap) keep the process's resident memory flat however
+    large the array grows; rows must come in order.
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, ...]):
+        self.path = Path(path)
+        self.shape = tuple(int(s) for s in shape)
+        self.rows = 0
+
+    def __enter__(self) -> _NpyAppender:
+        self.fh = open(self.path, "wb")
+        np.lib.format.write_array_header_1_0(
+            self.fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+                      "fortran_order": False, "shape": self.shape})
+        return self
+
+    def append(self, row: np.ndarray) -> None:
+        row = np.ascontiguousarray(row, dtype=np.float32)
+        if row.shape != self.shape[1:]:
+            raise ValueError(f"row shape {row.shape} != {self.shape[1:]}")
+        self.fh.write(row.tobytes())
+        self.rows += 1
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.fh.close()
+        if exc_type is None and self.rows != self.shape[0]:
+            raise RuntimeError(f"{self.path}: wrote {self.rows} of {self.shape[0]} rows")
+
+
 def split_labels(n_per_class: int, n_classes: int, *, seed: int, val_fraction: float,
                  test_fraction: float) -> np.ndarray:
     """Split of every stream position: exact per-class fractions, shuffled per class by seed.
@@ -93,19 +125,17 @@ def write_subtomogram_dataset(
     splits = split_labels(sc.n_per_class, n_classes, seed=config.seed,
                           val_fraction=sc.val_fraction, test_fraction=sc.test_fraction)
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
-        noisy = np.lib.format.open_memmap(tmp / "subtomograms.npy", mode="w+",
-                                          dtype=np.float32, shape=(n, d, d, d))
-        clean = np.lib.format.open_memmap(tmp / "clean.npy", mode="w+", dtype=np.float32,
-                                          shape=(n, d, d, d))
+    with atomic_dir(out_dir) as tmp, \
+            _NpyAppender(tmp / "subtomograms.npy", (n, d, d, d)) as noisy, \
+            _NpyAppender(tmp / "clean.npy", (n, d, d, d)) as clean:
         rows = []
         c = d // 2
         for st in iter_subtomograms(templates, config, processes=processes):
             p = st.params
             v = st.noisy
             sd = float(v.std())
-            noisy[p.index] = (v - v.mean()) / (sd if sd > 0 else 1.0)
-            clean[p.index] = st.clean
+            noisy.append((v - v.mean()) / np.float32(sd if sd > 0 else 1.0))
+            clean.append(st.clean)
             rows.append({
                 schema.TOMOGRAM: "simulated", schema.X: c + p.shift_zyx[2],
                 schema.Y: c + p.shift_zyx[1], schema.Z: c + p.shift_zyx[0],
@@ -116,9 +146,6 @@ def write_subtomogram_dataset(
             })
             if progress is not None:
                 progress(1)
-        noisy.flush()
-        clean.flush()
-        del noisy, clean
         table = pd.DataFrame(rows)
         write_particles(tmp / "particles.star", table, format="star",
                         class_map=[t.name for t in templates])

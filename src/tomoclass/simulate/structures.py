@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -177,8 +178,7 @@ def template_from_model(
         coords, masses, name=name or _name_of(path), voxel_size_angstrom=voxel_size_angstrom,
         resolution_angstrom=resolution_angstrom, source=str(path),
     )
-    t._cache["n_chains"] = n_chains
-    return t
+    return dataclasses.replace(t, n_chains=n_chains)
 
 
 def template_from_map(
@@ -283,9 +283,7 @@ def load_template(
         t = phantom(key, voxel_size_angstrom=voxel_size_angstrom,
                     resolution_angstrom=resolution_angstrom)
         if name and name != t.name:
-            t = Template(name=name, density=t.density, voxel_size_angstrom=t.voxel_size_angstrom,
-                         size_group=t.size_group, source=t.source, symmetry=t.symmetry,
-                         mass_kda=t.mass_kda)
+            t = dataclasses.replace(t, name=name, _cache={})
         return t
     path = Path(text)
     if text.startswith("phantom:"):

@@ -4,7 +4,8 @@ Image model (per subtomogram, all in Fourier space of the box)::
 
     s     = clean particle + neighbours           (rotated, shifted templates; real space)
     S     = W * CTF * FFT(s)                      (filtered signal)
-    N     = W * FFT(n),   n ~ white Gaussian      (noise is measured through the wedge too)
+    N     = W * FFT(n),   n ~ white Gaussian      (noise is measured through the wedge too;
+                                                   FFT(n) is drawn directly in Fourier space)
     noisy = IFFT(S + c * N)
 
 ``W`` is the missing-wedge mask, ``CTF`` the isotropic 3D CTF at the particle's defocus.
@@ -28,7 +29,13 @@ import numpy as np
 import scipy.fft
 
 from tomoclass.errors import InputError
-from tomoclass.simulate.fourier import ctf, frequency_grid, missing_wedge_mask, rfft_weights
+from tomoclass.simulate.fourier import (
+    ctf,
+    frequency_grid,
+    missing_wedge_mask,
+    rfft_weights,
+    white_noise_spectrum,
+)
 from tomoclass.simulate.rotation import particle_matrix, paste_add, random_euler, rotate_volume
 from tomoclass.simulate.template import Template
 
@@ -210,6 +217,7 @@ def apply_imaging(
     tilt_range_deg: tuple[float, float] | None = (-60.0, 60.0),
     snr: np.ndarray | None = None,
     noise: np.ndarray | None = None,
+    noise_spectrum: np.ndarray | None = None,
     workers: int = -1,
 ) -> np.ndarray:
     """Apply CTF, missing wedge and noise at an exact SNR to a batch of volumes.
@@ -232,8 +240,11 @@ def apply_imaging(
     snr
         ``(B,)`` requested SNR; ``None``: no noise.
     noise
-        ``(B, D, H, W)`` white standard-normal noise (required with ``snr``); drawn by the
-        caller from per-particle generators for reproducibility.
+        ``(B, D, H, W)`` white standard-normal noise; drawn by the caller from per-particle
+        generators for reproducibility. With ``snr``, this or ``noise_spectrum`` is required.
+    noise_spectrum
+        ``(B, D, H, W // 2 + 1)`` complex64: the same noise already in ``rfftn`` layout
+        (:func:`tomoclass.simulate.fourier.white_noise_spectrum`), which saves an FFT.
     workers
         FFT threads (``-1``: all cores).
 
@@ -261,11 +272,15 @@ def apply_imaging(
     if filt is not None:
         spec *= filt
     if snr is not None:
-        if noise is None:
-            raise ValueError("noise is required when snr is given")
+        if noise is None and noise_spectrum is None:
+            raise ValueError("noise or noise_spectrum is required when snr is given")
         n_vox = int(np.prod(shape))
         w = rfft_weights(shape[-1])
-        nspec = scipy.fft.rfftn(np.asarray(noise, dtype=np.float32), axes=axes, workers=workers)
+        if noise_spectrum is not None:
+            nspec = np.asarray(noise_spectrum, dtype=np.complex64)
+        else:
+            nspec = scipy.fft.rfftn(np.asarray(noise, dtype=np.float32), axes=axes,
+                                    workers=workers)
         if wedge is not None:
             nspec *= wedge[None]
         var_s = _parseval_var(spec, w, n_vox)
@@ -303,7 +318,8 @@ def simulate_batch(
     n_classes = len(templates)
     bsz = len(indices)
     scenes = np.empty((bsz,) + shape, dtype=np.float32)
-    noises = np.empty((bsz,) + shape, dtype=np.float32) if sc.noise else None
+    spec_shape = (bsz, box, box, box // 2 + 1)
+    noises = np.empty(spec_shape, dtype=np.complex64) if sc.noise else None
     params, cleans = [], []
     for k, i in enumerate(indices):
         rng = np.random.default_rng([seed, int(i)])
@@ -318,7 +334,7 @@ def simulate_batch(
         params.append(p)
         cleans.append(clean)
         if noises is not None:
-            rng.standard_normal(shape, dtype=np.float32, out=noises[k])
+            white_noise_spectrum(rng, shape, out=noises[k])
     noisy = apply_imaging(
         scenes, voxel_size_angstrom=config.voxel_size_angstrom,
         defocus_um=np.array([p.defocus_um for p in params]) if sc.ctf else None,
@@ -326,7 +342,7 @@ def simulate_batch(
         amplitude_contrast=mc.amplitude_contrast, b_factor_angstrom2=mc.b_factor_angstrom2,
         tilt_range_deg=mc.tilt_range_deg if sc.missing_wedge else None,
         snr=np.array([p.snr for p in params]) if sc.noise else None,
-        noise=noises, workers=workers,
+        noise_spectrum=noises, workers=workers,
     )
     return [Subtomogram(noisy=noisy[k], clean=cleans[k], params=p) for k, p in enumerate(params)]
 

@@ -39,6 +39,8 @@ class Template:
         Point group (``C1``, ``C6``, ``D7``, ``O``, ...), ``""`` if unknown.
     mass_kda
         Mass in kDa when known (atomic models, phantoms from their volume), else NaN.
+    n_chains
+        Chains in the atomic model used (assembly copies included); 0 if not from a model.
     """
 
     name: str
@@ -48,6 +50,7 @@ class Template:
     source: str = ""
     symmetry: str = ""
     mass_kda: float = float("nan")
+    n_chains: int = 0
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property

@@ -410,7 +410,7 @@ def simulate_tomogram(
                                 min_gap_voxels=tc.min_gap_voxels)
     tick("placed particles")
     density, labels = render_density(templates, particles, shape,
-                                     order=config.subtomograms.interpolation_order)
+                                     order=tc.interpolation_order)
     tick("rendered density")
 
     angles = np.asarray(mc.tilt_angles_deg, dtype=float)
