@@ -104,3 +104,12 @@ def test_picks_outside_the_tomogram_are_refused(world, tmp_path):
     picks = pd.DataFrame({"x": [10.0, 400.0], "y": [10.0, 10.0], "z": [10.0, 10.0]})
     with pytest.raises(InputError, match="outside"):
         predict_particles(world / "run", world / "tomo.mrc", picks)
+
+
+def test_prediction_memory_estimate_refuses_before_reading_boxes(world, tmp_path, capsys):
+    code = main(["predict", "--run", str(world / "run"), "--tomogram", str(world / "tomo.mrc"),
+                 "--coords", str(world / "picks.csv"), "--out", str(tmp_path / "p.csv"),
+                 "--max-memory", "10K", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "prediction needs about" in err[0]
+    assert not (tmp_path / "p.csv").exists()
