@@ -1,1 +1,27 @@
-"""tomoclass.cam"""
+"""Class activation maps (the paper's Eq. 1, Grad-CAM for other nets), their figures and score.
+
+- :func:`class_activation_maps` -> :class:`CamResult` (maps, class, method, probabilities);
+- :func:`cam_score` -> :class:`CamScore`: share of positive CAM energy inside the particle's
+  ground-truth mask (:func:`particle_mask`), averaged per class.
+"""
+
+from tomoclass.cam.maps import METHODS, CamResult, cam_method, class_activation_maps
+from tomoclass.cam.score import (
+    DEFAULT_MASK_LEVEL,
+    CamScore,
+    cam_score,
+    energy_fraction,
+    particle_mask,
+)
+
+__all__ = [
+    "DEFAULT_MASK_LEVEL",
+    "METHODS",
+    "CamResult",
+    "CamScore",
+    "cam_method",
+    "cam_score",
+    "class_activation_maps",
+    "energy_fraction",
+    "particle_mask",
+]

@@ -1,0 +1,221 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+from torch import nn
+
+from tomoclass.cam import (
+    cam_score,
+    class_activation_maps,
+    energy_fraction,
+    particle_mask,
+)
+from tomoclass.errors import InputError
+
+HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_pre_hooks",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_state_dict_hooks",
+    "_load_state_dict_pre_hooks",
+)
+
+
+class TinyGapNet(nn.Module):
+    """GAP + one linear layer, the structure Eq. 1 needs."""
+
+    has_gap_head = True
+    model_name = "tiny_gap"
+
+    def __init__(self, num_classes=3):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv3d(1, 4, 3, padding=1), nn.BatchNorm3d(4), nn.ReLU(),
+            nn.AvgPool3d(2), nn.Conv3d(4, 6, 3, padding=1),
+        )
+        self.fc = nn.Linear(6, num_classes)
+
+    def forward_features(self, x):
+        return self.features(x)
+
+    def forward_head(self, f):
+        return self.fc(f.mean(dim=(2, 3, 4)))
+
+    def get_classifier(self):
+        return self.fc
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+
+class TinyFcNet(TinyGapNet):
+    """Flatten + fully connected head (like shrec_cnn): Grad-CAM."""
+
+    has_gap_head = False
+    model_name = "tiny_fc"
+
+    def __init__(self, num_classes=3, box=16):
+        super().__init__(num_classes)
+        self.hidden = nn.Linear(6 * (box // 2) ** 3, 8)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward_head(self, f):
+        return self.fc(torch.relu(self.hidden(f.flatten(1))))
+
+
+class PlantedNet(nn.Module):
+    """Features = the input itself, average-pooled by 2: they respond only where x != 0."""
+
+    has_gap_head = True
+    model_name = "planted"
+
+    def __init__(self, uniform=False):
+        super().__init__()
+        self.uniform = uniform
+        self.fc = nn.Linear(1, 2)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.tensor([[1.0], [0.5]]))
+            self.fc.bias.zero_()
+
+    def forward_features(self, x):
+        f = F.avg_pool3d(x, 2)
+        return torch.ones_like(f) if self.uniform else f
+
+    def forward_head(self, f):
+        return self.fc(f.mean(dim=(2, 3, 4)))
+
+    def get_classifier(self):
+        return self.fc
+
+
+def _ball(box, radius, centre=None):
+    c = np.array(centre if centre is not None else [box // 2] * 3)
+    z, y, x = np.indices((box,) * 3)
+    return ((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2) <= radius**2
+
+
+def _no_hooks(model):
+    for m in model.modules():
+        for name in HOOK_DICTS:
+            d = getattr(m, name, None)
+            if d is not None:
+                assert len(d) == 0, f"{type(m).__name__}.{name} not empty"
+    for p in model.parameters():
+        assert p.grad is None
+
+
+@pytest.fixture
+def batch():
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((3, 1, 16, 16, 16)).astype(np.float32)
+
+
+def test_cam_mean_is_logit_minus_bias(batch):
+    torch.manual_seed(0)
+    model = TinyGapNet()
+    for c in range(3):
+        res = class_activation_maps(model, batch, c)
+        assert res.method == "cam"
+        expected = res.logits[:, c] - model.fc.bias.detach().numpy()[c]
+        np.testing.assert_allclose(res.cam_lowres.mean(axis=(1, 2, 3)), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("net", [TinyGapNet, TinyFcNet])
+def test_shapes_determinism_and_no_side_effects(net, batch):
+    torch.manual_seed(0)
+    model = net()
+    model.train()
+    res = class_activation_maps(model, batch, batch_size=2)
+    again = class_activation_maps(model, torch.from_numpy(batch[:, 0]), batch_size=2)
+    one_pass = class_activation_maps(model, batch, batch_size=8)
+    assert res.method == ("cam" if net is TinyGapNet else "grad-cam")
+    assert res.cam.shape == (3, 16, 16, 16) and res.cam.dtype == np.float32
+    assert res.cam_lowres.shape == (3, 8, 8, 8)
+    assert res.probabilities.shape == (3, 3)
+    np.testing.assert_allclose(res.probabilities.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(res.class_index, res.predicted)
+    np.testing.assert_array_equal(res.cam, again.cam)  # same call, same bits
+    np.testing.assert_allclose(res.cam, one_pass.cam, atol=1e-5)  # batching changes nothing
+    assert model.training  # mode restored
+    _no_hooks(model)
+    # eval-mode outputs: the logits match a plain eval forward pass
+    model.eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(res.logits, model(torch.from_numpy(batch)).numpy(), atol=1e-5)
+
+
+def test_grad_cam_matches_autograd_definition(batch):
+    torch.manual_seed(1)
+    model = TinyFcNet().eval()
+    x = torch.from_numpy(batch)
+    f = model.forward_features(x).detach().requires_grad_(True)
+    logit = model.forward_head(f)[:, 2].sum()
+    logit.backward()
+    alpha = f.grad.mean(dim=(2, 3, 4))
+    expected = torch.relu((alpha[:, :, None, None, None] * f).sum(1)).detach().numpy()
+    res = class_activation_maps(model, batch, 2)
+    np.testing.assert_allclose(res.cam_lowres, expected, atol=1e-6)
+    assert (res.cam >= 0).all()
+
+
+def test_requested_class_bad_inputs():
+    model = TinyGapNet()
+    with pytest.raises(InputError):
+        class_activation_maps(model, np.zeros((1, 16, 16, 16), np.float32), 3)
+    with pytest.raises(InputError):
+        class_activation_maps(model, np.zeros((16, 16, 16), np.float32))
+    with pytest.raises(InputError):
+        class_activation_maps(TinyFcNet(), np.zeros((1, 16, 16, 16), np.float32), method="cam")
+
+
+def test_particle_mask_inverted_contrast_and_neighbour():
+    box = 24
+    particle = ndimage.gaussian_filter(_ball(box, 5).astype(float), 1.0)
+    neighbour = ndimage.gaussian_filter(_ball(box, 4, (3, 3, 3)).astype(float), 1.0) * 3
+    clean = 7.0 - (particle + neighbour)  # dark particles on an offset background
+    mask = particle_mask(clean)
+    assert mask[12, 12, 12] and not mask[3, 3, 3]
+    # the mask is the smoothed ball cut at 20% of its peak: close to the ball itself
+    ball = _ball(box, 5)
+    assert (mask & ball).sum() / ball.sum() > 0.95
+    assert mask.sum() < _ball(box, 7).sum()
+    assert not particle_mask(np.full((box,) * 3, 2.0)).any()
+
+
+def test_particle_mask_hollow_particle_keeps_nearest_shell():
+    box = 24
+    shell = _ball(box, 7) & ~_ball(box, 4)
+    mask = particle_mask(shell.astype(float) + 0.1 * _ball(box, 2, (2, 2, 2)))
+    np.testing.assert_array_equal(mask, shell)
+
+
+def test_planted_features_score_near_one_and_uniform_scores_mask_fraction():
+    box = 32
+    region = _ball(box, 9)
+    clean = -ndimage.gaussian_filter(region.astype(float), 0.7)
+    mask = particle_mask(clean)
+    inputs = np.stack([region.astype(np.float32)] * 2)
+    cleans = np.stack([clean] * 2)
+    labels = np.array([0, 1])
+    planted = cam_score(PlantedNet(), inputs, cleans, labels, ["a", "b"])
+    assert planted.method == "cam"
+    assert planted.mean > 0.9, planted.per_particle
+    uniform = cam_score(PlantedNet(uniform=True), inputs, cleans, labels, ["a", "b"])
+    np.testing.assert_allclose(uniform.per_particle, mask.mean(), rtol=1e-6)
+    np.testing.assert_allclose(uniform.mean_mask_fraction, mask.mean())
+    d = planted.to_dict()
+    assert set(d["per_class"]) == {"a", "b"} and d["n_scored"] == 2
+
+
+def test_energy_fraction_edge_cases():
+    m = np.zeros((4, 4, 4), bool)
+    m[:2] = True
+    a = np.zeros((4, 4, 4))
+    assert np.isnan(energy_fraction(a - 1.0, m))  # no positive energy
+    a[0] = 1.0
+    a[3] = -5.0  # negative evidence does not count
+    assert energy_fraction(a, m) == 1.0
+    with pytest.raises(InputError):
+        energy_fraction(a, m[:3])
