@@ -219,3 +219,29 @@ def test_energy_fraction_edge_cases():
     assert energy_fraction(a, m) == 1.0
     with pytest.raises(InputError):
         energy_fraction(a, m[:3])
+
+
+@pytest.mark.parametrize("orthogonal", [False, True])
+def test_cam_figure_writes_png(tmp_path, orthogonal):
+    import matplotlib.image as mpimg
+
+    from tomoclass.cam.figure import CamPanel, cam_figure
+
+    rng = np.random.default_rng(3)
+    box = 16
+    clean = np.stack([_ball(box, 4).astype(np.float32)] * 2)
+    inputs = (clean + rng.standard_normal(clean.shape)).astype(np.float32)
+    torch.manual_seed(0)
+    panels = [
+        CamPanel(lbl, class_activation_maps(net(), inputs), ["a", "b", "c"])
+        for lbl, net in (("gap", TinyGapNet), ("fc", TinyFcNet))
+    ]
+    out = cam_figure(tmp_path / "fig.png", inputs, panels, ["a", "b"], clean=clean,
+                     orthogonal=orthogonal, title="t")
+    img = mpimg.imread(out)
+    assert img.ndim == 3 and img.shape[0] > 100
+    # more columns with orthogonal slices: the figure is wider
+    assert (img.shape[1] > 2.5 * img.shape[0]) == orthogonal
+    assert list(tmp_path.iterdir()) == [out]  # nothing half-written left beside it
+    with pytest.raises(InputError):
+        cam_figure(tmp_path / "bad.png", inputs[:1], panels, ["a"])
