@@ -245,3 +245,19 @@ def test_cam_figure_writes_png(tmp_path, orthogonal):
     assert list(tmp_path.iterdir()) == [out]  # nothing half-written left beside it
     with pytest.raises(InputError):
         cam_figure(tmp_path / "bad.png", inputs[:1], panels, ["a"])
+
+
+def test_cam_volumes_are_mrc_with_input_voxel_size(tmp_path):
+    import mrcfile
+
+    from tomoclass.cam.volumes import write_cam_volumes
+
+    x = np.random.default_rng(0).standard_normal((2, 16, 16, 16)).astype(np.float32)
+    torch.manual_seed(0)
+    res = class_activation_maps(TinyGapNet(), x)
+    paths = write_cam_volumes(tmp_path / "mrc", res, ["p0 a", "p1/b"], 13.5)
+    assert [p.name for p in paths] == ["p0_a.mrc", "p1_b.mrc"]
+    for p, vol in zip(paths, res.cam):
+        with mrcfile.open(p, permissive=False) as m:
+            np.testing.assert_array_equal(m.data, vol)
+            assert float(m.voxel_size.x) == pytest.approx(13.5)
