@@ -257,7 +257,7 @@ def test_cam_volumes_are_mrc_with_input_voxel_size(tmp_path):
     res = class_activation_maps(TinyGapNet(), x)
     paths = write_cam_volumes(tmp_path / "mrc", res, ["p0 a", "p1/b"], 13.5)
     assert [p.name for p in paths] == ["p0_a.mrc", "p1_b.mrc"]
-    for p, vol in zip(paths, res.cam):
+    for p, vol in zip(paths, res.cam, strict=True):
         with mrcfile.open(p, permissive=False) as m:
             np.testing.assert_array_equal(m.data, vol)
             assert float(m.voxel_size.x) == pytest.approx(13.5)

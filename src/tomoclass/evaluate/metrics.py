@@ -82,7 +82,7 @@ def confusion_matrix(
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num / den with NaN where den == 0 (no division warning)."""
+    """Element-wise num / den, NaN where den == 0 (no division warning)."""
     num = np.asarray(num, dtype=np.float64)
     den = np.asarray(den, dtype=np.float64)
     out = np.full(num.shape, np.nan)
