@@ -261,3 +261,18 @@ def test_cam_volumes_are_mrc_with_input_voxel_size(tmp_path):
         with mrcfile.open(p, permissive=False) as m:
             np.testing.assert_array_equal(m.data, vol)
             assert float(m.voxel_size.x) == pytest.approx(13.5)
+
+
+def test_choose_particles_spreads_over_classes_and_is_seeded():
+    from tomoclass.cam.run import choose_particles
+
+    labels = np.array([0] * 10 + [1] * 2 + [2] * 5)
+    picks = choose_particles(labels, 7, seed=4)
+    np.testing.assert_array_equal(picks, choose_particles(labels, 7, seed=4))
+    counts = np.bincount(labels[picks], minlength=3)
+    np.testing.assert_array_equal(counts, [3, 2, 2])  # class 1 runs out after two
+    assert list(labels[picks]) == sorted(labels[picks])
+    assert len(set(picks.tolist())) == 7
+    assert len(choose_particles(labels, 100)) == len(labels)
+    with pytest.raises(InputError):
+        choose_particles(labels, 0)

@@ -140,3 +140,20 @@ def test_predict_logits_batches_and_restores_mode():
     np.testing.assert_allclose(out, ref, atol=1e-5)
     with pytest.raises(InputError):
         predict_logits(model, [])
+
+
+def test_compare_cli_reads_reports(tmp_path, capsys):
+    from tomoclass.cli.main import main
+
+    runs = []
+    for name, cm in (("densenet3d", CM_A), ("dilated_densenet3d", CM_B)):
+        run = tmp_path / name
+        write_report(_report(cm, name=name, run_dir=run), run / "evaluation_test")
+        runs.append(str(run))
+    assert main(["compare", *runs, "--out", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    assert "| dilated_densenet3d | 0.667 | **0.800** |" in out
+    assert (tmp_path / "cmp" / "fig4a.png").is_file()
+    assert not (tmp_path / "cmp" / "fig4b.png").exists()  # no metrics logs, no curve
+    assert main(["compare", str(tmp_path / "nope")]) == 2
+    assert "no evaluation report" in capsys.readouterr().err

@@ -224,12 +224,10 @@ def _plain_table(labels: Sequence[str], header: Sequence[str], values: np.ndarra
     return lines
 
 
-def unique_labels(reports: Sequence[EvaluationReport], paths: Sequence[str | Path]) -> list[str]:
-    """Row labels: the model name, with the run folder's name added where names repeat."""
-    names = [r.model_name for r in reports]
-    out = []
-    for name, path in zip(names, paths, strict=True):
-        out.append(name if names.count(name) == 1 else f"{name} ({Path(path).name})")
+def unique_labels(names: Sequence[str], paths: Sequence[str | Path]) -> list[str]:
+    """Row labels: each model name, with its run folder's name added where names repeat."""
+    out = [name if list(names).count(name) == 1 else f"{name} ({Path(path).name})"
+           for name, path in zip(names, paths, strict=True)]
     if len(set(out)) != len(out):
         out = [f"{o} #{i + 1}" for i, o in enumerate(out)]
     return out
@@ -393,6 +391,7 @@ def compare_runs(
     *,
     reports: Sequence[EvaluationReport] | None = None,
     group: str = "tiny",
+    curves: Sequence[EpochCurve] | None = None,
 ) -> Comparison:
     """Gather evaluations (and per-epoch logs) of several runs into a :class:`Comparison`.
 
@@ -405,6 +404,10 @@ def compare_runs(
         Already computed evaluations, one per path (skips reading them from disk).
     group
         Size group of the Fig. 4B curves ("tiny" as in the paper, or "macro").
+    curves
+        Fig. 4B curves computed elsewhere (e.g. from periodic checkpoints by
+        :func:`tomoclass.evaluate.run.checkpoint_curve`); default: from each run's
+        ``metrics.jsonl``.
 
     Raises
     ------
@@ -419,7 +422,9 @@ def compare_runs(
         reports = [load_report(p) for p in paths]
     if len(reports) != len(paths):
         raise InputError(f"{len(reports)} reports for {len(paths)} runs")
-    labels = unique_labels(reports, paths)
+    labels = unique_labels([r.model_name for r in reports], paths)
+    if curves is not None:
+        return Comparison(labels=labels, reports=list(reports), curves=list(curves))
     logs = []  # (records, report, label) of the runs that have a per-epoch log
     for p, r, lbl in zip(paths, reports, labels, strict=True):
         for log in ((Path(r.run_dir) / "metrics.jsonl") if r.run_dir else None,
