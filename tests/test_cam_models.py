@@ -34,6 +34,11 @@ def _inputs(size, n=2):
     return np.random.default_rng(0).standard_normal((n, size, size, size)).astype(np.float32)
 
 
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="needs CUDA")]),
+]
 GAP_MODELS = [n for n in list_models() if get_model(n, num_classes=2).has_gap_head]
 
 
@@ -41,11 +46,12 @@ def test_registry_has_gap_models():
     assert {"dilated_densenet3d", "densenet3d"} <= set(GAP_MODELS)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", GAP_MODELS)
-def test_spatial_mean_of_cam_is_logit_minus_bias(name):
-    model = _model(name)
+def test_spatial_mean_of_cam_is_logit_minus_bias(name, device):
+    model = _model(name).to(device)
     x = _inputs(_size(model), n=NUM_CLASSES)
-    bias = model.get_classifier().bias.detach().numpy()
+    bias = model.get_classifier().bias.detach().cpu().numpy()
     cls = np.arange(NUM_CLASSES)  # every class, each on its own subtomogram, one pass
     res = class_activation_maps(model, x, cls)
     assert res.method == "cam"
@@ -55,9 +61,10 @@ def test_spatial_mean_of_cam_is_logit_minus_bias(name):
     )
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", list_models())
-def test_every_model_shapes_method_and_no_hooks_left(name):
-    model = _model(name)
+def test_every_model_shapes_method_and_no_hooks_left(name, device):
+    model = _model(name).to(device)
     size = _size(model)
     x = _inputs(size)
     model.train()
@@ -75,5 +82,5 @@ def test_every_model_shapes_method_and_no_hooks_left(name):
     assert all(p.grad is None for p in model.parameters())
     with torch.no_grad():
         model.eval()
-        np.testing.assert_allclose(res.logits, model(torch.from_numpy(x)[:, None]).numpy(),
-                                   atol=1e-5)
+        ref = model(torch.from_numpy(x)[:, None].to(device)).cpu().numpy()
+    np.testing.assert_allclose(res.logits, ref, atol=1e-4 if device == "cuda" else 1e-5)
