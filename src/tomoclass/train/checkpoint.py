@@ -12,6 +12,7 @@ import io
 import os
 import pickle
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -29,25 +30,26 @@ FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "format_version", "model_name", "model_kwargs", "class_names",
                  "model_state", "epoch")
 
-#: Test hook: ``"checkpoint_write:FLAGFILE"`` makes the next checkpoint write stop half
-#: way, create FLAGFILE and sleep, so a test can SIGKILL the process mid-write.
+#: Test hook, unset in normal use: ``"EVENT@FLAGFILE"``. When the training loop reaches
+#: EVENT (``batch:E:B`` after batch B of epoch E, or ``write:NAME:E`` half way through
+#: writing checkpoint NAME of epoch E), FLAGFILE is created and the process waits until a
+#: test deletes it (or 120 s pass), so the test can signal or SIGKILL it at that point.
 PAUSE_ENV = "TOMOCLASS_TEST_PAUSE"
 
 
-def test_pause(event: str) -> None:
-    """Pause here when the test hook in ``$TOMOCLASS_TEST_PAUSE`` names ``event``.
-
-    The variable holds ``EVENT:FLAGFILE``; on a match FLAGFILE is created and the process
-    sleeps for up to 120 s (the test kills it). Unset in normal use: a no-op.
-    """
+def pause_hook(event: str) -> None:
+    """Wait here while the test hook in ``$TOMOCLASS_TEST_PAUSE`` names ``event``."""
     spec = os.environ.get(PAUSE_ENV)
     if not spec:
         return
-    name, _, flag = spec.partition(":")
+    name, _, flag = spec.partition("@")
     if name != event:
         return
-    Path(flag).touch()
-    time.sleep(120)
+    flag_path = Path(flag)
+    flag_path.touch()
+    deadline = time.monotonic() + 120
+    while flag_path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
@@ -71,10 +73,10 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     data = buf.getvalue()
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            if os.environ.get(PAUSE_ENV, "").startswith("checkpoint_write:"):
+            if os.environ.get(PAUSE_ENV, "").startswith("write:"):
                 fh.write(data[: len(data) // 2])
                 fh.flush()
-                test_pause("checkpoint_write")
+                pause_hook(f"write:{path.name}:{payload.get('epoch')}")
                 data = data[len(data) // 2 :]
             fh.write(data)
     return path
@@ -125,11 +127,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()
-        why = next((ln for ln in first if "Unsupported" in ln or "global" in ln.lower()), "")
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        why = f" (it references {found.group(1)})" if found else ""
         raise InputError(
             "refused: the file holds Python objects other than plain data, so loading it "
-            f"could run code{f' ({why.strip()})' if why else ''}",
+            f"could run code{why}; only load model files from sources you trust",
             path=path,
         ) from exc
     except (RuntimeError, EOFError, OSError, ValueError) as exc:

@@ -598,7 +598,7 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
                 if bar is not None:
                     bar.update(n * di.world_size)
                     bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{schedule.lr:.2e}")
-                ckpt_mod.test_pause(f"batch:{epoch + 1}:{batches_done}")
+                ckpt_mod.pause_hook(f"batch:{epoch + 1}:{batches_done}")
                 if any_rank(stop.signal is not None, di, device):
                     interrupted = stop.signal or "SIGTERM"
                     break
@@ -621,6 +621,7 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
 
             totals = torch.tensor([loss_sum, correct, seen], dtype=torch.float64, device=device)
             all_reduce_sum(totals, di)
+            _average_buffers(model, di)
             val_loss, cm = _validate(model, val_loader, device, dtype, use_cl, num_classes, di)
             f1 = M.per_class_f1(cm)
             record = {
@@ -667,6 +668,20 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
         tb.close()
     epochs_done = history[-1]["epoch"] if history else start_epoch
     return FitResult(out, epochs_done, best_epoch, best_f1, history, interrupted)
+
+
+def _average_buffers(model: nn.Module, di: DistInfo) -> None:
+    """Average floating-point buffers (batch-norm running statistics) over ranks.
+
+    Each rank updates them from its own shard during training; averaging makes every
+    rank validate, and rank 0 save, the same model.
+    """
+    if not di.distributed:
+        return
+    for buf in model.buffers():
+        if buf.is_floating_point():
+            all_reduce_sum(buf.data, di)
+            buf.data /= di.world_size
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
