@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -175,19 +177,22 @@ def test_particle_mask_inverted_contrast_and_neighbour():
     particle = ndimage.gaussian_filter(_ball(box, 5).astype(float), 1.0)
     neighbour = ndimage.gaussian_filter(_ball(box, 4, (3, 3, 3)).astype(float), 1.0) * 3
     clean = 7.0 - (particle + neighbour)  # dark particles on an offset background
-    mask = particle_mask(clean)
+    mask = particle_mask(clean, level=0.2)
     assert mask[12, 12, 12] and not mask[3, 3, 3]
     # the mask is the smoothed ball cut at 20% of its peak: close to the ball itself
     ball = _ball(box, 5)
     assert (mask & ball).sum() / ball.sum() > 0.95
     assert mask.sum() < _ball(box, 7).sum()
     assert not particle_mask(np.full((box,) * 3, 2.0)).any()
+    # a lower level keeps more of the blurred edge, still not the neighbour
+    low = particle_mask(clean, level=0.025)
+    assert low.sum() > mask.sum() and not low[3, 3, 3]
 
 
 def test_particle_mask_hollow_particle_keeps_nearest_shell():
     box = 24
     shell = _ball(box, 7) & ~_ball(box, 4)
-    mask = particle_mask(shell.astype(float) + 0.1 * _ball(box, 2, (2, 2, 2)))
+    mask = particle_mask(shell.astype(float) + 0.1 * _ball(box, 2, (2, 2, 2)), level=0.2)
     np.testing.assert_array_equal(mask, shell)
 
 
@@ -276,3 +281,26 @@ def test_choose_particles_spreads_over_classes_and_is_seeded():
     assert len(choose_particles(labels, 100)) == len(labels)
     with pytest.raises(InputError):
         choose_particles(labels, 0)
+
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "structures"
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not (DATA / "masks_shrec19").is_dir(),
+                    reason="../shared/data/structures (SHREC'19 maps and masks) not present")
+def test_default_mask_matches_shrec19_reference_mask_volumes():
+    import warnings
+
+    import mrcfile
+
+    names = [p.stem for p in sorted((DATA / "masks_shrec19").glob("*.mrc"))
+             if (DATA / "maps_10A" / p.name).is_file()]
+    assert names
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the maps carry no machine stamp
+        for n in names:
+            dens = mrcfile.read(DATA / "maps_10A" / f"{n}.mrc")
+            ref = mrcfile.read(DATA / "masks_shrec19" / f"{n}.mrc") > 0.5
+            ratio = particle_mask(dens).sum() / ref.sum()
+            assert 0.9 < ratio < 1.1, (n, ratio)
