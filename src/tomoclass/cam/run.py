@@ -126,7 +126,7 @@ def cam_for_runs(
     store = open_dataset(dataset_dir)
     inputs = SplitInputs(store, split)
     picks = choose_particles(inputs.labels, n, seed)
-    x = np.stack([inputs[int(i)].reshape(inputs[int(i)].shape[-3:]) for i in picks])
+    x = np.stack([_volume(inputs[int(i)]) for i in picks])
     rows = inputs.rows[picks]
     clean = (np.stack([np.asarray(store.clean[int(r)]) for r in rows])
              if getattr(store, "clean", None) is not None else None)
@@ -157,3 +157,9 @@ def cam_for_runs(
         out, x, panels, true_names, clean=clean, orthogonal=orthogonal, mask_level=mask_level,
         title=f"CAM of the {target} class, {split} split of {Path(dataset_dir).name}")
     return CamFigureResult(figure=figure, rows=rows, panels=panels, mrc_files=files)
+
+
+def _volume(item: np.ndarray) -> np.ndarray:
+    """A (D, H, W) float32 volume from a (D, H, W) or (1, D, H, W) dataset item."""
+    a = np.asarray(item, dtype=np.float32)
+    return a.reshape(a.shape[-3:])
