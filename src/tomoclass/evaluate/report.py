@@ -106,6 +106,8 @@ class EvaluationReport:
         dataset has no clean volumes or CAM was not asked for.
     out_dir
         Folder the report was written to (None before writing).
+    info
+        Extra facts recorded with the report (checkpoint epoch, device).
     """
 
     model_name: str

@@ -41,12 +41,15 @@ class SplitInputs:
     def __init__(self, store: Any, split: str) -> None:
         from tomoclass.data import SubtomogramDataset
 
+        table_rows = split_rows(store, split)  # clear error for an empty/unknown split first
         self.dataset = SubtomogramDataset(store, split=split, augment=False)
         self.labels = np.asarray(self.dataset.labels, dtype=np.int64)
-        self.rows = split_rows(store, split)
+        # the dataset's own row list when it exposes one (tomoclass.data does: .indices)
+        rows = getattr(self.dataset, "indices", None)
+        self.rows = table_rows if rows is None else np.asarray(rows, dtype=np.int64)
         if len(self.rows) != len(self.labels):
             raise InputError(
-                f"split '{split}' has {len(self.rows)} table rows but the dataset yields "
+                f"split '{split}' has {len(self.rows)} rows but the dataset yields "
                 f"{len(self.labels)} subtomograms", field="split")
 
     def __len__(self) -> int:
