@@ -44,12 +44,15 @@ class EpochCurve:
         float64 (E,): mean F1 over the group's classes (NaN when none is defined).
     group
         Size group averaged, or "macro".
+    split
+        Split the F1 was measured on ("val" for the training log).
     """
 
     label: str
     epochs: np.ndarray
     f1: np.ndarray
     group: str
+    split: str = "val"
 
 
 @dataclass
@@ -132,7 +135,8 @@ class Comparison:
             lines += ["", "## Mean F1 per size group (Fig. 4A)", "", "![Fig. 4A](fig4a.png)", ""]
             lines += _plain_table(self.labels, groups, gt)
         if self.curves:
-            lines += ["", f"## Validation F1 against epoch (Fig. 4B, {self.curves[0].group})",
+            c0 = self.curves[0]
+            lines += ["", f"## F1 against epoch (Fig. 4B; {c0.group}, {c0.split} split)",
                       "", "![Fig. 4B](fig4b.png)"]
         cam = self.cam_table()
         if cam is not None:
@@ -166,7 +170,8 @@ class Comparison:
             "size_groups": groups,
             "group_f1": [row(r) for r in gt],
             "cam_score": None if cam is None else [row(r) for r in cam],
-            "curves": [{"label": c.label, "group": c.group, "epochs": c.epochs.tolist(),
+            "curves": [{"label": c.label, "group": c.group, "split": c.split,
+                        "epochs": c.epochs.tolist(),
                         "f1": row(c.f1)} for c in self.curves],
         }
 
@@ -327,7 +332,8 @@ def plot_group_bars(comparison: Comparison, path: str | Path) -> Path:
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("mean F1")
     ax.set_xlabel("size group")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(k, 3),
+              frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path = Path(path)
@@ -345,11 +351,16 @@ def plot_epoch_curves(curves: Sequence[EpochCurve], path: str | Path) -> Path:
     ax = fig.add_subplot(1, 1, 1)
     for c in curves:
         ax.plot(c.epochs, c.f1, marker="o", markersize=3, label=c.label)
+    from matplotlib.ticker import MaxNLocator
+
     group = curves[0].group if curves else MACRO
+    split = curves[0].split if curves else "val"
     ax.set_xlabel("epoch")
-    ax.set_ylabel("macro F1 (validation)" if group == MACRO else f"mean F1, {group} (validation)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(f"macro F1 ({split})" if group == MACRO else f"mean F1, {group} ({split})")
     ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(len(curves), 3),
+              frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)

@@ -285,4 +285,4 @@ def checkpoint_curve(
         epochs.append(int(info.get("epoch", int(ck.stem.split("_")[1]))))
         values.append(groups[used] if used != MACRO else metrics.macro_f1)
     return EpochCurve(label=label, epochs=np.asarray(epochs, dtype=np.int64),
-                      f1=np.asarray(values, dtype=np.float64), group=used)
+                      f1=np.asarray(values, dtype=np.float64), group=used, split=split)
