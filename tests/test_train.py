@@ -13,13 +13,15 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from test_train_support import TINY_KWARGS, TINY_MODEL, make_dataset
+from test_train_support import TINY_KWARGS, TINY_MODEL, make_dataset, one_thread, tiny_model_args
 
 from tomoclass.cli.main import main
 from tomoclass.errors import InputError, ResourceError
 from tomoclass.train import TrainConfig, fit, load_checkpoint, load_run, preset
 from tomoclass.train import metrics as M
 from tomoclass.train.schedule import lr_at
+
+_one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
 TIME_KEYS = {"samples_per_s", "epoch_seconds"}
 
@@ -68,7 +70,7 @@ def test_schedule_warms_up_then_steps_down():
     spe = 10
     lrs = [lr_at(s, spe, cfg) for s in range(30 * spe)]
     assert lrs[0] == pytest.approx(0.1 * cfg.warmup_start_factor)
-    assert all(a < b for a, b in zip(lrs[:20], lrs[1:21]))  # rising during warm-up
+    assert all(a < b for a, b in zip(lrs[:20], lrs[1:21], strict=True))  # rising during warm-up
     assert lrs[20] == pytest.approx(0.1)
     assert lrs[10 * spe] == pytest.approx(0.01) and lrs[20 * spe] == pytest.approx(0.001)
 
@@ -142,7 +144,8 @@ def _cli(capsys, *argv):
 
 
 def _run_args(ds, out, *extra):
-    return ("--data", ds, "--out", out, "--model", TINY_MODEL, "--epochs", 1,
+    return ("--data", ds, "--out", out, "--model", TINY_MODEL,
+            *tiny_model_args(), "--epochs", 1,
             "--batch-size", 6, "--lr-reference-batch", 6, *extra)
 
 

@@ -11,10 +11,20 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train_support import PY, TINY_MODEL, make_dataset, runner_prelude
 from test_train import tiny_cfg
+from test_train_support import (
+    PY,
+    SUBPROCESS_ENV,
+    TINY_MODEL,
+    make_dataset,
+    one_thread,
+    runner_prelude,
+    tiny_model_args,
+)
 
 from tomoclass.train import fit, load_checkpoint
+
+_one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
 pytestmark = pytest.mark.slow
 
@@ -35,13 +45,14 @@ def straight(dataset, tmp_path_factory):
 def _start(dataset, out, pause, *extra, epochs=3):
     cfg = tiny_cfg()
     argv = ["train", "--no-progress", "--data", str(dataset), "--out", str(out),
-            "--model", TINY_MODEL, "--epochs", str(epochs), "--batch-size", str(cfg.batch_size),
+            "--model", TINY_MODEL,
+            *tiny_model_args(), "--epochs", str(epochs), "--batch-size", str(cfg.batch_size),
             "--lr", str(cfg.base_lr), "--lr-reference-batch", str(cfg.lr_reference_batch),
             "--seed", str(cfg.seed), "--checkpoint-every", "1", "--deterministic",
             "--no-augment", *extra]
     code = runner_prelude() + f"from tomoclass.cli.main import main; sys.exit(main({argv!r}))"
     flag = out.parent / f"flag-{time.monotonic_ns()}"
-    env = {**os.environ, "TOMOCLASS_TEST_PAUSE": f"{pause}@{flag}"}
+    env = {**os.environ, **SUBPROCESS_ENV, "TOMOCLASS_TEST_PAUSE": f"{pause}@{flag}"}
     proc = subprocess.Popen([PY, "-c", code], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60

@@ -1,5 +1,5 @@
-"""Helpers for the train/predict tests: tiny datasets, and stand-ins for the contracts of
-``tomoclass.models`` / ``tomoclass.data`` (docs/architecture.md) used only while those
+"""Helpers for the train/predict tests: tiny datasets, and stand-ins for the contract of
+``tomoclass.data`` (docs/architecture.md) used only while those
 branches have not been merged. ``install()`` adds a stand-in only where the real function
 is missing, so the same tests run against the real packages once they are there.
 """
@@ -13,51 +13,19 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from torch import nn
 
 import tomoclass.data as tdata
-import tomoclass.models as tmodels
 
 TESTS_DIR = Path(__file__).resolve().parent
 SRC_DIR = TESTS_DIR.parent / "src"
 
 #: Model used by the tests: real dilated net with a tiny configuration when available.
 TINY_MODEL = "dilated_densenet3d"
-TINY_KWARGS: dict = {}
+TINY_KWARGS: dict = {"growth_rate": 2, "num_blocks": 2, "layers_per_block": 2,
+                     "dilations": [1, 2], "bottleneck_width": 2}
 
 
 # -- stand-ins ----------------------------------------------------------------------------
-class _TinyNet(nn.Module):
-    has_gap_head = True
-
-    def __init__(self, num_classes: int, width: int = 4, model_name: str = "tiny"):
-        super().__init__()
-        self.model_name = model_name
-        self.features = nn.Sequential(
-            nn.Conv3d(1, width, 3, padding=1), nn.BatchNorm3d(width), nn.ReLU(),
-            nn.Conv3d(width, width, 3, padding=2, dilation=2), nn.BatchNorm3d(width), nn.ReLU(),
-        )
-        self.fc = nn.Linear(width, num_classes)
-
-    def forward_features(self, x):
-        return self.features(x)
-
-    def forward_head(self, f):
-        return self.fc(f.mean(dim=(2, 3, 4)))
-
-    def get_classifier(self):
-        return self.fc
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
-
-
-def _get_model(name, num_classes, **cfg):
-    if name not in ("dilated_densenet3d", "densenet3d"):
-        raise KeyError(name)
-    return _TinyNet(num_classes, model_name=name, **cfg)
-
-
 class _ClassMap:
     def __init__(self, names, size_groups=None):
         self.names = list(names)
@@ -100,7 +68,8 @@ def _write_dataset(path, volumes, table, class_map, voxel_size_angstrom, clean=N
     np.save(path / "subtomograms.npy", np.asarray(volumes, dtype=np.float32))
     table.to_csv(path / "particles.csv", index=False)
     (path / "classes.yaml").write_text(yaml.safe_dump(
-        [{"name": n, "size_group": g} for n, g in zip(class_map.names, class_map.size_groups)]))
+        [{"name": n, "size_group": g}
+         for n, g in zip(class_map.names, class_map.size_groups, strict=True)]))
     (path / "dataset.yaml").write_text(yaml.safe_dump(
         {"voxel_size_angstrom": voxel_size_angstrom, "box": int(volumes.shape[-1])}))
     return path
@@ -123,9 +92,6 @@ class _SubtomogramDataset(torch.utils.data.Dataset):
 
 def install() -> None:
     """Add stand-ins for the contract functions that are not merged yet."""
-    if not hasattr(tmodels, "get_model"):
-        tmodels.get_model = _get_model
-        tmodels.list_models = lambda: ["densenet3d", "dilated_densenet3d"]
     if not hasattr(tdata, "open_dataset"):
         tdata.ClassMap = _ClassMap
         tdata.open_dataset = _open_dataset
@@ -152,7 +118,7 @@ def blob_volumes(labels: np.ndarray, box: int, rng: np.random.Generator) -> np.n
     return out
 
 
-def make_dataset(path: Path, *, n_per_class=(6, 6, 6), n_val_per_class=2, box=16, seed=0,
+def make_dataset(path: Path, *, n_per_class=(6, 6, 6), n_val_per_class=2, box=12, seed=0,
                  voxel_size_angstrom=10.0, names=None) -> Path:
     """Write a labelled blob dataset through ``tomoclass.data.write_dataset``."""
     rng = np.random.default_rng(seed)
@@ -184,3 +150,27 @@ def runner_prelude() -> str:
 
 
 PY = sys.executable
+
+
+#: Environment for subprocesses: one intra-op thread. On the shared 2-core machine torch's
+#: default of one thread per core made a 12^3 training step ~40x slower (measured 1-2 s vs
+#: 0.03 s) through oversubscription; the tests check behaviour, not speed.
+SUBPROCESS_ENV = {"OMP_NUM_THREADS": "1"}
+
+
+def one_thread():
+    """Generator for an autouse fixture: one torch thread during a test, restored after."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def tiny_model_args() -> list[str]:
+    """``--model-arg KEY=VALUE`` options giving the CLI the tiny model of the tests."""
+    out: list[str] = []
+    for k, v in TINY_KWARGS.items():
+        out += ["--model-arg", f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}"]
+    return out

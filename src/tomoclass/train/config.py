@@ -52,7 +52,7 @@ class TrainConfig(BaseModel):
     augment: bool = Field(True, description="wedge-preserving augmentation of training data")
     train_split: str = "train"
     val_split: str = "val"
-    checkpoint_every: int = Field(5, ge=0, description="keep epoch_XXX.pt every N epochs (0: never)")
+    checkpoint_every: int = Field(5, ge=0, description="keep epoch_XXX.pt every N epochs (0: no)")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', 'mps'")
     amp: Literal["auto", "off", "bf16", "fp16"] = Field(

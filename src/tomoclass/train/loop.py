@@ -237,7 +237,7 @@ def build_model(name: str, num_classes: int, kwargs: dict[str, Any]) -> nn.Modul
     except KeyError as exc:
         known = ", ".join(models.list_models()) if hasattr(models, "list_models") else "?"
         raise InputError(f"unknown model {name!r} (known: {known})", field="model") from exc
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise InputError(f"bad model arguments for {name!r}: {exc}", field="model_kwargs") from exc
 
 
@@ -295,7 +295,7 @@ def _class_map_dict(cm: Any) -> dict[str, Any]:
 
 
 def _classes_yaml(cm: Any) -> str:
-    entries = [{"name": n, "size_group": g} for n, g in zip(cm.names, cm.size_groups)]
+    entries = [{"name": n, "size_group": g} for n, g in zip(cm.names, cm.size_groups, strict=True)]
     return yaml.safe_dump(entries, sort_keys=False)
 
 
@@ -436,6 +436,11 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
     per_rank_batch = cfg.batch_size // di.world_size
 
     model = build_model(cfg.model, num_classes, cfg.model_kwargs)
+    min_box = getattr(model, "min_input_size", None)
+    if min_box and int(store.box) < min_box:
+        raise InputError(f"subtomograms of {store.box} voxels are smaller than model "
+                         f"'{cfg.model}' accepts ({min_box}); extract larger boxes",
+                         path=_dataset_path(store), field="box")
     n_keep = 2 + (cfg.epochs // cfg.checkpoint_every if cfg.checkpoint_every else 0)
     if check_resources:
         est = estimate_training(model, int(store.box), per_rank_batch, n_keep)
@@ -633,7 +638,7 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
                 "val_accuracy": M.accuracy(cm),
                 "val_macro_f1": M.macro_f1(cm),
                 "val_f1_per_class": {n: (None if np.isnan(v) else float(v))
-                                     for n, v in zip(class_names, f1)},
+                                     for n, v in zip(class_names, f1, strict=True)},
                 "samples_per_s": float(totals[2]) / max(seconds, 1e-9),
                 "epoch_seconds": seconds,
             }
