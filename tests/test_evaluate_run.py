@@ -1,18 +1,12 @@
-"""End to end: tiny runs trained with tomoclass.train -> evaluate -> compare -> cam (CLI too).
-
-Uses ``test_train_support`` (stand-ins for ``tomoclass.data`` while that branch is not
-merged; the real package once it is).
-"""
+"""End to end: tiny runs trained with tomoclass.train -> evaluate -> compare -> cam (CLI too)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import test_train_support  # noqa: F401  (installs data stand-ins only where missing)
 
 import tomoclass.data as tdata
 from tomoclass.cli.main import main
@@ -55,7 +49,6 @@ def runs(tmp_path_factory):
     ds = root / "ds"
     tdata.write_dataset(ds, vols, table, tdata.ClassMap(NAMES, GROUPS), 10.0,
                         clean=clean.astype(np.float32))
-    np.save(ds / "clean_for_stand_in.npy", clean.astype(np.float32))
     out = {}
     for name, kw in MODELS.items():
         cfg = preset("default", model=name, model_kwargs=kw, batch_size=6, epochs=2,
@@ -64,21 +57,6 @@ def runs(tmp_path_factory):
         fit(cfg, ds, root / name, progress=False)
         out[name] = root / name
     return ds, out
-
-
-@pytest.fixture(autouse=True)
-def _clean_volumes(monkeypatch):
-    """The data stand-in has no clean volumes; the real store reads clean.npy itself."""
-    real = tdata.open_dataset
-
-    def open_with_clean(path):
-        store = real(path)
-        extra = Path(path) / "clean_for_stand_in.npy"
-        if getattr(store, "clean", None) is None and extra.is_file():
-            store.clean = np.load(extra, mmap_mode="r")
-        return store
-
-    monkeypatch.setattr(tdata, "open_dataset", open_with_clean)
 
 
 def test_evaluate_run_writes_consistent_report(runs):
