@@ -1,1 +1,25 @@
-"""tomoclass.locate"""
+"""Find and classify particles in a whole tomogram with a GAP + linear classifier.
+
+The classifier runs fully convolutionally (:func:`score_tomogram`), its per-class score maps
+become a particle table by peak finding with non-maximum suppression (:func:`find_peaks`),
+and :func:`background_boxes` makes the "background" class it must be trained with.
+"""
+
+from tomoclass.locate.peaks import BACKGROUND, find_peaks
+from tomoclass.locate.scoring import (
+    Geometry,
+    ScoreMaps,
+    model_geometry,
+    receptive_field_radius,
+    score_tomogram,
+)
+
+__all__ = [
+    "BACKGROUND",
+    "Geometry",
+    "ScoreMaps",
+    "find_peaks",
+    "model_geometry",
+    "receptive_field_radius",
+    "score_tomogram",
+]
