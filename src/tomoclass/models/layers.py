@@ -1,0 +1,222 @@
+"""Layers shared by the nets, the common model base class and the paper's initialisation.
+
+Tensors are batches of subtomograms in (N, C, D, H, W) order, spatial axes (z, y, x).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.utils.checkpoint as cp
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+
+def init_weights(module: nn.Module) -> None:
+    """Initialise as Gao et al. 2020: Xavier-uniform conv/linear weights, zero biases, BN 1/0.
+
+    Xavier-uniform draws from U(-a, a) with a = sqrt(6 / (fan_in + fan_out)), where the fans
+    count input/output channels times the kernel volume (torch's convention).
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv3d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm)):
+            if m.weight is not None:
+                nn.init.ones_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+class DenseLayer(nn.Module):
+    """One (dilated) dense layer: BN-ReLU-1x1x1 conv (bottleneck), BN-ReLU-3x3x3 conv.
+
+    Parameters
+    ----------
+    in_channels
+        Channels of all preceding feature maps of the block together.
+    growth_rate
+        Channels this layer adds (k).
+    bottleneck_width
+        The bottleneck has ``bottleneck_width * growth_rate`` channels (4k in the paper).
+    dilation
+        Dilation of the 3x3x3 conv; padding equals the dilation so the size is kept.
+    memory_efficient
+        Recompute the concatenation + bottleneck in the backward pass instead of storing
+        them (``torch.utils.checkpoint``); only active when gradients are needed.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        growth_rate: int,
+        bottleneck_width: int,
+        dilation: int,
+        memory_efficient: bool = False,
+    ) -> None:
+        super().__init__()
+        mid = bottleneck_width * growth_rate
+        self.norm1 = nn.BatchNorm3d(in_channels)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv1 = nn.Conv3d(in_channels, mid, kernel_size=1, bias=False)
+        self.norm2 = nn.BatchNorm3d(mid)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv3d(
+            mid, growth_rate, kernel_size=3, padding=dilation, dilation=dilation, bias=False
+        )
+        self.dilation = dilation
+        self.memory_efficient = memory_efficient
+        self._recomputing = False
+
+    def bottleneck(self, *features: Tensor) -> Tensor:
+        """Concatenate the inputs along channels and apply BN-ReLU-1x1x1 conv."""
+        x = torch.cat(features, 1) if len(features) > 1 else features[0]
+        if self._recomputing and self.norm1.training:
+            # Checkpoint recomputation in backward: same batch statistics, but the running
+            # statistics were already updated by the forward pass and must not move twice,
+            # so this pass updates throw-away copies (same op, same saved tensors).
+            n = self.norm1
+            mean = None if n.running_mean is None else n.running_mean.clone()
+            var = None if n.running_var is None else n.running_var.clone()
+            x = F.batch_norm(x, mean, var, n.weight, n.bias, True, 0.0, n.eps)
+        else:
+            x = self.norm1(x)
+            self._recomputing = True
+        return self.conv1(self.relu1(x))
+
+    def forward(self, features: Sequence[Tensor]) -> Tensor:
+        """Map the block's features so far, (N, C_i, D, H, W) each, to k new channels."""
+        needs_grad = torch.is_grad_enabled() and any(f.requires_grad for f in features)
+        self._recomputing = False
+        if self.memory_efficient and needs_grad:
+            out = cp.checkpoint(self.bottleneck, *features, use_reentrant=False)
+        else:
+            out = self.bottleneck(*features)
+        return self.conv2(self.relu2(self.norm2(out)))
+
+
+class DenseBlock(nn.Module):
+    """Dense block: every layer sees the concatenation of the block input and earlier outputs.
+
+    Parameters
+    ----------
+    in_channels
+        Channels of the block input (k0).
+    growth_rate, bottleneck_width, memory_efficient
+        As in :class:`DenseLayer`.
+    dilations
+        Dilation of each layer's 3x3x3 conv; its length is the number of layers L.
+        Output channels: k0 + L * k.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        growth_rate: int,
+        bottleneck_width: int,
+        dilations: Sequence[int],
+        memory_efficient: bool = False,
+    ) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            DenseLayer(
+                in_channels + i * growth_rate, growth_rate, bottleneck_width, d, memory_efficient
+            )
+            for i, d in enumerate(dilations)
+        )
+        self.out_channels = in_channels + len(dilations) * growth_rate
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(N, k0, D, H, W) -> (N, k0 + L k, D, H, W)."""
+        features = [x]
+        for layer in self.layers:
+            features.append(layer(features))
+        return torch.cat(features, 1)
+
+
+class Transition(nn.Sequential):
+    """Transition between dense blocks: BN, 1x1x1 conv (compression), 2x2x2 average pool.
+
+    The paper's transition (Fig. 1C) has no ReLU between BN and conv.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm3d(in_channels)
+        self.conv = nn.Conv3d(in_channels, out_channels, kernel_size=1, bias=False)
+        self.pool = nn.AvgPool3d(kernel_size=2, stride=2)
+
+
+class TomoNet(nn.Module):
+    """Common interface of every tomoclass classifier.
+
+    Subclasses set ``features`` (the conv trunk), implement :meth:`forward_head` and
+    :meth:`get_classifier`, and fill the attributes below.
+
+    Attributes
+    ----------
+    model_name : str
+        Registry name; ``get_model(model_name, **model_config)`` rebuilds the architecture.
+    model_config : dict
+        Constructor keyword arguments (plain ints, floats, bools and lists).
+    has_gap_head : bool
+        True if the head is global average pooling + one linear layer (CAM of Eq. 1 applies).
+    min_input_size : int
+        Smallest accepted edge length (voxels) of each spatial axis.
+    max_input_size : int or None
+        Largest accepted edge length, or None if unbounded.
+    """
+
+    model_name: str = ""
+    has_gap_head: bool = False
+    min_input_size: int = 1
+    max_input_size: int | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model_config: dict[str, Any] = {}
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise ``ValueError`` unless ``x`` is (N, C, D, H, W) with a size this net accepts."""
+        if x.dim() != 5:
+            raise ValueError(
+                f"{self.model_name} expects a batch (N, C, D, H, W), got shape {tuple(x.shape)}"
+            )
+        spatial = tuple(x.shape[2:])
+        small = min(spatial) < self.min_input_size
+        large = self.max_input_size is not None and max(spatial) > self.max_input_size
+        if small or large:
+            bound = (
+                f"from {self.min_input_size}^3 to {self.max_input_size}^3"
+                if self.max_input_size is not None
+                else f"of at least {self.min_input_size}^3"
+            )
+            raise ValueError(
+                f"{self.model_name} needs inputs {bound} voxels, got "
+                f"{'x'.join(map(str, spatial))}"
+            )
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Last convolutional feature map, (N, C, d, h, w), of a batch (N, C_in, D, H, W)."""
+        self.check_input(x)
+        return self.features(x)
+
+    def forward_head(self, features: Tensor, pre_logits: bool = False) -> Tensor:
+        """Logits (N, num_classes) from :meth:`forward_features` output."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits (N, num_classes) of a batch (N, C_in, D, H, W)."""
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Linear:
+        """The final linear layer (its weights give the CAM of Eq. 1 for GAP heads)."""
+        raise NotImplementedError
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the final linear layer by a freshly initialised one with ``num_classes``."""
+        raise NotImplementedError
