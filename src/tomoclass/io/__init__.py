@@ -1,1 +1,26 @@
-"""tomoclass.io"""
+"""Reading and writing tomograms (MRC) and particle tables.
+
+Volumes are ``(z, y, x)`` arrays with the voxel size in Ångström; particle tables are pandas
+DataFrames in the schema of :mod:`tomoclass.io.schema`.
+"""
+
+from tomoclass.io.particles import (
+    READ_FORMATS,
+    SHREC19_CLASSES,
+    WRITE_FORMATS,
+    read_particles,
+    write_particles,
+)
+from tomoclass.io.volume import Volume, check_voxel_size, read_volume, write_volume
+
+__all__ = [
+    "READ_FORMATS",
+    "SHREC19_CLASSES",
+    "WRITE_FORMATS",
+    "Volume",
+    "check_voxel_size",
+    "read_particles",
+    "read_volume",
+    "write_particles",
+    "write_volume",
+]

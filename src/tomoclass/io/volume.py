@@ -1,0 +1,286 @@
+"""MRC volumes: memory-mapped reading with checks, atomic writing with correct headers.
+
+Arrays are in MRC order ``(z, y, x)`` (sections, rows, columns); voxel sizes are in Ångström.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+from tomoclass.errors import InputError
+from tomoclass.io.atomic import atomic_path
+
+#: Voxel sizes outside this range (Å) are refused as absurd unless overridden.
+#: 0.1 Å is below any detector pixel; 1,000 Å (100 nm) is far coarser than any binned tomogram.
+MIN_VOXEL_SIZE_ANGSTROM = 0.1
+MAX_VOXEL_SIZE_ANGSTROM = 1000.0
+
+#: Volumes up to this many bytes are checked for NaN/Inf and zero variance in full; larger ones
+#: (``check="auto"``) are checked on a strided sample of z-sections so opening stays cheap.
+FULL_CHECK_MAX_BYTES = 256 * 1024**2
+
+#: MRC modes tomoclass reads: 0 int8, 1 int16, 2 float32, 6 uint16, 12 float16.
+SUPPORTED_MODES = {0: "int8", 1: "int16", 2: "float32", 6: "uint16", 12: "float16"}
+
+_COMPRESSED = (".gz", ".bz2")
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A 3D density read from an MRC file.
+
+    Attributes
+    ----------
+    data
+        Array of shape ``(z, y, x)`` in the file's dtype: a read-only ``numpy.memmap`` when
+        read with ``mmap=True`` (nothing is loaded until sliced), else an in-memory array.
+    voxel_size_angstrom
+        Isotropic voxel size in Å (from the header unless overridden).
+    path
+        The file it came from.
+    """
+
+    data: np.ndarray
+    voxel_size_angstrom: float
+    path: Path
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(z, y, x)`` size in voxels."""
+        return tuple(int(n) for n in self.data.shape)  # type: ignore[return-value]
+
+
+def check_voxel_size(value: float, *, path: str | os.PathLike[str] | None = None,
+                     field: str = "voxel_size_angstrom") -> float:
+    """Return ``value`` as float if it is a plausible voxel size in Å, else raise InputError."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"voxel size {value!r} is not a number", path=path, field=field) from None
+    if not np.isfinite(v) or v <= 0:
+        raise InputError(
+            f"voxel size is {v:g} Å; give the real one with --voxel-size (Å)",
+            path=path, field=field,
+        )
+    if not MIN_VOXEL_SIZE_ANGSTROM <= v <= MAX_VOXEL_SIZE_ANGSTROM:
+        raise InputError(
+            f"voxel size {v:g} Å is outside the plausible range "
+            f"{MIN_VOXEL_SIZE_ANGSTROM:g}-{MAX_VOXEL_SIZE_ANGSTROM:g} Å; "
+            "override it with --voxel-size",
+            path=path, field=field,
+        )
+    return v
+
+
+def read_volume(
+    path: str | os.PathLike[str],
+    voxel_size_angstrom: float | None = None,
+    mmap: bool = True,
+    *,
+    check: str = "auto",
+    allow_2d: bool = False,
+) -> Volume:
+    """Open an MRC/REC volume, memory-mapped by default.
+
+    Parameters
+    ----------
+    path
+        ``.mrc``/``.rec``/``.map`` file (``.gz``/``.bz2`` are read into memory: they cannot be
+        memory-mapped).
+    voxel_size_angstrom
+        Override for a wrong header (Å). ``None`` takes the header's value, which must then be
+        non-zero, isotropic and plausible.
+    mmap
+        Memory-map the data (default). ``False`` reads it into memory.
+    check
+        How to check the values for NaN/Inf and zero variance: ``"full"`` reads every voxel,
+        ``"sample"`` reads up to 16 evenly spaced z-sections, ``"auto"`` (default) is full up to
+        :data:`FULL_CHECK_MAX_BYTES` and sampled above (so a NaN in an unsampled section of a huge
+        tomogram can go unnoticed: use ``"full"`` when that matters), ``"none"`` skips it.
+    allow_2d
+        Accept a single image (returned as shape ``(1, y, x)``). By default a 2D file is an error.
+
+    Returns
+    -------
+    Volume
+        ``data`` of shape ``(z, y, x)``.
+
+    Raises
+    ------
+    InputError
+        Missing or truncated file, unsupported MRC mode, a 2D image where a volume is expected,
+        NaN/Inf voxels, a constant (zero-variance) volume, or a voxel size of 0, anisotropic or
+        outside 0.1-1000 Å with no override.
+    """
+    path = Path(path)
+    if check not in ("auto", "full", "sample", "none"):
+        raise InputError(f"check must be auto/full/sample/none, not {check!r}", field="check")
+    if not path.is_file():
+        raise InputError("no such file", path=path)
+    compressed = path.suffix.lower() in _COMPRESSED
+    use_mmap = mmap and not compressed
+    # Permissive mode so that old files without the MAP ID or with a bad machine stamp still
+    # open; the problems that matter (truncated data, unknown mode) are checked below.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            opener = mrcfile.mmap if use_mmap else mrcfile.open
+            mrc = opener(path, mode="r", permissive=True)
+        except (ValueError, OSError, EOFError) as exc:
+            raise InputError(f"not a readable MRC volume ({_short(exc)})", path=path) from None
+    try:
+        header = mrc.header
+        mode = int(header.mode)
+        if mode not in SUPPORTED_MODES:
+            raise InputError(
+                f"MRC mode {mode} is not supported (use one of "
+                f"{', '.join(f'{k} ({v})' for k, v in SUPPORTED_MODES.items())})",
+                path=path, field="mode",
+            )
+        data = mrc.data
+        if data is None:
+            why = "; ".join(_short(w.message) for w in caught) or "no data block"
+            raise InputError(f"cannot read the data ({why})", path=path)
+        if data.ndim == 2 or (data.ndim == 3 and data.shape[0] == 1):
+            if not allow_2d:
+                raise InputError(
+                    f"this is a 2D image {tuple(data.shape[-2:])}, a 3D volume is expected",
+                    path=path, field="nz",
+                )
+            data = data.reshape((1,) + tuple(data.shape[-2:]))
+        elif data.ndim != 3:
+            raise InputError(f"expected a 3D volume, got {data.ndim} dimensions", path=path,
+                             field="nz")
+        if voxel_size_angstrom is None:
+            vs = mrc.voxel_size
+            sizes = np.array([float(vs.x), float(vs.y), float(vs.z)])
+            if data.shape[0] == 1:
+                sizes = sizes[:2]
+            if np.any(sizes <= 0) or not np.all(np.isfinite(sizes)):
+                raise InputError(
+                    f"header voxel size is {sizes[0]:g} Å; give the real one with --voxel-size (Å)",
+                    path=path, field="voxel_size",
+                )
+            if np.max(sizes) - np.min(sizes) > 1e-3 * np.max(sizes):
+                raise InputError(
+                    f"anisotropic voxel size {tuple(round(s, 4) for s in sizes)} Å (x, y, z); "
+                    "give the isotropic value with --voxel-size",
+                    path=path, field="voxel_size",
+                )
+            voxel = check_voxel_size(sizes[0], path=path, field="voxel_size")
+        else:
+            voxel = check_voxel_size(voxel_size_angstrom, path=path)
+        if not use_mmap:
+            data = np.array(data, copy=True)
+        if check != "none":
+            _check_values(data, path, check)
+    finally:
+        # Closing the MrcMemmap only drops its own reference: numpy's memmap keeps the mapping
+        # alive for ``data`` (read-only), so the returned array stays valid.
+        mrc.close()
+    return Volume(data=data, voxel_size_angstrom=voxel, path=path)
+
+
+def _check_values(data: np.ndarray, path: Path, check: str) -> None:
+    nbytes = data.size * data.dtype.itemsize
+    if check == "full" or (check == "auto" and nbytes <= FULL_CHECK_MAX_BYTES):
+        sample = data
+    else:
+        idx = np.unique(np.linspace(0, data.shape[0] - 1, min(16, data.shape[0])).astype(int))
+        sample = data[idx]
+    if np.issubdtype(data.dtype, np.floating):
+        # Slab-wise so a full check of a large memmap does not allocate a float64 copy.
+        step = max(1, (64 * 1024**2) // max(1, sample[0].nbytes))
+        for z0 in range(0, sample.shape[0], step):
+            slab = np.asarray(sample[z0:z0 + step])
+            bad = ~np.isfinite(slab)
+            if bad.any():
+                z, y, x = np.argwhere(bad)[0]
+                what = "NaN" if np.isnan(slab[z, y, x]) else "Inf"
+                n = int(bad.sum())
+                raise InputError(
+                    f"{n} voxel(s) are NaN/Inf (first: {what} in a checked section at "
+                    f"y={y}, x={x})", path=path, field="data",
+                )
+    lo = hi = None
+    step = max(1, (64 * 1024**2) // max(1, sample[0].nbytes))
+    for z0 in range(0, sample.shape[0], step):
+        slab = np.asarray(sample[z0:z0 + step])
+        s_lo, s_hi = slab.min(), slab.max()
+        lo = s_lo if lo is None else min(lo, s_lo)
+        hi = s_hi if hi is None else max(hi, s_hi)
+    if lo == hi:
+        raise InputError(
+            f"the volume is constant ({float(lo):g} everywhere checked): zero variance",
+            path=path, field="data",
+        )
+
+
+def write_volume(
+    path: str | os.PathLike[str],
+    data: np.ndarray,
+    voxel_size_angstrom: float,
+) -> Path:
+    """Write a ``(z, y, x)`` array as MRC, atomically, with header statistics filled in.
+
+    Parameters
+    ----------
+    path
+        Destination ``.mrc`` file; it appears only once complete.
+    data
+        3D (or 2D) array. float32, float16, int8, int16 and uint16 keep their dtype (MRC modes
+        2, 12, 0, 1, 6); uint8 is stored as uint16, float64 and other types as float32.
+        A memmap is copied in z-slabs, so writing a large volume needs little memory.
+    voxel_size_angstrom
+        Isotropic voxel size in Å, written to the header (``cella = shape * voxel``).
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    InputError
+        Non-3D/2D data or an implausible voxel size.
+    """
+    path = Path(path)
+    voxel = check_voxel_size(voxel_size_angstrom, path=path)
+    arr = data
+    if arr.ndim not in (2, 3):
+        raise InputError(f"can only write 2D or 3D arrays, got shape {arr.shape}", path=path)
+    keep = {np.dtype(t) for t in ("float32", "float16", "int8", "int16", "uint16")}
+    if arr.dtype in keep:
+        out_dtype = arr.dtype
+    elif arr.dtype == np.uint8:
+        out_dtype = np.dtype("uint16")
+    else:
+        out_dtype = np.dtype("float32")
+    mode = int(mrcfile.utils.mode_from_dtype(out_dtype))
+    with atomic_path(path, suffix=".mrc") as tmp:
+        with mrcfile.new_mmap(tmp, shape=arr.shape, mrc_mode=mode, overwrite=True) as mrc:
+            if arr.ndim == 3:
+                step = max(1, (64 * 1024**2) // max(1, arr[0].nbytes))
+                for z0 in range(0, arr.shape[0], step):
+                    mrc.data[z0:z0 + step] = np.asarray(arr[z0:z0 + step], dtype=out_dtype)
+            else:
+                mrc.data[...] = np.asarray(arr, dtype=out_dtype)
+            mrc.voxel_size = voxel
+            mrc.header.origin = (0.0, 0.0, 0.0)
+            mrc.update_header_from_data()
+            with warnings.catch_warnings():
+                # NaN/Inf data are written as given (reading refuses them); no stats warnings.
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mrc.update_header_stats()
+    return path
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]

@@ -1,0 +1,247 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import starfile
+
+from tomoclass.errors import InputError
+from tomoclass.io import read_particles, write_particles
+from tomoclass.io import schema as S
+from tomoclass.io.euler import relion_matrix, relion_to_zxz_pytom, zxz_pytom_to_relion
+
+
+def _table(n=6, seed=0, tomogram="tomo_a"):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        S.TOMOGRAM: tomogram,
+        S.X: rng.uniform(0, 100, n).round(3), S.Y: rng.uniform(0, 100, n).round(3),
+        S.Z: rng.uniform(0, 50, n).round(3),
+        S.CLASS_NAME: rng.choice(["1bxn", "3cf3", "4v94"], n),
+        S.ROT: rng.uniform(-180, 180, n), S.TILT: rng.uniform(1, 179, n),
+        S.PSI: rng.uniform(-180, 180, n),
+        S.SCORE: rng.uniform(0, 1, n), S.IS_PROTEIN: True,
+    })
+
+
+def _same_rotation(a, b):
+    for (r1, t1, p1), (r2, t2, p2) in zip(a, b, strict=True):
+        np.testing.assert_allclose(relion_matrix(r1, t1, p1), relion_matrix(r2, t2, p2), atol=1e-6)
+
+
+# --- Euler conventions ----------------------------------------------------------------------
+
+def test_zxz_to_zyz_is_the_same_rotation():
+    rng = np.random.default_rng(3)
+    phi, psi, theta = rng.uniform(-180, 180, (3, 20))
+    theta = np.abs(theta) % 180
+    zyz = zxz_pytom_to_relion(phi, psi, theta)
+    from scipy.spatial.transform import Rotation
+    for (a, b, c), (rot, tilt, ps) in zip(np.stack([phi, psi, theta], 1), zyz, strict=True):
+        m_zxz = Rotation.from_euler("ZXZ", [a, c, b], degrees=True).as_matrix()
+        np.testing.assert_allclose(m_zxz, relion_matrix(rot, tilt, ps), atol=1e-9)
+    back = relion_to_zxz_pytom(zyz[:, 0], zyz[:, 1], zyz[:, 2])
+    np.testing.assert_allclose(back, np.stack([phi, psi, theta], 1), atol=1e-6)
+
+
+def test_pure_z_rotation_keeps_its_angle():
+    # ZXZ (phi=30, psi=0, theta=0) and ZYZ (rot=30 [+psi], tilt=0) are both 30 degrees about z.
+    rot, tilt, psi = zxz_pytom_to_relion([30.0], [0.0], [0.0])[0]
+    assert tilt == pytest.approx(0.0, abs=1e-9)
+    assert (rot + psi) % 360 == pytest.approx(30.0)
+
+
+# --- round trips ----------------------------------------------------------------------------
+
+def test_star_round_trip_and_starfile_reads_it(tmp_path):
+    df = _table()
+    df["split"] = ["train", "test"] * 3
+    df["index"] = np.arange(6)
+    p = write_particles(tmp_path / "p.star", df, class_map=["1bxn", "3cf3", "4v94"])
+    back = read_particles(p)
+    pd.testing.assert_frame_equal(back[list(S.PARTICLE_COLUMNS)], df[list(S.PARTICLE_COLUMNS)],
+                                  check_dtype=False, atol=1e-6)
+    assert list(back["split"]) == list(df["split"])
+    assert list(back["index"]) == list(range(6))
+    raw = starfile.read(p)  # the reference reader agrees
+    assert list(raw["rlnClassNumber"]) == [["1bxn", "3cf3", "4v94"].index(c) + 1
+                                           for c in df[S.CLASS_NAME]]
+    np.testing.assert_allclose(raw["rlnCoordinateX"], df[S.X], atol=1e-6)
+
+
+def test_star_written_by_starfile_is_read(tmp_path):
+    p = tmp_path / "relion.star"
+    starfile.write({"particles": pd.DataFrame({
+        "rlnTomoName": ["TS_01", "TS_02"], "rlnCoordinateX": [10.0, 20.0],
+        "rlnCoordinateY": [11.0, 21.0], "rlnCoordinateZ": [12.0, 22.0],
+        "rlnAngleRot": [1.0, 2.0], "rlnAngleTilt": [3.0, 4.0], "rlnAnglePsi": [5.0, 6.0],
+        "rlnClassNumber": [2, 1]})}, p)
+    df = read_particles(p, class_names=["ribo", "proteasome"])
+    assert list(df[S.TOMOGRAM]) == ["TS_01", "TS_02"]
+    assert list(df[S.CLASS_NAME]) == ["proteasome", "ribo"]
+    assert df[S.Z].tolist() == [12.0, 22.0]
+    assert df[S.PSI].tolist() == [5.0, 6.0]
+
+
+def test_csv_round_trip(tmp_path):
+    df = _table()
+    df.loc[2, S.IS_PROTEIN] = False
+    df.loc[2, [S.ROT, S.TILT, S.PSI]] = np.nan
+    p = write_particles(tmp_path / "p.csv", df)
+    back = read_particles(p)
+    pd.testing.assert_frame_equal(back, df, check_dtype=False, atol=1e-6)
+
+
+def test_minimal_csv(tmp_path):
+    p = tmp_path / "m.csv"
+    p.write_text("x,y,z\n1,2,3\n\n4,5,6\n")
+    df = read_particles(p)
+    assert df[S.TOMOGRAM].tolist() == ["m", "m"]
+    assert df[S.CLASS_NAME].tolist() == ["", ""]
+    assert np.isnan(df[S.ROT]).all()
+
+
+def test_shrec21_round_trip_same_rotations(tmp_path):
+    df = _table()
+    ves = pd.DataFrame([{S.TOMOGRAM: "tomo_a", S.X: 5.0, S.Y: 6.0, S.Z: 7.0,
+                         S.CLASS_NAME: "vesicle", S.ROT: np.nan, S.TILT: np.nan, S.PSI: np.nan,
+                         S.SCORE: np.nan, S.IS_PROTEIN: False}])
+    df = pd.concat([df, ves], ignore_index=True)
+    p = write_particles(tmp_path / "tomo_a_gt.txt", df, format="shrec21")
+    text = p.read_text().splitlines()
+    assert text[-1] == "vesicle 5 6 7 NaN NaN NaN"
+    back = read_particles(p)
+    assert back[S.TOMOGRAM].unique().tolist() == ["tomo_a"]
+    np.testing.assert_allclose(back[[S.X, S.Y, S.Z]], df[[S.X, S.Y, S.Z]], atol=1e-9)
+    assert back[S.IS_PROTEIN].tolist() == [True] * 6 + [False]
+    _same_rotation(back[[S.ROT, S.TILT, S.PSI]].to_numpy()[:6],
+                   df[[S.ROT, S.TILT, S.PSI]].to_numpy()[:6])
+
+
+def test_shrec_writer_refuses_two_tomograms(tmp_path):
+    df = pd.concat([_table(2), _table(2, tomogram="other")])
+    with pytest.raises(InputError, match="one tomogram"):
+        write_particles(tmp_path / "x.txt", df)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_deepfinder_xml(tmp_path):
+    p = tmp_path / "objl.xml"
+    p.write_text('<objlist>\n  <object tomo_idx="3" class_label="2" x="1" y="2" z="3" '
+                 'phi="10" psi="20" the="30"/>\n  <object tomo_idx="4" class_label="12" x="4" '
+                 'y="5" z="6" phi="0" psi="0" the="0"/>\n</objlist>\n')
+    df = read_particles(p, class_names="shrec19")
+    assert df[S.TOMOGRAM].tolist() == ["3", "4"]
+    assert df[S.CLASS_NAME].tolist() == ["1qvr", "4d8q"]
+    _same_rotation(df[[S.ROT, S.TILT, S.PSI]].to_numpy()[:1], zxz_pytom_to_relion([10], [20], [30]))
+    raw = read_particles(p)
+    assert raw[S.CLASS_NAME].tolist() == ["2", "12"]
+
+
+# --- RELION specifics -----------------------------------------------------------------------
+
+def _star(path, cols, block="particles", optics=None):
+    data = {}
+    if optics is not None:
+        data["optics"] = pd.DataFrame(optics)
+    data[block] = pd.DataFrame(cols)
+    starfile.write(data, path)
+    return path
+
+
+def test_relion5_centred_equals_pixel_coordinates(tmp_path):
+    shape = (50, 64, 80)  # z, y, x
+    vs = 7.5
+    xyz = np.array([[10.0, 20.0, 30.0], [79.0, 0.0, 49.0], [40.25, 31.5, 24.0]])
+    pix = _star(tmp_path / "pix.star", {"rlnTomoName": ["t1"] * 3, "rlnCoordinateX": xyz[:, 0],
+                                        "rlnCoordinateY": xyz[:, 1], "rlnCoordinateZ": xyz[:, 2]})
+    centred = (xyz - np.array(shape[::-1]) / 2.0) * vs
+    cen = _star(tmp_path / "cen.star", {
+        "rlnTomoName": ["t1"] * 3, "rlnCenteredCoordinateXAngst": centred[:, 0],
+        "rlnCenteredCoordinateYAngst": centred[:, 1], "rlnCenteredCoordinateZAngst": centred[:, 2]})
+    a = read_particles(pix)
+    b = read_particles(cen, tomogram_shape={"t1": shape}, voxel_size_angstrom=vs)
+    np.testing.assert_allclose(a[[S.X, S.Y, S.Z]], b[[S.X, S.Y, S.Z]], atol=1e-6)
+    with pytest.raises(InputError) as e:
+        read_particles(cen, voxel_size_angstrom=vs)
+    assert "size of tomogram 't1'" in str(e.value) and "line" in str(e.value)
+    with pytest.raises(InputError, match="voxel size"):
+        read_particles(cen, tomogram_shape=shape)
+
+
+def test_origin_shifts_applied(tmp_path):
+    p = _star(tmp_path / "o.star", {
+        "rlnTomoName": ["t"], "rlnCoordinateX": [100.0], "rlnCoordinateY": [50.0],
+        "rlnCoordinateZ": [20.0], "rlnOriginXAngst": [20.0], "rlnOriginYAngst": [-10.0],
+        "rlnOriginZAngst": [0.0]}, optics={"rlnOpticsGroup": [1], "rlnImagePixelSize": [10.0]})
+    df = read_particles(p)  # pixel size from the optics block
+    assert (df[S.X][0], df[S.Y][0], df[S.Z][0]) == pytest.approx((98.0, 51.0, 20.0))
+    df = read_particles(p, voxel_size_angstrom=5.0)  # the override wins
+    assert (df[S.X][0], df[S.Y][0]) == pytest.approx((96.0, 52.0))
+
+
+def test_coordinate_pixel_size_rescales(tmp_path):
+    p = _star(tmp_path / "b.star", {"rlnCoordinateX": [100.0], "rlnCoordinateY": [40.0],
+                                    "rlnCoordinateZ": [8.0]})
+    df = read_particles(p, coordinate_pixel_size_angstrom=2.5, voxel_size_angstrom=10.0)
+    assert (df[S.X][0], df[S.Y][0], df[S.Z][0]) == pytest.approx((25.0, 10.0, 2.0))
+    assert df[S.TOMOGRAM][0] == "b"
+
+
+def test_warp_micrograph_name_gives_tomogram(tmp_path):
+    p = _star(tmp_path / "w.star", {"rlnMicrographName": ["TS_07.tomostar"],
+                                    "rlnCoordinateX": [1.0], "rlnCoordinateY": [2.0],
+                                    "rlnCoordinateZ": [3.0]})
+    assert read_particles(p)[S.TOMOGRAM].tolist() == ["TS_07"]
+
+
+# --- real contest tables --------------------------------------------------------------------
+
+# ../shared/data beside the checkout; TOMOCLASS_SHARED_DATA overrides it (e.g. from a worktree).
+DATA = Path(os.environ.get("TOMOCLASS_SHARED_DATA",
+                           Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+DATA = DATA / "ground_truth"
+realdata = pytest.mark.skipif(not DATA.is_dir(), reason=f"real tables absent ({DATA})")
+
+
+@pytest.mark.realdata
+@realdata
+def test_shrec19_model9_counts():
+    df = read_particles(DATA / "shrec19" / "particle_locations_model_9.txt",
+                        known_classes=[c.upper() for c in ("1bxn", "1qvr", "1s3x", "1u6g", "2cg9",
+                                       "3cf3", "3d2f", "3gl1", "3h84", "3qm1", "4b4t", "4d8q")])
+    assert len(df) == 2540
+    counts = df[S.CLASS_NAME].value_counts()
+    assert len(counts) == 12
+    assert counts["1BXN"] == 220 and counts["4B4T"] == 170  # spelling of known_classes kept
+    assert df[S.TOMOGRAM].unique().tolist() == ["model_9"]
+    assert df[[S.ROT, S.TILT, S.PSI]].notna().all().all()
+
+
+@pytest.mark.realdata
+@realdata
+@pytest.mark.parametrize("name,count", [("object_list_train.xml", 22446),
+                                        ("object_list_valid.xml", 2490)])
+def test_deepfinder_lists_counts(name, count):
+    df = read_particles(DATA / "shrec19" / name, class_names="shrec19")
+    assert len(df) == count
+    assert df[S.CLASS_NAME].nunique() == 12
+    assert set(df[S.CLASS_NAME]) == set(read_particles(
+        DATA / "shrec19" / "particle_locations_model_9.txt")[S.CLASS_NAME])
+    assert set(df[S.TOMOGRAM].astype(int)) <= set(range(9))
+
+
+@pytest.mark.realdata
+@realdata
+@pytest.mark.parametrize("name,proteins", [("particle_locations_bin2.txt", 2300),
+                                           ("particle_locations_model_x.txt", 1451)])
+def test_shrec21_counts_and_nonprotein_rows(name, proteins):
+    df = read_particles(DATA / "shrec21" / name)
+    prot = df[df[S.IS_PROTEIN]]
+    assert len(prot) == proteins
+    assert prot[S.CLASS_NAME].nunique() == 13
+    other = df[~df[S.IS_PROTEIN]]
+    assert set(other[S.CLASS_NAME]) == {"vesicle", "fiducial"}
+    assert other[[S.ROT, S.TILT, S.PSI]].isna().all().all()
+    assert prot[[S.ROT, S.TILT, S.PSI]].notna().all().all()

@@ -1,0 +1,179 @@
+import mrcfile
+import numpy as np
+import pytest
+
+from tomoclass.errors import InputError
+from tomoclass.io import read_volume, write_volume
+
+
+@pytest.fixture
+def vol(tmp_path):
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(12, 16, 20)).astype(np.float32)
+    path = tmp_path / "t.mrc"
+    write_volume(path, data, 10.0)
+    return path, data
+
+
+def test_round_trip_memmapped_zyx_and_voxel(vol):
+    path, data = vol
+    v = read_volume(path)
+    assert isinstance(v.data, np.memmap)
+    assert v.shape == (12, 16, 20)
+    assert v.voxel_size_angstrom == pytest.approx(10.0)
+    np.testing.assert_array_equal(np.asarray(v.data), data)
+    v2 = read_volume(path, mmap=False)
+    assert not isinstance(v2.data, np.memmap)
+    np.testing.assert_array_equal(v2.data, data)
+
+
+def test_header_stats_and_cell(vol):
+    path, data = vol
+    with mrcfile.open(path) as m:
+        h = m.header
+        assert float(h.dmin) == pytest.approx(data.min())
+        assert float(h.dmax) == pytest.approx(data.max())
+        assert float(h.dmean) == pytest.approx(data.mean(), abs=1e-5)
+        assert float(h.rms) == pytest.approx(data.std(), rel=1e-4)
+        assert (int(h.nx), int(h.ny), int(h.nz)) == (20, 16, 12)
+        assert float(h.cella.x) == pytest.approx(200.0)
+        assert int(h.mode) == 2
+
+
+def test_override_voxel_size(vol):
+    path, _ = vol
+    assert read_volume(path, voxel_size_angstrom=5.0).voxel_size_angstrom == 5.0
+
+
+def test_dtypes_kept_or_converted(tmp_path):
+    cases = [(np.int8, 0), (np.int16, 1), (np.uint16, 6), (np.float64, 2), (np.uint8, 6)]
+    for dtype, mode in cases:
+        p = tmp_path / f"{np.dtype(dtype).name}.mrc"
+        write_volume(p, (np.arange(2 * 3 * 4).reshape(2, 3, 4) % 7).astype(dtype), 4.0)
+        with mrcfile.open(p) as m:
+            assert int(m.header.mode) == mode
+        assert read_volume(p).data[1, 2, 3] == (23 % 7)
+
+
+def test_write_is_atomic_on_failure(tmp_path, monkeypatch):
+    p = tmp_path / "a.mrc"
+    write_volume(p, np.ones((2, 3, 4), np.float32) * np.arange(4), 1.0)
+    before = p.read_bytes()
+    with pytest.raises(InputError):
+        write_volume(p, np.ones((2, 3, 4, 5), np.float32), 1.0)
+    with pytest.raises(InputError):
+        write_volume(p, np.ones((2, 3, 4), np.float32), 0.0)
+    assert p.read_bytes() == before
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["a.mrc"]
+
+
+# --- bad inputs (issue 9, section 1) -------------------------------------------------------
+
+def _match(exc, *words):
+    text = str(exc.value)
+    for w in words:
+        assert w in text, text
+    assert "\n" not in text
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError) as e:
+        read_volume(tmp_path / "nope.mrc")
+    _match(e, "nope.mrc", "no such file")
+
+
+def test_truncated_file(vol, tmp_path):
+    path, _ = vol
+    bad = tmp_path / "trunc.mrc"
+    bad.write_bytes(path.read_bytes()[:-1000])
+    for mm in (True, False):
+        with pytest.raises(InputError) as e:
+            read_volume(bad, mmap=mm)
+        _match(e, "trunc.mrc")
+
+
+def test_not_an_mrc(tmp_path):
+    bad = tmp_path / "text.mrc"
+    bad.write_text("hello, I am not a volume\n" * 3)
+    with pytest.raises(InputError) as e:
+        read_volume(bad)
+    _match(e, "text.mrc")
+
+
+def test_wrong_mode(vol, tmp_path):
+    path, _ = vol
+    bad = tmp_path / "mode.mrc"
+    raw = bytearray(path.read_bytes())
+    raw[12:16] = np.int32(4).tobytes()  # mode 4: complex64
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(InputError) as e:
+        read_volume(bad)
+    _match(e, "mode.mrc", "field 'mode'", "mode 4")
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_nan_inf(tmp_path, value):
+    data = np.random.default_rng(1).normal(size=(8, 8, 8)).astype(np.float32)
+    data[3, 4, 5] = value
+    p = tmp_path / "nan.mrc"
+    write_volume(p, data, 10.0)
+    with pytest.raises(InputError) as e:
+        read_volume(p)
+    _match(e, "nan.mrc", "NaN/Inf", "field 'data'")
+    assert read_volume(p, check="none").shape == (8, 8, 8)
+
+
+def test_nan_in_sampled_mode_checks_sampled_sections(tmp_path):
+    data = np.random.default_rng(1).normal(size=(40, 4, 4)).astype(np.float32)
+    data[0, 1, 1] = np.nan  # section 0 is always among the sampled ones
+    p = tmp_path / "s.mrc"
+    write_volume(p, data, 10.0)
+    with pytest.raises(InputError):
+        read_volume(p, check="sample")
+
+
+def test_zero_variance(tmp_path):
+    p = tmp_path / "flat.mrc"
+    write_volume(p, np.full((4, 5, 6), 3.0, np.float32), 10.0)
+    with pytest.raises(InputError) as e:
+        read_volume(p)
+    _match(e, "flat.mrc", "zero variance")
+
+
+def test_2d_where_3d_expected(tmp_path):
+    p = tmp_path / "img.mrc"
+    write_volume(p, np.random.default_rng(0).normal(size=(16, 16)).astype(np.float32), 10.0)
+    with pytest.raises(InputError) as e:
+        read_volume(p)
+    _match(e, "img.mrc", "2D image", "3D volume")
+    assert read_volume(p, allow_2d=True).shape == (1, 16, 16)
+
+
+@pytest.mark.parametrize("voxel", [0.0, 1e5, 0.001])
+def test_voxel_size_zero_or_absurd(tmp_path, voxel):
+    p = tmp_path / "vs.mrc"
+    with mrcfile.new(p) as m:
+        m.set_data(np.random.default_rng(0).normal(size=(4, 4, 4)).astype(np.float32))
+        m.voxel_size = voxel
+    with pytest.raises(InputError) as e:
+        read_volume(p)
+    _match(e, "vs.mrc", "voxel size", "--voxel-size")
+    assert read_volume(p, voxel_size_angstrom=10.0).voxel_size_angstrom == 10.0
+
+
+def test_anisotropic_voxel_size(tmp_path):
+    p = tmp_path / "an.mrc"
+    with mrcfile.new(p) as m:
+        m.set_data(np.random.default_rng(0).normal(size=(4, 4, 4)).astype(np.float32))
+        m.voxel_size = (10.0, 10.0, 20.0)
+    with pytest.raises(InputError) as e:
+        read_volume(p)
+    _match(e, "anisotropic")
+
+
+def test_bad_override():
+    from tomoclass.io import check_voxel_size
+    with pytest.raises(InputError):
+        check_voxel_size(-1)
+    with pytest.raises(InputError):
+        check_voxel_size("ten")
