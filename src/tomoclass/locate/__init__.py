@@ -5,6 +5,7 @@ become a particle table by peak finding with non-maximum suppression (:func:`fin
 and :func:`background_boxes` makes the "background" class it must be trained with.
 """
 
+from tomoclass.locate.background import background_boxes
 from tomoclass.locate.peaks import BACKGROUND, find_peaks
 from tomoclass.locate.scoring import (
     Geometry,
@@ -18,6 +19,7 @@ __all__ = [
     "BACKGROUND",
     "Geometry",
     "ScoreMaps",
+    "background_boxes",
     "find_peaks",
     "model_geometry",
     "receptive_field_radius",
