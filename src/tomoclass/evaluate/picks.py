@@ -184,7 +184,8 @@ def score_picks(
         Picks in the same schema; ``score`` orders them for greedy matching (NaN last).
     radii
         Hit radius in voxels of the tomogram: one number for every class, or a mapping
-        class name -> radius (case-insensitive) that covers every ground-truth class.
+        class name -> radius (case-insensitive) that covers every ground-truth class
+        (the key ``"*"`` stands for every class not named).
     region
         ``"sphere"`` or ``"box"``.
     matching
@@ -313,6 +314,8 @@ def _prepare(df: pd.DataFrame, what: str) -> pd.DataFrame:
 def _radii_for(truth: pd.DataFrame, radii: float | Mapping[str, float]) -> pd.Series:
     if isinstance(radii, Mapping):
         table = {str(k).casefold(): float(v) for k, v in radii.items()}
+        if "*" in table:
+            table.update({k: table["*"] for k in set(truth["_key"]) - set(table)})
         missing = sorted(set(truth["_key"]) - set(table))
         if missing:
             raise InputError(

@@ -7,9 +7,17 @@ and :func:`background_boxes` makes the "background" class it must be trained wit
 
 from tomoclass.locate.background import background_boxes
 from tomoclass.locate.peaks import BACKGROUND, find_peaks
+from tomoclass.locate.pipeline import (
+    LocateResult,
+    locate,
+    parse_radii,
+    resolve_radii,
+    write_score_maps,
+)
 from tomoclass.locate.scoring import (
     Geometry,
     ScoreMaps,
+    choose_tile,
     model_geometry,
     receptive_field_radius,
     score_tomogram,
@@ -18,10 +26,16 @@ from tomoclass.locate.scoring import (
 __all__ = [
     "BACKGROUND",
     "Geometry",
+    "LocateResult",
     "ScoreMaps",
     "background_boxes",
     "find_peaks",
+    "locate",
+    "parse_radii",
+    "resolve_radii",
+    "write_score_maps",
     "model_geometry",
     "receptive_field_radius",
+    "choose_tile",
     "score_tomogram",
 ]

@@ -193,8 +193,9 @@ def score_tomogram(
     *,
     box: int,
     class_names: Sequence[str],
-    tile: int = 64,
+    tile: int | None = None,
     halo: int | None = None,
+    max_tile_voxels: int | None = None,
     normalize: str = "local",
     device: torch.device | str | None = None,
     progress: bool = True,
@@ -213,11 +214,16 @@ def score_tomogram(
     class_names
         Names of the classifier's outputs, in order.
     tile
-        Edge of a tile's score region in tomogram voxels (rounded to the stride). Peak
-        memory grows with ``(tile + box + 2 * halo) ** 3`` times the net's widest feature map.
+        Edge of a tile's score region in tomogram voxels (rounded down to the stride).
+        Default: the largest tile whose input (``tile + box - stride + 2 * halo`` a side,
+        clipped to the padded tomogram) holds at most ``max_tile_voxels`` voxels.
     halo
         Context voxels around a tile; default: the receptive-field bound of
         :func:`model_geometry`. Smaller values trade exactness at seams for speed.
+    max_tile_voxels
+        Memory bound for the automatic ``tile``: input voxels per tile. Default on CPU
+        4,000,000 (about 4.5 GB for the paper's net, measured in ``docs/locate.md``); on
+        CUDA half the free GPU memory divided by the bytes per voxel measured on a probe.
     normalize
         ``"local"`` (default): each voxel z-scored by the mean and standard deviation of the
         ``box``-sized window centred on it, the fully convolutional stand-in for the data
@@ -274,6 +280,10 @@ def score_tomogram(
     grid = (shape - 1 + s - 1) // s + 1  # grid points j = 0..ceil((n-1)/s)
     pad_lo = box // 2
     padded = s * (grid - 1) + box  # X: the padded tomogram's extent, a multiple of s
+    if tile is None:
+        if max_tile_voxels is None:
+            max_tile_voxels = _default_tile_voxels(model, box, device)
+        tile = choose_tile(geom, tuple(int(v) for v in padded), max_tile_voxels)
     tile_cells = np.maximum(1, np.asarray(tile) // s)
     # "local" floors each window's standard deviation at 1e-3 of the tomogram's, the same
     # constant in every tile, so flat regions do not blow up noise.
@@ -309,6 +319,42 @@ def score_tomogram(
         stride=tuple(int(v) for v in s),  # type: ignore[arg-type]
         shape=tuple(int(v) for v in shape),  # type: ignore[arg-type]
     )
+
+
+def choose_tile(geom: Geometry, padded_shape: Sequence[int], max_voxels: int) -> int:
+    """Largest tile edge (voxels, a multiple of the stride) whose input fits ``max_voxels``.
+
+    A tile of edge ``t`` reads ``t + box - stride + 2 * halo`` voxels a side, clipped to the
+    padded tomogram (so a thin tomogram's z axis is read whole). Returns the smallest tile
+    (one stride) when even that does not fit.
+    """
+    s = np.array(geom.stride)
+    span = geom.box - s + 2 * np.array(geom.halo)
+    limit = np.array(padded_shape)
+    best = int(s.max())
+    t = best
+    while t <= int(limit.max()):
+        need = np.minimum(t + span, limit).prod()
+        if need > max_voxels:
+            break
+        best = t
+        t += int(s.max())
+    return best
+
+
+def _default_tile_voxels(model: nn.Module, box: int, device: torch.device) -> int:
+    if device.type != "cuda":
+        return 4_000_000
+    n = 2 * box
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    with torch.inference_mode():
+        x = torch.zeros((1, 1, n, n, n), device=device)
+        model.forward_features(x)
+    per_voxel = max(1.0, (torch.cuda.max_memory_allocated(device) - base) / n**3)
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(0.5 * free / per_voxel)
 
 
 def _normalized_region(
