@@ -1,18 +1,106 @@
-"""``tomoclass train``: placeholder until its issue lands (owned by one developer)."""
+"""``tomoclass train``: train a registered model on a dataset directory.
+
+Single process: ``tomoclass train --data DS --out RUN``. Several GPUs or nodes:
+``torchrun --nproc-per-node N -m tomoclass train --data DS --out RUN``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
+from typing import Any
 
-from tomoclass.errors import TomoclassError
+import yaml
+
+from tomoclass.errors import InputError
+
+
+def _model_arg(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.replace("-", "_"), yaml.safe_load(value)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``train`` subcommand."""
-    p = sub.add_parser("train", help="(not yet available)")
+    from tomoclass.train.config import PRESETS
+
+    p = sub.add_parser(
+        "train", help="train a model on a dataset (single process or torchrun/DDP)",
+        description="Train a model on a dataset directory and write a run directory "
+        "(config.yaml, classes.yaml, metrics.jsonl, checkpoints/). Options left out take "
+        "their value from --config or --preset.",
+    )
+    p.add_argument("--data", required=True, type=Path, help="dataset directory")
+    p.add_argument("--out", required=True, type=Path, help="run directory to write")
+    p.add_argument("--model", help="registered model name (default: the preset's)")
+    p.add_argument("--model-arg", action="append", type=_model_arg, default=[],
+                   metavar="KEY=VALUE", help="model constructor argument (repeatable)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                   help="'paper': the published protocol (Adam, lr 0.1); 'default': the "
+                   "measured working lr (docs/training.md)")
+    p.add_argument("--config", type=Path, help="training config YAML (instead of --preset)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, help="global batch size (all processes)")
+    p.add_argument("--lr", type=float, dest="base_lr",
+                   help="base lr at --lr-reference-batch (linear scaling rule)")
+    p.add_argument("--lr-reference-batch", type=int)
+    p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
+    p.add_argument("--warmup-epochs", type=float)
+    p.add_argument("--lr-step-epochs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--deterministic", action="store_true", default=None,
+                   help="deterministic kernels and identical curves for one seed (slower)")
+    p.add_argument("--no-augment", action="store_false", dest="augment", default=None)
+    p.add_argument("--checkpoint-every", type=int, help="keep epoch_XXX.pt every N epochs")
+    p.add_argument("--num-workers", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1")
+    p.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"])
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
+                   help="continue RUN/checkpoints/last.pt (or the given checkpoint)")
+    p.add_argument("--max-memory", help="refuse to start above this memory estimate, "
+                   "e.g. 8G")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Refuse: this command is not built yet."""
-    raise TomoclassError("'train' is not available yet")
+    """Build the config, call :func:`tomoclass.train.fit`, print where the run is."""
+    from tomoclass.train import TrainConfig, fit, load_checkpoint, preset
+    from tomoclass.train.resources import parse_bytes
+
+    overrides = {
+        k: getattr(args, k) for k in (
+            "model", "epochs", "batch_size", "base_lr", "lr_reference_batch", "optimizer",
+            "warmup_epochs", "lr_step_epochs", "seed", "deterministic", "augment",
+            "checkpoint_every", "num_workers", "device", "amp")
+    }
+    if args.model_arg:
+        overrides["model_kwargs"] = dict(args.model_arg)
+    if args.resume and args.model is None:
+        ck_path = args.out / "checkpoints" / "last.pt" if args.resume is True else args.resume
+        overrides["model"] = load_checkpoint(ck_path)["model_name"]
+    if args.config is not None:
+        base = TrainConfig.load(args.config).model_dump()
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        cfg = TrainConfig.from_dict(base, path=args.config)
+    else:
+        cfg = preset(args.preset, **overrides)
+    try:
+        max_mem = parse_bytes(args.max_memory)
+    except ValueError as exc:
+        raise InputError(str(exc), field="--max-memory") from None
+    result = fit(cfg, args.data, args.out, resume=args.resume, progress=not args.no_progress,
+                 max_memory_bytes=max_mem)
+    if int(os.environ.get("RANK", "0")) == 0:
+        if result.interrupted:
+            print(f"{result.interrupted}: stopped; checkpoint in {args.out / 'checkpoints'}; "
+                  f"continue with: tomoclass train --data {args.data} --out {args.out} --resume")
+        else:
+            print(f"trained {result.epochs_done} epochs; best validation macro F1 "
+                  f"{result.best_val_macro_f1:.4f} at epoch {result.best_epoch}; run: {args.out}")
+    if result.interrupted:
+        return 130 if result.interrupted == "SIGINT" else 143
+    return 0

@@ -1,1 +1,32 @@
-"""tomoclass.train"""
+"""Training: configuration and presets, the loop (single process or DDP), checkpoints.
+
+Public API
+----------
+TrainConfig, preset, PRESETS
+    The validated configuration (YAML round-trip) and its named starting points
+    (``paper``: the published protocol; ``default``: the measured working setting).
+fit(cfg, data, out_dir, resume=False, ...) -> FitResult
+    Train and write a run directory (see ``docs/training.md``).
+load_run(run_dir, which="best") -> (model, class_map, info)
+    Rebuild a trained model from a run directory.
+load_checkpoint(path)
+    Read a checkpoint safely (``weights_only``) and check its format.
+predict_particles(...)
+    Classify particles of a tomogram with a trained run (:mod:`tomoclass.train.predict`).
+"""
+
+from tomoclass.train.checkpoint import load_checkpoint
+from tomoclass.train.config import PRESETS, TrainConfig, preset
+from tomoclass.train.loop import FitResult, TrainingDiverged, fit
+from tomoclass.train.run import load_run
+
+__all__ = [
+    "PRESETS",
+    "FitResult",
+    "TrainConfig",
+    "TrainingDiverged",
+    "fit",
+    "load_checkpoint",
+    "load_run",
+    "preset",
+]

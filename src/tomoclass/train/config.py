@@ -1,0 +1,156 @@
+"""Training configuration: one validated object that round-trips YAML, plus named presets.
+
+The paper's protocol (Gao et al. 2020, Section 3) is kept verbatim as the preset ``paper``:
+Adam, lr 0.1 at batch 64, 30 epochs, lr x0.1 every 10 epochs, warm-up and the linear
+scaling rule of Goyal et al. (``lr = base_lr * batch_size / lr_reference_batch``).
+The ``default`` preset keeps everything but the learning rate, which is the value measured
+to train (see ``docs/training.md`` and ``benchmarks/results/lr_*.json``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tomoclass.errors import InputError
+
+#: Format of ``config.yaml`` files written beside a run's weights.
+CONFIG_FORMAT_VERSION = 1
+
+
+class TrainConfig(BaseModel):
+    """Everything that decides how a model is trained (and nothing about where data lives).
+
+    Learning rates follow the linear scaling rule: the rate applied at the end of warm-up
+    is ``base_lr * batch_size / lr_reference_batch``. ``batch_size`` is the *global* batch:
+    under DDP each of the ``W`` processes takes ``batch_size // W`` samples per step.
+    """
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    preset: str = Field("default", description="name of the preset this config started from")
+    model: str = Field("dilated_densenet3d", description="registered model name")
+    model_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="extra keyword arguments for the model constructor"
+    )
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=1, description="global batch size (all processes together)")
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    base_lr: float = Field(1e-3, gt=0, description="lr at batch size lr_reference_batch")
+    lr_reference_batch: int = Field(64, ge=1)
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (ignored by Adam)")
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_epochs: float = Field(1.0, ge=0, description="linear warm-up length in epochs")
+    warmup_start_factor: float = Field(0.1, gt=0, le=1)
+    lr_step_epochs: int = Field(10, ge=1, description="decay the lr every this many epochs")
+    lr_gamma: float = Field(0.1, gt=0, le=1, description="decay factor")
+    seed: int = Field(0, ge=0)
+    deterministic: bool = Field(False, description="deterministic algorithms (slower)")
+    augment: bool = Field(True, description="wedge-preserving augmentation of training data")
+    train_split: str = "train"
+    val_split: str = "val"
+    checkpoint_every: int = Field(5, ge=0, description="keep epoch_XXX.pt every N epochs (0: no)")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', 'mps'")
+    amp: Literal["auto", "off", "bf16", "fp16"] = Field(
+        "auto", description="mixed precision on CUDA: auto = bf16 where supported, else off"
+    )
+    channels_last: bool = Field(True, description="channels_last_3d memory format on CUDA")
+    max_grad_norm: float | None = Field(None, gt=0, description="clip gradients to this norm")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.preset not in PRESETS and self.preset != "custom":
+            raise ValueError(f"unknown preset {self.preset!r} (known: {', '.join(PRESETS)})")
+        return self
+
+    @property
+    def peak_lr(self) -> float:
+        """Learning rate after warm-up under the linear scaling rule."""
+        return self.base_lr * self.batch_size / self.lr_reference_batch
+
+    # -- YAML -----------------------------------------------------------------------------
+    def to_yaml(self) -> str:
+        """Serialise to YAML (keys in declaration order)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text: str, *, path: str | Path | None = None) -> TrainConfig:
+        """Parse YAML text written by :meth:`to_yaml` (unknown keys are refused).
+
+        Raises
+        ------
+        InputError
+            Not YAML, not a mapping, or a field out of range.
+        """
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise InputError(f"not valid YAML ({exc.__class__.__name__})", path=path) from exc
+        if not isinstance(data, dict):
+            raise InputError("training config must be a YAML mapping", path=path)
+        if "train" in data and isinstance(data["train"], dict):  # a run's config.yaml
+            data = data["train"]
+        return cls.from_dict(data, path=path)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, path: str | Path | None = None) -> TrainConfig:
+        """Validate a mapping, turning pydantic errors into one-line :class:`InputError`."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or None
+            raise InputError(err["msg"], path=path, field=field) from exc
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        """Read a YAML file (a plain config or a run's ``config.yaml``)."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise InputError(f"cannot read ({exc.strerror})", path=path) from exc
+        return cls.from_yaml(text, path=path)
+
+
+#: Named starting points. ``paper`` is the published protocol; ``default`` changes only the
+#: learning rate to the one measured to converge (benchmarks/results/lr_*.json).
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": dict(
+        optimizer="adam", base_lr=0.1, lr_reference_batch=64, batch_size=64, epochs=30,
+        lr_step_epochs=10, lr_gamma=0.1, warmup_epochs=1.0, warmup_start_factor=0.1,
+        checkpoint_every=5,
+    ),
+    "default": dict(
+        optimizer="adam", base_lr=1e-3, lr_reference_batch=64, batch_size=64, epochs=30,
+        lr_step_epochs=10, lr_gamma=0.1, warmup_epochs=1.0, warmup_start_factor=0.1,
+        checkpoint_every=5,
+    ),
+}
+
+
+def preset(name: str, **overrides: Any) -> TrainConfig:
+    """Build a config from a named preset with field overrides.
+
+    Parameters
+    ----------
+    name
+        ``"paper"`` or ``"default"``.
+    **overrides
+        Any :class:`TrainConfig` field; ``None`` values are ignored so CLI options that
+        were not given fall through to the preset.
+
+    Raises
+    ------
+    InputError
+        Unknown preset or invalid override.
+    """
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})", field="preset")
+    data = {**PRESETS[name], "preset": name}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.from_dict(data)

@@ -1,0 +1,83 @@
+"""Learning-rate schedule: linear warm-up, then step decay (Goyal et al. 2017; Gao et al. 2020).
+
+The rate is a pure function of the global optimisation step, so resuming a run only needs
+the step count; nothing callable has to be pickled into a checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from tomoclass.train.config import TrainConfig
+
+
+def lr_at(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
+    """Learning rate for optimisation step ``step`` (0-based, counted over the whole run).
+
+    Parameters
+    ----------
+    step
+        Global step index.
+    steps_per_epoch
+        Optimiser steps in one epoch (per process; the same on every DDP rank).
+    cfg
+        Supplies ``peak_lr`` (linear scaling rule), ``warmup_epochs``,
+        ``warmup_start_factor``, ``lr_step_epochs`` and ``lr_gamma``.
+
+    Returns
+    -------
+    float
+        ``peak_lr * warm-up factor * lr_gamma ** (epoch // lr_step_epochs)``, where the
+        warm-up factor rises linearly from ``warmup_start_factor`` to 1 over
+        ``warmup_epochs`` epochs.
+    """
+    steps_per_epoch = max(1, steps_per_epoch)
+    epoch = step // steps_per_epoch
+    decay = cfg.lr_gamma ** (epoch // cfg.lr_step_epochs)
+    warm_steps = int(math.ceil(cfg.warmup_epochs * steps_per_epoch))
+    if warm_steps > 0 and step < warm_steps:
+        frac = step / warm_steps
+        factor = cfg.warmup_start_factor + (1.0 - cfg.warmup_start_factor) * frac
+    else:
+        factor = 1.0
+    return cfg.peak_lr * factor * decay
+
+
+class WarmupStepSchedule:
+    """Sets the optimiser's lr before every step from :func:`lr_at`.
+
+    ``state_dict()`` is ``{"step": int}`` (safe for ``torch.load(weights_only=True)``).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+        self.optimizer = optimizer
+        self.cfg = cfg
+        self.steps_per_epoch = steps_per_epoch
+        self.step_count = 0
+        self._apply()
+
+    def _apply(self) -> None:
+        lr = lr_at(self.step_count, self.steps_per_epoch, self.cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    @property
+    def lr(self) -> float:
+        """The rate the next optimiser step will use."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def step(self) -> None:
+        """Advance one optimisation step."""
+        self.step_count += 1
+        self._apply()
+
+    def state_dict(self) -> dict[str, int]:
+        """Step count (all the state there is)."""
+        return {"step": int(self.step_count)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Restore the step count and set the matching lr."""
+        self.step_count = int(state["step"])
+        self._apply()

@@ -1,0 +1,59 @@
+import json
+
+import numpy as np
+
+from tomoclass.cli.main import main
+from tomoclass.io import write_particles, write_volume
+
+
+def _setup(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("model_3", "model_9"):
+        write_volume(tmp_path / f"{name}.mrc", rng.normal(size=(20, 28, 28)).astype(np.float32),
+                     10.0)
+    import pandas as pd
+    t = pd.DataFrame({"tomogram": ["model_3"] * 4 + ["model_9"] * 2,
+                      "x": [8, 12, 16, 20, 10, 14], "y": [10] * 6, "z": [9] * 6,
+                      "class_name": ["1bxn", "3qm1", "1bxn", "3qm1", "1bxn", "3qm1"]})
+    write_particles(tmp_path / "gt.csv", t)
+
+
+def test_extract_then_info(tmp_path, capsys):
+    _setup(tmp_path)
+    rc = main(["extract", "--tomograms", str(tmp_path / "model_3.mrc"),
+               str(tmp_path / "model_9.mrc"), "--tables", str(tmp_path / "gt.csv"),
+               "--out", str(tmp_path / "ds"), "--box", "8"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "wrote 6 subtomograms" in out
+    assert main(["dataset", "info", str(tmp_path / "ds"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["per_split"] == {"train": 4, "val": 0, "test": 2}
+    assert info["per_class"]["3qm1"] == {"size_group": "tiny", "train": 2, "val": 0, "test": 1,
+                                         "total": 3}
+    assert main(["dataset", "info", str(tmp_path / "ds")]) == 0
+    text = capsys.readouterr().out
+    assert "6 subtomograms, box 8^3, 10 Å/voxel" in text and "1bxn" in text
+    assert main(["dataset", "split", str(tmp_path / "ds"), "--by", "stratified",
+                 "--test-fraction", "0.5"]) == 0
+    assert "train=2 val=0 test=4" in capsys.readouterr().out  # 1.5 rounds up per class
+    assert main(["dataset", "export", str(tmp_path / "ds"), "--out", str(tmp_path / "rel")]) == 0
+    assert main(["dataset", "import", str(tmp_path / "rel" / "particles.star"),
+                 "--out", str(tmp_path / "ds2")]) == 0
+    assert "wrote 6 subtomograms" in capsys.readouterr().out
+
+
+def test_bad_input_one_line_exit_2(tmp_path, capsys):
+    _setup(tmp_path)
+    (tmp_path / "bad.csv").write_text("x,y,z\n1,2,3\n4,five,6\n")
+    rc = main(["extract", "--tomograms", str(tmp_path / "model_3.mrc"), "--tables",
+               str(tmp_path / "bad.csv"), "--out", str(tmp_path / "ds")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "bad.csv, line 3, field 'y'" in err and "Traceback" not in err
+    assert not (tmp_path / "ds").exists()
+    rc = main(["extract", "--tomograms", str(tmp_path / "model_3.mrc"), "--tables",
+               str(tmp_path / "gt.csv"), "--out", str(tmp_path / "ds"), "--box", "64"])
+    assert rc == 2 and "larger than the tomogram" in capsys.readouterr().err
+    rc = main(["dataset", "info", str(tmp_path / "nope")])
+    assert rc == 2 and "not a dataset directory" in capsys.readouterr().err

@@ -1,0 +1,243 @@
+"""Training: config/presets, schedule, run directory, exact resume, reproducibility, bad input,
+untrusted checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from test_train_support import TINY_KWARGS, TINY_MODEL, make_dataset, one_thread, tiny_model_args
+
+from tomoclass.cli.main import main
+from tomoclass.errors import InputError, ResourceError
+from tomoclass.train import TrainConfig, fit, load_checkpoint, load_run, preset
+from tomoclass.train import metrics as M
+from tomoclass.train.schedule import lr_at
+
+_one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
+
+TIME_KEYS = {"samples_per_s", "epoch_seconds"}
+
+
+def tiny_cfg(**kw) -> TrainConfig:
+    base = dict(model=TINY_MODEL, model_kwargs=TINY_KWARGS, batch_size=6, epochs=2,
+                base_lr=1e-2, lr_reference_batch=6, checkpoint_every=1, deterministic=True,
+                augment=False, seed=3)
+    base.update(kw)
+    return preset("default", **base)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("ds") / "ds")
+
+
+def curve(history):
+    return [{k: v for k, v in h.items() if k not in TIME_KEYS} for h in history]
+
+
+# -- configuration ------------------------------------------------------------------------
+def test_paper_preset_is_the_published_protocol():
+    cfg = preset("paper")
+    assert (cfg.optimizer, cfg.base_lr, cfg.batch_size, cfg.epochs) == ("adam", 0.1, 64, 30)
+    assert (cfg.lr_step_epochs, cfg.lr_gamma) == (10, 0.1)
+    assert cfg.warmup_epochs > 0
+    # linear scaling rule: doubling the batch doubles the peak lr
+    assert preset("paper", batch_size=128).peak_lr == pytest.approx(0.2)
+
+
+def test_config_yaml_round_trip_and_refusals(tmp_path):
+    cfg = preset("default", epochs=7, model_kwargs={"growth_rate": 4})
+    assert TrainConfig.from_yaml(cfg.to_yaml()) == cfg
+    bad = tmp_path / "c.yaml"
+    bad.write_text("epochs: 0\n")
+    with pytest.raises(InputError, match="epochs"):
+        TrainConfig.load(bad)
+    bad.write_text("epochz: 3\n")
+    with pytest.raises(InputError, match="epochz"):
+        TrainConfig.load(bad)
+
+
+def test_schedule_warms_up_then_steps_down():
+    cfg = preset("paper", batch_size=64, warmup_epochs=2)
+    spe = 10
+    lrs = [lr_at(s, spe, cfg) for s in range(30 * spe)]
+    assert lrs[0] == pytest.approx(0.1 * cfg.warmup_start_factor)
+    assert all(a < b for a, b in zip(lrs[:20], lrs[1:21], strict=True))  # rising during warm-up
+    assert lrs[20] == pytest.approx(0.1)
+    assert lrs[10 * spe] == pytest.approx(0.01) and lrs[20 * spe] == pytest.approx(0.001)
+
+
+def test_f1_against_hand_computed_confusion():
+    # class 2 has no predictions, class 3 no support and no predictions
+    y_true = np.array([0, 0, 0, 1, 1, 2])
+    y_pred = np.array([0, 0, 1, 1, 0, 0])
+    cm = M.confusion_matrix(y_true, y_pred, 4)
+    assert cm.tolist() == [[2, 1, 0, 0], [1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]
+    f1 = M.per_class_f1(cm)
+    assert f1[0] == pytest.approx(2 * 2 / (2 * 2 + 1 + 2))  # TP 2, FN 1, FP 2
+    assert f1[1] == pytest.approx(2 * 1 / (2 + 1 + 1))
+    assert f1[2] == 0.0 and math.isnan(f1[3])
+    assert M.macro_f1(cm) == pytest.approx((4 / 7 + 0.5 + 0) / 3)
+
+
+# -- a run --------------------------------------------------------------------------------
+def test_fit_writes_a_complete_run_and_load_run_rebuilds_it(dataset, tmp_path):
+    res = fit(tiny_cfg(epochs=2), dataset, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["best.pt", "epoch_001.pt", "epoch_002.pt", "last.pt"]
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    assert all(0.0 <= r["val_macro_f1"] <= 1.0 and r["samples_per_s"] > 0 for r in lines)
+    cfg_yaml = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg_yaml["train"]["epochs"] == 2 and cfg_yaml["versions"]["torch"]
+    assert "git_commit" in cfg_yaml and cfg_yaml["data"]["voxel_size_angstrom"] == 10.0
+    assert [c["name"] for c in yaml.safe_load((run / "classes.yaml").read_text())] == \
+        ["class0", "class1", "class2"]
+    assert res.best_epoch in (1, 2)
+
+    model, cmap, info = load_run(run, which="last")
+    assert list(cmap.names) == ["class0", "class1", "class2"] and info["epoch"] == 2
+    assert not model.training
+    ck = load_checkpoint(run / "checkpoints" / "last.pt")
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, ck["model_state"][k])
+    # best.pt is the epoch with the highest validation macro F1
+    _, _, best = load_run(run, which="best")
+    assert best["metrics"]["val_macro_f1"] == max(r["val_macro_f1"] for r in lines)
+    with pytest.raises(InputError, match="no checkpoint 'epoch_007'"):
+        load_run(run, which="7")
+
+
+def test_resume_gives_the_same_weights_as_a_straight_run(dataset, tmp_path):
+    fit(tiny_cfg(epochs=2), dataset, tmp_path / "straight", progress=False)
+    fit(tiny_cfg(epochs=1), dataset, tmp_path / "split", progress=False)
+    fit(tiny_cfg(epochs=2), dataset, tmp_path / "split", resume=True, progress=False)
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
+    for k in a["model_state"]:
+        torch.testing.assert_close(a["model_state"][k], b["model_state"][k], atol=1e-6, rtol=0)
+    assert curve(a["history"]) == curve(b["history"])
+
+
+def test_same_seed_same_curve_other_seed_other_curve(dataset, tmp_path):
+    h1 = fit(tiny_cfg(), dataset, tmp_path / "a", progress=False).history
+    h2 = fit(tiny_cfg(), dataset, tmp_path / "b", progress=False).history
+    h3 = fit(tiny_cfg(seed=4), dataset, tmp_path / "c", progress=False).history
+    assert curve(h1) == curve(h2)
+    assert curve(h1) != curve(h3)
+
+
+# -- bad input (through the CLI: exit 2, one line naming the file/field) ------------------
+def _cli(capsys, *argv):
+    code = main(["train", "--no-progress", *map(str, argv)])
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err
+
+
+def _run_args(ds, out, *extra):
+    return ("--data", ds, "--out", out, "--model", TINY_MODEL,
+            *tiny_model_args(), "--epochs", 1,
+            "--batch-size", 6, "--lr-reference-batch", 6, *extra)
+
+
+def test_class_without_training_samples_is_refused(tmp_path, capsys):
+    ds = make_dataset(tmp_path / "ds", n_per_class=(4, 4, 0))
+    code, err = _cli(capsys, *_run_args(ds, tmp_path / "run"))
+    assert code == 2 and len(err) == 1
+    assert "class2 has no training samples" in err[0] and "class_id" in err[0]
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_batch_larger_than_dataset_is_refused(dataset, tmp_path, capsys):
+    code, err = _cli(capsys, "--data", dataset, "--out", tmp_path / "run", "--batch-size", 1000)
+    assert code == 2 and len(err) == 1 and "batch size 1000" in err[0] and "batch_size" in err[0]
+
+
+def test_resume_with_other_class_map_or_other_model_is_refused(dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _cli(capsys, *_run_args(dataset, run))[0] == 0
+    other = make_dataset(tmp_path / "other", names=["a", "b", "c"])
+    code, err = _cli(capsys, *_run_args(other, run, "--epochs", 2, "--resume"))
+    assert code == 2 and len(err) == 1 and "class map disagrees" in err[0]
+    other_model = "densenet3d" if TINY_MODEL != "densenet3d" else "dilated_densenet3d"
+    code, err = _cli(capsys, *_run_args(dataset, run, "--model", other_model, "--resume"))
+    assert code == 2 and len(err) == 1
+    assert f"is for model '{TINY_MODEL}', not '{other_model}'" in err[0]
+    # a fresh run into a directory with checkpoints needs --resume
+    code, err = _cli(capsys, *_run_args(dataset, run))
+    assert code == 2 and "use --resume" in err[0]
+
+
+def test_memory_and_disk_estimates_refuse_before_starting(dataset, tmp_path, capsys,
+                                                          monkeypatch):
+    code, err = _cli(capsys, *_run_args(dataset, tmp_path / "r1", "--max-memory", "1K"))
+    assert code == 2 and len(err) == 1 and "memory" in err[0] and "--max-memory" in err[0]
+    assert not (tmp_path / "r1").exists()
+
+    real = shutil.disk_usage
+
+    def tiny_disk(path):
+        return real(path)._replace(free=1000)
+
+    monkeypatch.setattr(shutil, "disk_usage", tiny_disk)
+    with pytest.raises(ResourceError, match="of disk"):
+        fit(tiny_cfg(), dataset, tmp_path / "r2", progress=False)
+    assert not (tmp_path / "r2").exists()
+
+
+# -- untrusted checkpoints ----------------------------------------------------------------
+class _Payload:
+    marker: Path
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_checkpoint_crafted_to_run_code_is_refused(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    _Payload.marker = marker
+    evil = tmp_path / "run" / "checkpoints" / "best.pt"
+    evil.parent.mkdir(parents=True)
+    torch.save({"format": "tomoclass-checkpoint", "x": _Payload()}, evil, pickle_protocol=2)
+    with pytest.raises(InputError, match="refused"):
+        load_checkpoint(evil)
+    with pytest.raises(InputError, match="refused"):
+        load_run(tmp_path / "run")
+    assert not marker.exists()
+    # a plain pickle file (not a torch zip) with the same payload is refused too
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps(_Payload(), protocol=2))
+    with pytest.raises(InputError):
+        load_checkpoint(raw)
+    assert not marker.exists()
+    # and the payload is live: an unrestricted unpickler would have run it
+    pickle.loads(raw.read_bytes())
+    assert marker.exists()
+
+
+def test_truncated_or_foreign_checkpoint_is_refused(dataset, tmp_path):
+    fit(tiny_cfg(epochs=1), dataset, tmp_path / "run", progress=False)
+    good = (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(good[: len(good) // 2])
+    with pytest.raises(InputError, match="truncated or corrupt"):
+        load_checkpoint(cut)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(InputError, match="not a tomoclass checkpoint"):
+        load_checkpoint(foreign)
+    newer = tmp_path / "newer.pt"
+    ck = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    ck["format_version"] = 99
+    torch.save(ck, newer)
+    with pytest.raises(InputError, match="newer"):
+        load_checkpoint(newer)
