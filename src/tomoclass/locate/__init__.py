@@ -17,8 +17,10 @@ from tomoclass.locate.pipeline import (
 from tomoclass.locate.scoring import (
     Geometry,
     ScoreMaps,
+    Tile,
     choose_tile,
     model_geometry,
+    plan_tiles,
     receptive_field_radius,
     score_tomogram,
 )
@@ -35,7 +37,9 @@ __all__ = [
     "resolve_radii",
     "write_score_maps",
     "model_geometry",
+    "plan_tiles",
     "receptive_field_radius",
+    "Tile",
     "choose_tile",
     "score_tomogram",
 ]

@@ -275,16 +275,15 @@ def score_tomogram(
             window=geom.window,
             halo=tuple(int(math.ceil(halo / s)) * s for s in geom.stride),  # type: ignore[arg-type]
         )
-    s, w, h = np.array(geom.stride), np.array(geom.window), np.array(geom.halo)
     shape = np.array(tomogram.shape)
-    grid = (shape - 1 + s - 1) // s + 1  # grid points j = 0..ceil((n-1)/s)
-    pad_lo = box // 2
-    padded = s * (grid - 1) + box  # X: the padded tomogram's extent, a multiple of s
     if tile is None:
         if max_tile_voxels is None:
             max_tile_voxels = _default_tile_voxels(model, box, device)
-        tile = choose_tile(geom, tuple(int(v) for v in padded), max_tile_voxels)
-    tile_cells = np.maximum(1, np.asarray(tile) // s)
+        tile = choose_tile(geom, _padded_extent(geom, shape), max_tile_voxels)
+    tiles = plan_tiles(geom, tuple(int(v) for v in shape), tile)
+    s, w = np.array(geom.stride), np.array(geom.window)
+    grid = _grid(geom, shape)
+    pad_lo = box // 2
     # "local" floors each window's standard deviation at 1e-3 of the tomogram's, the same
     # constant in every tile, so flat regions do not blow up noise.
     stats = _global_stats(tomogram) if normalize != "none" else None
@@ -292,14 +291,9 @@ def score_tomogram(
     weight = linear.weight.detach().to(device)[:, :, None, None, None]
     bias = linear.bias.detach().to(device) if linear.bias is not None else None
     probs = np.empty((len(class_names), *grid), dtype=np.float32)
-    starts = [range(0, int(g), int(t)) for g, t in zip(grid, tile_cells, strict=True)]
-    tiles = list(itertools.product(*starts))
     with torch.inference_mode():
-        for ja in tqdm(tiles, desc="scoring tiles", unit="tile", disable=not progress):
-            ja = np.array(ja)
-            jb = np.minimum(ja + tile_cells, grid)
-            lo = np.maximum(0, s * ja - h)
-            hi = np.minimum(padded, s * (jb + w - 1) + h)
+        for t in tqdm(tiles, desc="scoring tiles", unit="tile", disable=not progress):
+            ja, jb, lo, hi = (np.array(v) for v in (t.grid_start, t.grid_stop, t.lo, t.hi))
             region = _normalized_region(tomogram, lo - pad_lo, hi - pad_lo, box, normalize, stats)
             x = torch.from_numpy(region).to(device=device, dtype=weight.dtype)[None, None]
             feats = model.forward_features(x)
@@ -319,6 +313,60 @@ def score_tomogram(
         stride=tuple(int(v) for v in s),  # type: ignore[arg-type]
         shape=tuple(int(v) for v in shape),  # type: ignore[arg-type]
     )
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile of the score grid and the input it reads.
+
+    ``grid_start``/``grid_stop``: score-grid cells [start, stop) per axis (z, y, x);
+    ``lo``/``hi``: the padded-tomogram voxels [lo, hi) the net reads for them (padded
+    coordinate = tomogram voxel + box // 2).
+    """
+
+    grid_start: tuple[int, int, int]
+    grid_stop: tuple[int, int, int]
+    lo: tuple[int, int, int]
+    hi: tuple[int, int, int]
+
+    @property
+    def input_voxels(self) -> int:
+        """Voxels the net reads for this tile."""
+        return int(np.prod(np.array(self.hi) - np.array(self.lo)))
+
+
+def plan_tiles(geom: Geometry, shape: Sequence[int], tile: int) -> list[Tile]:
+    """Cut the score grid of a (z, y, x) tomogram into tiles of edge ``tile`` voxels.
+
+    Each tile's input reaches ``halo`` voxels beyond its boxes and starts on a multiple of
+    the stride, clipped to the padded tomogram (see the module docstring).
+    """
+    s, w, h = np.array(geom.stride), np.array(geom.window), np.array(geom.halo)
+    shape_arr = np.asarray(shape)
+    grid = _grid(geom, shape_arr)
+    padded = np.array(_padded_extent(geom, shape_arr))
+    cells = np.maximum(1, int(tile) // s)
+    starts = [range(0, int(g), int(c)) for g, c in zip(grid, cells, strict=True)]
+    out = []
+    for ja in itertools.product(*starts):
+        ja_arr = np.array(ja)
+        jb = np.minimum(ja_arr + cells, grid)
+        lo = np.maximum(0, s * ja_arr - h)
+        hi = np.minimum(padded, s * (jb + w - 1) + h)
+        out.append(Tile(*(tuple(int(v) for v in a) for a in (ja_arr, jb, lo, hi))))  # type: ignore[arg-type]
+    return out
+
+
+def _grid(geom: Geometry, shape: np.ndarray) -> np.ndarray:
+    """Score-grid points per axis: j = 0 .. ceil((n - 1) / stride)."""
+    s = np.array(geom.stride)
+    return (np.asarray(shape) - 1 + s - 1) // s + 1
+
+
+def _padded_extent(geom: Geometry, shape: np.ndarray) -> tuple[int, int, int]:
+    """Extent of the zero-padded tomogram the net sees: a multiple of the stride."""
+    s = np.array(geom.stride)
+    return tuple(int(v) for v in s * (_grid(geom, shape) - 1) + geom.box)  # type: ignore[return-value]
 
 
 def choose_tile(geom: Geometry, padded_shape: Sequence[int], max_voxels: int) -> int:
