@@ -244,9 +244,9 @@ def _write_report(result: DemoResult, cfg: DemoConfig, extract, comparison) -> N
         f"- total: {total:.1f}",
         "",
     ]
-    table = comparison.files.get("table") if hasattr(comparison, "files") else None
+    table = comparison.files.get("markdown")
     if table and Path(table).exists():
-        lines += ["## Per-class F1 (Table 2 layout)", "", Path(table).read_text(), ""]
+        lines += ["## Comparison (Table 2 layout)", "", Path(table).read_text(), ""]
     with atomic_path(result.report) as tmp:
         tmp.write_text("\n".join(lines))
     with atomic_path(result.out_dir / "demo.json") as tmp:
