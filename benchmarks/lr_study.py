@@ -69,6 +69,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--posthoc", nargs=2, type=Path, metavar=("RESULT_JSON", "RUNS_DIR"),
                     help="only re-evaluate an earlier sweep's checkpoints with precise BN")
+    ap.add_argument("--model", default="dilated_densenet3d")
     ap.add_argument("--box", type=int, default=24)
     ap.add_argument("--classes", type=int, default=6)
     ap.add_argument("--n-per-class", type=int, default=50)
@@ -103,7 +104,7 @@ def main() -> None:
 
     runs = []
     for lr in [float(x) for x in args.lrs.split(",")]:
-        cfg = preset("paper", epochs=args.epochs, batch_size=args.batch_size,
+        cfg = preset("paper", model=args.model, epochs=args.epochs, batch_size=args.batch_size,
                      base_lr=lr, lr_reference_batch=args.batch_size, checkpoint_every=0,
                      seed=0, augment=False,
                      bn_recalibration_samples=args.bn_recalibration_samples)
@@ -132,7 +133,7 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                             check=False).stdout.strip()
     result = {
-        "what": "Adam peak-lr sweep, full dilated_densenet3d (paper config), simulated phantoms",
+        "what": f"Adam peak-lr sweep, {args.model} (default config), simulated phantoms",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git_commit": commit,
         "machine": {"nproc": os.cpu_count(), "loadavg_start": load_start,
