@@ -198,3 +198,35 @@ def test_extract_dataset_end_to_end(tmp_path):
     assert set(s.table.loc[s.table["tomogram"] == "model_9", "split"]) == {"test"}
     assert s.table["padded"].sum() == rep.n_padded
     assert np.allclose(s.volumes[:].reshape(len(s), -1).std(1), 1.0, atol=1e-3)
+
+
+def test_streaming_writer_memory_stays_flat(tmp_path):
+    import tracemalloc
+
+    cm = ClassMap(["1bxn", "3qm1", "4b4t"])
+    chunk = np.zeros((16, 16, 16, 16), np.float32)  # 256 KiB per chunk
+    rows = _rows(16)
+    tracemalloc.start()
+    with DatasetWriter(tmp_path / "ds", box=16, class_map=cm, voxel_size_angstrom=5.0) as w:
+        for _ in range(40):  # 10 MiB written in all
+            w.append(chunk, rows)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(open_dataset(tmp_path / "ds")) == 640
+    assert peak < 4 * chunk.nbytes + 2 * 1024**2  # a few chunks + the tables, not 10 MiB
+
+
+def test_extract_refuses_when_disk_too_small(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from tomoclass.errors import ResourceError
+
+    write_volume(tmp_path / "model_0.mrc",
+                 np.random.default_rng(0).normal(size=(24, 32, 32)).astype(np.float32), 10.0)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(ResourceError, match="GiB are free"):
+        extract_dataset(tmp_path / "ds", [tmp_path / "model_0.mrc"],
+                        _rows(5, tomos=("model_0",)), box=16)
+    assert not (tmp_path / "ds").exists()
