@@ -106,7 +106,8 @@ def read_particles(
         the coordinates are already in voxels of the tomogram.
     out_of_bounds
         ``"error"`` (default) or ``"skip"`` (drop rows outside ``tomogram_shape`` and log the
-        count) when ``tomogram_shape`` is given.
+        count) when ``tomogram_shape`` is given; ``"keep"`` does not check (the shape is then
+        only used for RELION 5 centred coordinates, e.g. when extraction counts the skips).
     duplicates
         What to do with rows of one tomogram at the same coordinates (within 1e-3 voxel):
         ``"error"`` (default), ``"drop"`` (keep the first, log the count) or ``"keep"``.
@@ -826,7 +827,7 @@ def _read_csv(ctx: _Context) -> tuple[pd.DataFrame, list[int]]:
     except csv.Error as exc:
         raise InputError(f"malformed CSV ({exc})", path=ctx.path, line=reader.line_num) from None
     if header is None:
-        header = []
+        raise InputError("no particles in the table (the file is empty)", path=ctx.path)
     mapped: dict[str, int] = {}
     extras: dict[str, int] = {}
     for j, name in enumerate(header):
@@ -906,8 +907,8 @@ def _finalize(
     out_of_bounds: str, duplicates: str, allow_empty: bool,
 ) -> pd.DataFrame:
     path = ctx.path
-    if out_of_bounds not in ("error", "skip"):
-        raise InputError(f"out_of_bounds must be 'error' or 'skip', not {out_of_bounds!r}",
+    if out_of_bounds not in ("error", "skip", "keep"):
+        raise InputError(f"out_of_bounds must be error/skip/keep, not {out_of_bounds!r}",
                          field="out_of_bounds")
     if duplicates not in ("error", "drop", "keep"):
         raise InputError(f"duplicates must be error/drop/keep, not {duplicates!r}",
@@ -936,7 +937,7 @@ def _finalize(
         df[S.CLASS_NAME] = fixed
 
     keep = np.ones(len(df), dtype=bool)
-    if ctx.tomogram_shape is not None:
+    if ctx.tomogram_shape is not None and out_of_bounds != "keep":
         xyz = df[[S.X, S.Y, S.Z]].to_numpy()
         for i, tomo in enumerate(df[S.TOMOGRAM]):
             shape = ctx.shape_for(tomo)
