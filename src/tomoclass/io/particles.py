@@ -571,9 +571,9 @@ def _read_star(ctx: _Context) -> tuple[pd.DataFrame, list[int]]:
 
     # Tomogram names.
     if "rlnTomoName" in cols and not ctx.tomogram_given:
-        tomos = [_strip_tomo(v) for v in cols["rlnTomoName"]]
+        tomos = [_strip_tomo(v, path_like=False) for v in cols["rlnTomoName"]]
     elif "rlnMicrographName" in cols and not ctx.tomogram_given:
-        tomos = [_strip_tomo(v) for v in cols["rlnMicrographName"]]
+        tomos = [_strip_tomo(v, path_like=True) for v in cols["rlnMicrographName"]]
     else:
         tomos = [ctx.tomogram] * n
 
@@ -701,10 +701,21 @@ def _star_optics(blocks: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def _strip_tomo(value: str) -> str:
-    name = Path(value.split(":")[0]).name
-    for suffix in (".tomostar", ".mrc", ".rec", ".st", ".mrcs"):
-        if name.lower().endswith(suffix):
+def _strip_tomo(value: str, *, path_like: bool) -> str:
+    """Tomogram name from a STAR value.
+
+    ``rlnTomoName``: only a Warp ``.tomostar`` suffix is dropped. ``path_like``
+    (``rlnMicrographName``): the directory, RELION's ``:mrc`` and the extension are dropped.
+    """
+    name = value
+    if path_like:
+        name = re.sub(r":(mrc|mrcs|st|rec)$", "", name, flags=re.IGNORECASE)
+        name = name.replace("\\", "/").rsplit("/", 1)[-1]
+        suffixes: tuple[str, ...] = (".tomostar", ".mrc", ".rec", ".st", ".mrcs")
+    else:
+        suffixes = (".tomostar",)
+    for suffix in suffixes:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return name
 
@@ -783,11 +794,11 @@ def _star_value(v: Any) -> str:
     s = str(v)
     if s == "":
         return '""'
-    if any(ch.isspace() for ch in s) or s.startswith(("_", "#", "data_", "loop_", "'", '"')):
-        if '"' in s and "'" in s:
-            raise InputError(f"value {_show(s)} holds both quote characters")
-        q = "'" if '"' in s else '"'
-        return f"{q}{s}{q}"
+    if "'" in s or '"' in s or "\n" in s or "\r" in s:
+        # starfile (and RELION's reader) cannot take quote characters inside a value
+        raise InputError(f"value {_show(s)} holds a quote or line break, which STAR cannot hold")
+    if any(ch.isspace() for ch in s) or "#" in s or s.startswith(("_", "data_", "loop_", "$")):
+        return f'"{s}"'
     return s
 
 
