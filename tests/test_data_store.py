@@ -230,3 +230,23 @@ def test_extract_refuses_when_disk_too_small(tmp_path, monkeypatch):
         extract_dataset(tmp_path / "ds", [tmp_path / "model_0.mrc"],
                         _rows(5, tomos=("model_0",)), box=16)
     assert not (tmp_path / "ds").exists()
+
+
+def test_extract_dataset_with_clean_tomograms(tmp_path):
+    rng = np.random.default_rng(3)
+    clean = rng.normal(size=(24, 32, 32)).astype(np.float32) * 3 + 5
+    write_volume(tmp_path / "model_0.mrc", clean + rng.normal(size=clean.shape).astype(np.float32),
+                 10.0)
+    write_volume(tmp_path / "model_0_density.mrc", clean, 10.0)
+    t = _rows(6, seed=2, tomos=("model_0",))
+    t["x"], t["y"], t["z"] = [5, 9, 20, 26, 13, 17], [6, 10, 14, 25, 12, 8], [4, 8, 12, 19, 6, 15]
+    rep = extract_dataset(tmp_path / "ds", [tmp_path / "model_0.mrc"], t, box=8,
+                          clean_tomograms=[tmp_path / "model_0_density.mrc"])
+    s = open_dataset(rep.path)
+    assert s.clean is not None and s.clean.shape == s.volumes.shape
+    for i in range(len(s)):
+        x, y, z = (int(s.table[a][i]) for a in ("x", "y", "z"))
+        np.testing.assert_array_equal(s.clean[i], clean[z - 4:z + 4, y - 4:y + 4, x - 4:x + 4])
+    with pytest.raises(InputError, match="clean volumes"):
+        extract_dataset(tmp_path / "ds2", [tmp_path / "model_0.mrc"], t, box=8,
+                        clean_tomograms=[])

@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="tomogram files; rows are matched by tomogram name (file stem)")
     p.add_argument("--tables", nargs="+", required=True, metavar="TABLE",
                    help="particle tables (SHREC txt, DeepFinder xml, RELION star, csv)")
+    p.add_argument("--clean-tomograms", nargs="+", default=None, metavar="MRC",
+                   help="noise-free volumes, one per tomogram in the same order (simulator's "
+                        "*_density.mrc): their boxes go to clean.npy, not normalized")
     p.add_argument("--out", required=True, help="dataset directory to write")
     p.add_argument("--table-format", default="auto", choices=("auto",) + READ_FORMATS)
     p.add_argument("--box", type=int, default=32, help="box edge in voxels (default 32)")
@@ -88,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         tomogram_voxel_size_angstrom=args.tomogram_voxel_size, class_map=class_map,
         include_nonprotein=args.include_nonprotein, subvoxel=args.subvoxel, border=args.border,
         normalize=args.normalize, split_method=args.split, split_options=split_options,
+        clean_tomograms=args.clean_tomograms,
         provenance={"tables": [str(t) for t in args.tables], "argv": sys.argv[1:]})
     print(f"wrote {report.n_written} subtomograms to {report.path}")
     print(json.dumps({"per_tomogram": report.per_tomogram, "padded": report.n_padded,
