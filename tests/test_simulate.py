@@ -303,6 +303,10 @@ def test_white_noise_spectrum_is_the_fft_of_real_white_noise(shape):
         np.testing.assert_allclose(np.fft.rfftn(x, axes=axes), s, atol=1e-3)
         xs.append(x.ravel())
     xs = np.array(xs)
+    assert xs.mean() == pytest.approx(0.0, abs=0.03)
     assert xs.var() == pytest.approx(1.0, rel=0.03)
     cov = np.cov(xs[:, :6].T)
     assert np.abs(cov - np.eye(6)).max() < 0.2
+    # Gaussian voxel values (central limit over the coefficients)
+    assert stats.kstest(xs[:, 5], "norm").pvalue > 1e-3
+    assert abs(stats.kurtosis(xs.ravel())) < 0.1

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
+from scipy import ndimage
 
 from tomoclass.errors import InputError
 from tomoclass.simulate.fourier import (
@@ -36,7 +37,7 @@ from tomoclass.simulate.fourier import (
     rfft_weights,
     white_noise_spectrum,
 )
-from tomoclass.simulate.rotation import particle_matrix, paste_add, random_euler, rotate_volume
+from tomoclass.simulate.rotation import particle_matrix, paste_add, random_euler, zyx_matrix
 from tomoclass.simulate.template import Template
 
 __all__ = ["SubtomogramParams", "Subtomogram", "draw_params", "render_clean",
@@ -167,8 +168,13 @@ def _place(dst, template, order, matrix, position_zyx) -> None:
     pos = np.asarray(position_zyx, dtype=float)
     ipos = np.round(pos)
     m = template.box
-    cube = rotate_volume(template.spline_coefficients(order), matrix, output_shape=(m, m, m),
-                         shift_voxels_zyx=pos - ipos, order=order, prefiltered=True)
+    offsets, flat = template.support_offsets()
+    inv = zyx_matrix(matrix).T
+    coords = inv @ (offsets - (pos - ipos)[:, None]) + float(m // 2)
+    cube = np.zeros((m, m, m), dtype=np.float32)
+    cube.ravel()[flat] = ndimage.map_coordinates(
+        template.spline_coefficients(order), coords, order=order, mode="constant", cval=0.0,
+        prefilter=False, output=np.float32)
     corner = [int(s // 2 + ip - m // 2) for s, ip in zip(dst.shape, ipos, strict=True)]
     paste_add(dst, cube, corner)
 
@@ -264,11 +270,17 @@ def apply_imaging(
         wedge = _wedge_cached(shape, float(tilt_range_deg[0]), float(tilt_range_deg[1]))
         filt = wedge[None]
     if defocus_um is not None:
-        c = ctf(_k2_cached(shape, float(voxel_size_angstrom))[None],
-                defocus_um=np.asarray(defocus_um, dtype=np.float32).reshape(b, 1, 1, 1),
+        # |k|² takes few distinct values on a grid: evaluate the CTF once per value, gather
+        k2_values, k2_index = _k2_cached(shape, float(voxel_size_angstrom))
+        c = ctf(k2_values[None, :],
+                defocus_um=np.asarray(defocus_um, dtype=np.float32).reshape(b, 1),
                 voltage_kv=voltage_kv, spherical_aberration_mm=spherical_aberration_mm,
                 amplitude_contrast=amplitude_contrast, b_factor_angstrom2=b_factor_angstrom2)
-        filt = c if filt is None else filt * c
+        if wedge is not None:
+            c = c[:, k2_index] * wedge[None]
+        else:
+            c = c[:, k2_index]
+        filt = c
     if filt is not None:
         spec *= filt
     if snr is not None:
@@ -301,10 +313,14 @@ def _wedge_cached(shape, tmin, tmax):
 
 @functools.lru_cache(maxsize=8)
 def _k2_cached(shape, voxel):
+    """Distinct |k|² values of an rfft grid and, per grid point, the index of its value."""
     kz, ky, kx = frequency_grid(shape, voxel)
-    k2 = kz * kz + ky * ky + kx * kx
-    k2.setflags(write=False)
-    return k2
+    k2 = (kz * kz + ky * ky + kx * kx).astype(np.float32)
+    values, index = np.unique(k2, return_inverse=True)
+    index = index.reshape(k2.shape).astype(np.intp)
+    values.setflags(write=False)
+    index.setflags(write=False)
+    return values, index
 
 
 def simulate_batch(

@@ -89,6 +89,29 @@ class Template:
         r2 = (zz**2 + yy**2 + xx**2) * d
         return float(np.sqrt(r2.sum() / d.sum())) * self.voxel_size_angstrom
 
+    def support_offsets(self) -> tuple[np.ndarray, np.ndarray]:
+        """Voxels of the box within the density's support sphere (cached).
+
+        The sphere holds every voxel whose density exceeds 0.1 % of the maximum, plus one
+        voxel, so rotating only these voxels loses nothing visible.
+
+        Returns
+        -------
+        offsets : numpy.ndarray
+            ``(3, K)`` float64 (z, y, x) offsets from the centre voxel.
+        flat : numpy.ndarray
+            ``(K,)`` int64 flat indices into the ``(n, n, n)`` box.
+        """
+        if "support" not in self._cache:
+            n, c = self.box, self.box // 2
+            grid = np.indices((n, n, n)).reshape(3, -1) - c
+            r2 = (grid**2).sum(axis=0)
+            strong = self.density.ravel() > 1e-3 * float(self.density.max())
+            radius = np.sqrt(r2[strong].max()) + 1.0 if strong.any() else 0.0
+            inside = np.flatnonzero(r2 <= radius**2)
+            self._cache["support"] = (grid[:, inside].astype(np.float64), inside)
+        return self._cache["support"]
+
     def spline_coefficients(self, order: int = 3) -> np.ndarray:
         """Cached :func:`scipy.ndimage.spline_filter` of the density (for fast rotations)."""
         key = ("spline", order)
