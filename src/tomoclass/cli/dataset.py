@@ -1,18 +1,107 @@
-"""``tomoclass dataset``: placeholder until its issue lands (owned by one developer)."""
+"""``tomoclass dataset``: inspect, re-split, import and export subtomogram datasets."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
-from tomoclass.errors import TomoclassError
+from tomoclass.data.store import (
+    SPLITS,
+    assign_splits,
+    export_subtomograms,
+    import_subtomograms,
+    open_dataset,
+    parse_list,
+    set_splits,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the ``dataset`` subcommand."""
-    p = sub.add_parser("dataset", help="(not yet available)")
-    p.set_defaults(func=run)
+    """Add the ``dataset`` subcommand and its actions."""
+    p = sub.add_parser("dataset", help="inspect, split, import or export a dataset")
+    acts = p.add_subparsers(dest="action", metavar="ACTION")
+    acts.required = True
+
+    info = acts.add_parser("info", help="counts per class and split, box, voxel size")
+    info.add_argument("path", help="dataset directory")
+    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    info.set_defaults(func=run_info)
+
+    sp = acts.add_parser("split", help="reassign train/val/test")
+    sp.add_argument("path")
+    sp.add_argument("--by", choices=("tomogram", "stratified"), default="tomogram")
+    sp.add_argument("--test-tomograms", default="9")
+    sp.add_argument("--val-tomograms", default="")
+    sp.add_argument("--val-fraction", type=float, default=0.0)
+    sp.add_argument("--test-fraction", type=float, default=0.1)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.set_defaults(func=run_split)
+
+    imp = acts.add_parser("import", help="from subtomogram MRCs + STAR (RELION/Warp layout)")
+    imp.add_argument("star", help="STAR with rlnImageName and a class column")
+    imp.add_argument("--out", required=True, help="dataset directory to write")
+    imp.add_argument("--root", default=None, help="directory the image paths are relative to")
+    imp.add_argument("--class-names", default=None,
+                     help="names of rlnClassNumber 1..K, comma-separated or 'shrec19'")
+    imp.add_argument("--voxel-size", type=float, default=None, metavar="A")
+    imp.add_argument("--normalize", choices=("zscore", "none"), default="zscore")
+    imp.set_defaults(func=run_import)
+
+    exp = acts.add_parser("export", help="to subtomogram MRCs + STAR (RELION/Warp layout)")
+    exp.add_argument("path", help="dataset directory")
+    exp.add_argument("--out", required=True, help="directory to write")
+    exp.add_argument("--clean", action="store_true", help="export the noise-free boxes")
+    exp.set_defaults(func=run_export)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Refuse: this command is not built yet."""
-    raise TomoclassError("'dataset' is not available yet")
+def run_info(args: argparse.Namespace) -> int:
+    """Print the dataset summary."""
+    info = open_dataset(args.path).summary()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{info['path']}: {info['n_subtomograms']} subtomograms, box {info['box']}^3, "
+          f"{info['voxel_size_angstrom']:g} Å/voxel, normalization {info['normalization']}"
+          f"{', with clean volumes' if info['has_clean'] else ''}")
+    print(f"tomograms: {', '.join(info['tomograms'])}")
+    width = max([5] + [len(n) for n in info["per_class"]])
+    print(f"{'class':<{width}}  {'size':<6} " + " ".join(f"{s:>6}" for s in SPLITS) + "  total")
+    for name, row in info["per_class"].items():
+        print(f"{name:<{width}}  {row['size_group']:<6} "
+              + " ".join(f"{row[s]:>6}" for s in SPLITS) + f"  {row['total']:>5}")
+    print(f"{'all':<{width}}  {'':<6} " + " ".join(f"{info['per_split'][s]:>6}" for s in SPLITS)
+          + f"  {info['n_subtomograms']:>5}")
+    return 0
+
+
+def run_split(args: argparse.Namespace) -> int:
+    """Reassign splits and rewrite particles.star."""
+    store = open_dataset(args.path)
+    opts = {"seed": args.seed, "val_fraction": args.val_fraction}
+    if args.by == "tomogram":
+        opts.update(test_tomograms=parse_list(args.test_tomograms),
+                    val_tomograms=parse_list(args.val_tomograms))
+    else:
+        opts["test_fraction"] = args.test_fraction
+    split = assign_splits(store.table, args.by, **opts)
+    set_splits(args.path, split)
+    print(" ".join(f"{s}={int((split == s).sum())}" for s in SPLITS))
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    """Build a dataset from a RELION/Warp subtomogram folder."""
+    names = args.class_names
+    if names and names.lower() != "shrec19":
+        names = parse_list(names)
+    out = import_subtomograms(args.star, args.out, class_names=names, root=args.root,
+                              voxel_size_angstrom=args.voxel_size, normalize=args.normalize)
+    print(f"wrote {len(open_dataset(out))} subtomograms to {out}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Write a dataset as subtomogram MRCs + STAR."""
+    out = export_subtomograms(args.path, args.out, clean=args.clean)
+    print(f"wrote {out / 'particles.star'} and {out / 'Subtomograms'}")
+    return 0

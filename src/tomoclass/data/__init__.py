@@ -1,8 +1,52 @@
 """Subtomogram extraction, the on-disk dataset store and the torch Dataset.
 
 Boxes are ``(z, y, x)`` float32 arrays; voxel sizes in Ångström (``voxel_size_angstrom``).
+The torch parts (:class:`SubtomogramDataset`, augmentation) are imported lazily so that
+reading a dataset does not import torch.
 """
 
-from tomoclass.data.extract import Extraction, extract_subtomograms, plan_extraction
+from typing import Any
 
-__all__ = ["Extraction", "extract_subtomograms", "plan_extraction"]
+from tomoclass.data.build import ExtractReport, extract_dataset, match_tomograms
+from tomoclass.data.classmap import PAPER_SIZE_GROUPS, SIZE_GROUPS, ClassMap
+from tomoclass.data.extract import Extraction, extract_subtomograms, plan_extraction
+from tomoclass.data.store import (
+    DatasetWriter,
+    SubtomogramStore,
+    assign_splits,
+    export_subtomograms,
+    import_subtomograms,
+    open_dataset,
+    set_splits,
+    write_dataset,
+)
+
+__all__ = [
+    "PAPER_SIZE_GROUPS",
+    "SIZE_GROUPS",
+    "ClassMap",
+    "DatasetWriter",
+    "ExtractReport",
+    "Extraction",
+    "SubtomogramDataset",
+    "SubtomogramStore",
+    "WedgePreservingAugment",
+    "assign_splits",
+    "export_subtomograms",
+    "extract_dataset",
+    "extract_subtomograms",
+    "import_subtomograms",
+    "match_tomograms",
+    "open_dataset",
+    "plan_extraction",
+    "set_splits",
+    "write_dataset",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("SubtomogramDataset", "WedgePreservingAugment"):
+        from tomoclass.data import torch_dataset
+
+        return getattr(torch_dataset, name)
+    raise AttributeError(f"module 'tomoclass.data' has no attribute {name!r}")

@@ -51,6 +51,9 @@ _STAR_NAME = "tomoclassClassName"
 _STAR_IS_PROTEIN = "tomoclassIsProtein"
 _STAR_EXTRA = "tomoclass_"
 
+#: Extra column holding a STAR file's ``rlnImageName`` (path of a per-particle subtomogram).
+IMAGE_NAME = "image_name"
+
 
 # ---------------------------------------------------------------------------------------------
 # public API
@@ -103,7 +106,8 @@ def read_particles(
         the coordinates are already in voxels of the tomogram.
     out_of_bounds
         ``"error"`` (default) or ``"skip"`` (drop rows outside ``tomogram_shape`` and log the
-        count) when ``tomogram_shape`` is given.
+        count) when ``tomogram_shape`` is given; ``"keep"`` does not check (the shape is then
+        only used for RELION 5 centred coordinates, e.g. when extraction counts the skips).
     duplicates
         What to do with rows of one tomogram at the same coordinates (within 1e-3 voxel):
         ``"error"`` (default), ``"drop"`` (keep the first, log the count) or ``"keep"``.
@@ -155,6 +159,8 @@ def write_particles(
     df: pd.DataFrame,
     format: str = "auto",
     class_map: Any = None,
+    *,
+    optics: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a schema table as STAR (RELION-compatible), CSV or SHREC'21 text, atomically.
 
@@ -172,6 +178,9 @@ def write_particles(
         For STAR: the class order behind ``rlnClassNumber`` (1-based), a ``ClassMap`` (anything
         with ``.names``) or a list of names. Default: names sorted alphabetically. A row whose
         class is not in it raises InputError; rows with no class ("") get class number 0.
+    optics
+        STAR only: values of a one-row ``data_optics`` block (e.g. ``rlnImagePixelSize``,
+        ``rlnImageSize``, ``rlnImageDimensionality``); rows then get ``rlnOpticsGroup`` 1.
 
     Returns
     -------
@@ -183,8 +192,9 @@ def write_particles(
     STAR: block ``data_particles`` with ``rlnTomoName``, ``rlnCoordinateX/Y/Z`` (voxels),
     ``rlnAngleRot/Tilt/Psi``, ``rlnClassNumber``, ``rlnAutopickFigureOfMerit`` (score) and the
     tomoclass columns ``tomoclassClassName``, ``tomoclassIsProtein`` and ``tomoclass_<col>`` for
-    every extra column. SHREC'21 text: ``class x y z phi psi theta`` (PyTom ZXZ), one tomogram
-    per file, non-protein rows with ``NaN`` angles.
+    every extra column (except ``image_name``, written as ``rlnImageName``).
+    SHREC'21 text: ``class x y z phi psi theta`` (PyTom ZXZ), one tomogram per file,
+    non-protein rows with ``NaN`` angles.
     """
     path = Path(path)
     fmt = format.lower()
@@ -199,7 +209,7 @@ def write_particles(
                          path=path, field="format")
     table = _complete(df, path)
     if fmt == "star":
-        _write_star(path, table, class_map)
+        _write_star(path, table, class_map, optics)
     elif fmt == "csv":
         with atomic_path(path) as tmp:
             table.to_csv(tmp, index=False, na_rep="NaN")
@@ -640,6 +650,8 @@ def _read_star(ctx: _Context) -> tuple[pd.DataFrame, list[int]]:
         S.ROT: angles[:, 0], S.TILT: angles[:, 1], S.PSI: angles[:, 2], S.SCORE: score,
         S.IS_PROTEIN: prot,
     })
+    if "rlnImageName" in cols:
+        df[IMAGE_NAME] = cols["rlnImageName"]
     for lab, values in cols.items():
         if lab.startswith(_STAR_EXTRA) and len(lab) > len(_STAR_EXTRA):
             df[lab[len(_STAR_EXTRA):]] = _maybe_numeric(values)
@@ -709,7 +721,8 @@ def _maybe_numeric(values: list[str]) -> Any:
         return values
 
 
-def _write_star(path: Path, table: pd.DataFrame, class_map: Any) -> None:
+def _write_star(path: Path, table: pd.DataFrame, class_map: Any,
+                optics: Mapping[str, Any] | None = None) -> None:
     names = table[S.CLASS_NAME].astype(str)
     if class_map is None:
         order = sorted(n for n in names.unique() if n)
@@ -734,12 +747,20 @@ def _write_star(path: Path, table: pd.DataFrame, class_map: Any) -> None:
         _STAR_IS_PROTEIN: table[S.IS_PROTEIN].astype(bool).astype(int),
     })
     for col in table.columns:
-        if col not in S.PARTICLE_COLUMNS:
+        if col == IMAGE_NAME:
+            out["rlnImageName"] = table[col].astype(str).to_numpy()
+        elif col not in S.PARTICLE_COLUMNS:
             out[_STAR_EXTRA + str(col)] = table[col].to_numpy()
-    labels = list(out.columns)
     buf = _io.StringIO()
     buf.write("# written by tomoclass; coordinates in voxels of rlnTomoName (0-based),\n")
     buf.write("# angles RELION ZYZ degrees, rlnClassNumber 1-based in the class map's order\n\n")
+    if optics:
+        out["rlnOpticsGroup"] = 1
+        buf.write("data_optics\n\nloop_\n")
+        for j, lab in enumerate(optics, 1):
+            buf.write(f"_{lab} #{j}\n")
+        buf.write("\t".join(_star_value(v) for v in optics.values()) + "\n\n")
+    labels = list(out.columns)
     buf.write("data_particles\n\nloop_\n")
     for j, lab in enumerate(labels, 1):
         buf.write(f"_{lab} #{j}\n")
@@ -806,7 +827,7 @@ def _read_csv(ctx: _Context) -> tuple[pd.DataFrame, list[int]]:
     except csv.Error as exc:
         raise InputError(f"malformed CSV ({exc})", path=ctx.path, line=reader.line_num) from None
     if header is None:
-        header = []
+        raise InputError("no particles in the table (the file is empty)", path=ctx.path)
     mapped: dict[str, int] = {}
     extras: dict[str, int] = {}
     for j, name in enumerate(header):
@@ -886,8 +907,8 @@ def _finalize(
     out_of_bounds: str, duplicates: str, allow_empty: bool,
 ) -> pd.DataFrame:
     path = ctx.path
-    if out_of_bounds not in ("error", "skip"):
-        raise InputError(f"out_of_bounds must be 'error' or 'skip', not {out_of_bounds!r}",
+    if out_of_bounds not in ("error", "skip", "keep"):
+        raise InputError(f"out_of_bounds must be error/skip/keep, not {out_of_bounds!r}",
                          field="out_of_bounds")
     if duplicates not in ("error", "drop", "keep"):
         raise InputError(f"duplicates must be error/drop/keep, not {duplicates!r}",
@@ -916,7 +937,7 @@ def _finalize(
         df[S.CLASS_NAME] = fixed
 
     keep = np.ones(len(df), dtype=bool)
-    if ctx.tomogram_shape is not None:
+    if ctx.tomogram_shape is not None and out_of_bounds != "keep":
         xyz = df[[S.X, S.Y, S.Z]].to_numpy()
         for i, tomo in enumerate(df[S.TOMOGRAM]):
             shape = ctx.shape_for(tomo)

@@ -1,0 +1,229 @@
+"""Tomograms + particle tables -> a dataset directory (what ``tomoclass extract`` runs)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tomoclass.data.classmap import ClassMap
+from tomoclass.data.extract import iter_boxes, plan_extraction
+from tomoclass.data.store import SPLIT, DatasetWriter, assign_splits, tomogram_number
+from tomoclass.errors import InputError, ResourceError
+from tomoclass.io import schema as S
+from tomoclass.io.volume import read_volume
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExtractReport:
+    """What :func:`extract_dataset` did.
+
+    Attributes
+    ----------
+    path
+        The dataset written.
+    n_written
+        Subtomograms in the dataset.
+    n_outside, n_border_skipped, n_padded
+        Rows skipped because the centre is outside the tomogram / the box crosses the border
+        (``border="skip"``), and rows kept but padded.
+    n_unmatched
+        Table rows whose tomogram matched none of the given tomogram files (not extracted).
+    n_nonprotein
+        Non-protein rows (vesicles, fiducials) left out.
+    per_tomogram
+        Tomogram name -> rows written.
+    """
+
+    path: Path
+    n_written: int = 0
+    n_outside: int = 0
+    n_border_skipped: int = 0
+    n_padded: int = 0
+    n_unmatched: int = 0
+    n_nonprotein: int = 0
+    per_tomogram: dict[str, int] = field(default_factory=dict)
+
+
+def check_disk_space(out: Path, nbytes: int, *, margin_bytes: int = 64 * 1024**2) -> None:
+    """Refuse before starting when the disk holding ``out`` cannot take ``nbytes`` more.
+
+    Raises
+    ------
+    ResourceError
+        Free space below ``nbytes`` + ``margin_bytes`` (the table and headers).
+    """
+    probe = out.parent if not out.exists() else out
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    need = nbytes + margin_bytes
+    if free < need:
+        raise ResourceError(
+            f"{out}: the dataset needs about {need / 1024**3:.2f} GiB but only "
+            f"{free / 1024**3:.2f} GiB are free on that disk")
+
+
+def match_tomograms(tomogram_paths: Sequence[Path], table: pd.DataFrame) -> dict[Path, np.ndarray]:
+    """Map each tomogram file to the rows of ``table`` that belong to it.
+
+    A file matches the rows whose ``tomogram`` equals its stem; failing that, rows whose
+    tomogram name ends in the same number (``9`` <-> ``model_9.mrc``). With one file and one
+    tomogram name in the table, they are paired whatever their names.
+
+    Returns
+    -------
+    dict
+        Path -> row indices (possibly empty).
+    """
+    names = table[S.TOMOGRAM].astype(str).to_numpy()
+    distinct = pd.unique(names)
+    if len(tomogram_paths) == 1 and len(distinct) == 1:
+        return {Path(tomogram_paths[0]): np.arange(len(table))}
+    out: dict[Path, np.ndarray] = {}
+    for p in tomogram_paths:
+        p = Path(p)
+        stem = p.name.split(".")[0]
+        rows = np.flatnonzero(names == stem)
+        if len(rows) == 0:
+            num = tomogram_number(stem)
+            if num is not None:
+                hits = [t for t in distinct if tomogram_number(t) == num]
+                if len(hits) == 1:
+                    rows = np.flatnonzero(names == hits[0])
+        out[p] = rows
+    return out
+
+
+def extract_dataset(
+    out: str | os.PathLike[str],
+    tomograms: Sequence[str | os.PathLike[str]],
+    table: pd.DataFrame,
+    *,
+    box: int = 32,
+    voxel_size_angstrom: float | None = None,
+    tomogram_voxel_size_angstrom: float | None = None,
+    class_map: ClassMap | None = None,
+    include_nonprotein: bool = False,
+    subvoxel: bool = False,
+    border: str = "pad",
+    normalize: str = "zscore",
+    split_method: str = "tomogram",
+    split_options: Mapping[str, Any] | None = None,
+    chunk: int = 256,
+    provenance: Mapping[str, Any] | None = None,
+) -> ExtractReport:
+    """Extract every particle of ``table`` from its tomogram into a new dataset directory.
+
+    Parameters
+    ----------
+    out
+        Dataset directory (written atomically).
+    tomograms
+        MRC tomograms (memory-mapped; only the boxes are read).
+    table
+        Particle table(s) concatenated, in the schema; rows are matched to tomogram files by
+        :func:`match_tomograms`.
+    box
+        Box edge in voxels of the dataset.
+    voxel_size_angstrom
+        Dataset voxel size (Å); default: the first tomogram's. Tomograms at other voxel sizes
+        are resampled.
+    tomogram_voxel_size_angstrom
+        Override for wrong tomogram headers (Å).
+    class_map
+        Class order; default: sorted protein class names with the paper's size groups.
+        A row whose class is not in it raises InputError.
+    include_nonprotein
+        Keep vesicle/fiducial rows (their class names must then be in ``class_map``).
+    subvoxel, border, normalize
+        As :func:`tomoclass.data.extract.extract_subtomograms`.
+    split_method, split_options
+        :func:`tomoclass.data.store.assign_splits` (on the whole table, before extraction;
+        skipped rows do not rebalance a stratified split). A ``split`` column already in
+        ``table`` is kept.
+    chunk
+        Boxes held in memory at a time (the dataset is streamed to disk).
+    provenance
+        Extra entries for dataset.yaml's provenance.
+
+    Returns
+    -------
+    ExtractReport
+        Counts of written, skipped, padded, unmatched and non-protein rows.
+
+    Raises
+    ------
+    InputError
+        No tomograms, no row matching any tomogram, bad volumes or options.
+    ResourceError
+        Not enough free disk for the dataset (checked before any work).
+    """
+    if not tomograms:
+        raise InputError("no tomograms given", field="tomograms")
+    report = ExtractReport(path=Path(out))
+    table = table.reset_index(drop=True)
+    if not include_nonprotein:
+        keep = table[S.IS_PROTEIN].astype(bool).to_numpy()
+        report.n_nonprotein = int((~keep).sum())
+        table = table[keep].reset_index(drop=True)
+    if len(table) == 0:
+        raise InputError("no particles to extract (after leaving out non-protein rows)",
+                         field="tables")
+    if class_map is None:
+        class_map = ClassMap.from_names(sorted(table[S.CLASS_NAME].astype(str).unique()))
+    for name in pd.unique(table[S.CLASS_NAME].astype(str)):
+        class_map.index(name)  # unknown class -> InputError before any work
+    if SPLIT not in table.columns:
+        table[SPLIT] = assign_splits(table, split_method, **dict(split_options or {}))
+    paths = [Path(t) for t in tomograms]
+    matched = match_tomograms(paths, table)
+    used = np.zeros(len(table), dtype=bool)
+    for rows in matched.values():
+        used[rows] = True
+    report.n_unmatched = int((~used).sum())
+    if not used.any():
+        raise InputError(
+            "no table row matches a tomogram file (table tomograms: "
+            f"{', '.join(map(str, pd.unique(table[S.TOMOGRAM])[:5]))}; files: "
+            f"{', '.join(p.name for p in paths[:5])})", field="tomogram")
+    if report.n_unmatched:
+        log.warning("%d particle(s) belong to tomograms not given; not extracted",
+                    report.n_unmatched)
+    check_disk_space(Path(out), int(used.sum()) * box**3 * 4)
+    volumes = {p: read_volume(p, tomogram_voxel_size_angstrom) for p in paths if len(matched[p])}
+    if voxel_size_angstrom is None:
+        voxel_size_angstrom = next(iter(volumes.values())).voxel_size_angstrom
+    prov = {"tomograms": [str(p) for p in paths], "box": box, "subvoxel": subvoxel,
+            "border": border, "normalize": normalize, "split_method": split_method,
+            **dict(provenance or {})}
+    with DatasetWriter(out, box=box, class_map=class_map, voxel_size_angstrom=voxel_size_angstrom,
+                       normalization=normalize, provenance=prov) as w:
+        for p, vol in volumes.items():
+            sub = table.iloc[matched[p]].reset_index(drop=True)
+            plan = plan_extraction(vol.shape, sub, box,
+                                   source_voxel_size_angstrom=vol.voxel_size_angstrom,
+                                   voxel_size_angstrom=voxel_size_angstrom, subvoxel=subvoxel,
+                                   border=border)
+            kept = sub.iloc[plan.rows].reset_index(drop=True)
+            kept["padded"] = plan.padded
+            for start, boxes in iter_boxes(vol.data, plan, normalize=normalize, chunk=chunk):
+                w.append(boxes, kept.iloc[start:start + len(boxes)])
+            report.n_outside += plan.n_outside
+            report.n_border_skipped += plan.n_border_skipped
+            report.n_padded += int(plan.padded.sum())
+            report.per_tomogram[p.name] = len(kept)
+            report.n_written += len(kept)
+        if report.n_written == 0:
+            raise InputError("every particle was skipped (outside the tomogram or at the border)",
+                             field="border")
+    return report
