@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
-from scipy import ndimage
 
 from tomoclass.errors import InputError
 from tomoclass.simulate.fourier import (
@@ -37,7 +36,7 @@ from tomoclass.simulate.fourier import (
     rfft_weights,
     white_noise_spectrum,
 )
-from tomoclass.simulate.rotation import particle_matrix, paste_add, random_euler, zyx_matrix
+from tomoclass.simulate.rotation import particle_matrix, paste_add, random_euler
 from tomoclass.simulate.template import Template
 
 __all__ = ["SubtomogramParams", "Subtomogram", "draw_params", "render_clean",
@@ -168,13 +167,7 @@ def _place(dst, template, order, matrix, position_zyx) -> None:
     pos = np.asarray(position_zyx, dtype=float)
     ipos = np.round(pos)
     m = template.box
-    offsets, flat = template.support_offsets()
-    inv = zyx_matrix(matrix).T
-    coords = inv @ (offsets - (pos - ipos)[:, None]) + float(m // 2)
-    cube = np.zeros((m, m, m), dtype=np.float32)
-    cube.ravel()[flat] = ndimage.map_coordinates(
-        template.spline_coefficients(order), coords, order=order, mode="constant", cval=0.0,
-        prefilter=False, output=np.float32)
+    cube = template.rotated(matrix, pos - ipos, order=order)
     corner = [int(s // 2 + ip - m // 2) for s, ip in zip(dst.shape, ipos, strict=True)]
     paste_add(dst, cube, corner)
 

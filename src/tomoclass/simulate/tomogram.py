@@ -40,7 +40,7 @@ from tomoclass.simulate.fourier import (
     frequency_grid,
     interaction_constant,
 )
-from tomoclass.simulate.rotation import particle_matrix, paste_add, random_euler, rotate_volume
+from tomoclass.simulate.rotation import particle_matrix, paste_add, random_euler
 from tomoclass.simulate.template import MASK_THRESHOLD, Template
 
 __all__ = [
@@ -206,8 +206,7 @@ def render_density(
     for p in particles:
         t = templates[p.class_id]
         m = t.box
-        cube = rotate_volume(t.spline_coefficients(order), particle_matrix(p.rot, p.tilt, p.psi),
-                             output_shape=(m, m, m), order=order, prefiltered=True)
+        cube = t.rotated(particle_matrix(p.rot, p.tilt, p.psi), order=order)
         corner = (p.z - m // 2, p.y - m // 2, p.x - m // 2)
         paste_add(density, cube, corner)
         mask = (cube > MASK_THRESHOLD * float(t.density.max())).astype(np.int16) * (p.class_id + 1)
