@@ -147,9 +147,10 @@ def write_tomogram(out_dir: str | os.PathLike, result: TomogramResult, name: str
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     vs = result.voxel_size_angstrom
+    label = f"tomoclass {__version__} simulate seed {result.info.get('seed')} {name}"
     paths = {
-        "tomogram": write_volume(out_dir / f"{name}.mrc", result.tomogram, vs),
-        "labels": write_volume(out_dir / f"{name}_labels.mrc", result.labels, vs),
+        "tomogram": _write_mrc(out_dir / f"{name}.mrc", result.tomogram, vs, label),
+        "labels": _write_mrc(out_dir / f"{name}_labels.mrc", result.labels, vs, label),
     }
     table = particles_table(result, name)
     paths["ground_truth"] = write_particles(out_dir / f"{name}_gt.txt", table, format="shrec21")
@@ -157,7 +158,7 @@ def write_tomogram(out_dir: str | os.PathLike, result: TomogramResult, name: str
         tmp.write_text("".join(f"{a:.2f}\n" for a in result.tilt_angles_deg))
     paths["tilts"] = out_dir / f"{name}.tlt"
     if result.density is not None:
-        paths["density"] = write_volume(out_dir / f"{name}_density.mrc", result.density, vs)
+        paths["density"] = _write_mrc(out_dir / f"{name}_density.mrc", result.density, vs, label)
     meta = {
         "tomogram": name,
         "shape_zyx": list(result.tomogram.shape),
@@ -181,6 +182,23 @@ def write_tomogram(out_dir: str | os.PathLike, result: TomogramResult, name: str
         tmp.write_text(yaml.safe_dump(meta, sort_keys=False))
     paths["meta"] = out_dir / f"{name}_meta.yaml"
     return paths
+
+
+def _write_mrc(path: Path, data: np.ndarray, voxel_size_angstrom: float, label: str) -> Path:
+    """:func:`tomoclass.io.write_volume`, then replace mrcfile's time-stamped header label.
+
+    mrcfile stamps the creation time into label 0; overwriting it with a fixed text makes the
+    same seed give byte-identical files. Done on the temporary file, so the target still
+    appears atomically.
+    """
+    import mrcfile
+
+    with atomic_path(path) as tmp:
+        write_volume(tmp, data, voxel_size_angstrom)
+        with mrcfile.mmap(tmp, mode="r+") as mrc:
+            mrc.header.label[0] = label.encode("ascii", "replace")[:80].ljust(80)
+            mrc.header.nlabl = 1
+    return Path(path)
 
 
 def simulate_tomograms(
