@@ -283,10 +283,21 @@ def project(volume: np.ndarray, angles_deg: Sequence[float], *, matrix=None) -> 
         density x voxel length.
     """
     nz, ny, nx = volume.shape
+    nt = len(angles_deg)
     p = projection_matrix((nz, nx), angles_deg, nx) if matrix is None else matrix
-    v2 = np.ascontiguousarray(np.asarray(volume, dtype=np.float32).transpose(0, 2, 1))
-    out = p @ v2.reshape(nz * nx, ny)  # (n_tilts * nx, ny)
-    return np.ascontiguousarray(out.reshape(len(angles_deg), nx, ny).transpose(0, 2, 1))
+    out = np.empty((nt, ny, nx), dtype=np.float32)
+    # y-slabs: rows are independent (tilt axis y), so only one slab is ever transposed
+    for y0, y1 in _slabs(ny, nz * nx):
+        v2 = np.ascontiguousarray(np.asarray(volume[:, y0:y1], dtype=np.float32)
+                                  .transpose(0, 2, 1)).reshape(nz * nx, y1 - y0)
+        out[:, y0:y1] = (p @ v2).reshape(nt, nx, y1 - y0).transpose(0, 2, 1)
+    return out
+
+
+def _slabs(n: int, row_elements: int, budget_bytes: int = 64 * 1024**2):
+    """``(start, stop)`` ranges over ``n`` rows so one float32 slab stays under the budget."""
+    step = max(1, min(n, budget_bytes // max(1, 4 * row_elements)))
+    return [(s, min(s + step, n)) for s in range(0, n, step)]
 
 
 def ramp_filter(n_detector: int, tilt_step_rad: float) -> np.ndarray:
@@ -342,9 +353,12 @@ def backproject(
         spec *= filt
         ts = scipy.fft.irfft(spec, n=2 * nx, axis=2, workers=-1)[:, :, :nx].astype(np.float32)
     p = projection_matrix((nz, nx), angles_deg, nx) if matrix is None else matrix
-    flat = np.ascontiguousarray(ts.transpose(0, 2, 1)).reshape(nt * nx, ny)
-    rec = (p.T.tocsr() @ flat).reshape(nz, nx, ny)
-    return np.ascontiguousarray(rec.transpose(0, 2, 1)).astype(np.float32, copy=False)
+    pt = p.T.tocsr()
+    rec = np.empty((nz, ny, nx), dtype=np.float32)
+    for y0, y1 in _slabs(ny, max(nz, nt) * nx):
+        flat = np.ascontiguousarray(ts[:, y0:y1].transpose(0, 2, 1)).reshape(nt * nx, y1 - y0)
+        rec[:, y0:y1] = (pt @ flat).reshape(nz, nx, y1 - y0).transpose(0, 2, 1)
+    return rec
 
 
 def tilt_order(angles_deg: Sequence[float], scheme: str = "dose_symmetric") -> np.ndarray:
