@@ -229,39 +229,40 @@ def _paint(dst: np.ndarray, src: np.ndarray, corner) -> None:
 
 def projection_matrix(
     shape_zx: tuple[int, int], angles_deg: Sequence[float], n_detector: int
-) -> sp.csr_matrix:
+) -> sp.csc_matrix:
     """Sparse projector of one (z, x) slice onto a detector row, for all tilts.
 
     Voxel ``(z, x)`` (centred at ``n // 2``) lands at ``x' = x cos(t) + z sin(t)`` (plus the
     detector centre ``n_detector // 2``) and is split linearly between the two nearest
     detector pixels, so the projector conserves mass and its transpose is linear
-    interpolation (the back-projector).
+    interpolation (the back-projector). Built column by column (two entries per voxel and
+    tilt; zero weight off the detector), so no format conversion is needed.
 
     Returns
     -------
-    scipy.sparse.csr_matrix
+    scipy.sparse.csc_matrix
         ``(n_tilts * n_detector, nz * nx)`` float32; row ``t * n_detector + u``.
     """
     nz, nx = shape_zx
+    nt = len(angles_deg)
+    if nt * n_detector >= 2**31 or nz * nx * nt * 2 >= 2**31:
+        raise InputError("tomogram too large for the projector's 32-bit indices",
+                         field="shape_zyx")
     z = (np.arange(nz) - nz // 2).astype(np.float64)
     x = (np.arange(nx) - nx // 2).astype(np.float64)
-    col = np.arange(nz * nx)
-    rows, cols, vals = [], [], []
+    idx = np.empty((nz * nx, nt, 2), dtype=np.int32)
+    val = np.empty((nz * nx, nt, 2), dtype=np.float32)
     for t, a in enumerate(np.deg2rad(np.asarray(angles_deg, dtype=float))):
         xp = (x[None, :] * np.cos(a) + z[:, None] * np.sin(a)).ravel() + n_detector // 2
         f = np.floor(xp)
         w = (xp - f).astype(np.float32)
         f = f.astype(np.int64)
-        for off, wt in ((0, 1.0 - w), (1, w)):
-            r = f + off
-            ok = (r >= 0) & (r < n_detector)
-            rows.append(r[ok] + t * n_detector)
-            cols.append(col[ok])
-            vals.append(wt[ok])
-    return sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(len(angles_deg) * n_detector, nz * nx), dtype=np.float32,
-    )
+        for k, (r, wt) in enumerate(((f, 1.0 - w), (f + 1, w))):
+            inside = (r >= 0) & (r < n_detector)
+            idx[:, t, k] = np.clip(r, 0, n_detector - 1) + t * n_detector
+            val[:, t, k] = np.where(inside, wt, 0.0)
+    indptr = np.arange(0, nz * nx * nt * 2 + 1, nt * 2, dtype=np.int32)
+    return sp.csc_matrix((val.ravel(), idx.ravel(), indptr), shape=(nt * n_detector, nz * nx))
 
 
 def project(volume: np.ndarray, angles_deg: Sequence[float], *, matrix=None) -> np.ndarray:
