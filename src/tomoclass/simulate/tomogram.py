@@ -10,7 +10,7 @@ Pipeline (:func:`simulate_tomogram`)
 3. :func:`project`: line integrals for every tilt (tilt axis y, beam along z; detector
    coordinate ``x' = x cos(theta) + z sin(theta)``, see :mod:`tomoclass.simulate.fourier`),
    voxel-driven with linear splatting; each y row is independent, so the projector is one
-   sparse matrix per tilt applied to all rows at once.
+   sparse matrix (all tilts) applied to a slab of y rows at a time.
 4. Per tilt: phase ``phi = sigma(V) * dV * voxel * projection`` (weak-phase object,
    ``dV`` = protein minus ice potential), dose-dependent radiation damage
    ``exp(-D_prev / (2 Ne(k)))`` (Grant & Grigorieff 2015), CTF at the tilt's defocus,
