@@ -57,3 +57,43 @@ def test_bad_input_one_line_exit_2(tmp_path, capsys):
     assert rc == 2 and "larger than the tomogram" in capsys.readouterr().err
     rc = main(["dataset", "info", str(tmp_path / "nope")])
     assert rc == 2 and "not a dataset directory" in capsys.readouterr().err
+
+
+def _bad_mrcs(tmp_path):
+    import mrcfile
+
+    rng = np.random.default_rng(0)
+    good = tmp_path / "model_3.mrc"
+    cases = {}
+    raw = good.read_bytes()
+    (tmp_path / "trunc.mrc").write_bytes(raw[:-4000])
+    cases["trunc.mrc"] = "truncated"
+    data = rng.normal(size=(20, 28, 28)).astype(np.float32)
+    data[5, 5, 5] = np.nan
+    write_volume(tmp_path / "nan.mrc", data, 10.0)
+    cases["nan.mrc"] = "field 'data'"
+    write_volume(tmp_path / "flat.mrc", np.zeros((20, 28, 28), np.float32), 10.0)
+    cases["flat.mrc"] = "zero variance"
+    write_volume(tmp_path / "img.mrc", rng.normal(size=(28, 28)).astype(np.float32), 10.0)
+    cases["img.mrc"] = "2D image"
+    with mrcfile.new(tmp_path / "vs0.mrc") as m:
+        m.set_data(rng.normal(size=data.shape).astype(np.float32))
+        m.voxel_size = 0
+    cases["vs0.mrc"] = "field 'voxel_size'"
+    bad_mode = bytearray(raw)
+    bad_mode[12:16] = np.int32(3).tobytes()
+    (tmp_path / "mode.mrc").write_bytes(bytes(bad_mode))
+    cases["mode.mrc"] = "field 'mode'"
+    return cases
+
+
+def test_bad_tomograms_through_the_cli(tmp_path, capsys):
+    _setup(tmp_path)
+    (tmp_path / "one.csv").write_text("x,y,z,class\n10,10,9,1bxn\n")
+    for name, expected in _bad_mrcs(tmp_path).items():
+        rc = main(["extract", "--tomograms", str(tmp_path / name), "--tables",
+                   str(tmp_path / "one.csv"), "--out", str(tmp_path / "ds")])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2, name
+        assert len(err.splitlines()) == 1 and name in err and expected in err, err
+        assert not (tmp_path / "ds").exists()

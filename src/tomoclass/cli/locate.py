@@ -1,18 +1,85 @@
-"""``tomoclass locate``: placeholder until its issue lands (owned by one developer)."""
+"""``tomoclass locate``: find and classify particles in a whole tomogram."""
 
 from __future__ import annotations
 
 import argparse
 
-from tomoclass.errors import TomoclassError
+from tomoclass.locate.pipeline import locate, parse_radii
+from tomoclass.locate.scoring import NORMALIZATIONS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``locate`` subcommand."""
-    p = sub.add_parser("locate", help="(not yet available)")
+    p = sub.add_parser(
+        "locate",
+        help="find and classify particles in a tomogram with a trained run",
+        description=(
+            "Runs the run's GAP + linear classifier over the whole tomogram in overlapping "
+            "tiles, turns its per-class probabilities into picks (peaks of 1 - P(background) "
+            "with per-class-radius non-maximum suppression), and writes them as STAR, CSV "
+            "and SHREC'21 txt (same stem as --out). The run needs a 'background' class."
+        ),
+    )
+    p.add_argument("--run", required=True, help="run directory (tomoclass train)")
+    p.add_argument("--tomogram", required=True, help="tomogram (MRC)")
+    p.add_argument("--out", required=True, help="picks table: .star, .csv or .txt")
+    p.add_argument("--which", default="best", help="checkpoint: best, last or epoch_NNN")
+    p.add_argument("--score-maps", metavar="DIR", help="write per-class probability maps here")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="minimum 1 - P(background) of a pick (default 0.5)",
+    )
+    p.add_argument(
+        "--radius",
+        action="append",
+        metavar="R|NAME=R",
+        help="particle radius in voxels, R for all classes or NAME=R (repeat); default box / 4",
+    )
+    p.add_argument("--tile", type=int, help="tile edge in voxels (default: fit the memory bound)")
+    p.add_argument(
+        "--halo",
+        type=int,
+        help="context voxels per tile side (default: the receptive field, exact)",
+    )
+    p.add_argument(
+        "--normalize",
+        choices=NORMALIZATIONS,
+        help="tomogram normalisation (default: from the training data)",
+    )
+    p.add_argument(
+        "--voxel-size",
+        type=float,
+        dest="voxel_size",
+        help="override the tomogram header's voxel size (Å)",
+    )
+    p.add_argument("--device", help="torch device (default: cuda when available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Refuse: this command is not built yet."""
-    raise TomoclassError("'locate' is not available yet")
+    """Locate, then print a one-line summary per class."""
+    result = locate(
+        args.run,
+        args.tomogram,
+        args.out,
+        which=args.which,
+        score_maps_dir=args.score_maps,
+        threshold=args.threshold,
+        radii=parse_radii(args.radius),
+        tile=args.tile,
+        halo=args.halo,
+        normalize=args.normalize,
+        voxel_size_angstrom=args.voxel_size,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    counts = result.picks["class_name"].value_counts()
+    print(f"{len(result.picks)} picks in {result.seconds:.1f} s (normalize={result.normalize})")
+    for name, n in counts.items():
+        print(f"  {name}: {n}")
+    for path in result.outputs:
+        print(f"wrote {path}")
+    return 0

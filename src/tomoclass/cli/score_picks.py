@@ -1,18 +1,53 @@
-"""``tomoclass score-picks``: placeholder until its issue lands (owned by one developer)."""
+"""``tomoclass score-picks``: SHREC-style localization + classification scores of picks."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
-from tomoclass.errors import TomoclassError
+from tomoclass.errors import InputError
+from tomoclass.evaluate.picks import MATCHINGS, REGIONS, score_picks
+from tomoclass.io import read_particles
+from tomoclass.io.atomic import atomic_path
+from tomoclass.locate.pipeline import parse_radii
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``score-picks`` subcommand."""
-    p = sub.add_parser("score-picks", help="(not yet available)")
+    p = sub.add_parser(
+        "score-picks",
+        help="score picks against ground truth (SHREC hit regions, localization and class F1)",
+        description=(
+            "A pick is a hit when it lies within the radius of a true particle (sphere, or "
+            "cube with --region box); each particle is matched once. Prints localization "
+            "precision/recall/F1, per-class F1 among hits and the confusion matrix."
+        ),
+    )
+    p.add_argument("--truth", required=True, help="ground truth (SHREC txt, STAR, CSV, XML)")
+    p.add_argument("--picks", required=True, help="picks (STAR, CSV, SHREC txt)")
+    p.add_argument(
+        "--radius",
+        action="append",
+        required=True,
+        metavar="R|NAME=R",
+        help="hit radius in voxels: R for every class, NAME=R per class (repeat)",
+    )
+    p.add_argument("--region", choices=REGIONS, default="sphere")
+    p.add_argument("--matching", choices=MATCHINGS, default="greedy")
+    p.add_argument("--json", dest="json_out", help="also write the scores as JSON here")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Refuse: this command is not built yet."""
-    raise TomoclassError("'score-picks' is not available yet")
+    """Read both tables, score, print the report (and write JSON)."""
+    radii = parse_radii(args.radius)
+    if radii is None:
+        raise InputError("give --radius", field="radius")
+    truth = read_particles(args.truth)
+    picks = read_particles(args.picks, allow_empty=True)
+    result = score_picks(truth, picks, radii, region=args.region, matching=args.matching)
+    print(result.to_markdown(), end="")
+    if args.json_out:
+        with atomic_path(args.json_out) as tmp:
+            tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return 0

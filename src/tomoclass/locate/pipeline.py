@@ -1,0 +1,250 @@
+"""``locate``: a trained run + a tomogram -> picks (STAR, CSV, SHREC'21 txt) and score maps."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tomoclass.errors import InputError
+from tomoclass.io import read_volume, write_particles, write_volume
+from tomoclass.io.atomic import atomic_dir
+from tomoclass.locate.peaks import BACKGROUND, find_peaks
+from tomoclass.locate.scoring import ScoreMaps, score_tomogram
+
+log = logging.getLogger(__name__)
+
+#: The data stage's per-subtomogram normalisation -> its fully convolutional stand-in.
+NORMALIZATION_FOR_DATA = {"zscore": "local", "none": "none"}
+
+#: Largest relative voxel-size difference between tomogram and training data accepted.
+VOXEL_SIZE_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True)
+class LocateResult:
+    """What :func:`locate` produced.
+
+    Attributes
+    ----------
+    picks
+        The particle table (schema of :mod:`tomoclass.io.schema` plus ``class_score``).
+    outputs
+        Files written: the tables, then the score-map directory if any.
+    maps
+        The score maps on the stride grid.
+    seconds
+        Wall time of scoring and peak finding (reading the run excluded).
+    radii
+        Radius in voxels used for each particle class.
+    normalize
+        The tomogram normalisation used.
+    """
+
+    picks: pd.DataFrame
+    outputs: list[Path]
+    maps: ScoreMaps
+    seconds: float
+    radii: dict[str, float]
+    normalize: str
+
+
+def parse_radii(values: Sequence[str] | None) -> float | dict[str, float] | None:
+    """Parse ``--radius`` options: ``R`` (every class) or ``NAME=R`` (repeatable), voxels.
+
+    Returns None for no option, a float for a single bare number, else a mapping (a bare
+    number then also becomes the value for every class not named, under the key ``"*"``).
+
+    Raises
+    ------
+    InputError
+        A value that is not a positive number.
+    """
+    if not values:
+        return None
+    out: dict[str, float] = {}
+    for raw in values:
+        name, _, num = raw.rpartition("=")
+        try:
+            r = float(num)
+        except ValueError:
+            raise InputError(f"radius {raw!r} is not R or NAME=R", field="radius") from None
+        if not np.isfinite(r) or r <= 0:
+            raise InputError(f"radius {raw!r} must be a positive number of voxels", field="radius")
+        out[name.strip() or "*"] = r
+    if list(out) == ["*"]:
+        return out["*"]
+    return out
+
+
+def resolve_radii(
+    class_names: Sequence[str], radii: float | Mapping[str, float] | None, box: int
+) -> dict[str, float]:
+    """Radius per particle class: the given ones, ``"*"`` for the rest, else ``box / 4``.
+
+    ``box / 4`` is a fallback, not a measurement: it assumes the training box was chosen
+    about twice the particle's diameter. Pass real radii (e.g. SHREC'21 ``sizes.txt``)
+    when known.
+    """
+    names = [n for n in class_names if n.casefold() != BACKGROUND]
+    if radii is None:
+        log.info("no --radius given: using box / 4 = %g voxels for every class", box / 4)
+        return {n: box / 4 for n in names}
+    if not isinstance(radii, Mapping):
+        return {n: float(radii) for n in names}
+    table = {str(k).casefold(): float(v) for k, v in radii.items()}
+    out = {}
+    for n in names:
+        r = table.get(n.casefold(), table.get("*"))
+        if r is None:
+            raise InputError(
+                f"no radius for class '{n}'; give NAME=R for it or a bare R for all",
+                field="radius",
+            )
+        out[n] = r
+    return out
+
+
+def locate(
+    run_dir: str | Path,
+    tomogram_path: str | Path,
+    out: str | Path,
+    *,
+    which: str = "best",
+    score_maps_dir: str | Path | None = None,
+    threshold: float = 0.5,
+    radii: float | Mapping[str, float] | None = None,
+    tile: int | None = None,
+    halo: int | None = None,
+    normalize: str | None = None,
+    voxel_size_angstrom: float | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> LocateResult:
+    """Find and classify the particles of one tomogram with a trained run.
+
+    Parameters
+    ----------
+    run_dir
+        A run directory (:func:`tomoclass.train.load_run`) whose classes include
+        ``"background"``.
+    tomogram_path
+        MRC tomogram, read memory-mapped.
+    out
+        Particle table path; its suffix picks the main format (``.star``, ``.csv``,
+        ``.txt``) and the other two are written beside it with the same stem.
+    which
+        Checkpoint (``best``, ``last``, ``epoch_NNN``).
+    score_maps_dir
+        If given, a directory that receives ``<class>.mrc`` per class (probabilities,
+        background included) and ``objectness.mrc`` (1 - P(background)), at the tomogram's
+        voxels and voxel size.
+    threshold
+        Minimum objectness of a pick.
+    radii
+        Particle radii in voxels (number or mapping, see :func:`resolve_radii`).
+    tile, halo
+        See :func:`tomoclass.locate.score_tomogram`.
+    normalize
+        ``local``, ``global`` or ``none``; default from the training data's normalisation
+        (z-score per box -> ``local``).
+    voxel_size_angstrom
+        Override the tomogram header's voxel size (Å).
+    device
+        Torch device (default CUDA when present).
+    progress
+        Show progress bars.
+
+    Returns
+    -------
+    LocateResult
+
+    Raises
+    ------
+    InputError
+        A bad run or tomogram, a voxel size more than 5% off the training data's, a run
+        without a background class, bad radii or options.
+    """
+    from tomoclass.train import load_run
+
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".star", ".csv", ".txt"):
+        raise InputError(
+            f"output suffix {out.suffix!r} is not .star, .csv or .txt", path=out, field="out"
+        )
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, class_map, info = load_run(run_dir, which, map_location=dev)
+    names = list(class_map.names)
+    box = info.get("box")
+    if not box:
+        raise InputError("the run records no box size", path=run_dir, field="box")
+    box = int(box)
+    volume = read_volume(tomogram_path, voxel_size_angstrom=voxel_size_angstrom)
+    trained = info.get("voxel_size_angstrom")
+    if trained and abs(volume.voxel_size_angstrom / float(trained) - 1) > VOXEL_SIZE_TOLERANCE:
+        raise InputError(
+            f"voxel size {volume.voxel_size_angstrom:g} Å differs from the training data's "
+            f"{float(trained):g} Å by more than {VOXEL_SIZE_TOLERANCE:.0%}; rescale the "
+            "tomogram, or pass --voxel-size if the header is wrong",
+            path=tomogram_path,
+            field="voxel_size_angstrom",
+        )
+    if normalize is None:
+        data_norm = str((info.get("data") or {}).get("normalization") or "zscore")
+        normalize = NORMALIZATION_FOR_DATA.get(data_norm, "local")
+    class_radii = resolve_radii(names, radii, box)
+    name = Path(tomogram_path).stem
+
+    start = time.perf_counter()
+    maps = score_tomogram(
+        model,
+        volume.data,
+        box=box,
+        class_names=names,
+        tile=tile,
+        halo=halo,
+        normalize=normalize,
+        device=dev,
+        progress=progress,
+    )
+    picks = find_peaks(maps, class_radii, threshold=threshold, tomogram_name=name)
+    seconds = time.perf_counter() - start
+
+    outputs = []
+    for ext in [suffix] + [e for e in (".star", ".csv", ".txt") if e != suffix]:
+        path = out.with_suffix(ext)
+        write_particles(path, picks, class_map=class_map if ext == ".star" else None)
+        outputs.append(path)
+    if score_maps_dir is not None:
+        outputs.append(write_score_maps(maps, score_maps_dir, volume.voxel_size_angstrom))
+    log.info("%d picks in %.1f s -> %s", len(picks), seconds, out)
+    return LocateResult(picks, outputs, maps, seconds, class_radii, normalize)
+
+
+def write_score_maps(maps: ScoreMaps, directory: str | Path, voxel_size_angstrom: float) -> Path:
+    """Write each class's probability map and the objectness map as MRC, at tomogram voxels.
+
+    One class at a time is resampled (see :meth:`ScoreMaps.to_voxels`), so memory holds
+    one tomogram-sized float32 map. The directory appears complete or not at all.
+    """
+    directory = Path(directory)
+    with atomic_dir(directory) as tmp:
+        for k, cls in enumerate(maps.class_names):
+            write_volume(tmp / f"{_safe(cls)}.mrc", maps.to_voxels(k), voxel_size_angstrom)
+        keys = [n.casefold() for n in maps.class_names]
+        if BACKGROUND in keys:
+            bg = maps.to_voxels(keys.index(BACKGROUND))
+            write_volume(tmp / "objectness.mrc", 1.0 - bg, voxel_size_angstrom)
+    return directory
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "class"

@@ -1,0 +1,147 @@
+import json
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import pytest
+from locate_nets import PlantedNet
+from test_locate import PLANTED, _planted_tomogram
+
+from tomoclass.cli.main import main
+from tomoclass.io import read_particles, write_particles, write_volume
+from tomoclass.models import registry
+from tomoclass.train.checkpoint import FORMAT, FORMAT_VERSION, save_checkpoint
+
+
+def _planted(num_classes, **kw):
+    assert num_classes == 3
+    return PlantedNet(**kw)
+
+
+@pytest.fixture
+def planted_run(tmp_path, monkeypatch):
+    """A run directory holding the planted net, as the training stage writes one."""
+    monkeypatch.setitem(registry._REGISTRY, "planted_test", _planted)
+    net = PlantedNet()
+    save_checkpoint(
+        tmp_path / "run" / "checkpoints" / "best.pt",
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model_name": "planted_test",
+            "model_kwargs": {},
+            "class_names": ["background", "bright", "dark"],
+            "size_groups": ["", "small", "medium"],
+            "model_state": {k: v.clone() for k, v in net.state_dict().items()},
+            "epoch": 1,
+            "box": 8,
+            "voxel_size_angstrom": 10.0,
+            "data": {"normalization": "none"},
+        },
+    )
+    return tmp_path / "run"
+
+
+def test_locate_then_score_picks_end_to_end(planted_run, tmp_path, capsys):
+    tomo = tmp_path / "planted.mrc"
+    write_volume(tomo, _planted_tomogram(), 10.0)
+    truth = pd.DataFrame(
+        [{"class_name": c, "z": z, "y": y, "x": x} for c, (z, y, x), _, _ in PLANTED]
+    ).assign(tomogram="planted")
+    write_particles(tmp_path / "planted_gt.txt", truth)
+
+    out = tmp_path / "picks.star"
+    code = main(
+        [
+            "locate",
+            "--run",
+            str(planted_run),
+            "--tomogram",
+            str(tomo),
+            "--out",
+            str(out),
+            "--score-maps",
+            str(tmp_path / "maps"),
+            "--radius",
+            "bright=3",
+            "--radius",
+            "dark=4",
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    assert "4 picks" in capsys.readouterr().out
+    picks = read_particles(out)
+    assert len(picks) == 4 and set(picks["class_name"]) == {"bright", "dark"}
+    assert len(read_particles(tmp_path / "picks.csv")) == 4
+    assert len(read_particles(tmp_path / "picks.txt")) == 4
+    with mrcfile.open(tmp_path / "maps" / "objectness.mrc", permissive=True) as m:
+        assert m.data.shape == (40, 48, 48)
+        assert float(m.voxel_size.x) == pytest.approx(10.0)
+        zyx = np.rint(np.array(PLANTED[0][1])).astype(int)
+        assert m.data[tuple(zyx)] > 0.5
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == [
+        "background.mrc",
+        "bright.mrc",
+        "dark.mrc",
+        "objectness.mrc",
+    ]
+
+    report = tmp_path / "score.json"
+    code = main(
+        [
+            "score-picks",
+            "--truth",
+            str(tmp_path / "planted_gt.txt"),
+            "--picks",
+            str(out),
+            "--radius",
+            "2",
+            "--json",
+            str(report),
+        ]
+    )
+    assert code == 0
+    assert "F1 1.000" in capsys.readouterr().out
+    scores = json.loads(report.read_text())
+    assert (scores["tp"], scores["fp"], scores["fn"]) == (4, 0, 0)
+    assert scores["per_class"]["bright"]["cls_f1"] == 1.0
+
+
+def test_locate_refuses_a_wrong_voxel_size(planted_run, tmp_path, capsys):
+    tomo = tmp_path / "t.mrc"
+    write_volume(tomo, np.random.default_rng(0).normal(size=(16, 16, 16)).astype(np.float32), 13.0)
+    code = main(
+        [
+            "locate",
+            "--run",
+            str(planted_run),
+            "--tomogram",
+            str(tomo),
+            "--out",
+            str(tmp_path / "p.star"),
+            "--no-progress",
+        ]
+    )
+    assert code == 2
+    assert "voxel size 13" in capsys.readouterr().err
+    assert not (tmp_path / "p.star").exists()
+
+
+def test_score_picks_cli_rejects_a_bad_radius(tmp_path, capsys):
+    write_particles(tmp_path / "t.csv", pd.DataFrame({"x": [1.0], "y": [1.0], "z": [1.0]}))
+    code = main(
+        [
+            "score-picks",
+            "--truth",
+            str(tmp_path / "t.csv"),
+            "--picks",
+            str(tmp_path / "t.csv"),
+            "--radius",
+            "big",
+        ]
+    )
+    assert code == 2
+    assert "radius" in capsys.readouterr().err

@@ -1,0 +1,132 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tomoclass.errors import InputError
+from tomoclass.evaluate.picks import score_picks
+
+
+def _table(rows, tomogram="t0"):
+    df = pd.DataFrame(rows, columns=["class_name", "x", "y", "z", "score"])
+    df.insert(0, "tomogram", tomogram)
+    return df
+
+
+@pytest.fixture
+def truth():
+    return _table(
+        [
+            ("A", 10, 10, 10, np.nan),  # T0
+            ("A", 30, 10, 10, np.nan),  # T1
+            ("B", 10, 40, 10, np.nan),  # T2
+            ("B", 50, 50, 50, np.nan),  # T3: nobody picks it
+        ]
+    )
+
+
+@pytest.fixture
+def picks():
+    return _table(
+        [
+            ("A", 11, 10, 10, 0.9),  # hits T0, right class
+            ("a", 10, 11, 10, 0.8),  # inside T0 again: duplicate -> FP
+            ("B", 30, 12, 10, 0.7),  # hits T1 (distance 2 <= 3), wrong class
+            ("B", 10, 43, 10, 0.6),  # hits T2 (distance 3 <= 5), right class
+            ("A", 80, 80, 80, 0.5),  # nowhere -> FP
+            ("background", 50, 50, 50, 0.99),  # not scored
+        ]
+    )
+
+
+RADII = {"a": 3.0, "B": 5.0}
+
+
+def test_hand_computed_counts(truth, picks):
+    s = score_picks(truth, picks, RADII)
+    assert (s.n_true, s.n_picks) == (4, 5)
+    assert (s.tp, s.fp, s.fn, s.n_duplicates) == (3, 2, 1, 1)
+    assert s.precision == pytest.approx(3 / 5)
+    assert s.recall == pytest.approx(3 / 4)
+    assert s.f1 == pytest.approx(6 / 9)
+    assert s.classification_accuracy == pytest.approx(2 / 3)
+    assert s.confusion.loc["A"].tolist() == [1, 1]
+    assert s.confusion.loc["B"].tolist() == [0, 1]
+    pc = s.per_class
+    # classification among hits
+    assert pc.loc["A", ["cls_tp", "cls_fp", "cls_fn"]].tolist() == [1, 0, 1]
+    assert pc.loc["B", ["cls_tp", "cls_fp", "cls_fn"]].tolist() == [1, 1, 0]
+    assert pc.loc["A", "cls_f1"] == pytest.approx(2 / 3)
+    assert pc.loc["B", "cls_precision"] == pytest.approx(1 / 2)
+    # localization per true class, and end-to-end detection per class
+    assert pc.loc["A", "loc_recall"] == 1.0 and pc.loc["B", "loc_recall"] == 0.5
+    assert pc.loc["A", "det_f1"] == pytest.approx(2 / 5)
+    assert pc.loc["B", "det_f1"] == pytest.approx(2 / 4)
+    assert sorted(s.matches["distance"].tolist()) == [1.0, 2.0, 3.0]
+    d = s.to_dict()
+    assert d["tp"] == 3 and d["confusion"]["counts"] == [[1, 1], [0, 1]]
+    assert "precision 0.600" in s.to_markdown()
+
+
+def test_single_radius_and_score_order(truth, picks):
+    # With radius 1 the B pick at distance 3 and the A pick at distance 2 miss.
+    s = score_picks(truth, picks, 1.0)
+    assert (s.tp, s.fp, s.fn) == (1, 4, 3)
+    # The higher-scored of the two picks on T0 is the hit.
+    assert s.matches["pick"].tolist() == [0]
+
+
+def test_sphere_versus_box():
+    truth = _table([("A", 0, 0, 0, np.nan)])
+    pick = _table([("A", 2, 2, 2, 1.0)])  # |d| = 3.46, max |d_i| = 2
+    assert score_picks(truth, pick, 3.0, region="sphere").tp == 0
+    assert score_picks(truth, pick, 3.0, region="box").tp == 1
+    # the boundary is inside
+    assert score_picks(truth, _table([("A", 3, 0, 0, 1.0)]), 3.0).tp == 1
+
+
+def test_hungarian_finds_more_hits_than_greedy_in_crowds():
+    truth = _table([("A", 0, 0, 0, np.nan), ("A", 4, 0, 0, np.nan)])
+    picks = _table([("A", 2.5, 0, 0, 0.9), ("A", 5, 0, 0, 0.5)])
+    greedy = score_picks(truth, picks, 3.0)
+    assert (greedy.tp, greedy.n_duplicates) == (1, 1)
+    hung = score_picks(truth, picks, 3.0, matching="hungarian")
+    assert (hung.tp, hung.n_duplicates) == (2, 0)
+    assert sorted(hung.matches["distance"]) == [1.0, 2.5]
+
+
+def test_tomograms_are_kept_apart():
+    truth = pd.concat([_table([("A", 0, 0, 0, np.nan)], "t0"), _table([("A", 9, 9, 9, 0)], "t1")])
+    picks = _table([("A", 0, 0, 0, 1.0)], "t1")
+    s = score_picks(truth, picks, 2.0)
+    assert (s.tp, s.fp, s.fn) == (0, 1, 2)
+
+
+def test_non_protein_truth_rows_are_dropped():
+    truth = _table([("A", 0, 0, 0, np.nan), ("vesicle", 20, 20, 20, np.nan)])
+    truth["is_protein"] = [True, False]
+    s = score_picks(truth, _table([("A", 0, 0, 0, 1.0)]), {"A": 2.0})
+    assert (s.n_true, s.tp, s.fn) == (1, 1, 0)
+
+
+def test_no_picks_gives_nan_precision(truth):
+    s = score_picks(truth, _table([]), RADII)
+    assert (s.tp, s.fn) == (0, 4)
+    assert math.isnan(s.precision) and s.recall == 0.0
+    assert s.to_dict()["precision"] is None
+
+
+def test_bad_inputs(truth, picks):
+    with pytest.raises(InputError, match="no hit radius for class"):
+        score_picks(truth, picks, {"A": 3.0})
+    with pytest.raises(InputError, match="column 'z'"):
+        score_picks(truth, picks.drop(columns="z"), RADII)
+    bad = picks.copy()
+    bad.loc[2, "x"] = np.nan
+    with pytest.raises(InputError, match="finite"):
+        score_picks(truth, bad, RADII)
+    with pytest.raises(InputError, match="positive"):
+        score_picks(truth, picks, -1.0)
+    with pytest.raises(InputError, match="hit region"):
+        score_picks(truth, picks, 3.0, region="cube")
