@@ -1,0 +1,178 @@
+"""Benchmark ``tomoclass locate``: seconds per tomogram, and F1 when a trained run is given.
+
+Timing part (always): the paper's net (``--model``, random weights: the cost does not depend
+on them) scores a random tomogram of ``--shape`` with the default memory-bounded tiling, then
+peaks are picked. The result records the measured seconds, the tile plan, the peak resident
+memory, and a cost model: seconds per voxel the net reads (the tiles' inputs, halos included)
+times the voxels the same tiling reads for ``--target-shape`` (512x512x200 by default). That
+figure is an EXTRAPOLATION and labelled so; ``--shape 200 512 512`` measures it directly.
+
+Accuracy part (with ``--run``, ``--tomogram`` and ``--truth``): locate with the run, then
+:func:`tomoclass.evaluate.picks.score_picks`: localization precision/recall/F1 and per-class
+F1, recorded beside the timing.
+
+    PYTHONPATH=src python benchmarks/locate_bench.py --shape 64 128 128 \
+        --out benchmarks/results/locate_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tomoclass.locate import find_peaks, model_geometry, plan_tiles, score_tomogram
+from tomoclass.locate.scoring import _default_tile_voxels, _padded_extent, choose_tile
+from tomoclass.models import get_model
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def timing(args: argparse.Namespace, device: torch.device) -> dict:
+    torch.manual_seed(0)
+    model = get_model(args.model, num_classes=args.num_classes).to(device).eval()
+    names = ["background"] + [f"class_{i}" for i in range(1, args.num_classes)]
+    geom = model_geometry(model, args.box, device=device)
+    shape = tuple(args.shape)
+    tomo = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    budget = args.max_tile_voxels or _default_tile_voxels(model, args.box, device)
+    tile = args.tile or choose_tile(geom, _padded_extent(geom, np.array(shape)), budget)
+    plan = plan_tiles(geom, shape, tile)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    maps = score_tomogram(
+        model, tomo, box=args.box, class_names=names, tile=tile, device=device,
+        progress=not args.no_progress,
+    )
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t_score = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    picks = find_peaks(maps, args.box / 4, threshold=0.5)
+    t_peaks = time.perf_counter() - t1
+    read = sum(t.input_voxels for t in plan)
+    target = tuple(args.target_shape)
+    target_plan = plan_tiles(geom, target, tile)
+    target_read = sum(t.input_voxels for t in target_plan)
+    per_voxel = t_score / read
+    return {
+        "model": args.model,
+        "num_classes": args.num_classes,
+        "box": args.box,
+        "stride": geom.stride,
+        "halo": geom.halo,
+        "tile": tile,
+        "max_tile_voxels": budget,
+        "shape_zyx": shape,
+        "n_tiles": len(plan),
+        "input_voxels_read": read,
+        "read_overhead": read / float(np.prod(shape)),
+        "seconds_scoring": t_score,
+        "seconds_peaks": t_peaks,
+        "n_picks_random_weights": len(picks),
+        "input_voxels_per_second": read / t_score,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+        "peak_gpu_memory_gb": (
+            torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None
+        ),
+        "extrapolated": {
+            "label": "EXTRAPOLATED, not measured: seconds per input voxel measured above x "
+            "input voxels the same tiling reads for the target shape",
+            "target_shape_zyx": target,
+            "n_tiles": len(target_plan),
+            "input_voxels_read": target_read,
+            "seconds_per_tomogram": per_voxel * target_read,
+        },
+    }
+
+
+def accuracy(args: argparse.Namespace, device: torch.device) -> dict:
+    from tomoclass.evaluate.picks import score_picks
+    from tomoclass.io import read_particles
+    from tomoclass.locate import locate, parse_radii
+
+    radii = parse_radii(args.radius)
+    out = Path(args.work) / "bench_picks.star"
+    t0 = time.perf_counter()
+    res = locate(args.run, args.tomogram, out, radii=radii, threshold=args.threshold,
+                 device=str(device), progress=not args.no_progress)
+    wall = time.perf_counter() - t0
+    truth = read_particles(args.truth)
+    score = score_picks(truth, res.picks, radii if radii is not None else res.radii)
+    return {
+        "run": str(args.run),
+        "tomogram": str(args.tomogram),
+        "seconds_locate_total": wall,
+        "seconds_scoring_and_peaks": res.seconds,
+        "scores": score.to_dict(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="dilated_densenet3d")
+    p.add_argument("--num-classes", type=int, default=13, help="12 particles + background")
+    p.add_argument("--box", type=int, default=32)
+    p.add_argument("--shape", type=int, nargs=3, default=[64, 128, 128], metavar=("Z", "Y", "X"))
+    p.add_argument("--target-shape", type=int, nargs=3, default=[200, 512, 512])
+    p.add_argument("--tile", type=int)
+    p.add_argument("--max-tile-voxels", type=int)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--run")
+    p.add_argument("--tomogram")
+    p.add_argument("--truth")
+    p.add_argument("--radius", action="append")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--work", default=".")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    result = {
+        "benchmark": "locate",
+        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+        "nproc": os.cpu_count(),
+        "loadavg_before": os.getloadavg(),
+        "machine": platform.platform(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device)
+        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+        "note": "machine shared with other developers' jobs while measuring; see loadavg",
+        "timing": timing(args, device),
+    }
+    if args.run and args.tomogram and args.truth:
+        result["accuracy"] = accuracy(args, device)
+    else:
+        result["accuracy"] = None
+        result["accuracy_note"] = "no trained run with a background class was given: timing only"
+    result["loadavg_after"] = os.getloadavg()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["timing"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
