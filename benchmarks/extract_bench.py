@@ -92,6 +92,7 @@ def main() -> int:
     if not args.quick:
         out = args.out or ROOT / "benchmarks" / "results" / (
             f"extract_{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M}.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
         print(f"wrote {out}")
     return 0

@@ -154,6 +154,7 @@ def main() -> int:
     if not args.quick:
         out = ROOT / "benchmarks" / "results" / (
             f"loader_{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M}.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
         print(f"wrote {out}")
     return 0

@@ -89,7 +89,7 @@ def test_truncated_file(vol, tmp_path):
     for mm in (True, False):
         with pytest.raises(InputError) as e:
             read_volume(bad, mmap=mm)
-        _match(e, "trunc.mrc")
+        _match(e, "trunc.mrc", "truncated", "field 'data'")
 
 
 def test_not_an_mrc(tmp_path):

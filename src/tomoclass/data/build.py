@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ import pandas as pd
 from tomoclass.data.classmap import ClassMap
 from tomoclass.data.extract import iter_boxes, plan_extraction
 from tomoclass.data.store import SPLIT, DatasetWriter, assign_splits, tomogram_number
-from tomoclass.errors import InputError
+from tomoclass.errors import InputError, ResourceError
 from tomoclass.io import schema as S
 from tomoclass.io.volume import read_volume
 
@@ -51,6 +52,25 @@ class ExtractReport:
     n_unmatched: int = 0
     n_nonprotein: int = 0
     per_tomogram: dict[str, int] = field(default_factory=dict)
+
+
+def check_disk_space(out: Path, nbytes: int, *, margin_bytes: int = 64 * 1024**2) -> None:
+    """Refuse before starting when the disk holding ``out`` cannot take ``nbytes`` more.
+
+    Raises
+    ------
+    ResourceError
+        Free space below ``nbytes`` + ``margin_bytes`` (the table and headers).
+    """
+    probe = out.parent if not out.exists() else out
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    need = nbytes + margin_bytes
+    if free < need:
+        raise ResourceError(
+            f"{out}: the dataset needs about {need / 1024**3:.2f} GiB but only "
+            f"{free / 1024**3:.2f} GiB are free on that disk")
 
 
 def match_tomograms(tomogram_paths: Sequence[Path], table: pd.DataFrame) -> dict[Path, np.ndarray]:
@@ -101,6 +121,7 @@ def extract_dataset(
     split_options: Mapping[str, Any] | None = None,
     chunk: int = 256,
     provenance: Mapping[str, Any] | None = None,
+    clean_tomograms: Sequence[str | os.PathLike[str]] | None = None,
 ) -> ExtractReport:
     """Extract every particle of ``table`` from its tomogram into a new dataset directory.
 
@@ -135,6 +156,11 @@ def extract_dataset(
         Boxes held in memory at a time (the dataset is streamed to disk).
     provenance
         Extra entries for dataset.yaml's provenance.
+    clean_tomograms
+        Noise-free density volumes, one per entry of ``tomograms`` and of the same shape
+        (the simulator's ``*_density.mrc``). The same boxes are cut from them, without
+        normalization, into the dataset's ``clean.npy`` (ground truth for CAM figures and
+        scores).
 
     Returns
     -------
@@ -145,6 +171,8 @@ def extract_dataset(
     ------
     InputError
         No tomograms, no row matching any tomogram, bad volumes or options.
+    ResourceError
+        Not enough free disk for the dataset (checked before any work).
     """
     if not tomograms:
         raise InputError("no tomograms given", field="tomograms")
@@ -177,14 +205,28 @@ def extract_dataset(
     if report.n_unmatched:
         log.warning("%d particle(s) belong to tomograms not given; not extracted",
                     report.n_unmatched)
+    check_disk_space(Path(out), int(used.sum()) * box**3 * 4 * (2 if clean_tomograms else 1))
     volumes = {p: read_volume(p, tomogram_voxel_size_angstrom) for p in paths if len(matched[p])}
+    cleans: dict[Path, Any] = {}
+    if clean_tomograms is not None:
+        if len(clean_tomograms) != len(paths):
+            raise InputError(f"{len(clean_tomograms)} clean volumes for {len(paths)} tomograms",
+                             field="clean_tomograms")
+        for p, c in zip(paths, clean_tomograms, strict=True):
+            if p not in volumes:
+                continue
+            cleans[p] = read_volume(c, tomogram_voxel_size_angstrom)
+            if cleans[p].shape != volumes[p].shape:
+                raise InputError(f"clean volume of shape {cleans[p].shape} for a tomogram of "
+                                 f"shape {volumes[p].shape}", path=c, field="shape")
     if voxel_size_angstrom is None:
         voxel_size_angstrom = next(iter(volumes.values())).voxel_size_angstrom
     prov = {"tomograms": [str(p) for p in paths], "box": box, "subvoxel": subvoxel,
             "border": border, "normalize": normalize, "split_method": split_method,
             **dict(provenance or {})}
     with DatasetWriter(out, box=box, class_map=class_map, voxel_size_angstrom=voxel_size_angstrom,
-                       normalization=normalize, provenance=prov) as w:
+                       normalization=normalize, provenance=prov,
+                       with_clean=bool(cleans)) as w:
         for p, vol in volumes.items():
             sub = table.iloc[matched[p]].reset_index(drop=True)
             plan = plan_extraction(vol.shape, sub, box,
@@ -193,8 +235,11 @@ def extract_dataset(
                                    border=border)
             kept = sub.iloc[plan.rows].reset_index(drop=True)
             kept["padded"] = plan.padded
+            clean_chunks = (iter_boxes(cleans[p].data, plan, normalize="none", chunk=chunk)
+                            if cleans else None)
             for start, boxes in iter_boxes(vol.data, plan, normalize=normalize, chunk=chunk):
-                w.append(boxes, kept.iloc[start:start + len(boxes)])
+                clean = next(clean_chunks)[1] if clean_chunks is not None else None
+                w.append(boxes, kept.iloc[start:start + len(boxes)], clean=clean)
             report.n_outside += plan.n_outside
             report.n_border_skipped += plan.n_border_skipped
             report.n_padded += int(plan.padded.sum())

@@ -143,6 +143,16 @@ def read_volume(
                 f"{', '.join(f'{k} ({v})' for k, v in SUPPORTED_MODES.items())})",
                 path=path, field="mode",
             )
+        if not compressed:
+            nx, ny, nz = int(header.nx), int(header.ny), int(header.nz)
+            expected = (1024 + max(0, int(header.nsymbt))
+                        + nx * ny * nz * np.dtype(SUPPORTED_MODES[mode]).itemsize)
+            actual = path.stat().st_size
+            if actual < expected:
+                raise InputError(
+                    f"truncated: the header describes {nx}x{ny}x{nz} voxels of mode {mode} "
+                    f"({expected} bytes) but the file has {actual} bytes",
+                    path=path, field="data")
         data = mrc.data
         if data is None:
             why = "; ".join(_short(w.message) for w in caught) or "no data block"
