@@ -58,7 +58,8 @@ class MicroscopeConfig(_Model):
     def _ranges(self):
         lo, hi = self.defocus_um
         if not (0.0 <= lo <= hi <= 50.0):
-            raise ValueError(f"defocus_um must satisfy 0 <= min <= max <= 50, got {self.defocus_um}")
+            raise ValueError(
+                f"defocus_um must satisfy 0 <= min <= max <= 50, got {self.defocus_um}")
         a, b = self.tilt_range_deg
         if not (-90.0 <= a <= b <= 90.0):
             raise ValueError(f"tilt_range_deg must satisfy -90 <= min <= max <= 90, got {(a, b)}")
@@ -69,7 +70,8 @@ class MicroscopeConfig(_Model):
         """The tilt series' angles, ``tilt_min`` to ``tilt_max`` in ``tilt_step`` steps."""
         a, b = self.tilt_range_deg
         n = int(round((b - a) / self.tilt_step_deg)) + 1
-        return [a + i * self.tilt_step_deg for i in range(n) if a + i * self.tilt_step_deg <= b + 1e-6]
+        angles = (a + i * self.tilt_step_deg for i in range(n))
+        return [t for t in angles if t <= b + 1e-6]
 
 
 class SubtomogramConfig(_Model):
@@ -85,7 +87,8 @@ class SubtomogramConfig(_Model):
     missing_wedge: bool = Field(True, description="apply the missing wedge")
     max_shift_voxels: float = Field(1.0, ge=0.0, description="max sub-voxel/voxel shift (voxels)")
     crowding: int = Field(0, ge=0, le=16, description="max neighbouring particles per box")
-    interpolation_order: Literal[1, 3] = Field(1, description="rotation spline order (1: trilinear, fast)")
+    interpolation_order: Literal[1, 3] = Field(
+        1, description="rotation spline order (1: trilinear, fast)")
     batch_size: int = Field(64, ge=1, description="particles per FFT batch")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of the 'val' split")
     test_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of the 'test' split")
@@ -119,6 +122,7 @@ class TomogramConfig(_Model):
     noise: bool = Field(True, description="Poisson shot noise at the dose")
     ctf: bool = Field(True, description="apply the per-tilt CTF")
     write_density: bool = Field(False, description="also write the noise-free density")
+    interpolation_order: Literal[1, 3] = Field(3, description="rotation spline order")
 
     @model_validator(mode="after")
     def _check(self):

@@ -162,9 +162,9 @@ def rotate_volume(
 
 
 def paste_add(dst: np.ndarray, src: np.ndarray, corner_zyx) -> None:
-    """Add ``src`` into ``dst`` with its first voxel at integer ``corner_zyx``, clipped to ``dst``."""
+    """Add ``src`` into ``dst`` with its first voxel at integer ``corner_zyx``, clipped to fit."""
     sl_d, sl_s = [], []
-    for c, n_s, n_d in zip(corner_zyx, src.shape, dst.shape):
+    for c, n_s, n_d in zip(corner_zyx, src.shape, dst.shape, strict=True):
         c = int(c)
         lo, hi = max(c, 0), min(c + n_s, n_d)
         if hi <= lo:

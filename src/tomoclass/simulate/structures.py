@@ -6,13 +6,14 @@
   splatting; the map is then low-passed with a Gaussian (sigma = 0.225 x resolution, as
   Chimera's molmap), which dominates the per-element form factors at >= 10 Å resolution.
   Values are scaled to protein mass density (1.0 = 1.35 g/cm³).
-* Density maps (MRC) are read with :func:`tomoclass.io.read_volume`, background-subtracted (median of the box
-  border), scaled so the mean inside the particle (above 50 % of the maximum) is 1,
-  and resampled to the target voxel size.
+* Density maps (MRC) are read with :func:`tomoclass.io.read_volume`, background-subtracted
+  (median of the box border), scaled so the mean inside the particle (above 50 % of the
+  maximum) is 1, and resampled to the target voxel size.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -21,7 +22,12 @@ from scipy import ndimage
 
 from tomoclass.errors import InputError
 from tomoclass.simulate.phantoms import PROTEIN_DA_PER_A3
-from tomoclass.simulate.template import Template, center_and_crop, lowpass_gaussian, size_group_for_mass
+from tomoclass.simulate.template import (
+    Template,
+    center_and_crop,
+    lowpass_gaussian,
+    size_group_for_mass,
+)
 
 __all__ = ["load_atomic_model", "template_from_atoms", "template_from_model", "template_from_map",
            "load_template", "load_class_templates", "MODEL_SUFFIXES", "MAP_SUFFIXES"]
@@ -172,8 +178,7 @@ def template_from_model(
         coords, masses, name=name or _name_of(path), voxel_size_angstrom=voxel_size_angstrom,
         resolution_angstrom=resolution_angstrom, source=str(path),
     )
-    t._cache["n_chains"] = n_chains
-    return t
+    return dataclasses.replace(t, n_chains=n_chains)
 
 
 def template_from_map(
@@ -196,6 +201,8 @@ def template_from_map(
         Gaussian low-pass resolution (Å), applied before resampling (also anti-aliases).
     map_voxel_size_angstrom
         Override of the header's voxel size (headers are sometimes wrong, e.g. 1 Å for 1 nm).
+    name
+        Template name (default: the file stem).
 
     Raises
     ------
@@ -215,7 +222,7 @@ def template_from_map(
     d = lowpass_gaussian(d, resolution_angstrom=eff, voxel_size_angstrom=src_vs)
     factor = src_vs / voxel_size_angstrom
     if abs(factor - 1.0) > 1e-6:
-        d = ndimage.zoom(d, factor, order=3, mode="constant", grid_mode=True)
+        d = ndimage.zoom(d, factor, order=3, mode="grid-constant", grid_mode=True)
     d = np.clip(d, 0, None)
     inside = d > 0.5 * d.max()
     d = d / np.float32(d[inside].mean())
@@ -254,6 +261,14 @@ def load_template(
     spec
         A built-in phantom name (``"ring6"``), ``"phantom:ring6"``, or a file path (PDB/mmCIF,
         gzipped or not, or MRC).
+    voxel_size_angstrom, resolution_angstrom
+        Target sampling and Gaussian low-pass resolution (Å).
+    assembly
+        For atomic models: build the first biological assembly (else the asymmetric unit).
+    map_voxel_size_angstrom
+        For maps: override of the header voxel size (Å).
+    name
+        Class name (default: phantom name or file stem).
 
     Raises
     ------
@@ -268,9 +283,7 @@ def load_template(
         t = phantom(key, voxel_size_angstrom=voxel_size_angstrom,
                     resolution_angstrom=resolution_angstrom)
         if name and name != t.name:
-            t = Template(name=name, density=t.density, voxel_size_angstrom=t.voxel_size_angstrom,
-                         size_group=t.size_group, source=t.source, symmetry=t.symmetry,
-                         mass_kda=t.mass_kda)
+            t = dataclasses.replace(t, name=name, _cache={})
         return t
     path = Path(text)
     if text.startswith("phantom:"):
@@ -283,7 +296,8 @@ def load_template(
                                  resolution_angstrom=resolution_angstrom,
                                  map_voxel_size_angstrom=map_voxel_size_angstrom, name=name)
     return template_from_model(path, voxel_size_angstrom=voxel_size_angstrom,
-                               resolution_angstrom=resolution_angstrom, assembly=assembly, name=name)
+                               resolution_angstrom=resolution_angstrom, assembly=assembly,
+                               name=name)
 
 
 def load_class_templates(config) -> list[Template]:

@@ -4,7 +4,8 @@ Image model (per subtomogram, all in Fourier space of the box)::
 
     s     = clean particle + neighbours           (rotated, shifted templates; real space)
     S     = W * CTF * FFT(s)                      (filtered signal)
-    N     = W * FFT(n),   n ~ white Gaussian      (noise is measured through the wedge too)
+    N     = W * FFT(n),   n ~ white Gaussian      (noise is measured through the wedge too;
+                                                   FFT(n) is drawn directly in Fourier space)
     noisy = IFFT(S + c * N)
 
 ``W`` is the missing-wedge mask, ``CTF`` the isotropic 3D CTF at the particle's defocus.
@@ -20,17 +21,22 @@ Class of subtomogram ``i`` is ``i % n_classes`` (classes interleaved and balance
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-
-import functools
 
 import numpy as np
 import scipy.fft
 
 from tomoclass.errors import InputError
-from tomoclass.simulate.fourier import ctf, frequency_grid, missing_wedge_mask, rfft_weights
-from tomoclass.simulate.rotation import particle_matrix, paste_add, random_euler, rotate_volume
+from tomoclass.simulate.fourier import (
+    ctf,
+    frequency_grid,
+    missing_wedge_mask,
+    rfft_weights,
+    white_noise_spectrum,
+)
+from tomoclass.simulate.rotation import particle_matrix, paste_add, random_euler
 from tomoclass.simulate.template import Template
 
 __all__ = ["SubtomogramParams", "Subtomogram", "draw_params", "render_clean",
@@ -153,15 +159,16 @@ def draw_params(
 
 
 def _place(dst, template, order, matrix, position_zyx) -> None:
-    """Rotate ``template`` into a cube of its own size and add it at ``position_zyx`` (voxels
-    from the centre of ``dst``); only the template's cube is interpolated, which is what makes
-    small particles cheap."""
+    """Rotate ``template`` into a cube of its own size and add it at ``position_zyx``.
+
+    ``position_zyx`` is in voxels from the centre of ``dst``. Only the template's cube is
+    interpolated, which is what makes small particles cheap.
+    """
     pos = np.asarray(position_zyx, dtype=float)
     ipos = np.round(pos)
     m = template.box
-    cube = rotate_volume(template.spline_coefficients(order), matrix, output_shape=(m, m, m),
-                         shift_voxels_zyx=pos - ipos, order=order, prefiltered=True)
-    corner = [int(s // 2 + ip - m // 2) for s, ip in zip(dst.shape, ipos)]
+    cube = template.rotated(matrix, pos - ipos, order=order)
+    corner = [int(s // 2 + ip - m // 2) for s, ip in zip(dst.shape, ipos, strict=True)]
     paste_add(dst, cube, corner)
 
 
@@ -209,6 +216,7 @@ def apply_imaging(
     tilt_range_deg: tuple[float, float] | None = (-60.0, 60.0),
     snr: np.ndarray | None = None,
     noise: np.ndarray | None = None,
+    noise_spectrum: np.ndarray | None = None,
     workers: int = -1,
 ) -> np.ndarray:
     """Apply CTF, missing wedge and noise at an exact SNR to a batch of volumes.
@@ -231,8 +239,11 @@ def apply_imaging(
     snr
         ``(B,)`` requested SNR; ``None``: no noise.
     noise
-        ``(B, D, H, W)`` white standard-normal noise (required with ``snr``); drawn by the
-        caller from per-particle generators for reproducibility.
+        ``(B, D, H, W)`` white standard-normal noise; drawn by the caller from per-particle
+        generators for reproducibility. With ``snr``, this or ``noise_spectrum`` is required.
+    noise_spectrum
+        ``(B, D, H, W // 2 + 1)`` complex64: the same noise already in ``rfftn`` layout
+        (:func:`tomoclass.simulate.fourier.white_noise_spectrum`), which saves an FFT.
     workers
         FFT threads (``-1``: all cores).
 
@@ -252,19 +263,29 @@ def apply_imaging(
         wedge = _wedge_cached(shape, float(tilt_range_deg[0]), float(tilt_range_deg[1]))
         filt = wedge[None]
     if defocus_um is not None:
-        c = ctf(_k2_cached(shape, float(voxel_size_angstrom))[None],
-                defocus_um=np.asarray(defocus_um, dtype=np.float32).reshape(b, 1, 1, 1),
+        # |k|² takes few distinct values on a grid: evaluate the CTF once per value, gather
+        k2_values, k2_index = _k2_cached(shape, float(voxel_size_angstrom))
+        c = ctf(k2_values[None, :],
+                defocus_um=np.asarray(defocus_um, dtype=np.float32).reshape(b, 1),
                 voltage_kv=voltage_kv, spherical_aberration_mm=spherical_aberration_mm,
                 amplitude_contrast=amplitude_contrast, b_factor_angstrom2=b_factor_angstrom2)
-        filt = c if filt is None else filt * c
+        if wedge is not None:
+            c = c[:, k2_index] * wedge[None]
+        else:
+            c = c[:, k2_index]
+        filt = c
     if filt is not None:
         spec *= filt
     if snr is not None:
-        if noise is None:
-            raise ValueError("noise is required when snr is given")
+        if noise is None and noise_spectrum is None:
+            raise ValueError("noise or noise_spectrum is required when snr is given")
         n_vox = int(np.prod(shape))
         w = rfft_weights(shape[-1])
-        nspec = scipy.fft.rfftn(np.asarray(noise, dtype=np.float32), axes=axes, workers=workers)
+        if noise_spectrum is not None:
+            nspec = np.asarray(noise_spectrum, dtype=np.complex64)
+        else:
+            nspec = scipy.fft.rfftn(np.asarray(noise, dtype=np.float32), axes=axes,
+                                    workers=workers)
         if wedge is not None:
             nspec *= wedge[None]
         var_s = _parseval_var(spec, w, n_vox)
@@ -285,10 +306,14 @@ def _wedge_cached(shape, tmin, tmax):
 
 @functools.lru_cache(maxsize=8)
 def _k2_cached(shape, voxel):
+    """Distinct |k|² values of an rfft grid and, per grid point, the index of its value."""
     kz, ky, kx = frequency_grid(shape, voxel)
-    k2 = kz * kz + ky * ky + kx * kx
-    k2.setflags(write=False)
-    return k2
+    k2 = (kz * kz + ky * ky + kx * kx).astype(np.float32)
+    values, index = np.unique(k2, return_inverse=True)
+    index = index.reshape(k2.shape).astype(np.intp)
+    values.setflags(write=False)
+    index.setflags(write=False)
+    return values, index
 
 
 def simulate_batch(
@@ -302,7 +327,8 @@ def simulate_batch(
     n_classes = len(templates)
     bsz = len(indices)
     scenes = np.empty((bsz,) + shape, dtype=np.float32)
-    noises = np.empty((bsz,) + shape, dtype=np.float32) if sc.noise else None
+    spec_shape = (bsz, box, box, box // 2 + 1)
+    noises = np.empty(spec_shape, dtype=np.complex64) if sc.noise else None
     params, cleans = [], []
     for k, i in enumerate(indices):
         rng = np.random.default_rng([seed, int(i)])
@@ -317,7 +343,7 @@ def simulate_batch(
         params.append(p)
         cleans.append(clean)
         if noises is not None:
-            rng.standard_normal(shape, dtype=np.float32, out=noises[k])
+            white_noise_spectrum(rng, shape, out=noises[k])
     noisy = apply_imaging(
         scenes, voxel_size_angstrom=config.voxel_size_angstrom,
         defocus_um=np.array([p.defocus_um for p in params]) if sc.ctf else None,
@@ -325,7 +351,7 @@ def simulate_batch(
         amplitude_contrast=mc.amplitude_contrast, b_factor_angstrom2=mc.b_factor_angstrom2,
         tilt_range_deg=mc.tilt_range_deg if sc.missing_wedge else None,
         snr=np.array([p.snr for p in params]) if sc.noise else None,
-        noise=noises, workers=workers,
+        noise_spectrum=noises, workers=workers,
     )
     return [Subtomogram(noisy=noisy[k], clean=cleans[k], params=p) for k, p in enumerate(params)]
 

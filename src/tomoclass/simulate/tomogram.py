@@ -40,7 +40,7 @@ from tomoclass.simulate.fourier import (
     frequency_grid,
     interaction_constant,
 )
-from tomoclass.simulate.rotation import paste_add, particle_matrix, random_euler, rotate_volume
+from tomoclass.simulate.rotation import particle_matrix, paste_add, random_euler
 from tomoclass.simulate.template import MASK_THRESHOLD, Template
 
 __all__ = [
@@ -206,8 +206,7 @@ def render_density(
     for p in particles:
         t = templates[p.class_id]
         m = t.box
-        cube = rotate_volume(t.spline_coefficients(order), particle_matrix(p.rot, p.tilt, p.psi),
-                             output_shape=(m, m, m), order=order, prefiltered=True)
+        cube = t.rotated(particle_matrix(p.rot, p.tilt, p.psi), order=order)
         corner = (p.z - m // 2, p.y - m // 2, p.x - m // 2)
         paste_add(density, cube, corner)
         mask = (cube > MASK_THRESHOLD * float(t.density.max())).astype(np.int16) * (p.class_id + 1)
@@ -217,7 +216,7 @@ def render_density(
 
 def _paint(dst: np.ndarray, src: np.ndarray, corner) -> None:
     sl_d, sl_s = [], []
-    for c, n_s, n_d in zip(corner, src.shape, dst.shape):
+    for c, n_s, n_d in zip(corner, src.shape, dst.shape, strict=True):
         lo, hi = max(c, 0), min(c + n_s, n_d)
         if hi <= lo:
             return
@@ -325,6 +324,8 @@ def backproject(
         Output shape ``(Z, Y, X)`` with ``Y``, ``X`` equal to the tilt series'.
     weighting
         Apply the ramp filter (``False``: plain back-projection).
+    matrix
+        A precomputed :func:`projection_matrix` for this shape and angles.
 
     Returns
     -------
@@ -408,7 +409,7 @@ def simulate_tomogram(
                                 min_gap_voxels=tc.min_gap_voxels)
     tick("placed particles")
     density, labels = render_density(templates, particles, shape,
-                                     order=config.subtomograms.interpolation_order)
+                                     order=tc.interpolation_order)
     tick("rendered density")
 
     angles = np.asarray(mc.tilt_angles_deg, dtype=float)
