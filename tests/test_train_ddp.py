@@ -13,11 +13,11 @@ import torch
 from test_train import tiny_cfg
 from test_train_support import (
     PY,
+    SRC_DIR,
     SUBPROCESS_ENV,
     TINY_MODEL,
     make_dataset,
     one_thread,
-    runner_prelude,
     tiny_model_args,
 )
 
@@ -33,19 +33,18 @@ pytestmark = pytest.mark.slow
 def test_torchrun_two_gloo_processes_match_single_process(tmp_path):
     ds = make_dataset(tmp_path / "ds", n_per_class=(8, 8, 8))
     cfg = tiny_cfg(epochs=2, batch_size=12, lr_reference_batch=12)
-    script = tmp_path / "run_cli.py"
-    script.write_text(runner_prelude() + "\nfrom tomoclass.cli.main import main\n"
-                      "sys.exit(main(sys.argv[1:]))\n")
     out = tmp_path / "ddp"
     argv = ["train", "--no-progress", "--data", str(ds), "--out", str(out), "--model", TINY_MODEL,
             *tiny_model_args(),
             "--epochs", "2", "--batch-size", str(cfg.batch_size), "--lr", str(cfg.base_lr),
             "--lr-reference-batch", str(cfg.lr_reference_batch), "--seed", str(cfg.seed),
             "--checkpoint-every", "1", "--deterministic", "--no-augment"]
+    # exactly the documented command: torchrun --nproc-per-node N -m tomoclass train ...
+    env = {**os.environ, **SUBPROCESS_ENV,
+           "PYTHONPATH": os.pathsep.join([str(SRC_DIR), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([PY, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc-per-node", "2", str(script), *argv],
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **SUBPROCESS_ENV})
+                           "--nproc-per-node", "2", "-m", "tomoclass", *argv],
+                          capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("trained 2 epochs") == 1  # rank 0 alone reports
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from test_train_support import (
     tiny_model_args,
 )
 
+from tomoclass.cli.main import main
 from tomoclass.train import fit, load_checkpoint
 
 _one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
@@ -42,14 +44,18 @@ def straight(dataset, tmp_path_factory):
     return out
 
 
-def _start(dataset, out, pause, *extra, epochs=3):
+def _argv(dataset, out, epochs, *extra):
     cfg = tiny_cfg()
-    argv = ["train", "--no-progress", "--data", str(dataset), "--out", str(out),
+    return ["train", "--no-progress", "--data", str(dataset), "--out", str(out),
             "--model", TINY_MODEL,
             *tiny_model_args(), "--epochs", str(epochs), "--batch-size", str(cfg.batch_size),
             "--lr", str(cfg.base_lr), "--lr-reference-batch", str(cfg.lr_reference_batch),
             "--seed", str(cfg.seed), "--checkpoint-every", "1", "--deterministic",
             "--no-augment", *extra]
+
+
+def _start(dataset, out, pause, *extra, epochs=3):
+    argv = _argv(dataset, out, epochs, *extra)
     code = runner_prelude() + f"from tomoclass.cli.main import main; sys.exit(main({argv!r}))"
     flag = out.parent / f"flag-{time.monotonic_ns()}"
     env = {**os.environ, **SUBPROCESS_ENV, "TOMOCLASS_TEST_PAUSE": f"{pause}@{flag}"}
@@ -71,7 +77,7 @@ def _same_weights(a: Path, b: Path) -> None:
         torch.testing.assert_close(wa[k], wb[k], atol=1e-6, rtol=0)
 
 
-def test_sigkill_mid_epoch_and_mid_write_then_resume(dataset, straight, tmp_path):
+def test_sigkill_mid_epoch_mid_write_and_sigterm_then_resume(dataset, straight, tmp_path):
     out = tmp_path / "run"
     ckdir = out / "checkpoints"
     # 1) killed in the middle of epoch 2: epoch 1's checkpoint is the last complete one
@@ -83,33 +89,51 @@ def test_sigkill_mid_epoch_and_mid_write_then_resume(dataset, straight, tmp_path
     proc, _ = _start(dataset, out, "write:last.pt:2", "--resume")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    leftovers = list(ckdir.glob(".*.tmp"))
-    assert leftovers, "the kill should have caught a half-written temporary file"
-    assert load_checkpoint(ckdir / "last.pt")["epoch"] == 1  # target untouched
-    # 3) resume continues from the last complete checkpoint, cleans up, and ends where an
-    #    uninterrupted run ends
+    assert list(ckdir.glob(".*.tmp")), "the kill should have caught a half-written temporary"
+    assert load_checkpoint(ckdir / "last.pt")["epoch"] == 1  # the target is untouched
+    # 3) resumed again (cleaning up), then SIGTERM in epoch 3: it finishes the batch, writes
+    #    a checkpoint inside the epoch and exits 143 without a traceback
+    proc, flag = _start(dataset, out, "batch:3:2", "--resume")
+    assert not list(ckdir.glob(".*.tmp"))
+    proc.send_signal(signal.SIGTERM)
+    flag.unlink()  # let it go on from the pause
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "--resume" in stdout and "Traceback" not in stderr
+    ck = load_checkpoint(ckdir / "last.pt")
+    assert ck["epoch"] == 2 and ck["epoch_progress"]["batches_done"] == 2
+    # 4) the last resume ends exactly where an uninterrupted run ends
     res = fit(tiny_cfg(epochs=3), dataset, out, resume=True, progress=False)
     assert res.epochs_done == 3
     assert not list(ckdir.glob(".*")), "temporary files left behind"
     for p in ckdir.glob("*.pt"):
         load_checkpoint(p)  # every file there is complete
     _same_weights(ckdir / "last.pt", straight / "checkpoints" / "last.pt")
-    lines = (out / "metrics.jsonl").read_text().splitlines()
-    assert len(lines) == 3
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_sigint_sigterm_stop_after_writing_a_checkpoint(dataset, straight, tmp_path, sig, code):
+def test_sigint_stops_after_writing_a_checkpoint(dataset, straight, tmp_path, monkeypatch,
+                                                 capsys):
+    """In-process (no interpreter start-up): Ctrl-C during epoch 1 through the CLI."""
     out = tmp_path / "run"
-    proc, flag = _start(dataset, out, "batch:2:2")
-    proc.send_signal(sig)
-    flag.unlink()  # let it finish the batch it is in
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == code, stderr[-2000:]
-    assert "--resume" in stdout and "Traceback" not in stderr
+    flag = tmp_path / "flag"
+    monkeypatch.setenv("TOMOCLASS_TEST_PAUSE", f"batch:1:1@{flag}")
+
+    def interrupt_when_paused():
+        while not flag.exists():
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        flag.unlink()
+
+    t = threading.Thread(target=interrupt_when_paused, daemon=True)
+    t.start()
+    code = main(_argv(dataset, out, 3))
+    t.join(timeout=10)
+    assert code == 130
+    assert "--resume" in capsys.readouterr().out
     ck = load_checkpoint(out / "checkpoints" / "last.pt")
-    assert ck["epoch"] == 1 and ck["epoch_progress"]["batches_done"] == 2
-    assert not list((out / "checkpoints").glob(".*"))
-    # resuming inside the interrupted epoch reproduces the uninterrupted run
-    fit(tiny_cfg(epochs=3), dataset, out, resume=True, progress=False)
+    assert ck["epoch"] == 0 and ck["epoch_progress"]["batches_done"] == 1
+    monkeypatch.delenv("TOMOCLASS_TEST_PAUSE")
+    assert main([*_argv(dataset, out, 3), "--resume"]) == 0
     _same_weights(out / "checkpoints" / "last.pt", straight / "checkpoints" / "last.pt")

@@ -1,18 +1,65 @@
-"""``tomoclass predict``: placeholder until its issue lands (owned by one developer)."""
+"""``tomoclass predict``: classify the picked particles of a tomogram with a trained run."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from tomoclass.errors import TomoclassError
+from tomoclass.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``predict`` subcommand."""
-    p = sub.add_parser("predict", help="(not yet available)")
+    p = sub.add_parser(
+        "predict", help="classify picked particles of a tomogram with a trained run",
+        description="Cut a box around every pick, run the trained model and write each "
+        "particle's class, confidence and all class probabilities (STAR for RELION: "
+        "rlnClassNumber 1-based + tomoclassClassName; or CSV).",
+    )
+    p.add_argument("--run", required=True, type=Path, help="run directory (or checkpoint .pt)")
+    p.add_argument("--tomogram", required=True, type=Path, help="tomogram (MRC)")
+    p.add_argument("--coords", required=True, type=Path,
+                   help="picks: .star, .csv, .xml or SHREC .txt (voxels of the tomogram)")
+    p.add_argument("--out", required=True, type=Path, action="append",
+                   help="output .star or .csv (repeat for both)")
+    p.add_argument("--which", default="best", help="checkpoint: best (default), last, or an "
+                   "epoch number")
+    p.add_argument("--voxel-size", type=float, help="override the tomogram header (Å)")
+    p.add_argument("--rescale", action="store_true", help="resample boxes when the voxel size "
+                   "differs from the training data's by more than 5%%")
+    p.add_argument("--tomogram-name", help="this tomogram's name in a multi-tomogram table "
+                   "(default: the MRC file stem)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--max-memory", help="refuse above this memory estimate, e.g. 4G")
+    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Refuse: this command is not built yet."""
-    raise TomoclassError("'predict' is not available yet")
+    """Call :func:`tomoclass.train.predict.predict_particles` and write the tables."""
+    from tomoclass.train.predict import predict_particles, write_predictions
+    from tomoclass.train.resources import parse_bytes
+
+    for out in args.out:
+        if out.suffix.lower() not in (".star", ".csv"):
+            raise InputError("output must end in .star or .csv", path=out, field="--out")
+    try:
+        max_mem = parse_bytes(args.max_memory)
+    except ValueError as exc:
+        raise InputError(str(exc), field="--max-memory") from None
+    res = predict_particles(
+        args.run, args.tomogram, args.coords, which=args.which,
+        voxel_size_angstrom=args.voxel_size, rescale=args.rescale, batch_size=args.batch_size,
+        device=args.device, tomogram_name=args.tomogram_name, max_memory_bytes=max_mem,
+        progress=not args.no_progress,
+    )
+    for out in args.out:
+        write_predictions(res, out)
+    counts = res.table["class_name"].value_counts()
+    summary = ", ".join(f"{n} {counts.get(n, 0)}" for n in res.class_map.names)
+    note = (f"; boxes resampled from {res.voxel_size_angstrom:g} to "
+            f"{res.training_voxel_size_angstrom:g} Å" if res.rescaled else "")
+    print(f"classified {len(res.table)} particles ({summary}){note}; mean confidence "
+          f"{res.table['confidence'].mean():.3f}; wrote {', '.join(map(str, args.out))}")
+    return 0

@@ -53,7 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--deterministic", action="store_true", default=None,
                    help="deterministic kernels and identical curves for one seed (slower)")
-    p.add_argument("--no-augment", action="store_false", dest="augment", default=None)
+    p.add_argument("--no-augment", action="store_false", dest="augment", default=None,
+                   help="no wedge-preserving augmentation of the training data")
     p.add_argument("--checkpoint-every", type=int, help="keep epoch_XXX.pt every N epochs")
     p.add_argument("--num-workers", type=int)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1")
@@ -63,6 +64,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-memory", help="refuse to start above this memory estimate, "
                    "e.g. 8G")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # options that set a TrainConfig field and have no help of their own take the field's
+    # description, so the config object stays the one place that explains them
+    from tomoclass.train.config import TrainConfig
+
+    for action in p._actions:
+        field = TrainConfig.model_fields.get(action.dest)
+        if field is not None and action.help is None and field.description:
+            action.help = field.description
     p.set_defaults(func=run)
 
 

@@ -36,18 +36,18 @@ class TrainConfig(BaseModel):
     model_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="extra keyword arguments for the model constructor"
     )
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(30, ge=1, description="training epochs")
     batch_size: int = Field(64, ge=1, description="global batch size (all processes together)")
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="optimizer")
     base_lr: float = Field(1e-3, gt=0, description="lr at batch size lr_reference_batch")
-    lr_reference_batch: int = Field(64, ge=1)
+    lr_reference_batch: int = Field(64, ge=1, description="batch size base_lr refers to")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (ignored by Adam)")
     weight_decay: float = Field(0.0, ge=0)
     warmup_epochs: float = Field(1.0, ge=0, description="linear warm-up length in epochs")
     warmup_start_factor: float = Field(0.1, gt=0, le=1)
     lr_step_epochs: int = Field(10, ge=1, description="decay the lr every this many epochs")
     lr_gamma: float = Field(0.1, gt=0, le=1, description="decay factor")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, description="seed of initialisation, sample order, augmentation")
     deterministic: bool = Field(False, description="deterministic algorithms (slower)")
     augment: bool = Field(True, description="wedge-preserving augmentation of training data")
     train_split: str = "train"

@@ -1,0 +1,250 @@
+"""Classifying the particles of a tomogram with a trained run: :func:`predict_particles`.
+
+Boxes are cut out of the (memory-mapped) tomogram in chunks of one inference batch, so
+memory stays at one batch whatever the number of picks; they are normalised the way the
+training data was (the dataset's ``normalization``), at the training box size, and the
+model's softmax gives each particle a class, a confidence and every class probability.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tomoclass.errors import InputError
+from tomoclass.io import schema as S
+
+log = logging.getLogger(__name__)
+
+#: Largest relative voxel-size difference between tomogram and training data accepted
+#: without ``rescale=True``.
+VOXEL_SIZE_TOLERANCE = 0.05
+
+#: Prefix of the per-class probability columns (``prob_<class name>``).
+PROB_PREFIX = "prob_"
+
+
+@dataclass
+class PredictionResult:
+    """Per-particle predictions.
+
+    Attributes
+    ----------
+    table
+        One row per input particle, input order: the input's schema columns with
+        ``class_name`` = predicted class and ``score`` = its probability (confidence), plus
+        ``class_number`` (1-based, RELION's ``rlnClassNumber``), ``confidence``,
+        ``prob_<name>`` for every class, ``padded`` (the box crossed the tomogram border)
+        and ``input_class_name`` (the class the input table gave, "" if none).
+    probabilities
+        float32 (N, K) softmax outputs in class-map order.
+    class_map
+        The run's :class:`tomoclass.data.ClassMap`.
+    voxel_size_angstrom
+        Voxel size of the tomogram (Å) as used.
+    training_voxel_size_angstrom
+        Voxel size of the training data (Å).
+    rescaled
+        True when boxes were resampled to the training voxel size.
+    """
+
+    table: pd.DataFrame
+    probabilities: np.ndarray
+    class_map: Any
+    voxel_size_angstrom: float
+    training_voxel_size_angstrom: float
+    rescaled: bool
+
+
+def _read_coords(coords: Any, tomogram_name: str, shape: tuple[int, int, int],
+                 voxel_size_angstrom: float) -> pd.DataFrame:
+    from tomoclass.io import read_particles
+
+    if isinstance(coords, pd.DataFrame):
+        table = coords.copy()
+        source = None
+    else:
+        source = Path(coords)
+        table = read_particles(source, tomogram=tomogram_name,
+                               tomogram_shape={tomogram_name: shape},
+                               voxel_size_angstrom=voxel_size_angstrom)
+    for col in S.COORDS:
+        if col not in table.columns:
+            raise InputError("missing coordinate column", path=source, field=col)
+    if S.TOMOGRAM in table.columns:
+        names = table[S.TOMOGRAM].astype(str)
+        distinct = sorted(names.unique())
+        if len(distinct) > 1:
+            if tomogram_name not in distinct:
+                raise InputError(
+                    f"the table holds tomograms {', '.join(distinct[:6])} but none is named "
+                    f"'{tomogram_name}'; pass --tomogram-name", path=source, field=S.TOMOGRAM)
+            table = table[names == tomogram_name]
+        elif distinct and distinct[0] != tomogram_name:
+            log.info("using all %d picks of tomogram '%s' in %s for %s", len(table),
+                     distinct[0], source, tomogram_name)
+    if len(table) == 0:
+        raise InputError("no particles to classify", path=source)
+    return table.reset_index(drop=True)
+
+
+def predict_particles(
+    run: str | os.PathLike[str],
+    tomogram: Any,
+    coords: Any,
+    *,
+    which: str = "best",
+    voxel_size_angstrom: float | None = None,
+    rescale: bool = False,
+    batch_size: int = 64,
+    device: str = "auto",
+    tomogram_name: str | None = None,
+    max_memory_bytes: int | None = None,
+    progress: bool = False,
+) -> PredictionResult:
+    """Classify the particles picked in a tomogram with a trained run.
+
+    Parameters
+    ----------
+    run
+        Run directory written by :func:`tomoclass.train.fit` (or a checkpoint ``.pt``).
+    tomogram
+        MRC path or a :class:`tomoclass.io.Volume` (z, y, x), memory-mapped.
+    coords
+        Picks: a STAR/CSV/SHREC-txt/XML path (read by :func:`tomoclass.io.read_particles`)
+        or a DataFrame in the particle schema (``x``, ``y``, ``z`` in voxels of the
+        tomogram, 0-based). Rows of other tomograms are left out (see ``tomogram_name``).
+    which
+        Checkpoint: ``"best"``, ``"last"`` or an epoch.
+    voxel_size_angstrom
+        Override of the tomogram header's voxel size (Å).
+    rescale
+        Resample boxes to the training voxel size when the tomogram's differs by more than
+        5 %; without it such a tomogram is refused.
+    batch_size
+        Boxes per inference batch (memory is about one batch).
+    device
+        ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:1"``, ...
+    tomogram_name
+        Name of this tomogram in a multi-tomogram table (default: the MRC file stem).
+    max_memory_bytes
+        Refuse when the memory estimate for one batch exceeds this.
+    progress
+        Show a tqdm bar (particles/s).
+
+    Returns
+    -------
+    PredictionResult
+        Table with predicted class, confidence and all class probabilities.
+
+    Raises
+    ------
+    InputError
+        Voxel size more than 5 % off the training data's without ``rescale``, coordinates
+        outside the tomogram, unreadable/untrusted run, bad tables or volumes.
+    tomoclass.errors.ResourceError
+        The batch does not fit in memory by the estimate.
+    """
+    from tomoclass.data.extract import iter_boxes, plan_extraction
+    from tomoclass.io import Volume, read_volume
+    from tomoclass.train.loop import _autocast, select_device
+    from tomoclass.train.resources import check_fits, estimate_prediction
+    from tomoclass.train.run import load_run
+
+    if batch_size < 1:
+        raise InputError(f"batch size must be positive, not {batch_size}", field="batch_size")
+    dev = select_device(device)
+    model, class_map, info = load_run(run, which=which, map_location=dev)
+    vol = tomogram if isinstance(tomogram, Volume) else read_volume(
+        tomogram, voxel_size_angstrom=voxel_size_angstrom)
+    tomo_path = getattr(vol, "path", None)
+    name = tomogram_name or (Path(tomo_path).stem if tomo_path is not None else "tomogram")
+    train_vs = float(info["voxel_size_angstrom"])
+    box = int(info["box"])
+    vs = float(vol.voxel_size_angstrom)
+    off = vs / train_vs - 1.0
+    if abs(off) > VOXEL_SIZE_TOLERANCE and not rescale:
+        raise InputError(
+            f"voxel size {vs:g} Å differs from the training data's {train_vs:g} Å by "
+            f"{100 * off:+.1f}% (more than {100 * VOXEL_SIZE_TOLERANCE:g}%); pass --rescale to "
+            "resample boxes, or --voxel-size if the header is wrong",
+            path=tomo_path, field="voxel_size_angstrom")
+    do_rescale = rescale and abs(off) > 1e-3
+    table = _read_coords(coords, name, vol.shape, vs)
+    plan = plan_extraction(vol.shape, table, box, source_voxel_size_angstrom=vs,
+                           voxel_size_angstrom=train_vs if do_rescale else None, border="pad")
+    if plan.n_outside:
+        first = int(np.setdiff1d(np.arange(len(table)), plan.rows)[0])
+        raise InputError(
+            f"{plan.n_outside} particle(s) lie outside the tomogram of size (z, y, x)="
+            f"{vol.shape}, first at row {first + 1} (x={table[S.X].iloc[first]:g}, "
+            f"y={table[S.Y].iloc[first]:g}, z={table[S.Z].iloc[first]:g})",
+            path=tomo_path, field="x,y,z")
+    check_fits(estimate_prediction(model, box, batch_size), device=dev, out_dir=Path.cwd(),
+               max_memory_bytes=max_memory_bytes, what="prediction")
+    normalize = (info.get("data") or {}).get("normalization") or "zscore"
+    dtype = amp_dtype_for_inference(dev)
+    use_cl = dev.type == "cuda"
+    if use_cl:
+        model.to(memory_format=torch.channels_last_3d)
+    k = len(class_map)
+    probs = np.empty((len(plan.rows), k), dtype=np.float32)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(plan.rows), unit="particle", desc="predict", leave=False)
+    with torch.inference_mode():
+        for start, boxes in iter_boxes(vol.data, plan, normalize=normalize, chunk=batch_size):
+            x = torch.from_numpy(boxes[:, None]).to(dev)
+            if use_cl:
+                x = x.contiguous(memory_format=torch.channels_last_3d)
+            with _autocast(dev, dtype):
+                logits = model(x)
+            probs[start:start + len(boxes)] = torch.softmax(logits.float(), 1).cpu().numpy()
+            if bar is not None:
+                bar.update(len(boxes))
+    if bar is not None:
+        bar.close()
+    pred = probs.argmax(1)
+    names = list(class_map.names)
+    out = table.copy()
+    out["input_class_name"] = (out[S.CLASS_NAME].astype(str) if S.CLASS_NAME in out.columns
+                               else "")
+    out[S.CLASS_NAME] = [names[i] for i in pred]
+    out["class_number"] = pred + 1
+    out["confidence"] = probs[np.arange(len(pred)), pred]
+    out[S.SCORE] = out["confidence"]
+    for j, n in enumerate(names):
+        out[f"{PROB_PREFIX}{n}"] = probs[:, j]
+    out["padded"] = plan.padded
+    return PredictionResult(out, probs, class_map, vs, train_vs, do_rescale)
+
+
+def amp_dtype_for_inference(device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA devices that support it, else full precision."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def write_predictions(result: PredictionResult, path: str | os.PathLike[str]) -> Path:
+    """Write predictions as RELION STAR (``.star``) or CSV (``.csv``), atomically.
+
+    STAR: ``rlnClassNumber`` (1-based, class-map order), ``tomoclassClassName``, the
+    confidence as ``rlnAutopickFigureOfMerit`` and every other column as
+    ``tomoclass_<column>`` (``tomoclass_prob_<class>``...). CSV: all columns by name.
+    """
+    from tomoclass.io import write_particles
+
+    path = Path(path)
+    table = result.table.drop(columns=["class_number"]) if path.suffix.lower() == ".star" \
+        else result.table
+    return write_particles(path, table, class_map=result.class_map)

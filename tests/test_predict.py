@@ -1,0 +1,115 @@
+"""tomoclass predict: per-particle classes and probabilities from a trained run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import starfile
+import torch
+from test_train import tiny_cfg
+from test_train_support import blob_volumes, make_dataset, one_thread
+
+from tomoclass.cli.main import main
+from tomoclass.data import extract_subtomograms
+from tomoclass.errors import InputError
+from tomoclass.io import read_volume, write_volume
+from tomoclass.train import fit, load_run
+from tomoclass.train.predict import predict_particles
+
+_one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
+
+BOX = 12
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A trained tiny run, a 40^3 tomogram at 10 Å with 6 blobs, and their picks as CSV."""
+    root = tmp_path_factory.mktemp("predict")
+    ds = make_dataset(root / "ds", box=BOX)
+    fit(tiny_cfg(epochs=1), ds, root / "run", progress=False)
+    rng = np.random.default_rng(5)
+    tomo = 0.3 * rng.standard_normal((40, 40, 40)).astype(np.float32)
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    centres = np.array([[8, 8, 8], [8, 30, 20], [20, 20, 20], [30, 10, 30], [31, 31, 9],
+                        [20, 8, 32]])  # (z, y, x)
+    blobs = blob_volumes(labels, BOX, rng)
+    for (z, y, x), b in zip(centres, blobs, strict=True):
+        tomo[z - 6:z + 6, y - 6:y + 6, x - 6:x + 6] += b
+    write_volume(root / "tomo.mrc", tomo, voxel_size_angstrom=10.0)
+    picks = pd.DataFrame({"x": centres[:, 2], "y": centres[:, 1], "z": centres[:, 0],
+                          "class": [f"class{k}" for k in labels]})
+    picks.to_csv(root / "picks.csv", index=False)
+    return root
+
+
+def test_predictions_are_the_models_softmax_on_the_extracted_boxes(world):
+    res = predict_particles(world / "run", world / "tomo.mrc", world / "picks.csv",
+                            batch_size=4)
+    t = res.table
+    assert len(t) == 6 and res.probabilities.shape == (6, 3)
+    np.testing.assert_allclose(res.probabilities.sum(1), 1.0, rtol=1e-5)
+    assert (t["class_number"] == res.probabilities.argmax(1) + 1).all()
+    np.testing.assert_allclose(t["confidence"], res.probabilities.max(1), rtol=1e-6)
+    assert list(t["input_class_name"]) == [f"class{k}" for k in [0, 1, 2, 0, 1, 2]]
+    # same numbers as running the model by hand on boxes from the data package's extraction
+    model, cmap, _ = load_run(world / "run")
+    vol = read_volume(world / "tomo.mrc")
+    boxes = extract_subtomograms(vol, t, BOX).subtomograms
+    with torch.inference_mode():
+        ref = torch.softmax(model(torch.from_numpy(boxes[:, None])), 1).numpy()
+    np.testing.assert_allclose(res.probabilities, ref, atol=1e-5)
+    for j, n in enumerate(cmap.names):
+        np.testing.assert_allclose(t[f"prob_{n}"], ref[:, j], atol=1e-5)
+
+
+def test_cli_writes_relion_star_and_csv(world, tmp_path, capsys):
+    star, csv = tmp_path / "preds.star", tmp_path / "preds.csv"
+    code = main(["predict", "--run", str(world / "run"), "--tomogram", str(world / "tomo.mrc"),
+                 "--coords", str(world / "picks.csv"), "--out", str(star), "--out", str(csv),
+                 "--no-progress"])
+    assert code == 0 and "classified 6 particles" in capsys.readouterr().out
+    s = starfile.read(star)
+    s = s["particles"] if isinstance(s, dict) else s
+    c = pd.read_csv(csv)
+    names = ["class0", "class1", "class2"]
+    assert s["rlnClassNumber"].between(1, 3).all()
+    assert [names[k - 1] for k in s["rlnClassNumber"]] == list(s["tomoclassClassName"])
+    assert list(s["tomoclassClassName"]) == list(c["class_name"])
+    np.testing.assert_allclose(s["rlnCoordinateX"], c["x"])
+    np.testing.assert_allclose(s["rlnAutopickFigureOfMerit"], c["confidence"], rtol=1e-5)
+    probs = s[[f"tomoclass_prob_{n}" for n in names]].to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-4)
+
+
+def test_voxel_size_mismatch_is_refused_unless_rescale(world, tmp_path, capsys):
+    vol = read_volume(world / "tomo.mrc")
+    write_volume(tmp_path / "t.mrc", np.asarray(vol.data), voxel_size_angstrom=10.6)
+    argv = ["predict", "--run", str(world / "run"), "--tomogram", str(tmp_path / "t.mrc"),
+            "--coords", str(world / "picks.csv"), "--out", str(tmp_path / "p.star"),
+            "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "10.6 Å differs from the training data's 10 Å by +6.0%" in err[0]
+    assert "--rescale" in err[0] and not (tmp_path / "p.star").exists()
+    assert main([*argv, "--rescale"]) == 0
+    assert "resampled from 10.6 to 10" in capsys.readouterr().out
+    # within 5 %: accepted as is
+    write_volume(tmp_path / "t2.mrc", np.asarray(vol.data), voxel_size_angstrom=10.4)
+    res = predict_particles(world / "run", tmp_path / "t2.mrc", world / "picks.csv")
+    assert not res.rescaled
+
+
+def test_picks_outside_the_tomogram_are_refused(world, tmp_path):
+    picks = pd.DataFrame({"x": [10.0, 400.0], "y": [10.0, 10.0], "z": [10.0, 10.0]})
+    with pytest.raises(InputError, match="outside"):
+        predict_particles(world / "run", world / "tomo.mrc", picks)
+
+
+def test_prediction_memory_estimate_refuses_before_reading_boxes(world, tmp_path, capsys):
+    code = main(["predict", "--run", str(world / "run"), "--tomogram", str(world / "tomo.mrc"),
+                 "--coords", str(world / "picks.csv"), "--out", str(tmp_path / "p.csv"),
+                 "--max-memory", "10K", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "prediction needs about" in err[0]
+    assert not (tmp_path / "p.csv").exists()
