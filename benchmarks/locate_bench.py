@@ -7,7 +7,8 @@ memory, and a cost model: seconds per voxel the net reads (the tiles' inputs, ha
 times the voxels the same tiling reads for ``--target-shape`` (512x512x200 by default). That
 figure is an EXTRAPOLATION and labelled so; ``--shape 200 512 512`` measures it directly.
 
-Accuracy part (with ``--run``, ``--tomogram`` and ``--truth``): locate with the run, then
+Accuracy part (with ``--run``, ``--tomogram`` and ``--truth``, or ``--prepare WORKDIR``, which
+simulates, adds background boxes, extracts and trains such a run first): locate with the run, then
 :func:`tomoclass.evaluate.picks.score_picks`: localization precision/recall/F1 and per-class
 F1, recorded beside the timing.
 
@@ -39,7 +40,10 @@ from tomoclass.models import get_model
 def _git_commit() -> str:
     try:
         return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
             cwd=Path(__file__).resolve().parent,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
@@ -59,8 +63,15 @@ def timing(args: argparse.Namespace, device: torch.device) -> dict:
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()
     maps = score_tomogram(
-        model, tomo, box=args.box, class_names=names, tile=args.tile, device=device,
-        max_tile_voxels=budget, method=args.method, progress=not args.no_progress,
+        model,
+        tomo,
+        box=args.box,
+        class_names=names,
+        tile=args.tile,
+        device=device,
+        max_tile_voxels=budget,
+        method=args.method,
+        progress=not args.no_progress,
     )
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -106,7 +117,8 @@ def timing(args: argparse.Namespace, device: torch.device) -> dict:
         "tile": target_tile,
         "ratio_voxels_read_to_padded": sum(
             t.input_voxels for t in plan_tiles(geom, target, target_tile)
-        ) / padded_target,
+        )
+        / padded_target,
     }
     result["extrapolated"] = {
         "label": f"EXTRAPOLATED, not measured: {how} for the target shape",
@@ -124,8 +136,15 @@ def accuracy(args: argparse.Namespace, device: torch.device) -> dict:
     radii = parse_radii(args.radius)
     out = Path(args.work) / "bench_picks.star"
     t0 = time.perf_counter()
-    res = locate(args.run, args.tomogram, out, radii=radii, threshold=args.threshold,
-                 device=str(device), progress=not args.no_progress)
+    res = locate(
+        args.run,
+        args.tomogram,
+        out,
+        radii=radii,
+        threshold=args.threshold,
+        device=str(device),
+        progress=not args.no_progress,
+    )
     wall = time.perf_counter() - t0
     truth = read_particles(args.truth)
     score = score_picks(truth, res.picks, radii if radii is not None else res.radii)
@@ -135,6 +154,120 @@ def accuracy(args: argparse.Namespace, device: torch.device) -> dict:
         "seconds_locate_total": wall,
         "seconds_scoring_and_peaks": res.seconds,
         "scores": score.to_dict(),
+    }
+
+
+#: Phantoms of the --prepare experiment and their radii in voxels (largest distance of the
+#: phantom's mask from its centre at 10 Å, measured from tomoclass.simulate.phantoms).
+PREPARE_RADII = {"trimer": 4.5, "ring6": 7.0, "cube8": 7.0, "ribosome_like": 13.0}
+
+
+def prepare(work: Path, epochs: int, seed: int) -> dict:
+    """Simulate 5 small tomograms, add background boxes, extract, train: a run to locate with.
+
+    Tomograms 0-3 (64x192x192 voxels at 10 Å, 120 particles of 4 phantoms each) train,
+    tomogram 4 is located and scored. Returns the paths and step timings.
+    """
+    import pandas as pd
+
+    from tomoclass.cli.main import main as cli
+    from tomoclass.io import read_particles, write_particles
+    from tomoclass.locate import background_boxes
+
+    work.mkdir(parents=True, exist_ok=True)
+    sim, steps = work / "sim", {}
+    t = time.perf_counter()
+    assert (
+        cli(
+            [
+                "-q",
+                "simulate",
+                "tomograms",
+                "--out",
+                str(sim),
+                "--shape-zyx",
+                "64",
+                "192",
+                "192",
+                "--n-particles",
+                "120",
+                "--n-tomograms",
+                "5",
+                "--seed",
+                str(seed),
+                "--classes",
+                *PREPARE_RADII,
+            ]
+        )
+        == 0
+    )
+    steps["simulate_s"] = time.perf_counter() - t
+    tables = []
+    for k in range(4):
+        gt = read_particles(sim / f"tomo_00{k}_gt.txt", tomogram=f"tomo_00{k}")
+        bg = background_boxes(
+            gt, (64, 192, 192), PREPARE_RADII, n_random=40, n_offcentre=40, seed=seed + k, box=32
+        )
+        tables.append(
+            write_particles(work / f"tomo_00{k}_train.star", pd.concat([gt, bg], ignore_index=True))
+        )
+    t = time.perf_counter()
+    assert (
+        cli(
+            [
+                "-q",
+                "extract",
+                "--tomograms",
+                *(str(sim / f"tomo_00{k}.mrc") for k in range(4)),
+                "--tables",
+                *map(str, tables),
+                "--include-nonprotein",
+                "--split",
+                "stratified",
+                "--val-fraction",
+                "0.15",
+                "--test-fraction",
+                "0.05",
+                "--out",
+                str(work / "data"),
+            ]
+        )
+        == 0
+    )
+    steps["extract_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    assert (
+        cli(
+            [
+                "-q",
+                "train",
+                "--data",
+                str(work / "data"),
+                "--model",
+                "dilated_densenet3d",
+                "--epochs",
+                str(epochs),
+                "--batch-size",
+                "32",
+                "--no-progress",
+                "--seed",
+                str(seed),
+                "--out",
+                str(work / "run"),
+            ]
+        )
+        == 0
+    )
+    steps["train_s"] = time.perf_counter() - t
+    return {
+        "recipe": prepare.__doc__.strip().splitlines()[0],
+        "epochs": epochs,
+        "seed": seed,
+        "steps": steps,
+        "run": str(work / "run"),
+        "tomogram": str(sim / "tomo_004.mrc"),
+        "truth": str(sim / "tomo_004_gt.txt"),
+        "radii": PREPARE_RADII,
     }
 
 
@@ -156,8 +289,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--work", default=".")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--prepare",
+        metavar="WORKDIR",
+        help="simulate, add background boxes, extract and train a run in WORKDIR, "
+        "then measure its accuracy (sets --run/--tomogram/--truth/--radius)",
+    )
+    p.add_argument("--prepare-epochs", type=int, default=8)
+    p.add_argument("--no-timing", action="store_true", help="skip the random-weight timing")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
+    prepared = None
+    if args.prepare:
+        prepared = prepare(Path(args.prepare), args.prepare_epochs, seed=2)
+        args.run, args.tomogram, args.truth = (
+            prepared["run"],
+            prepared["tomogram"],
+            prepared["truth"],
+        )
+        args.radius = [f"{k}={v}" for k, v in PREPARE_RADII.items()]
+        args.work = args.prepare
     device = torch.device(args.device)
     result = {
         "benchmark": "locate",
@@ -172,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         "device": str(device)
         + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         "note": "machine shared with other developers' jobs while measuring; see loadavg",
-        "timing": timing(args, device),
+        "timing": None if args.no_timing else timing(args, device),
+        "prepared": prepared,
     }
     if args.run and args.tomogram and args.truth:
         result["accuracy"] = accuracy(args, device)
