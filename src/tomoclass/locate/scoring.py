@@ -219,8 +219,9 @@ def score_tomogram(
         Default: the largest tile whose input (``tile + box - stride + 2 * halo`` a side,
         clipped to the padded tomogram) holds at most ``max_tile_voxels`` voxels.
     halo
-        Context voxels around a tile; default: the receptive-field bound of
-        :func:`model_geometry`. Smaller values trade exactness at seams for speed.
+        For ``method="tiles"``: context voxels around a tile; default: the receptive-field
+        bound of :func:`model_geometry`. Smaller values trade exactness at seams for speed.
+        (The ``"stages"`` method always uses each stage's own receptive field.)
     max_tile_voxels
         Memory bound for the automatic ``tile``: input voxels per tile. Default on CPU
         4,000,000 (about 4.5 GB for the paper's net, measured in ``docs/locate.md``); on
@@ -464,7 +465,8 @@ def _score_by_stages(
                 bar.update()
             current = out
     bar.close()
-    assert current is not None  # at least one stage ran
+    if current is None:  # no stage ran: cannot happen with a non-empty trunk
+        raise RuntimeError("stage-wise scoring produced no feature map")
     weight = linear.weight.detach()[:, :, None, None, None]
     probs = np.empty((len(class_names), *_grid(geom, shape)), dtype=np.float32)
     with torch.inference_mode():
