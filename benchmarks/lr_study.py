@@ -25,8 +25,50 @@ from tomoclass.simulate import SimulationConfig, load_class_templates, write_sub
 from tomoclass.train import TrainingDiverged, fit, preset
 
 
+def posthoc(result_path: Path, runs_dir: Path) -> None:
+    """Re-evaluate each run's last checkpoint after recomputing BN statistics (precise BN).
+
+    Adds ``posthoc_precise_bn`` (val accuracy, macro F1, per-class F1, and the same without
+    recalibration) to every run of ``result_path``; the runs live in ``runs_dir`` (the
+    temporary directory a sweep printed).
+    """
+    import numpy as np
+
+    from tomoclass.data import SubtomogramDataset, open_dataset
+    from tomoclass.train import load_run
+    from tomoclass.train import metrics as M
+    from tomoclass.train.loop import _recalibrate_batchnorm
+
+    result = json.loads(result_path.read_text())
+    store = open_dataset(runs_dir / "ds")
+    train = SubtomogramDataset(store, split="train")
+    val = SubtomogramDataset(store, split="val")
+    xv = torch.stack([val[i][0] for i in range(len(val))])
+    loader = torch.utils.data.DataLoader(train, batch_size=16, shuffle=False)
+    for run in result["runs"]:
+        model, cmap, _ = load_run(runs_dir / f"run_{run['peak_lr']:g}", which="last")
+        out = {}
+        for label in ("running_averages", "recalibrated"):
+            if label == "recalibrated":
+                _recalibrate_batchnorm(model, loader, torch.device("cpu"), None, False)
+            model.eval()
+            with torch.no_grad():
+                pred = model(xv).argmax(1).numpy()
+            cm = M.confusion_matrix(val.labels, pred, len(cmap))
+            out[label] = {"val_accuracy": M.accuracy(cm), "val_macro_f1": M.macro_f1(cm),
+                          "predicted_counts": np.bincount(pred, minlength=len(cmap)).tolist()}
+        run["posthoc_precise_bn"] = out
+        print(run["peak_lr"], json.dumps(out), flush=True)
+    result["posthoc_note"] = ("last checkpoints re-evaluated on the val split after "
+                              "recomputing batch-norm statistics over all training samples "
+                              "(no augmentation, weights unchanged)")
+    result_path.write_text(json.dumps(result, indent=2) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--posthoc", nargs=2, type=Path, metavar=("RESULT_JSON", "RUNS_DIR"),
+                    help="only re-evaluate an earlier sweep's checkpoints with precise BN")
     ap.add_argument("--box", type=int, default=24)
     ap.add_argument("--classes", type=int, default=6)
     ap.add_argument("--n-per-class", type=int, default=50)
@@ -35,8 +77,13 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lrs", default="0.1,0.025,0.001,0.0001",
                     help="peak learning rates (after warm-up) at --batch-size")
+    ap.add_argument("--bn-recalibration-samples", type=int, default=0,
+                    help="precise-BN samples after each epoch (0: plain running averages)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = ap.parse_args()
+    if args.posthoc:
+        posthoc(*args.posthoc)
+        return
 
     load_start = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="lr_study_"))
@@ -58,7 +105,8 @@ def main() -> None:
     for lr in [float(x) for x in args.lrs.split(",")]:
         cfg = preset("paper", epochs=args.epochs, batch_size=args.batch_size,
                      base_lr=lr, lr_reference_batch=args.batch_size, checkpoint_every=0,
-                     seed=0, augment=False)
+                     seed=0, augment=False,
+                     bn_recalibration_samples=args.bn_recalibration_samples)
         t0 = time.perf_counter()
         entry = {"peak_lr": lr, "base_lr_at_batch_64": lr * 64 / args.batch_size}
         try:
@@ -98,6 +146,7 @@ def main() -> None:
         "protocol": {"optimizer": "adam", "batch_size": args.batch_size, "epochs": args.epochs,
                      "warmup_epochs": 1.0, "warmup_start_factor": 0.1, "seed": 0,
                      "augment": False,
+                     "bn_recalibration_samples": args.bn_recalibration_samples,
                      "chance_macro_f1": 1.0 / len(names)},
         "runs": runs,
     }

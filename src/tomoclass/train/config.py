@@ -59,6 +59,9 @@ class TrainConfig(BaseModel):
         "auto", description="mixed precision on CUDA: auto = bf16 where supported, else off"
     )
     channels_last: bool = Field(True, description="channels_last_3d memory format on CUDA")
+    bn_recalibration_samples: int = Field(
+        0, ge=0, description="after each epoch, recompute batch-norm statistics on this many "
+        "training subtomograms (precise BN; 0: off)")
     max_grad_norm: float | None = Field(None, gt=0, description="clip gradients to this norm")
 
     @model_validator(mode="after")
@@ -123,12 +126,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(
         optimizer="adam", base_lr=0.1, lr_reference_batch=64, batch_size=64, epochs=30,
         lr_step_epochs=10, lr_gamma=0.1, warmup_epochs=1.0, warmup_start_factor=0.1,
-        checkpoint_every=5,
+        checkpoint_every=5, bn_recalibration_samples=0,
     ),
     "default": dict(
         optimizer="adam", base_lr=1e-3, lr_reference_batch=64, batch_size=64, epochs=30,
         lr_step_epochs=10, lr_gamma=0.1, warmup_epochs=1.0, warmup_start_factor=0.1,
-        checkpoint_every=5,
+        checkpoint_every=5, bn_recalibration_samples=256,
     ),
 }
 

@@ -457,6 +457,15 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
     train_ds = SubtomogramDataset(store, split=cfg.train_split, augment=cfg.augment,
                                   seed=cfg.seed)
     val_ds = SubtomogramDataset(store, split=cfg.val_split, augment=False, seed=cfg.seed)
+    bn_loader = None
+    if cfg.bn_recalibration_samples and _has_batchnorm(model):
+        plain = SubtomogramDataset(store, split=cfg.train_split, augment=False, seed=cfg.seed)
+        order = np.random.default_rng([cfg.seed, 7]).permutation(len(plain))
+        picked = sorted(order[: cfg.bn_recalibration_samples].tolist())
+        bn_loader = DataLoader(_SplitSubset(torch.utils.data.Subset(plain, picked), di.rank,
+                                            di.world_size),
+                               batch_size=per_rank_batch, shuffle=False,
+                               num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
     base_sampler = DistributedSampler(train_ds, num_replicas=di.world_size, rank=di.rank,
                                       shuffle=True, seed=cfg.seed, drop_last=False)
     sampler = _SkipSampler(base_sampler)
@@ -626,6 +635,8 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
 
             totals = torch.tensor([loss_sum, correct, seen], dtype=torch.float64, device=device)
             all_reduce_sum(totals, di)
+            if bn_loader is not None:
+                _recalibrate_batchnorm(model, bn_loader, device, dtype, use_cl)
             _average_buffers(model, di)
             val_loss, cm = _validate(model, val_loader, device, dtype, use_cl, num_classes, di)
             f1 = M.per_class_f1(cm)
@@ -673,6 +684,43 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
         tb.close()
     epochs_done = history[-1]["epoch"] if history else start_epoch
     return FitResult(out, epochs_done, best_epoch, best_f1, history, interrupted)
+
+
+def _has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+@torch.no_grad()
+def _recalibrate_batchnorm(model: nn.Module, loader: DataLoader, device: torch.device,
+                           dtype: torch.dtype | None, use_cl: bool) -> None:
+    """Recompute batch-norm running statistics with the epoch's final weights.
+
+    The running averages (momentum 0.1) follow the weights with a lag of ~10 steps; early in
+    training, or in short runs, the weights move faster than that and the statistics used
+    in eval mode no longer fit them (measured: a net at 89% training accuracy in train mode
+    predicted one class for every sample in eval mode; after recalibration 84% on the
+    validation split, see docs/training.md). This is "precise BN" (Wu & Johnson 2021): a
+    cumulative average over a fixed subset of training subtomograms, no augmentation, no
+    gradients, weights untouched.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the recalibration batches
+    was_training = model.training
+    model.train()
+    try:
+        for xb, _ in loader:
+            xb = xb.to(device)
+            if use_cl:
+                xb = xb.contiguous(memory_format=torch.channels_last_3d)
+            with _autocast(device, dtype):
+                model(xb)
+    finally:
+        for m, mom in zip(bns, saved, strict=True):
+            m.momentum = mom
+        model.train(was_training)
 
 
 def _average_buffers(model: nn.Module, di: DistInfo) -> None:
