@@ -297,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--prepare-epochs", type=int, default=8)
     p.add_argument("--no-timing", action="store_true", help="skip the random-weight timing")
+    p.add_argument("--note", default="", help="free text stored with the result (provenance)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     prepared = None
@@ -323,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": str(device)
         + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         "note": "machine shared with other developers' jobs while measuring; see loadavg",
+        "user_note": args.note,
         "timing": None if args.no_timing else timing(args, device),
         "prepared": prepared,
     }
