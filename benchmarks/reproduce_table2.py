@@ -344,11 +344,12 @@ def train_config(bench: Benchmark, model: str, seed: int, epochs: int | None = N
 
 
 def train_runs(jobs: Sequence[tuple[Any, Path]], ds_dir: Path, parallel: int = 1,
-               progress: bool = False) -> None:
+               progress: bool = False, log_dir: Path | None = None) -> None:
     """Train each ``(TrainConfig, run_dir)``; ``parallel > 1`` runs that many at once.
 
     Parallel runs are separate ``python -m tomoclass train --config`` processes (safe with
-    CUDA, unlike forking); sequential runs call :func:`tomoclass.train.fit` in-process.
+    CUDA, unlike forking), each logging to ``log_dir/<run>.log`` (default: beside the run);
+    sequential runs call :func:`tomoclass.train.fit` in-process.
     """
     from tomoclass.train import fit
 
@@ -360,7 +361,7 @@ def train_runs(jobs: Sequence[tuple[Any, Path]], ds_dir: Path, parallel: int = 1
     env["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT / "src")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     pending = list(jobs)
-    running: list[tuple[subprocess.Popen, Path, Any]] = []
+    running: list[tuple[subprocess.Popen, Path, Any, Path]] = []
     failed = []
     while pending or running:
         while pending and len(running) < parallel:
@@ -368,21 +369,27 @@ def train_runs(jobs: Sequence[tuple[Any, Path]], ds_dir: Path, parallel: int = 1
             run_dir.parent.mkdir(parents=True, exist_ok=True)
             cfg_path = run_dir.parent / f"{run_dir.name}.train.yaml"
             cfg_path.write_text(cfg.to_yaml())
-            logf = open(run_dir.parent / f"{run_dir.name}.log", "w")  # noqa: SIM115
+            log_path = Path(log_dir or run_dir.parent) / f"{run_dir.name}.log"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            logf = open(log_path, "w")  # noqa: SIM115
             proc = subprocess.Popen(
                 [sys.executable, "-m", "tomoclass", "train", "--config", str(cfg_path),
                  "--data", str(ds_dir), "--out", str(run_dir), "--no-progress"],
                 stdout=logf, stderr=subprocess.STDOUT, env=env)
-            running.append((proc, run_dir, logf))
+            running.append((proc, run_dir, logf, log_path))
+            log.info("training %s (process %d, log %s)", run_dir.name, proc.pid, log_path)
         time.sleep(2)
         for item in list(running):
-            proc, run_dir, logf = item
+            proc, run_dir, logf, log_path = item
             if proc.poll() is not None:
                 logf.close()
                 running.remove(item)
                 if proc.returncode != 0:
-                    failed.append(f"{run_dir.name} (exit {proc.returncode}, see "
-                                  f"{run_dir.parent / (run_dir.name + '.log')})")
+                    tail = [ln for ln in log_path.read_text().splitlines() if ln.strip()][-1:]
+                    failed.append(f"{run_dir.name} (exit {proc.returncode}: "
+                                  f"{tail[0] if tail else 'no output'}; log {log_path})")
+                else:
+                    log.info("trained %s", run_dir.name)
     if failed:
         raise TomoclassError("training failed: " + "; ".join(failed))
 
@@ -711,7 +718,7 @@ def run_table2(bench: Benchmark, out: Path, work: Path, *, device: str = "auto",
                          work / "runs" / f"{model}_seed{seed}"))
             keys.append((model, seed))
     train_runs(jobs, ds_dir, parallel=int(bench.tier.get("parallel_runs", 1)),
-               progress=progress)
+               progress=progress, log_dir=out / "logs")
     clock.lap("train")
 
     runs: dict[str, dict[int, dict[str, Any]]] = {}
@@ -807,14 +814,14 @@ def run_calibration(bench: Benchmark, out: Path, work: Path, *, device: str = "a
                       "group_f1": {g: float(v) for g, v in rep.metrics.group_f1().items()},
                       "seconds": round(time.perf_counter() - t0, 1)})
         shutil.rmtree(work / f"tomograms{tag}", ignore_errors=True)
-    best = min(sweep, key=lambda r: abs(r["macro_f1"] - target))
+    best = min(sweep, key=lambda r: abs(r["macro_f1"] - target))  # ties: first in the sweep
     record = {
         "target_model": model,
         "target_mean_f1": target,
         "frozen_dose_e_per_angstrom2": best["dose_e_per_angstrom2"],
         "status": "calibrated" if bench.tier_name != "smoke" else "smoke (plumbing only)",
         "record": {
-            "chosen_by": (f"dose whose test macro F1 of {model} ({epochs} epochs, seed 0, "
+            "chosen_by": (f"dose whose test macro F1 of {model} ({epochs} epoch(s), seed 0, "
                           f"tier {bench.tier_name}) is nearest {target}"),
             "date_utc": date,
             "git_commit": git_commit(),
@@ -827,6 +834,15 @@ def run_calibration(bench: Benchmark, out: Path, work: Path, *, device: str = "a
     }
     out.mkdir(parents=True, exist_ok=True)
     _write_json(out / "calibration.json", record)
+    snippet = {k: record[k] for k in ("target_model", "target_mean_f1",
+                                      "frozen_dose_e_per_angstrom2", "status", "record")}
+    snippet["sweep_dose_e_per_angstrom2"] = doses
+    from tomoclass.io.atomic import atomic_path
+
+    with atomic_path(out / "calibration_snippet.yaml") as tmp:
+        tmp.write_text("# paste over the `calibration:` section of the benchmark YAML and set "
+                       "noise.dose_e_per_angstrom2 to the frozen dose\n"
+                       + yaml.safe_dump({"calibration": snippet}, sort_keys=False))
     return record
 
 
