@@ -499,7 +499,7 @@ def table2_markdown(result: dict[str, Any], bench: Benchmark) -> str:
         f"{t['n_tomograms']} simulated tomograms of {'x'.join(map(str, t['shape_zyx']))} voxels "
         f"(z, y, x) at 10 Å, {t['n_particles']} particles each, train on tomograms "
         f"{t['train_tomograms']}, test on {t['test_tomograms']}; {bench.box}³ boxes; "
-        f"{t['epochs']} epoch{'s' if t['epochs'] != 1 else ''} at batch {t['batch_size']}; dose {result['dose']:g} e/Å² "
+        f"{t['epochs']} epoch(s) at batch {t['batch_size']}; dose {result['dose']:g} e/Å² "
         f"(calibration status: {result['calibration'].get('status', 'unknown')}). "
         f"Reduced relative to the paper: {' '.join(str(t.get('reduces', '')).split())}",
         "",
@@ -559,7 +559,8 @@ def table2_markdown(result: dict[str, Any], bench: Benchmark) -> str:
     lines += ["", "## F1 against epoch (Fig. 4B)", "", "![Fig. 4B](fig4b.png)", "",
               f"Mean F1 of the tiny classes on the test tomogram every "
               f"{t.get('checkpoint_every', 5)} epoch(s), mean over seeds (from each run's "
-              "per-epoch log: the test tomogram is the monitored split; nothing is selected on it)."]
+              "per-epoch log: the test tomogram is the monitored split; nothing is selected "
+              "on it)."]
     cam_rows = [(m, summ["per_model"][m]["cam_mean"]) for m in MODELS if m in summ["per_model"]]
     if any(s["mean"] is not None for _, s in cam_rows):
         chance = [(r["cam"] or {}).get("mean_mask_fraction") for m in MODELS

@@ -49,8 +49,9 @@ def test_yaml_classes_imaging_and_tiers():
     assert groups == ISSUE_GROUPS
     mic = raw["microscope"]
     assert mic["voltage_kv"] == 300 and mic["spherical_aberration_mm"] == 2.7
-    n_tilts = round((mic["tilt_range_deg"][1] - mic["tilt_range_deg"][0]) / mic["tilt_step_deg"]) + 1
-    assert n_tilts == 61 and mic["defocus_um"] == [2.5, 3.5]
+    lo, hi = mic["tilt_range_deg"]
+    n_tilts = round((hi - lo) / mic["tilt_step_deg"]) + 1
+    assert (lo, hi, n_tilts) == (-60, 60, 61) and mic["defocus_um"] == [2.5, 3.5]
     assert raw["templates"]["voxel_size_angstrom"] == 10.0 and raw["extraction"]["box"] == 32
     # the frozen dose is the calibration's value; the paper's SHREC-CNN mean is the target
     assert raw["noise"]["dose_e_per_angstrom2"] == raw["calibration"]["frozen_dose_e_per_angstrom2"]
