@@ -706,11 +706,13 @@ def run_table2(bench: Benchmark, out: Path, work: Path, *, device: str = "auto",
     from tomoclass.simulate import load_class_templates
 
     date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    machine = machine_record()
+    load_start = list(os.getloadavg())
     clock = Clock()
     templates = load_class_templates(simulation_config(bench, bench.dose))
     clock.lap("templates")
     ds_dir, ext = _build_data(bench, templates, bench.dose, work, clock, "")
+    machine = machine_record()  # after the forked simulation: CUDA is first touched here
+    machine["loadavg"] = load_start
 
     jobs, keys = [], []
     for model in MODELS:
@@ -782,9 +784,20 @@ def run_table2(bench: Benchmark, out: Path, work: Path, *, device: str = "auto",
     return result
 
 
+def choose_dose(sweep: Sequence[dict[str, Any]], target: float) -> dict[str, Any]:
+    """The sweep entry whose ``macro_f1`` is nearest ``target`` (ties: the first listed)."""
+    if not sweep:
+        raise InputError("empty calibration sweep", field="calibration")
+    return min(sweep, key=lambda r: abs(float(r["macro_f1"]) - target))
+
+
 def run_calibration(bench: Benchmark, out: Path, work: Path, *, device: str = "auto",
-                    progress: bool = False) -> dict[str, Any]:
-    """Dose sweep with shrec_cnn; writes ``out/calibration.json`` and returns it."""
+                    progress: bool = False, doses_override: Sequence[float] | None = None
+                    ) -> dict[str, Any]:
+    """Dose sweep with shrec_cnn; writes ``out/calibration.json`` and returns it.
+
+    ``doses_override`` replaces the YAML's sweep (to split a sweep over several runs; the
+    records of the parts are then merged by hand, choosing over all doses)."""
     from tomoclass.simulate import load_class_templates
 
     cal = bench.calibration
@@ -795,9 +808,11 @@ def run_calibration(bench: Benchmark, out: Path, work: Path, *, device: str = "a
     if not doses:
         raise InputError("no doses to sweep", path=bench.config_path,
                          field="calibration.sweep_dose_e_per_angstrom2")
+    if doses_override:
+        doses = [float(d) for d in doses_override]
     epochs = int(bench.tier.get("calibration_epochs", bench.tier["epochs"]))
     date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    machine = machine_record()
+    load_start = list(os.getloadavg())
     clock = Clock()
     templates = load_class_templates(simulation_config(bench, doses[0]))
     clock.lap("templates")
@@ -815,7 +830,7 @@ def run_calibration(bench: Benchmark, out: Path, work: Path, *, device: str = "a
                       "group_f1": {g: float(v) for g, v in rep.metrics.group_f1().items()},
                       "seconds": round(time.perf_counter() - t0, 1)})
         shutil.rmtree(work / f"tomograms{tag}", ignore_errors=True)
-    best = min(sweep, key=lambda r: abs(r["macro_f1"] - target))  # ties: first in the sweep
+    best = choose_dose(sweep, target)
     record = {
         "target_model": model,
         "target_mean_f1": target,
@@ -830,7 +845,8 @@ def run_calibration(bench: Benchmark, out: Path, work: Path, *, device: str = "a
             "epochs": epochs,
             "sweep": sweep,
         },
-        "machine": machine,
+        "machine": {**machine_record(), "loadavg": load_start,
+                    "loadavg_end": list(os.getloadavg())},
         "seconds": clock.seconds,
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -845,6 +861,17 @@ def run_calibration(bench: Benchmark, out: Path, work: Path, *, device: str = "a
                        "noise.dose_e_per_angstrom2 to the frozen dose\n"
                        + yaml.safe_dump({"calibration": snippet}, sort_keys=False))
     return record
+
+
+def _doses(text: str) -> list[float]:
+    try:
+        vals = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}"
+                                         ) from None
+    if not vals or any(v <= 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"doses must be positive numbers, got {text!r}")
+    return vals
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -864,6 +891,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="benchmark YAML")
     p.add_argument("--calibrate", action="store_true",
                    help="run the noise calibration sweep instead of the experiment")
+    p.add_argument("--doses", type=_doses, metavar="D1,D2,...",
+                   help="with --calibrate: sweep these doses (e/A^2) instead of the YAML's")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
     p.add_argument("--progress", action="store_true", help="progress bars while training")
     return p
@@ -874,6 +903,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     try:
+        if args.doses and not args.calibrate:
+            raise InputError("--doses only applies with --calibrate", field="--doses")
         bench = load_benchmark(args.config, args.tier, args.data_root)
         work = prepare_work(args.work or Path(tempfile.gettempdir())
                             / f"tomoclass_table2_{args.tier}")
@@ -881,7 +912,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise InputError("--out must not lie inside the scratch folder", path=args.out)
         if args.calibrate:
             rec = run_calibration(bench, args.out, work, device=args.device,
-                                  progress=args.progress)
+                                  progress=args.progress, doses_override=args.doses)
             for r in rec["record"]["sweep"]:
                 print(f"dose {r['dose_e_per_angstrom2']:g} e/A^2: {rec['target_model']} "
                       f"macro F1 {r['macro_f1']:.3f}")

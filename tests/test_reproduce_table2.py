@@ -85,6 +85,24 @@ def test_foreign_scratch_folder_is_not_deleted(repro, tmp_path):
     assert (work / "keep.txt").exists()
 
 
+def test_calibration_picks_dose_nearest_target(repro):
+    sweep = [{"dose_e_per_angstrom2": d, "macro_f1": f}
+             for d, f in ((27.5, 0.31), (55.0, 0.53), (110.0, 0.61), (220.0, 0.74))]
+    assert repro.choose_dose(sweep, 0.566)["dose_e_per_angstrom2"] == 55.0  # 0.036 < 0.044
+    assert repro.choose_dose(sweep, 0.60)["dose_e_per_angstrom2"] == 110.0
+    tie = [{"dose_e_per_angstrom2": 1.0, "macro_f1": 0.25}, {"dose_e_per_angstrom2": 2.0,
+                                                             "macro_f1": 0.75}]
+    assert repro.choose_dose(tie, 0.5)["dose_e_per_angstrom2"] == 1.0
+    with pytest.raises(repro.InputError):
+        repro.choose_dose([], 0.5)
+
+
+def test_doses_option_needs_calibrate(repro, tmp_path, capsys):
+    rc = repro.main(["--tier", "smoke", "--out", str(tmp_path / "o"), "--doses", "50",
+                     "--work", str(tmp_path / "w"), "--data-root", str(tmp_path)])
+    assert rc == 2 and "--doses" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 @pytest.mark.realdata
 @realdata
