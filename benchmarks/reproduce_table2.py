@@ -641,6 +641,9 @@ def plot_fig4b(result: dict[str, Any], bench: Benchmark, path: Path) -> Path:
         sd = np.nanstd(vals, axis=0)
         ax.errorbar(epochs, mean, yerr=sd if len(vals) > 1 else None, marker="o", capsize=3,
                     label=f"{m} ({len(vals)} seed{'s' if len(vals) != 1 else ''})")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean F1, tiny classes (test tomogram)")
     ax.set_ylim(0, 1.05)
