@@ -74,7 +74,8 @@ TIER_KEYS = {"reduces", "n_tomograms", "shape_zyx", "n_particles", "train_tomogr
              "test_tomograms", "epochs", "batch_size", "checkpoint_every", "seeds",
              "sim_processes", "parallel_runs", "num_workers", "eval_batch_size",
              "calibration_epochs", "cam_particles", "model_kwargs", "box",
-             "calibration_sweep_dose_e_per_angstrom2"}
+             "calibration_sweep_dose_e_per_angstrom2", "border",
+             "max_per_class_per_tomogram"}
 
 
 # -- the benchmark definition ------------------------------------------------------------------
@@ -296,6 +297,48 @@ def simulate(out_dir: Path, templates, cfg, processes: int = 1) -> list[dict[str
         return [f.result() for f in futures]
 
 
+def select_particles(table, shape_zyx: tuple[int, int, int], box: int, *, border: str = "skip",
+                     cap: int | None = None, seed: int = 0):
+    """Rows to extract: boxes inside the tomogram (``border="skip"``), at most ``cap`` per class
+    and tomogram.
+
+    Parameters
+    ----------
+    table
+        Ground-truth rows (schema columns; ``x, y, z`` in voxels of the tomogram).
+    shape_zyx
+        Tomogram shape (z, y, x) in voxels.
+    box
+        Box edge in voxels; with ``border="skip"`` a row is kept when its whole box, plus one
+        voxel of margin, lies inside the tomogram (``extract_dataset`` checks again).
+    cap
+        Keep at most this many rows per (tomogram, class), drawn without replacement by
+        ``numpy.random.default_rng([seed, 7])``; None keeps all.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The kept rows, in their original order, index reset.
+    """
+    from tomoclass.io import schema as S
+
+    keep = np.ones(len(table), dtype=bool)
+    if border == "skip":
+        half = box / 2.0 + 1.0
+        for col, n in zip((S.Z, S.Y, S.X), shape_zyx, strict=True):
+            c = table[col].to_numpy(dtype=np.float64)
+            keep &= (c - half >= 0) & (c + half <= n)
+    sub = table[keep]
+    if cap is not None:
+        rng = np.random.default_rng([seed, 7])
+        rows = []
+        for _, grp in sub.groupby([S.TOMOGRAM, S.CLASS_NAME], sort=True):
+            idx = grp.index.to_numpy()
+            rows.append(np.sort(rng.choice(idx, size=min(int(cap), len(idx)), replace=False)))
+        sub = table.loc[np.sort(np.concatenate(rows))] if rows else sub
+    return sub.reset_index(drop=True)
+
+
 def extract(ds_dir: Path, written: list[dict[str, str]], bench: Benchmark, sim_cfg):
     """Subtomograms at the ground-truth positions, split by tomogram (test = tier's test)."""
     import pandas as pd
@@ -312,11 +355,15 @@ def extract(ds_dir: Path, written: list[dict[str, str]], bench: Benchmark, sim_c
     table["split"] = table[S.TOMOGRAM].astype(str).map(split)
     use = [w for w, n in zip(written, names, strict=True) if n in split]
     ext = bench.raw.get("extraction") or {}
+    border = str(bench.tier.get("border", ext.get("border", "skip")))
+    table = select_particles(table, tuple(sim_cfg.tomogram.shape_zyx), bench.box, border=border,
+                             cap=bench.tier.get("max_per_class_per_tomogram"),
+                             seed=sim_cfg.seed)
     return extract_dataset(
         ds_dir, [w["tomogram"] for w in use], table, box=bench.box,
         class_map=ClassMap(bench.names, bench.size_groups),
         clean_tomograms=[w["density"] for w in use],
-        normalize=str(ext.get("normalize", "zscore")), border=str(ext.get("border", "pad")),
+        normalize=str(ext.get("normalize", "zscore")), border=border,
         split_method="tomogram",
         provenance={"made_by": "benchmarks/reproduce_table2.py", "benchmark": "shrec12",
                     "tier": bench.tier_name, "simulation": sim_cfg.to_dict()},

@@ -97,6 +97,27 @@ def test_calibration_picks_dose_nearest_target(repro):
         repro.choose_dose([], 0.5)
 
 
+def test_select_particles_skips_border_boxes_and_caps_per_class(repro):
+    import pandas as pd
+
+    t = pd.DataFrame({
+        "tomogram": ["a"] * 5 + ["b"],
+        "class_name": ["p", "p", "p", "q", "q", "p"],
+        "z": [32.0, 30.0, 10.0, 32.0, 32.0, 32.0],
+        "y": [32.0, 33.0, 32.0, 32.0, 54.0, 32.0],
+        "x": [32.0, 31.0, 32.0, 32.0, 32.0, 32.0],
+    })
+    # box 32 (+1 voxel margin) in a 64^3 tomogram: centres 17..47 fit on every axis
+    kept = repro.select_particles(t, (64, 64, 64), 32, border="skip")
+    assert kept[["z", "y"]].values.tolist() == [[32, 32], [30, 33], [32, 32], [32, 32]]
+    assert len(repro.select_particles(t, (64, 64, 64), 32, border="pad")) == 6
+    capped = repro.select_particles(t, (64, 64, 64), 32, border="skip", cap=1, seed=3)
+    pairs = sorted(zip(capped.tomogram, capped.class_name, strict=True))
+    assert pairs == [("a", "p"), ("a", "q"), ("b", "p")]
+    again = repro.select_particles(t, (64, 64, 64), 32, border="skip", cap=1, seed=3)
+    assert capped.equals(again)
+
+
 def test_doses_option_needs_calibrate(repro, tmp_path, capsys):
     rc = repro.main(["--tier", "smoke", "--out", str(tmp_path / "o"), "--doses", "50",
                      "--work", str(tmp_path / "w"), "--data-root", str(tmp_path)])
