@@ -97,3 +97,52 @@ def test_bad_tomograms_through_the_cli(tmp_path, capsys):
         assert rc == 2, name
         assert len(err.splitlines()) == 1 and name in err and expected in err, err
         assert not (tmp_path / "ds").exists()
+
+
+def test_bad_tables_through_the_cli(tmp_path, capsys):
+    _setup(tmp_path)
+    tomo = str(tmp_path / "model_3.mrc")
+    cases = {
+        "empty.csv": ("", [], "no particles"),
+        "nocol.csv": ("x,y\n1,2\n", [], "line 1, field 'z': missing column"),
+        "text.txt": ("1bxn 10 10 9 0 0 0\n1bxn 10 ten 9 0 0 0\n", [], "line 2, field 'y'"),
+        "unknown.txt": ("1bxn 10 10 9 0 0 0\n9xyz 12 10 9 0 0 0\n", ["--classes", "1bxn,3qm1"],
+                        "line 2, field 'class': unknown class '9xyz'"),
+        "dup.csv": ("x,y,z\n10,10,9\n12,10,9\n10,10,9\n", [], "line 4, field 'x,y,z'"),
+        "cen.star": ("data_particles\nloop_\n_rlnTomoName\n_rlnCenteredCoordinateXAngst\n"
+                     "_rlnCenteredCoordinateYAngst\n_rlnCenteredCoordinateZAngst\n"
+                     "TS_1 0 0 0\n", ["--tomograms", tomo, str(tmp_path / "model_9.mrc")],
+                     "line 7, field 'rlnCenteredCoordinateXAngst'"),
+    }
+    for name, (text, extra, expected) in cases.items():
+        (tmp_path / name).write_text(text)
+        argv = ["extract", "--tomograms", tomo, "--tables", str(tmp_path / name),
+                "--out", str(tmp_path / "ds")]
+        if "--tomograms" in extra:
+            argv = ["extract", *extra, "--tables", str(tmp_path / name),
+                    "--out", str(tmp_path / "ds")]
+        else:
+            argv += extra
+        rc = main(argv)
+        err = capsys.readouterr().err.strip()
+        assert rc == 2, name
+        assert len(err.splitlines()) == 1 and name in err and expected in err, err
+        assert not (tmp_path / "ds").exists()
+
+
+def test_cli_relion5_centred_uses_tomogram_header(tmp_path, capsys):
+    _setup(tmp_path)
+    # model_3 is (z, y, x) = (20, 28, 28) at 10 Å: centre (14, 14, 10) voxels; +20 Å in x -> x=16
+    (tmp_path / "c.star").write_text(
+        "data_particles\nloop_\n_rlnTomoName\n_rlnCenteredCoordinateXAngst\n"
+        "_rlnCenteredCoordinateYAngst\n_rlnCenteredCoordinateZAngst\n_tomoclassClassName\n"
+        "model_3 20 0 0 1bxn\nmodel_3 500 0 0 1bxn\n")
+    rc = main(["extract", "--tomograms", str(tmp_path / "model_3.mrc"), "--tables",
+               str(tmp_path / "c.star"), "--out", str(tmp_path / "ds"), "--box", "8"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert '"skipped_outside": 1' in out
+    from tomoclass.data import open_dataset
+
+    t = open_dataset(tmp_path / "ds").table
+    assert (t["x"][0], t["y"][0], t["z"][0]) == (16.0, 14.0, 10.0)

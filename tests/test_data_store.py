@@ -198,3 +198,55 @@ def test_extract_dataset_end_to_end(tmp_path):
     assert set(s.table.loc[s.table["tomogram"] == "model_9", "split"]) == {"test"}
     assert s.table["padded"].sum() == rep.n_padded
     assert np.allclose(s.volumes[:].reshape(len(s), -1).std(1), 1.0, atol=1e-3)
+
+
+def test_streaming_writer_memory_stays_flat(tmp_path):
+    import tracemalloc
+
+    cm = ClassMap(["1bxn", "3qm1", "4b4t"])
+    chunk = np.zeros((16, 16, 16, 16), np.float32)  # 256 KiB per chunk
+    rows = _rows(16)
+    tracemalloc.start()
+    with DatasetWriter(tmp_path / "ds", box=16, class_map=cm, voxel_size_angstrom=5.0) as w:
+        for _ in range(40):  # 10 MiB written in all
+            w.append(chunk, rows)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(open_dataset(tmp_path / "ds")) == 640
+    assert peak < 4 * chunk.nbytes + 2 * 1024**2  # a few chunks + the tables, not 10 MiB
+
+
+def test_extract_refuses_when_disk_too_small(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from tomoclass.errors import ResourceError
+
+    write_volume(tmp_path / "model_0.mrc",
+                 np.random.default_rng(0).normal(size=(24, 32, 32)).astype(np.float32), 10.0)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(ResourceError, match="GiB are free"):
+        extract_dataset(tmp_path / "ds", [tmp_path / "model_0.mrc"],
+                        _rows(5, tomos=("model_0",)), box=16)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_extract_dataset_with_clean_tomograms(tmp_path):
+    rng = np.random.default_rng(3)
+    clean = rng.normal(size=(24, 32, 32)).astype(np.float32) * 3 + 5
+    write_volume(tmp_path / "model_0.mrc", clean + rng.normal(size=clean.shape).astype(np.float32),
+                 10.0)
+    write_volume(tmp_path / "model_0_density.mrc", clean, 10.0)
+    t = _rows(6, seed=2, tomos=("model_0",))
+    t["x"], t["y"], t["z"] = [5, 9, 20, 26, 13, 17], [6, 10, 14, 25, 12, 8], [4, 8, 12, 19, 6, 15]
+    rep = extract_dataset(tmp_path / "ds", [tmp_path / "model_0.mrc"], t, box=8,
+                          clean_tomograms=[tmp_path / "model_0_density.mrc"])
+    s = open_dataset(rep.path)
+    assert s.clean is not None and s.clean.shape == s.volumes.shape
+    for i in range(len(s)):
+        x, y, z = (int(s.table[a][i]) for a in ("x", "y", "z"))
+        np.testing.assert_array_equal(s.clean[i], clean[z - 4:z + 4, y - 4:y + 4, x - 4:x + 4])
+    with pytest.raises(InputError, match="clean volumes"):
+        extract_dataset(tmp_path / "ds2", [tmp_path / "model_0.mrc"], t, box=8,
+                        clean_tomograms=[])

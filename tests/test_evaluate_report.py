@@ -105,10 +105,12 @@ def test_compare_table2_layout_best_marked_and_files(tmp_path):
     lines = md.splitlines()
     i = lines.index("| model | tiny |  | small | large |  |")
     assert lines[i + 2] == "| | *t1* | *t2* | *s1* | *l1* | *macro F1* |"
-    # A: t1 4/5, t2 2/3, s1 2/3, l1 6/7; B: t1 2/3, t2 4/5, s1 1, l1 1 (large tie -> both bold)
+    # A: t1 4/5, t2 2/3, s1 2/3, l1 6/7; B: t1 2/3, t2 4/5, s1 1, l1 1
     assert lines[i + 3].startswith("| densenet3d | **0.800** | 0.667 | 0.667 | 0.857 |")
     assert lines[i + 4].startswith("| dilated_densenet3d | 0.667 | **0.800** | **1.000** | "
                                    "**1.000** |")
+    # both runs carry the same CAM scores: no column has a best, nothing is bold
+    assert "| densenet3d | 0.500 | 0.700 | – | 0.600 | 0.600 |" in lines
     np.testing.assert_allclose(comp.curves[0].f1, [0.15, 0.3, 0.45])
     out = write_comparison(comp, tmp_path / "cmp")
     assert sorted(p.name for p in (tmp_path / "cmp").iterdir()) == [
@@ -157,3 +159,16 @@ def test_compare_cli_reads_reports(tmp_path, capsys):
     assert not (tmp_path / "cmp" / "fig4b.png").exists()  # no metrics logs, no curve
     assert main(["compare", str(tmp_path / "nope")]) == 2
     assert "no evaluation report" in capsys.readouterr().err
+
+
+def test_ties_for_best_are_all_marked(tmp_path):
+    reps = [_report(CM_A, name="a"), _report(CM_B, name="b"), _report(CM_B, name="c")]
+    lines = compare_runs([tmp_path / n for n in "abc"], reports=reps).to_markdown().splitlines()
+    rows = {}
+    for ln in lines:  # the first table (Table 2) comes first
+        if ln[:4] in ("| a ", "| b ", "| c "):
+            rows.setdefault(ln[2], ln)
+    # t1: a alone is best; t2, s1, l1 and macro: b and c tie for best
+    assert rows["a"].startswith("| a | **0.800** | 0.667 | 0.667 | 0.857 |")
+    for r in ("b", "c"):
+        assert rows[r].startswith(f"| {r} | 0.667 | **0.800** | **1.000** | **1.000** |")

@@ -165,3 +165,30 @@ def test_fuzz_readers_parse_or_raise_input_error(tmp_path, text, fmt):
         return
     assert len(df) > 0
     assert np.isfinite(df[["x", "y", "z"]].to_numpy()).all()
+
+
+_names = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")),
+                 min_size=1, max_size=12).map(str.strip).filter(
+    lambda s: s and not ('"' in s and "'" in s))
+_coord = st.floats(min_value=-1e4, max_value=1e4, allow_nan=False).map(lambda v: round(v, 3))
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(_names, _coord, _coord, _coord, _names), min_size=1, max_size=6),
+       fmt=st.sampled_from(["star", "csv"]))
+def test_fuzz_write_read_round_trip(tmp_path, rows, fmt):
+    import pandas as pd
+
+    from tomoclass.io import write_particles
+
+    df = pd.DataFrame(rows, columns=["class_name", "x", "y", "z", "tomogram"])
+    p = tmp_path / f"r.{fmt}"
+    try:
+        write_particles(p, df, format=fmt)
+    except InputError:
+        return  # e.g. a name STAR cannot quote
+    back = read_particles(p, duplicates="keep")
+    assert back["class_name"].tolist() == df["class_name"].tolist()
+    assert back["tomogram"].tolist() == df["tomogram"].tolist()
+    np.testing.assert_allclose(back[["x", "y", "z"]], df[["x", "y", "z"]], atol=1e-9)

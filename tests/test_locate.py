@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from locate_nets import PlantedNet, RandomGapNet
+from test_locate_nets import PlantedNet, RandomGapNet
 from torch import nn
 
 from tomoclass.errors import InputError
@@ -55,19 +55,31 @@ def test_planted_particles_are_found_within_two_voxels_and_nothing_else():
     assert picks["score"].is_monotonic_decreasing
 
 
+@pytest.mark.parametrize("method", ["stages", "tiles"])
 @pytest.mark.parametrize("normalize", ["local", "global"])
-def test_tile_seams_do_not_change_scores(normalize):
+def test_tile_seams_do_not_change_scores(normalize, method):
     # Long along x, so tiles of 16 voxels with a 20-voxel halo really cut it.
     tomo = np.random.default_rng(1).normal(size=(12, 12, 100)).astype(np.float32)
     net = RandomGapNet()
-    kw = dict(box=16, class_names=CLASSES, normalize=normalize, progress=False)
+    kw = dict(box=16, class_names=CLASSES, normalize=normalize, progress=False, method=method)
     whole = score_tomogram(net, tomo, tile=1000, **kw).probabilities
     tiled = score_tomogram(net, tomo, tile=16, **kw).probabilities
     assert tiled.shape == whole.shape == (3, 4, 4, 26)
     assert np.abs(tiled - whole).max() <= 1e-4
-    if normalize == "local":  # without a halo the seams do show: the test can see them
+    if method == "tiles":  # without a halo the seams do show: the test can see them
         seamy = score_tomogram(net, tomo, tile=16, halo=0, **kw).probabilities
         assert np.abs(seamy - whole).max() > 1e-3
+
+
+def test_stagewise_and_tilewise_scoring_agree():
+    tomo = np.random.default_rng(5).normal(size=(20, 30, 40)).astype(np.float32)
+    net = RandomGapNet(seed=3)
+    kw = dict(box=16, class_names=CLASSES, progress=False, tile=16)
+    stages = score_tomogram(net, tomo, method="stages", **kw).probabilities
+    tiles = score_tomogram(net, tomo, method="tiles", **kw).probabilities
+    assert np.abs(stages - tiles).max() <= 1e-4
+    with pytest.raises(InputError, match="method"):
+        score_tomogram(PlantedNet(), tomo, box=8, class_names=CLASSES, method="stages")
 
 
 def test_receptive_field_bound_covers_the_input_gradient():
@@ -204,20 +216,17 @@ def test_bad_inputs():
 
 @pytest.mark.slow
 def test_tile_seams_with_the_dilated_densenet():
-    # The paper's net (narrow, random weights sharpened so probabilities move): receptive
-    # field 104 voxels, halo 52; x long enough that 64-voxel tiles (196-voxel inputs) cut
-    # its 208-voxel padded extent for real.
+    # The paper's net (narrow, random weights sharpened so probabilities move): stage-wise
+    # scoring in 32-voxel tiles against one whole pass of the trunk (a single tile).
     from tomoclass.models import get_model
 
     torch.manual_seed(0)
-    net = get_model(
-        "dilated_densenet3d", num_classes=3, growth_rate=2, bottleneck_width=2
-    ).eval()
+    net = get_model("dilated_densenet3d", num_classes=3, growth_rate=2, bottleneck_width=2).eval()
     with torch.no_grad():
         net.get_classifier().weight.mul_(50.0)
-    tomo = np.random.default_rng(4).normal(size=(4, 4, 176)).astype(np.float32)
+    tomo = np.random.default_rng(4).normal(size=(4, 4, 96)).astype(np.float32)
     kw = dict(box=32, class_names=CLASSES, normalize="local", progress=False)
-    whole = score_tomogram(net, tomo, tile=1000, **kw).probabilities
-    tiled = score_tomogram(net, tomo, tile=64, **kw).probabilities
-    assert np.abs(tiled - whole).max() <= 1e-4
+    whole = score_tomogram(net, tomo, tile=1000, method="tiles", **kw).probabilities
+    staged = score_tomogram(net, tomo, tile=32, method="stages", **kw).probabilities
+    assert np.abs(staged - whole).max() <= 1e-4
     assert np.ptp(whole) > 0.05  # the maps are not flat, so a seam would show

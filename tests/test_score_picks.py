@@ -1,4 +1,6 @@
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -130,3 +132,37 @@ def test_bad_inputs(truth, picks):
         score_picks(truth, picks, -1.0)
     with pytest.raises(InputError, match="hit region"):
         score_picks(truth, picks, 3.0, region="cube")
+
+
+# ../shared/data beside the checkout; TOMOCLASS_SHARED_DATA overrides it (e.g. from a worktree).
+DATA = (
+    Path(
+        os.environ.get(
+            "TOMOCLASS_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+        )
+    )
+    / "ground_truth"
+)
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"real ground truth absent ({DATA})")
+def test_real_shrec19_table_scored_against_jittered_copy_of_itself():
+    from tomoclass.io import read_particles
+
+    truth = read_particles(DATA / "shrec19" / "particle_locations_model_9.txt")
+    assert len(truth) == 2540
+    rng = np.random.default_rng(0)
+    picks = truth.copy()
+    picks[["x", "y", "z"]] += rng.uniform(-1, 1, size=(len(picks), 3))
+    picks["score"] = rng.uniform(size=len(picks))
+    # every tenth pick gets the next class in the list: a known confusion
+    classes = sorted(truth["class_name"].unique())
+    wrong = np.arange(len(picks)) % 10 == 0
+    picks.loc[wrong, "class_name"] = [
+        classes[(classes.index(c) + 1) % len(classes)] for c in picks.loc[wrong, "class_name"]
+    ]
+    s = score_picks(truth, picks, 4.0)
+    assert (s.tp, s.fp, s.fn) == (2540, 0, 0)
+    assert s.classification_accuracy == pytest.approx(1 - wrong.mean())
+    assert int(np.trace(s.confusion.to_numpy())) == int((~wrong).sum())

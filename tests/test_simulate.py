@@ -174,24 +174,49 @@ def test_ctf_function_and_constants():
     assert ctf(np.array([0.0]), defocus_um=3.0)[0] == pytest.approx(-0.07, abs=1e-6)
 
 
+def _signal_of(st, templates, cfg, box, *, lone=False):
+    from tomoclass.simulate.subtomograms import render_clean
+
+    p = st.params
+    clean, scene = render_clean(templates, p, box, order=cfg.subtomograms.interpolation_order)
+    return apply_imaging((clean if lone else scene)[None], voxel_size_angstrom=10.0,
+                         defocus_um=np.array([p.defocus_um]),
+                         tilt_range_deg=cfg.microscope.tilt_range_deg, snr=None)[0]
+
+
 @pytest.mark.parametrize("snr", [0.05, 0.5, 5.0])
-def test_snr_is_as_requested(snr):
+def test_snr_per_subtomogram_is_as_requested(snr):
     cfg = SimulationConfig(classes=[{"source": "trimer"}, {"source": "cube8"}])
     cfg.subtomograms.snr_range = (snr, snr)
+    cfg.subtomograms.snr_reference = "subtomogram"
     cfg.subtomograms.crowding = 2
     cfg.subtomograms.box_size = 24
     templates = [phantom("trimer"), phantom("cube8")]
     for st in iter_subtomograms(templates, cfg, count=4):
-        p = st.params
-        from tomoclass.simulate.subtomograms import render_clean
-
-        _, scene = render_clean(templates, p, 24, order=cfg.subtomograms.interpolation_order)
-        signal = apply_imaging(scene[None], voxel_size_angstrom=10.0,
-                               defocus_um=np.array([p.defocus_um]),
-                               tilt_range_deg=cfg.microscope.tilt_range_deg, snr=None)[0]
+        signal = _signal_of(st, templates, cfg, 24)
         measured = signal.var() / (st.noisy - signal).var()
         assert measured == pytest.approx(snr, rel=0.10)
-        assert p.snr == snr
+        assert st.params.snr == snr
+
+
+def test_snr_per_dataset_is_one_noise_level_at_the_mean_class_snr():
+    from tomoclass.simulate.subtomograms import reference_signal_variance
+
+    names = ("globule", "trimer", "cube8", "barrel28")
+    cfg = SimulationConfig(classes=[{"source": n} for n in names])
+    cfg.subtomograms.snr_range = (0.2, 0.2)
+    assert cfg.subtomograms.snr_reference == "dataset"
+    templates = [phantom(n) for n in names]
+    ref = reference_signal_variance(templates, cfg)
+    sts = list(iter_subtomograms(templates, cfg, count=64))
+    noise_var = [(st.noisy - _signal_of(st, templates, cfg, 32)).var() for st in sts[:8]]
+    np.testing.assert_allclose(noise_var, ref / 0.2, rtol=1e-3)
+    # over random orientations and defoci, the class-mean SNR is the requested one
+    lone = [_signal_of(st, templates, cfg, 32, lone=True).var() for st in sts]
+    assert np.mean(lone) / (ref / 0.2) == pytest.approx(0.2, rel=0.10)
+    # and it grows with particle size
+    per_class = [np.mean(lone[k::4]) for k in range(4)]
+    assert per_class == sorted(per_class)
 
 
 def test_same_seed_same_bytes_any_batching_or_processes():
@@ -303,6 +328,10 @@ def test_white_noise_spectrum_is_the_fft_of_real_white_noise(shape):
         np.testing.assert_allclose(np.fft.rfftn(x, axes=axes), s, atol=1e-3)
         xs.append(x.ravel())
     xs = np.array(xs)
+    assert xs.mean() == pytest.approx(0.0, abs=0.03)
     assert xs.var() == pytest.approx(1.0, rel=0.03)
     cov = np.cov(xs[:, :6].T)
     assert np.abs(cov - np.eye(6)).max() < 0.2
+    # Gaussian voxel values (central limit over the coefficients)
+    assert stats.kstest(xs[:, 5], "norm").pvalue > 1e-3
+    assert abs(stats.kurtosis(xs.ravel())) < 0.1

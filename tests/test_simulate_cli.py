@@ -5,6 +5,7 @@ import starfile
 import yaml
 
 from tomoclass.cli.main import main
+from tomoclass.data import open_dataset
 from tomoclass.io import read_particles, read_volume
 from tomoclass.simulate.config import SimulationConfig
 
@@ -16,23 +17,25 @@ def test_subtomograms_write_the_store_and_repeat_bytes(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(["-q", *SUB, "--out", str(a), "--seed", "11"]) == 0
     assert main(["-q", *SUB, "--out", str(b), "--seed", "11", "--processes", "2"]) == 0
-    for name in ("subtomograms.npy", "clean.npy", "particles.star", "classes.yaml",
-                 "dataset.yaml"):
+    for name in ("subtomograms.npy", "clean.npy", "particles.star", "classes.yaml"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
-    vols = np.load(a / "subtomograms.npy", mmap_mode="r")
-    assert vols.shape == (12, 16, 16, 16) and vols.dtype == np.float32
-    np.testing.assert_allclose(vols.reshape(12, -1).std(axis=1), 1.0, rtol=1e-4)
-    table = read_particles(a / "particles.star")
+    meta_a, meta_b = (yaml.safe_load((d / "dataset.yaml").read_text()) for d in (a, b))
+    meta_a.pop("created_utc"), meta_b.pop("created_utc")  # the store records its write time
+    assert meta_a == meta_b
+    store = open_dataset(a)
+    assert store.volumes.shape == (12, 16, 16, 16) and store.volumes.dtype == np.float32
+    assert store.clean is not None and store.clean.shape == (12, 16, 16, 16)
+    np.testing.assert_allclose(store.volumes.reshape(12, -1).std(axis=1), 1.0, rtol=1e-4)
+    assert store.voxel_size_angstrom == 10.0 and store.box == 16
+    assert list(store.class_map.names) == ["globule", "dimer", "trimer"]
+    assert set(store.class_map.size_groups) == {"tiny", "small"}
+    table = store.table
     assert list(table["class_name"][:3]) == ["globule", "dimer", "trimer"]
-    assert sorted(table["index"]) == list(range(12))
+    assert list(table["class_id"][:3]) == [0, 1, 2]
+    assert list(table["index"]) == list(range(12))
     assert set(table["split"]) <= {"train", "val", "test"}
     assert "rlnAngleRot" in starfile.read(a / "particles.star").columns
-    classes = yaml.safe_load((a / "classes.yaml").read_text())
-    assert [c["name"] for c in classes] == ["globule", "dimer", "trimer"]
-    assert {c["size_group"] for c in classes} == {"tiny", "small"}
-    meta = yaml.safe_load((a / "dataset.yaml").read_text())
-    assert meta["box"] == 16 and meta["voxel_size_angstrom"] == 10.0
-    cfg = SimulationConfig.from_dict(meta["provenance"]["config"])
+    cfg = SimulationConfig.from_dict(store.meta["provenance"]["config"])
     assert cfg.seed == 11 and cfg.subtomograms.crowding == 1
     c = tmp_path / "c"
     assert main(["-q", *SUB, "--out", str(c), "--seed", "12"]) == 0
@@ -59,9 +62,12 @@ def test_config_file_plus_overrides(tmp_path, capsys):
 
 def test_tomograms_command(tmp_path):
     out = tmp_path / "t"
-    assert main(["-q", "simulate", "tomograms", "--out", str(out), "--classes", "globule",
-                 "trimer", "--shape-zyx", "24", "48", "48", "--n-particles", "5",
-                 "--tilt-step-deg", "5", "--seed", "2"]) == 0
+    args = ["-q", "simulate", "tomograms", "--classes", "globule", "trimer", "--shape-zyx", "24",
+            "48", "48", "--n-particles", "5", "--tilt-step-deg", "5", "--seed", "2"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert main([*args, "--out", str(tmp_path / "again")]) == 0
+    for f in sorted(out.iterdir()):  # same seed, byte-identical files (MRC headers included)
+        assert f.read_bytes() == (tmp_path / "again" / f.name).read_bytes(), f.name
     vol = read_volume(out / "tomo_000.mrc")
     assert vol.data.shape == (24, 48, 48) and vol.voxel_size_angstrom == 10.0
     gt = read_particles(out / "tomo_000_gt.txt")

@@ -3,7 +3,9 @@
 - :func:`class_activation_maps` -> :class:`CamResult` (maps, class, method, probabilities);
 - :func:`cam_score` -> :class:`CamScore`: share of positive CAM energy inside the particle's
   ground-truth mask (:func:`particle_mask`), averaged per class;
-- :func:`cam_figure` (Fig. 5 layout) and :func:`write_cam_volumes` (MRC).
+- :func:`cam_figure` (Fig. 5 layout) and :func:`write_cam_volumes` (MRC);
+- :func:`tomoclass.cam.run.cam_for_runs`: the figure and maps for trained runs on a dataset
+  (what ``tomoclass cam`` calls).
 """
 
 from tomoclass.cam.figure import CamPanel, cam_figure

@@ -153,9 +153,11 @@ def cam_figure(
                             bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "linewidth": 0})
             if ci == 0:
                 axes[r, 0].set_ylabel(f"true: {true_names[r]}", fontsize=7)
+    height = fig.get_figheight()
     if title:
         fig.suptitle(title, fontsize=8)
-    fig.tight_layout(pad=0.3)
+    # leave the title its own band above the column headers
+    fig.tight_layout(pad=0.3, rect=(0.0, 0.0, 1.0, 1.0 - (0.3 / height if title else 0.0)))
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -12,6 +13,7 @@ from tomoclass.data.build import extract_dataset
 from tomoclass.data.classmap import ClassMap
 from tomoclass.data.store import parse_list
 from tomoclass.io.particles import READ_FORMATS, read_particles
+from tomoclass.io.volume import read_volume
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="tomogram files; rows are matched by tomogram name (file stem)")
     p.add_argument("--tables", nargs="+", required=True, metavar="TABLE",
                    help="particle tables (SHREC txt, DeepFinder xml, RELION star, csv)")
+    p.add_argument("--clean-tomograms", nargs="+", default=None, metavar="MRC",
+                   help="noise-free volumes, one per tomogram in the same order (simulator's "
+                        "*_density.mrc): their boxes go to clean.npy, not normalized")
     p.add_argument("--out", required=True, help="dataset directory to write")
     p.add_argument("--table-format", default="auto", choices=("auto",) + READ_FORMATS)
     p.add_argument("--box", type=int, default=32, help="box edge in voxels (default 32)")
@@ -37,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="names of numeric labels, comma-separated or 'shrec19'")
     p.add_argument("--classes", default=None,
                    help="dataset class order, comma-separated (default: sorted names)")
+    p.add_argument("--drop-duplicates", action="store_true",
+                   help="keep the first of duplicated particles instead of stopping")
     p.add_argument("--include-nonprotein", action="store_true",
                    help="keep vesicle/fiducial rows")
     p.add_argument("--subvoxel", action="store_true", help="centre boxes at sub-voxel precision")
@@ -59,11 +66,20 @@ def run(args: argparse.Namespace) -> int:
     class_names = args.class_names
     if class_names and class_names.lower() != "shrec19":
         class_names = parse_list(class_names)
+    # Tomogram headers give the sizes and voxel size RELION 5 centred coordinates need; bounds
+    # are not checked here: extraction skips and counts out-of-tomogram particles.
+    vols = [read_volume(t, args.tomogram_voxel_size, check="none") for t in args.tomograms]
+    shapes = {Path(v.path).name.split(".")[0]: v.shape for v in vols}
+    shape_opt = vols[0].shape if len(vols) == 1 else shapes
+    known = parse_list(args.classes) if args.classes else None
     tables = [read_particles(t, args.table_format, class_names=class_names,
-                             voxel_size_angstrom=args.tomogram_voxel_size)
+                             known_classes=known, tomogram_shape=shape_opt,
+                             voxel_size_angstrom=vols[0].voxel_size_angstrom,
+                             out_of_bounds="keep",
+                             duplicates="drop" if args.drop_duplicates else "error")
               for t in args.tables]
     table = pd.concat(tables, ignore_index=True)
-    class_map = ClassMap.from_names(parse_list(args.classes)) if args.classes else None
+    class_map = ClassMap.from_names(known) if known else None
     split_options = {"seed": args.seed, "val_fraction": args.val_fraction}
     if args.split == "tomogram":
         split_options.update(test_tomograms=parse_list(args.test_tomograms),
@@ -75,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         tomogram_voxel_size_angstrom=args.tomogram_voxel_size, class_map=class_map,
         include_nonprotein=args.include_nonprotein, subvoxel=args.subvoxel, border=args.border,
         normalize=args.normalize, split_method=args.split, split_options=split_options,
+        clean_tomograms=args.clean_tomograms,
         provenance={"tables": [str(t) for t in args.tables], "argv": sys.argv[1:]})
     print(f"wrote {report.n_written} subtomograms to {report.path}")
     print(json.dumps({"per_tomogram": report.per_tomogram, "padded": report.n_padded,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ import pandas as pd
 from tomoclass.data.classmap import ClassMap
 from tomoclass.data.extract import iter_boxes, plan_extraction
 from tomoclass.data.store import SPLIT, DatasetWriter, assign_splits, tomogram_number
-from tomoclass.errors import InputError
+from tomoclass.errors import InputError, ResourceError
 from tomoclass.io import schema as S
 from tomoclass.io.volume import read_volume
 
@@ -51,6 +52,25 @@ class ExtractReport:
     n_unmatched: int = 0
     n_nonprotein: int = 0
     per_tomogram: dict[str, int] = field(default_factory=dict)
+
+
+def check_disk_space(out: Path, nbytes: int, *, margin_bytes: int = 64 * 1024**2) -> None:
+    """Refuse before starting when the disk holding ``out`` cannot take ``nbytes`` more.
+
+    Raises
+    ------
+    ResourceError
+        Free space below ``nbytes`` + ``margin_bytes`` (the table and headers).
+    """
+    probe = out.parent if not out.exists() else out
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    need = nbytes + margin_bytes
+    if free < need:
+        raise ResourceError(
+            f"{out}: the dataset needs about {need / 1024**3:.2f} GiB but only "
+            f"{free / 1024**3:.2f} GiB are free on that disk")
 
 
 def match_tomograms(tomogram_paths: Sequence[Path], table: pd.DataFrame) -> dict[Path, np.ndarray]:
@@ -151,6 +171,8 @@ def extract_dataset(
     ------
     InputError
         No tomograms, no row matching any tomogram, bad volumes or options.
+    ResourceError
+        Not enough free disk for the dataset (checked before any work).
     """
     if not tomograms:
         raise InputError("no tomograms given", field="tomograms")
@@ -183,6 +205,7 @@ def extract_dataset(
     if report.n_unmatched:
         log.warning("%d particle(s) belong to tomograms not given; not extracted",
                     report.n_unmatched)
+    check_disk_space(Path(out), int(used.sum()) * box**3 * 4 * (2 if clean_tomograms else 1))
     volumes = {p: read_volume(p, tomogram_voxel_size_angstrom) for p in paths if len(matched[p])}
     cleans: dict[Path, Any] = {}
     if clean_tomograms is not None:

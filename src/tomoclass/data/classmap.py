@@ -84,7 +84,11 @@ class ClassMap:
         return len(self.names)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"classes": [{"name": ..., "size_group": ...}, ...]}`` (the classes.yaml layout)."""
+        """``{"classes": [{"name": ..., "size_group": ...}, ...]}``.
+
+        ``classes.yaml`` of a dataset holds the list under ``"classes"``; :meth:`from_dict`
+        reads either form.
+        """
         return {"classes": [{"name": n, "size_group": g}
                             for n, g in zip(self.names, self.size_groups, strict=True)]}
 

@@ -317,7 +317,8 @@ class DatasetWriter:
         table = pd.concat(self._tables, ignore_index=True)
         write_particles(self._tmp / TABLE_FILE, table, format="star", class_map=self.class_map)
         with open(self._tmp / CLASSES_FILE, "w", encoding="utf-8") as fh:
-            yaml.safe_dump(self.class_map.to_dict(), fh, sort_keys=False)
+            # the contract's layout: a bare ordered list of {name, size_group}
+            yaml.safe_dump(self.class_map.to_dict()["classes"], fh, sort_keys=False)
         meta = {
             "format_version": FORMAT_VERSION,
             "n_subtomograms": int(self.n),

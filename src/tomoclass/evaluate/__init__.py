@@ -1,9 +1,18 @@
 """Metrics, reports, comparisons and plots of trained classifiers.
 
-- :mod:`tomoclass.evaluate.metrics`: confusion matrix, per-class TP/FN/FP, precision,
-  recall, F1 (the paper's Eq. 2) and their macro, support-weighted and size-group means.
+- :mod:`~tomoclass.evaluate.metrics`: confusion matrix, per-class TP/FN/FP, precision,
+  recall, F1 (the paper's Eq. 2) and their macro, support-weighted and size-group means;
+- :mod:`~tomoclass.evaluate.report`: :class:`EvaluationReport` (Markdown, JSON, confusion
+  CSV and heatmap), :func:`load_report`;
+- :mod:`~tomoclass.evaluate.run`: :func:`evaluate_run` (a run's checkpoint on a dataset split,
+  with the CAM score when the dataset has clean volumes);
+- :mod:`~tomoclass.evaluate.compare`: :func:`compare_runs` / :func:`write_comparison` (the
+  paper's Table 2, Fig. 4A and Fig. 4B, CAM scores side by side).
+
+SHREC hit-box scoring of picks lives in :mod:`tomoclass.evaluate.picks`.
 """
 
+from tomoclass.evaluate.compare import Comparison, EpochCurve, compare_runs, write_comparison
 from tomoclass.evaluate.metrics import (
     SIZE_GROUPS,
     ClassificationMetrics,
@@ -11,11 +20,22 @@ from tomoclass.evaluate.metrics import (
     confusion_matrix,
     metrics_from_labels,
 )
+from tomoclass.evaluate.report import EvaluationReport, load_report, write_report
+from tomoclass.evaluate.run import evaluate_model, evaluate_run
 
 __all__ = [
     "SIZE_GROUPS",
     "ClassificationMetrics",
+    "Comparison",
+    "EpochCurve",
+    "EvaluationReport",
     "classification_metrics",
+    "compare_runs",
     "confusion_matrix",
+    "evaluate_model",
+    "evaluate_run",
+    "load_report",
     "metrics_from_labels",
+    "write_comparison",
+    "write_report",
 ]

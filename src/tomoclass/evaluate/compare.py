@@ -177,13 +177,20 @@ class Comparison:
 
 
 def _best_mask(values: np.ndarray) -> np.ndarray:
-    """True where an entry equals its column's best (max) finite value; ties all True."""
+    """True where an entry equals its column's best (max) finite value.
+
+    Ties for the best are all marked (as in the paper); a column where every finite entry
+    ties (including a single run) has no best and nothing is marked. Equality is within
+    5e-4, i.e. equal as printed with three decimals.
+    """
     out = np.zeros(values.shape, dtype=bool)
     for j in range(values.shape[1]):
         col = values[:, j]
         ok = np.isfinite(col)
         if ok.any():
-            out[:, j] = ok & np.isclose(col, col[ok].max(), rtol=0, atol=5e-4)
+            best = ok & np.isclose(col, col[ok].max(), rtol=0, atol=5e-4)
+            if best.sum() < ok.sum():
+                out[:, j] = best
     return out
 
 

@@ -15,6 +15,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: Mode of files we write: what ``open()`` would give (``mkstemp`` alone gives 0600,
+#: which other users of a shared cluster could not read).
+_FILE_MODE = 0o666 & ~_current_umask()
+_DIR_MODE = 0o777 & ~_current_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str], *, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
@@ -42,6 +54,7 @@ def atomic_path(target: str | os.PathLike[str], *, suffix: str | None = None) ->
     os.close(fd)
     tmp_path = Path(tmp)
     try:
+        os.chmod(tmp_path, _FILE_MODE)
         yield tmp_path
         _fsync_file(tmp_path)
         os.replace(tmp_path, target)
@@ -62,6 +75,7 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
+        os.chmod(tmp, _DIR_MODE)
         yield tmp
         if target.exists():
             old = target.with_name(f".{target.name}.old")

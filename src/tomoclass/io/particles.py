@@ -106,7 +106,8 @@ def read_particles(
         the coordinates are already in voxels of the tomogram.
     out_of_bounds
         ``"error"`` (default) or ``"skip"`` (drop rows outside ``tomogram_shape`` and log the
-        count) when ``tomogram_shape`` is given.
+        count) when ``tomogram_shape`` is given; ``"keep"`` does not check (the shape is then
+        only used for RELION 5 centred coordinates, e.g. when extraction counts the skips).
     duplicates
         What to do with rows of one tomogram at the same coordinates (within 1e-3 voxel):
         ``"error"`` (default), ``"drop"`` (keep the first, log the count) or ``"keep"``.
@@ -570,9 +571,9 @@ def _read_star(ctx: _Context) -> tuple[pd.DataFrame, list[int]]:
 
     # Tomogram names.
     if "rlnTomoName" in cols and not ctx.tomogram_given:
-        tomos = [_strip_tomo(v) for v in cols["rlnTomoName"]]
+        tomos = [_strip_tomo(v, path_like=False) for v in cols["rlnTomoName"]]
     elif "rlnMicrographName" in cols and not ctx.tomogram_given:
-        tomos = [_strip_tomo(v) for v in cols["rlnMicrographName"]]
+        tomos = [_strip_tomo(v, path_like=True) for v in cols["rlnMicrographName"]]
     else:
         tomos = [ctx.tomogram] * n
 
@@ -700,10 +701,21 @@ def _star_optics(blocks: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def _strip_tomo(value: str) -> str:
-    name = Path(value.split(":")[0]).name
-    for suffix in (".tomostar", ".mrc", ".rec", ".st", ".mrcs"):
-        if name.lower().endswith(suffix):
+def _strip_tomo(value: str, *, path_like: bool) -> str:
+    """Tomogram name from a STAR value.
+
+    ``rlnTomoName``: only a Warp ``.tomostar`` suffix is dropped. ``path_like``
+    (``rlnMicrographName``): the directory, RELION's ``:mrc`` and the extension are dropped.
+    """
+    name = value
+    if path_like:
+        name = re.sub(r":(mrc|mrcs|st|rec)$", "", name, flags=re.IGNORECASE)
+        name = name.replace("\\", "/").rsplit("/", 1)[-1]
+        suffixes: tuple[str, ...] = (".tomostar", ".mrc", ".rec", ".st", ".mrcs")
+    else:
+        suffixes = (".tomostar",)
+    for suffix in suffixes:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return name
 
@@ -782,11 +794,11 @@ def _star_value(v: Any) -> str:
     s = str(v)
     if s == "":
         return '""'
-    if any(ch.isspace() for ch in s) or s.startswith(("_", "#", "data_", "loop_", "'", '"')):
-        if '"' in s and "'" in s:
-            raise InputError(f"value {_show(s)} holds both quote characters")
-        q = "'" if '"' in s else '"'
-        return f"{q}{s}{q}"
+    if "'" in s or '"' in s or "\n" in s or "\r" in s:
+        # starfile (and RELION's reader) cannot take quote characters inside a value
+        raise InputError(f"value {_show(s)} holds a quote or line break, which STAR cannot hold")
+    if any(ch.isspace() for ch in s) or "#" in s or s.startswith(("_", "data_", "loop_", "$")):
+        return f'"{s}"'
     return s
 
 
@@ -826,7 +838,7 @@ def _read_csv(ctx: _Context) -> tuple[pd.DataFrame, list[int]]:
     except csv.Error as exc:
         raise InputError(f"malformed CSV ({exc})", path=ctx.path, line=reader.line_num) from None
     if header is None:
-        header = []
+        raise InputError("no particles in the table (the file is empty)", path=ctx.path)
     mapped: dict[str, int] = {}
     extras: dict[str, int] = {}
     for j, name in enumerate(header):
@@ -906,8 +918,8 @@ def _finalize(
     out_of_bounds: str, duplicates: str, allow_empty: bool,
 ) -> pd.DataFrame:
     path = ctx.path
-    if out_of_bounds not in ("error", "skip"):
-        raise InputError(f"out_of_bounds must be 'error' or 'skip', not {out_of_bounds!r}",
+    if out_of_bounds not in ("error", "skip", "keep"):
+        raise InputError(f"out_of_bounds must be error/skip/keep, not {out_of_bounds!r}",
                          field="out_of_bounds")
     if duplicates not in ("error", "drop", "keep"):
         raise InputError(f"duplicates must be error/drop/keep, not {duplicates!r}",
@@ -936,7 +948,7 @@ def _finalize(
         df[S.CLASS_NAME] = fixed
 
     keep = np.ones(len(df), dtype=bool)
-    if ctx.tomogram_shape is not None:
+    if ctx.tomogram_shape is not None and out_of_bounds != "keep":
         xyz = df[[S.X, S.Y, S.Z]].to_numpy()
         for i, tomo in enumerate(df[S.TOMOGRAM]):
             shape = ctx.shape_for(tomo)

@@ -17,6 +17,7 @@ from tomoclass.models.analysis import (
     summarize_models,
 )
 from tomoclass.models.densenet import DenseNet3D
+from tomoclass.models.inference import FusedDenseNet3D, InferenceModel, optimize_for_inference
 from tomoclass.models.layers import DenseBlock, DenseLayer, TomoNet, Transition, init_weights
 from tomoclass.models.registry import get_model, list_models, register_model
 from tomoclass.models.shrec_cnn import ShrecCNN
@@ -25,6 +26,8 @@ __all__ = [
     "DenseBlock",
     "DenseLayer",
     "DenseNet3D",
+    "FusedDenseNet3D",
+    "InferenceModel",
     "ModelSummary",
     "ShrecCNN",
     "TomoNet",
@@ -34,6 +37,7 @@ __all__ = [
     "get_model",
     "init_weights",
     "list_models",
+    "optimize_for_inference",
     "receptive_field",
     "register_model",
     "summarize_models",

@@ -132,16 +132,26 @@ class DenseBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, k0, D, H, W) -> (N, k0 + L k, D, H, W)."""
-        features = [x]
+        memory_efficient = any(layer.memory_efficient for layer in self.layers)
+        if memory_efficient and torch.is_grad_enabled():
+            # Keep only the separate feature maps; each layer's concatenation is recomputed.
+            features = [x]
+            for layer in self.layers:
+                features.append(layer(features))
+            return torch.cat(features, 1)
+        # Grow the concatenation one layer at a time: each layer's input is ready-made,
+        # so no extra concatenation of the whole block at the end.
         for layer in self.layers:
-            features.append(layer(features))
-        return torch.cat(features, 1)
+            x = torch.cat([x, layer([x])], 1)
+        return x
 
 
-class Transition(nn.Sequential):
+class Transition(nn.Module):
     """Transition between dense blocks: BN, 1x1x1 conv (compression), 2x2x2 average pool.
 
-    The paper's transition (Fig. 1C) has no ReLU between BN and conv.
+    The paper's transition (Fig. 1C) has no ReLU between BN and conv. The 1x1x1 conv and
+    the average pool are both linear and act on different axes (channels vs space), so they
+    commute exactly; pooling first runs the conv on 8x fewer voxels.
     """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
@@ -149,6 +159,10 @@ class Transition(nn.Sequential):
         self.norm = nn.BatchNorm3d(in_channels)
         self.conv = nn.Conv3d(in_channels, out_channels, kernel_size=1, bias=False)
         self.pool = nn.AvgPool3d(kernel_size=2, stride=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(N, C_in, D, H, W) -> (N, C_out, D // 2, H // 2, W // 2)."""
+        return self.conv(self.pool(self.norm(x)))
 
 
 class TomoNet(nn.Module):
@@ -175,6 +189,10 @@ class TomoNet(nn.Module):
     has_gap_head: bool = False
     min_input_size: int = 1
     max_input_size: int | None = None
+    #: Run the trunk in channels-last (NDHWC) layout: oneDNN and cuDNN convolutions avoid
+    #: layout reorders (measured in benchmarks/throughput.py). Same math, any input layout;
+    #: ``forward_features`` returns a contiguous (NCDHW) map either way.
+    channels_last: bool = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -203,7 +221,15 @@ class TomoNet(nn.Module):
     def forward_features(self, x: Tensor) -> Tensor:
         """Last convolutional feature map, (N, C, d, h, w), of a batch (N, C_in, D, H, W)."""
         self.check_input(x)
-        return self.features(x)
+        if not self.channels_last:
+            return self.features(x)
+        # A 1-channel input is both contiguous and channels-last, so the layout is set on
+        # the first layer's output; every later conv then follows its input's layout.
+        modules = iter(self.features)
+        x = next(modules)(x).contiguous(memory_format=torch.channels_last_3d)
+        for module in modules:
+            x = module(x)
+        return x.contiguous()
 
     def forward_head(self, features: Tensor, pre_logits: bool = False) -> Tensor:
         """Logits (N, num_classes) from :meth:`forward_features` output."""

@@ -82,6 +82,9 @@ class SubtomogramConfig(_Model):
     snr_range: tuple[float, float] = Field(
         (0.1, 0.1), description="SNR range, drawn log-uniformly (var(signal)/var(noise) in the box)"
     )
+    snr_reference: Literal["dataset", "subtomogram"] = Field(
+        "dataset", description="SNR per dataset (one noise level: small particles get a lower "
+        "SNR, as in a tomogram) or per subtomogram (each box exactly at the SNR)")
     noise: bool = Field(True, description="add noise")
     ctf: bool = Field(True, description="apply the CTF")
     missing_wedge: bool = Field(True, description="apply the missing wedge")

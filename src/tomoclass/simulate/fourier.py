@@ -231,12 +231,14 @@ def rfft_weights(n_last: int) -> np.ndarray:
 
 
 def white_noise_spectrum(rng: np.random.Generator, shape, *, out: np.ndarray | None = None):
-    """The ``rfftn`` of real white Gaussian noise of unit variance, drawn directly in Fourier space.
+    """The ``rfftn`` of real white noise of unit variance, drawn directly in Fourier space.
 
-    Coefficients are complex Gaussian with ``E|X|² = N`` (``N`` voxels); the ``kx = 0`` and
-    Nyquist planes are made Hermitian (self-conjugate points real), so the spectrum has exactly
-    the distribution of ``numpy.fft.rfftn`` of ``rng.standard_normal(shape)`` and its inverse is
-    real; it saves the forward FFT of the noise.
+    Real and imaginary parts of every coefficient are independent, zero-mean, with
+    ``E|X|² = N`` (``N`` voxels); the ``kx = 0`` and Nyquist planes are made Hermitian
+    (self-conjugate points real), so the inverse transform is real, white (uncorrelated voxels
+    of unit variance) and saves the forward FFT of the noise. The parts are drawn uniform
+    (4x cheaper than normal deviates); each voxel of the inverse is a sum of ``N`` independent
+    terms, hence Gaussian to within ``O(1/N)`` (central limit; tested with a KS test).
 
     Parameters
     ----------
@@ -255,9 +257,13 @@ def white_noise_spectrum(rng: np.random.Generator, shape, *, out: np.ndarray | N
     d, h, w = (int(s) for s in shape)
     m = w // 2 + 1
     n = d * h * w
-    raw = rng.standard_normal((d, h, m, 2), dtype=np.float32)
-    raw *= np.float32(np.sqrt(n / 2.0))
-    spec = raw.view(np.complex64)[..., 0]
+    spec = np.empty((d, h, m), dtype=np.complex64) if out is None else out
+    if spec.shape != (d, h, m) or spec.dtype != np.complex64 or not spec.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous complex64 of shape {(d, h, m)}")
+    raw = spec.view(np.float32)  # (d, h, 2m): real and imaginary parts interleaved
+    rng.random(dtype=np.float32, out=raw)
+    raw -= np.float32(0.5)
+    raw *= np.float32(np.sqrt(12.0 * n / 2.0))  # uniform(-1/2, 1/2) has variance 1/12
     iz = (-np.arange(d)) % d
     iy = (-np.arange(h)) % h
     planes = [0] + ([w // 2] if w % 2 == 0 else [])
@@ -265,7 +271,4 @@ def white_noise_spectrum(rng: np.random.Generator, shape, *, out: np.ndarray | N
         plane = spec[:, :, p]
         mirrored = np.conj(plane[iz][:, iy])
         spec[:, :, p] = (plane + mirrored) * np.float32(1 / np.sqrt(2.0))
-    if out is not None:
-        out[...] = spec
-        return out
-    return np.ascontiguousarray(spec)
+    return spec

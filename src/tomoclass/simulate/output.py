@@ -1,9 +1,9 @@
 """Writing simulations to disk: the subtomogram dataset store and tomogram files.
 
-Subtomogram datasets follow the store layout of ``docs/architecture.md`` (a directory with
-``subtomograms.npy``, ``clean.npy``, ``particles.star``, ``classes.yaml``, ``dataset.yaml``);
-the arrays are streamed into memory-mapped ``.npy`` files so memory stays flat, and the
-directory appears only when complete (:func:`tomoclass.io.atomic.atomic_dir`).
+Subtomogram datasets are written with :class:`tomoclass.data.DatasetWriter` (the store of
+``docs/architecture.md``: ``subtomograms.npy``, ``clean.npy``, ``particles.star``,
+``classes.yaml``, ``dataset.yaml``), one batch at a time so memory stays flat; the directory
+appears only when complete.
 
 Tomograms are written as ``<name>.mrc`` (float32 reconstruction), ``<name>_labels.mrc``
 (int16 class labels, 0 = background, ``k + 1`` = class ``k``), ``<name>_gt.txt`` (SHREC'21
@@ -24,47 +24,12 @@ import yaml
 
 from tomoclass import __version__
 from tomoclass.io import schema, write_particles, write_volume
-from tomoclass.io.atomic import atomic_dir, atomic_path
+from tomoclass.io.atomic import atomic_path
 from tomoclass.simulate.subtomograms import iter_subtomograms
 from tomoclass.simulate.template import Template
 from tomoclass.simulate.tomogram import TomogramResult, particles_table, simulate_tomogram
 
-__all__ = ["DATASET_FORMAT_VERSION", "write_subtomogram_dataset", "write_tomogram",
-           "simulate_tomograms", "split_labels"]
-
-DATASET_FORMAT_VERSION = 1
-
-
-class _NpyAppender:
-    """Write a float32 ``.npy`` of known shape row by row with plain writes.
-
-    Plain appends (not a writable memmap) keep the process's resident memory flat however
-    large the array grows; rows must come in order.
-    """
-
-    def __init__(self, path: Path, shape: tuple[int, ...]):
-        self.path = Path(path)
-        self.shape = tuple(int(s) for s in shape)
-        self.rows = 0
-
-    def __enter__(self) -> _NpyAppender:
-        self.fh = open(self.path, "wb")
-        np.lib.format.write_array_header_1_0(
-            self.fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
-                      "fortran_order": False, "shape": self.shape})
-        return self
-
-    def append(self, row: np.ndarray) -> None:
-        row = np.ascontiguousarray(row, dtype=np.float32)
-        if row.shape != self.shape[1:]:
-            raise ValueError(f"row shape {row.shape} != {self.shape[1:]}")
-        self.fh.write(row.tobytes())
-        self.rows += 1
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.fh.close()
-        if exc_type is None and self.rows != self.shape[0]:
-            raise RuntimeError(f"{self.path}: wrote {self.rows} of {self.shape[0]} rows")
+__all__ = ["write_subtomogram_dataset", "write_tomogram", "simulate_tomograms", "split_labels"]
 
 
 def split_labels(n_per_class: int, n_classes: int, *, seed: int, val_fraction: float,
@@ -115,21 +80,39 @@ def write_subtomogram_dataset(
     Returns
     -------
     Path
-        ``out_dir``. ``subtomograms.npy`` holds the noisy volumes, each z-scored (zero mean,
-        unit standard deviation); ``clean.npy`` the clean particles in density units.
+        ``out_dir``, written by :class:`tomoclass.data.DatasetWriter`.
+        ``subtomograms.npy`` holds the noisy volumes, each z-scored (zero mean, unit standard
+        deviation); ``clean.npy`` the clean particles in density units; the table's ``index``
+        is the stream position.
     """
+    from tomoclass.data import ClassMap, DatasetWriter
+
     sc = config.subtomograms
     n_classes = len(templates)
-    n = sc.n_per_class * n_classes
     d = sc.box_size
     splits = split_labels(sc.n_per_class, n_classes, seed=config.seed,
                           val_fraction=sc.val_fraction, test_fraction=sc.test_fraction)
-    out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp, \
-            _NpyAppender(tmp / "subtomograms.npy", (n, d, d, d)) as noisy, \
-            _NpyAppender(tmp / "clean.npy", (n, d, d, d)) as clean:
-        rows = []
-        c = d // 2
+    class_map = ClassMap([t.name for t in templates], [t.size_group for t in templates])
+    provenance = {
+        "tool": f"tomoclass {__version__} simulate subtomograms",
+        "seed": config.seed,
+        "class_sources": [t.source for t in templates],
+        "clean_units": "protein density (1 = 1.35 g/cm3), not normalised",
+        "config": config.to_dict(),
+    }
+    c = d // 2
+    with DatasetWriter(out_dir, box=d, class_map=class_map,
+                       voxel_size_angstrom=config.voxel_size_angstrom, with_clean=True,
+                       normalization="zscore", provenance=provenance) as writer:
+        rows, noisy, clean = [], [], []
+
+        def flush():
+            if rows:
+                writer.append(np.stack(noisy), pd.DataFrame(rows), clean=np.stack(clean))
+                rows.clear()
+                noisy.clear()
+                clean.clear()
+
         for st in iter_subtomograms(templates, config, processes=processes):
             p = st.params
             v = st.noisy
@@ -141,32 +124,15 @@ def write_subtomogram_dataset(
                 schema.Y: c + p.shift_zyx[1], schema.Z: c + p.shift_zyx[0],
                 schema.CLASS_NAME: p.class_name, schema.ROT: p.rot, schema.TILT: p.tilt,
                 schema.PSI: p.psi, schema.SCORE: np.nan, schema.IS_PROTEIN: True,
-                "class_id": p.class_id, "split": splits[p.index], "index": p.index,
-                "defocus_um": p.defocus_um, "snr": p.snr, "n_neighbours": len(p.neighbours),
+                "split": splits[p.index], "defocus_um": p.defocus_um, "snr": p.snr,
+                "n_neighbours": len(p.neighbours),
             })
+            if len(rows) >= sc.batch_size:
+                flush()
             if progress is not None:
                 progress(1)
-        table = pd.DataFrame(rows)
-        write_particles(tmp / "particles.star", table, format="star",
-                        class_map=[t.name for t in templates])
-        classes = [{"name": t.name, "size_group": t.size_group} for t in templates]
-        (tmp / "classes.yaml").write_text(yaml.safe_dump(classes, sort_keys=False))
-        meta = {
-            "format_version": DATASET_FORMAT_VERSION,
-            "box": d,
-            "count": n,
-            "voxel_size_angstrom": float(config.voxel_size_angstrom),
-            "normalization": "zscore_per_subtomogram",
-            "clean_units": "protein density (1 = 1.35 g/cm3), not normalised",
-            "provenance": {
-                "tool": f"tomoclass {__version__} simulate subtomograms",
-                "seed": config.seed,
-                "class_sources": [t.source for t in templates],
-                "config": config.to_dict(),
-            },
-        }
-        (tmp / "dataset.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
-    return out_dir
+        flush()
+    return Path(out_dir)
 
 
 def write_tomogram(out_dir: str | os.PathLike, result: TomogramResult, name: str,
@@ -181,9 +147,10 @@ def write_tomogram(out_dir: str | os.PathLike, result: TomogramResult, name: str
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     vs = result.voxel_size_angstrom
+    label = f"tomoclass {__version__} simulate seed {result.info.get('seed')} {name}"
     paths = {
-        "tomogram": write_volume(out_dir / f"{name}.mrc", result.tomogram, vs),
-        "labels": write_volume(out_dir / f"{name}_labels.mrc", result.labels, vs),
+        "tomogram": _write_mrc(out_dir / f"{name}.mrc", result.tomogram, vs, label),
+        "labels": _write_mrc(out_dir / f"{name}_labels.mrc", result.labels, vs, label),
     }
     table = particles_table(result, name)
     paths["ground_truth"] = write_particles(out_dir / f"{name}_gt.txt", table, format="shrec21")
@@ -191,7 +158,7 @@ def write_tomogram(out_dir: str | os.PathLike, result: TomogramResult, name: str
         tmp.write_text("".join(f"{a:.2f}\n" for a in result.tilt_angles_deg))
     paths["tilts"] = out_dir / f"{name}.tlt"
     if result.density is not None:
-        paths["density"] = write_volume(out_dir / f"{name}_density.mrc", result.density, vs)
+        paths["density"] = _write_mrc(out_dir / f"{name}_density.mrc", result.density, vs, label)
     meta = {
         "tomogram": name,
         "shape_zyx": list(result.tomogram.shape),
@@ -215,6 +182,23 @@ def write_tomogram(out_dir: str | os.PathLike, result: TomogramResult, name: str
         tmp.write_text(yaml.safe_dump(meta, sort_keys=False))
     paths["meta"] = out_dir / f"{name}_meta.yaml"
     return paths
+
+
+def _write_mrc(path: Path, data: np.ndarray, voxel_size_angstrom: float, label: str) -> Path:
+    """:func:`tomoclass.io.write_volume`, then replace mrcfile's time-stamped header label.
+
+    mrcfile stamps the creation time into label 0; overwriting it with a fixed text makes the
+    same seed give byte-identical files. Done on the temporary file, so the target still
+    appears atomically.
+    """
+    import mrcfile
+
+    with atomic_path(path) as tmp:
+        write_volume(tmp, data, voxel_size_angstrom)
+        with mrcfile.mmap(tmp, mode="r+") as mrc:
+            mrc.header.label[0] = label.encode("ascii", "replace")[:80].ljust(80)
+            mrc.header.nlabl = 1
+    return Path(path)
 
 
 def simulate_tomograms(

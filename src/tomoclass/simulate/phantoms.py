@@ -141,14 +141,14 @@ def _group(symmetry: str) -> np.ndarray:
 
 
 def _extent(parts) -> float:
+    """Radius (Å) of a sphere about the origin holding every part (and so every symmetry copy)."""
     r = 0.0
     for p in parts:
         if isinstance(p, _Ellipsoid):
             r = max(r, float(np.linalg.norm(p.center)) + max(p.semi_axes))
         else:
-            r = max(r, float(np.linalg.norm(p.start)), float(np.linalg.norm(p.end)))
-            r += 0 if r == 0 else 0
-            r = max(r, max(np.linalg.norm(p.start), np.linalg.norm(p.end)) + p.radius)
+            ends = max(np.linalg.norm(p.start), np.linalg.norm(p.end))
+            r = max(r, float(ends) + p.radius)
     return r
 
 

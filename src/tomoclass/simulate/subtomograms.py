@@ -9,10 +9,16 @@ Image model (per subtomogram, all in Fourier space of the box)::
     noisy = IFFT(S + c * N)
 
 ``W`` is the missing-wedge mask, ``CTF`` the isotropic 3D CTF at the particle's defocus.
-The noise scale ``c`` is set so that the realised **SNR = var(signal) / var(noise)** over
-the whole box equals the requested value, where ``signal = IFFT(S)`` (the noise-free,
-CTF- and wedge-filtered volume including neighbours) and ``noise = noisy - signal``; both
-variances are computed from the spectra (Parseval), so the SNR is exact per subtomogram.
+SNR is ``var(signal) / var(noise)`` over the whole box, where ``signal = IFFT(S)`` (the
+noise-free, CTF- and wedge-filtered volume) and ``noise = noisy - signal``; the realised
+noise variance is computed from its spectrum (Parseval), so the scale ``c`` is exact:
+
+* ``snr_reference: subtomogram``: ``var(signal)`` is this box's own (neighbours included),
+  so every subtomogram has exactly the requested SNR;
+* ``snr_reference: dataset`` (default): ``var(signal)`` is one reference for the whole
+  dataset (:func:`reference_signal_variance`: the class-balanced mean variance of a lone
+  particle), so all subtomograms share one noise level, as in a tomogram, and the requested
+  SNR holds for the average class while small particles get less and large ones more.
 
 Randomness: subtomogram ``i`` of a stream with seed ``s`` uses its own generator
 ``numpy.random.default_rng([s, i])``, so the output does not depend on the batch size.
@@ -36,11 +42,12 @@ from tomoclass.simulate.fourier import (
     rfft_weights,
     white_noise_spectrum,
 )
-from tomoclass.simulate.rotation import particle_matrix, paste_add, random_euler, rotate_volume
+from tomoclass.simulate.rotation import particle_matrix, paste_add, random_euler
 from tomoclass.simulate.template import Template
 
 __all__ = ["SubtomogramParams", "Subtomogram", "draw_params", "render_clean",
-           "apply_imaging", "simulate_batch", "iter_subtomograms", "check_box"]
+           "apply_imaging", "reference_signal_variance", "simulate_batch", "iter_subtomograms",
+           "check_box"]
 
 
 @dataclass(frozen=True)
@@ -167,8 +174,7 @@ def _place(dst, template, order, matrix, position_zyx) -> None:
     pos = np.asarray(position_zyx, dtype=float)
     ipos = np.round(pos)
     m = template.box
-    cube = rotate_volume(template.spline_coefficients(order), matrix, output_shape=(m, m, m),
-                         shift_voxels_zyx=pos - ipos, order=order, prefiltered=True)
+    cube = template.rotated(matrix, pos - ipos, order=order)
     corner = [int(s // 2 + ip - m // 2) for s, ip in zip(dst.shape, ipos, strict=True)]
     paste_add(dst, cube, corner)
 
@@ -218,6 +224,7 @@ def apply_imaging(
     snr: np.ndarray | None = None,
     noise: np.ndarray | None = None,
     noise_spectrum: np.ndarray | None = None,
+    signal_variance: np.ndarray | float | None = None,
     workers: int = -1,
 ) -> np.ndarray:
     """Apply CTF, missing wedge and noise at an exact SNR to a batch of volumes.
@@ -238,13 +245,17 @@ def apply_imaging(
     tilt_range_deg
         ``(min, max)`` tilt range; ``None``: no missing wedge.
     snr
-        ``(B,)`` requested SNR; ``None``: no noise.
+        ``(B,)`` requested SNR; ``None``: no noise. The noise variance is
+        ``signal_variance / snr``.
     noise
         ``(B, D, H, W)`` white standard-normal noise; drawn by the caller from per-particle
         generators for reproducibility. With ``snr``, this or ``noise_spectrum`` is required.
     noise_spectrum
         ``(B, D, H, W // 2 + 1)`` complex64: the same noise already in ``rfftn`` layout
         (:func:`tomoclass.simulate.fourier.white_noise_spectrum`), which saves an FFT.
+    signal_variance
+        Reference signal variance, scalar or ``(B,)``; default each volume's own filtered
+        signal variance (then every volume has exactly the requested SNR).
     workers
         FFT threads (``-1``: all cores).
 
@@ -264,11 +275,17 @@ def apply_imaging(
         wedge = _wedge_cached(shape, float(tilt_range_deg[0]), float(tilt_range_deg[1]))
         filt = wedge[None]
     if defocus_um is not None:
-        c = ctf(_k2_cached(shape, float(voxel_size_angstrom))[None],
-                defocus_um=np.asarray(defocus_um, dtype=np.float32).reshape(b, 1, 1, 1),
+        # |k|² takes few distinct values on a grid: evaluate the CTF once per value, gather
+        k2_values, k2_index = _k2_cached(shape, float(voxel_size_angstrom))
+        c = ctf(k2_values[None, :],
+                defocus_um=np.asarray(defocus_um, dtype=np.float32).reshape(b, 1),
                 voltage_kv=voltage_kv, spherical_aberration_mm=spherical_aberration_mm,
                 amplitude_contrast=amplitude_contrast, b_factor_angstrom2=b_factor_angstrom2)
-        filt = c if filt is None else filt * c
+        if wedge is not None:
+            c = c[:, k2_index] * wedge[None]
+        else:
+            c = c[:, k2_index]
+        filt = c
     if filt is not None:
         spec *= filt
     if snr is not None:
@@ -283,7 +300,10 @@ def apply_imaging(
                                     workers=workers)
         if wedge is not None:
             nspec *= wedge[None]
-        var_s = _parseval_var(spec, w, n_vox)
+        if signal_variance is None:
+            var_s = _parseval_var(spec, w, n_vox)
+        else:
+            var_s = np.broadcast_to(np.asarray(signal_variance, dtype=np.float64), (b,))
         var_n = _parseval_var(nspec, w, n_vox)
         scale = np.sqrt(var_s / (np.asarray(snr, dtype=np.float64) * np.maximum(var_n, 1e-30)))
         nspec *= scale.astype(np.float32).reshape(b, 1, 1, 1)
@@ -301,16 +321,54 @@ def _wedge_cached(shape, tmin, tmax):
 
 @functools.lru_cache(maxsize=8)
 def _k2_cached(shape, voxel):
+    """Distinct |k|² values of an rfft grid and, per grid point, the index of its value."""
     kz, ky, kx = frequency_grid(shape, voxel)
-    k2 = kz * kz + ky * ky + kx * kx
-    k2.setflags(write=False)
-    return k2
+    k2 = (kz * kz + ky * ky + kx * kx).astype(np.float32)
+    values, index = np.unique(k2, return_inverse=True)
+    index = index.reshape(k2.shape).astype(np.intp)
+    values.setflags(write=False)
+    index.setflags(write=False)
+    return values, index
+
+
+def reference_signal_variance(templates: Sequence[Template], config, *, n_views: int = 32
+                              ) -> float:
+    """The dataset's reference signal variance for ``snr_reference: dataset``.
+
+    The mean over classes (each class weighted equally) of the box variance of the particle
+    alone, CTF- and wedge-filtered as configured, over ``n_views`` fixed Haar-random
+    orientations with defoci spread evenly over the defocus range. Deterministic: it does not
+    depend on the seed, so datasets with different seeds share one noise level.
+    """
+    sc, mc = config.subtomograms, config.microscope
+    box = sc.box_size
+    angles = random_euler(np.random.default_rng(0x5EED), n_views)
+    lo, hi = mc.defocus_um
+    defoci = lo + (hi - lo) * (np.arange(n_views) + 0.5) / n_views
+    per_class = []
+    for cid, _ in enumerate(templates):
+        scenes = np.stack([render_clean(templates, SubtomogramParams(
+            0, cid, "", a, b, c, (0.0, 0.0, 0.0), 0.0, 0.0), box,
+            order=sc.interpolation_order)[0] for a, b, c in angles])
+        signal = apply_imaging(
+            scenes, voxel_size_angstrom=config.voxel_size_angstrom,
+            defocus_um=defoci if sc.ctf else None,
+            voltage_kv=mc.voltage_kv, spherical_aberration_mm=mc.spherical_aberration_mm,
+            amplitude_contrast=mc.amplitude_contrast, b_factor_angstrom2=mc.b_factor_angstrom2,
+            tilt_range_deg=mc.tilt_range_deg if sc.missing_wedge else None, workers=1)
+        per_class.append(float(signal.reshape(n_views, -1).var(axis=1).mean()))
+    return float(np.mean(per_class))
 
 
 def simulate_batch(
-    templates: Sequence[Template], config, seed: int, indices: Sequence[int], *, workers: int = -1
+    templates: Sequence[Template], config, seed: int, indices: Sequence[int], *,
+    workers: int = -1, signal_variance: float | None = None,
 ) -> list[Subtomogram]:
-    """Simulate the subtomograms at stream positions ``indices`` (see :func:`iter_subtomograms`)."""
+    """Simulate the subtomograms at stream positions ``indices`` (see :func:`iter_subtomograms`).
+
+    ``signal_variance`` is the reference for the noise level (``snr_reference: dataset``);
+    ``None`` scales the noise to each subtomogram's own signal.
+    """
     sc = config.subtomograms
     mc = config.microscope
     box = sc.box_size
@@ -342,7 +400,7 @@ def simulate_batch(
         amplitude_contrast=mc.amplitude_contrast, b_factor_angstrom2=mc.b_factor_angstrom2,
         tilt_range_deg=mc.tilt_range_deg if sc.missing_wedge else None,
         snr=np.array([p.snr for p in params]) if sc.noise else None,
-        noise_spectrum=noises, workers=workers,
+        noise_spectrum=noises, signal_variance=signal_variance, workers=workers,
     )
     return [Subtomogram(noisy=noisy[k], clean=cleans[k], params=p) for k, p in enumerate(params)]
 
@@ -350,13 +408,15 @@ def simulate_batch(
 _WORKER_STATE: dict = {}
 
 
-def _worker_init(templates, config, seed):
-    _WORKER_STATE.update(templates=templates, config=config, seed=seed)
+def _worker_init(templates, config, seed, signal_variance):
+    _WORKER_STATE.update(templates=templates, config=config, seed=seed,
+                         signal_variance=signal_variance)
 
 
 def _worker_run(indices):
     st = _WORKER_STATE
-    return simulate_batch(st["templates"], st["config"], st["seed"], indices, workers=1)
+    return simulate_batch(st["templates"], st["config"], st["seed"], indices, workers=1,
+                          signal_variance=st["signal_variance"])
 
 
 def iter_subtomograms(
@@ -409,9 +469,12 @@ def iter_subtomograms(
     total = sc.n_per_class * len(templates) if count is None else int(count)
     batches = [range(b0, min(b0 + sc.batch_size, start + total))
                for b0 in range(start, start + total, sc.batch_size)]
+    ref = (reference_signal_variance(templates, config)
+           if sc.noise and sc.snr_reference == "dataset" else None)
     if processes <= 1 or len(batches) <= 1:
         for idx in batches:
-            yield from simulate_batch(templates, config, seed, idx, workers=workers)
+            yield from simulate_batch(templates, config, seed, idx, workers=workers,
+                                      signal_variance=ref)
         return
     import concurrent.futures as cf
     import multiprocessing as mp
@@ -420,7 +483,7 @@ def iter_subtomograms(
     ctx = mp.get_context("fork" if "fork" in methods else "spawn")
     window = 2 * processes  # batches in flight: bounded memory
     with cf.ProcessPoolExecutor(processes, mp_context=ctx, initializer=_worker_init,
-                                initargs=(list(templates), config, seed)) as ex:
+                                initargs=(list(templates), config, seed, ref)) as ex:
         pending = [ex.submit(_worker_run, list(idx)) for idx in batches[:window]]
         nxt = window
         while pending:

@@ -89,6 +89,63 @@ class Template:
         r2 = (zz**2 + yy**2 + xx**2) * d
         return float(np.sqrt(r2.sum() / d.sum())) * self.voxel_size_angstrom
 
+    def support_offsets(self) -> tuple[np.ndarray, np.ndarray]:
+        """Voxels of the box within the density's support sphere (cached).
+
+        The sphere holds every voxel whose density exceeds 0.1 % of the maximum, plus one
+        voxel, so rotating only these voxels loses nothing visible.
+
+        Returns
+        -------
+        offsets : numpy.ndarray
+            ``(3, K)`` float64 (z, y, x) offsets from the centre voxel.
+        flat : numpy.ndarray
+            ``(K,)`` int64 flat indices into the ``(n, n, n)`` box.
+        """
+        if "support" not in self._cache:
+            n, c = self.box, self.box // 2
+            grid = np.indices((n, n, n)).reshape(3, -1) - c
+            r2 = (grid**2).sum(axis=0)
+            strong = self.density.ravel() > 1e-3 * float(self.density.max())
+            radius = np.sqrt(r2[strong].max()) + 1.0 if strong.any() else 0.0
+            inside = np.flatnonzero(r2 <= radius**2)
+            self._cache["support"] = (grid[:, inside].astype(np.float64), inside)
+        return self._cache["support"]
+
+    def rotated(self, matrix_xyz: np.ndarray, shift_voxels_zyx=(0.0, 0.0, 0.0), *,
+                order: int = 1) -> np.ndarray:
+        """The template rotated about its centre (and shifted) in a box of its own size.
+
+        ``out[c + p] = density[c + M.T @ (p - shift)]`` for offsets ``p`` (z, y, x) within the
+        support sphere (:meth:`support_offsets`), zero elsewhere; ``M`` is ``matrix_xyz``
+        (an active rotation on (x, y, z), see :mod:`tomoclass.simulate.rotation`) re-expressed
+        for (z, y, x). Only the sphere is interpolated, which is what makes this fast.
+
+        Parameters
+        ----------
+        matrix_xyz
+            ``(3, 3)`` rotation, e.g. :func:`~tomoclass.simulate.rotation.particle_matrix`.
+        shift_voxels_zyx
+            Sub-voxel shift (voxels, z, y, x); keep it small (within the box margin).
+        order
+            Spline order (1 trilinear, 3 cubic on cached coefficients).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n, n, n)`` float32.
+        """
+        m = self.box
+        offsets, flat = self.support_offsets()
+        inv = np.asarray(matrix_xyz, dtype=float)[::-1, ::-1].T
+        shift = np.asarray(shift_voxels_zyx, dtype=float)[:, None]
+        coords = inv @ (offsets - shift) + float(m // 2)
+        cube = np.zeros((m, m, m), dtype=np.float32)
+        cube.ravel()[flat] = ndimage.map_coordinates(
+            self.spline_coefficients(order), coords, order=order, mode="constant", cval=0.0,
+            prefilter=False, output=np.float32)
+        return cube
+
     def spline_coefficients(self, order: int = 3) -> np.ndarray:
         """Cached :func:`scipy.ndimage.spline_filter` of the density (for fast rotations)."""
         key = ("spline", order)

@@ -10,7 +10,7 @@ Pipeline (:func:`simulate_tomogram`)
 3. :func:`project`: line integrals for every tilt (tilt axis y, beam along z; detector
    coordinate ``x' = x cos(theta) + z sin(theta)``, see :mod:`tomoclass.simulate.fourier`),
    voxel-driven with linear splatting; each y row is independent, so the projector is one
-   sparse matrix per tilt applied to all rows at once.
+   sparse matrix (all tilts) applied to a slab of y rows at a time.
 4. Per tilt: phase ``phi = sigma(V) * dV * voxel * projection`` (weak-phase object,
    ``dV`` = protein minus ice potential), dose-dependent radiation damage
    ``exp(-D_prev / (2 Ne(k)))`` (Grant & Grigorieff 2015), CTF at the tilt's defocus,
@@ -40,7 +40,7 @@ from tomoclass.simulate.fourier import (
     frequency_grid,
     interaction_constant,
 )
-from tomoclass.simulate.rotation import particle_matrix, paste_add, random_euler, rotate_volume
+from tomoclass.simulate.rotation import particle_matrix, paste_add, random_euler
 from tomoclass.simulate.template import MASK_THRESHOLD, Template
 
 __all__ = [
@@ -206,8 +206,7 @@ def render_density(
     for p in particles:
         t = templates[p.class_id]
         m = t.box
-        cube = rotate_volume(t.spline_coefficients(order), particle_matrix(p.rot, p.tilt, p.psi),
-                             output_shape=(m, m, m), order=order, prefiltered=True)
+        cube = t.rotated(particle_matrix(p.rot, p.tilt, p.psi), order=order)
         corner = (p.z - m // 2, p.y - m // 2, p.x - m // 2)
         paste_add(density, cube, corner)
         mask = (cube > MASK_THRESHOLD * float(t.density.max())).astype(np.int16) * (p.class_id + 1)
@@ -230,39 +229,40 @@ def _paint(dst: np.ndarray, src: np.ndarray, corner) -> None:
 
 def projection_matrix(
     shape_zx: tuple[int, int], angles_deg: Sequence[float], n_detector: int
-) -> sp.csr_matrix:
+) -> sp.csc_matrix:
     """Sparse projector of one (z, x) slice onto a detector row, for all tilts.
 
     Voxel ``(z, x)`` (centred at ``n // 2``) lands at ``x' = x cos(t) + z sin(t)`` (plus the
     detector centre ``n_detector // 2``) and is split linearly between the two nearest
     detector pixels, so the projector conserves mass and its transpose is linear
-    interpolation (the back-projector).
+    interpolation (the back-projector). Built column by column (two entries per voxel and
+    tilt; zero weight off the detector), so no format conversion is needed.
 
     Returns
     -------
-    scipy.sparse.csr_matrix
+    scipy.sparse.csc_matrix
         ``(n_tilts * n_detector, nz * nx)`` float32; row ``t * n_detector + u``.
     """
     nz, nx = shape_zx
+    nt = len(angles_deg)
+    if nt * n_detector >= 2**31 or nz * nx * nt * 2 >= 2**31:
+        raise InputError("tomogram too large for the projector's 32-bit indices",
+                         field="shape_zyx")
     z = (np.arange(nz) - nz // 2).astype(np.float64)
     x = (np.arange(nx) - nx // 2).astype(np.float64)
-    col = np.arange(nz * nx)
-    rows, cols, vals = [], [], []
+    idx = np.empty((nz * nx, nt, 2), dtype=np.int32)
+    val = np.empty((nz * nx, nt, 2), dtype=np.float32)
     for t, a in enumerate(np.deg2rad(np.asarray(angles_deg, dtype=float))):
         xp = (x[None, :] * np.cos(a) + z[:, None] * np.sin(a)).ravel() + n_detector // 2
         f = np.floor(xp)
         w = (xp - f).astype(np.float32)
         f = f.astype(np.int64)
-        for off, wt in ((0, 1.0 - w), (1, w)):
-            r = f + off
-            ok = (r >= 0) & (r < n_detector)
-            rows.append(r[ok] + t * n_detector)
-            cols.append(col[ok])
-            vals.append(wt[ok])
-    return sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(len(angles_deg) * n_detector, nz * nx), dtype=np.float32,
-    )
+        for k, (r, wt) in enumerate(((f, 1.0 - w), (f + 1, w))):
+            inside = (r >= 0) & (r < n_detector)
+            idx[:, t, k] = np.clip(r, 0, n_detector - 1) + t * n_detector
+            val[:, t, k] = np.where(inside, wt, 0.0)
+    indptr = np.arange(0, nz * nx * nt * 2 + 1, nt * 2, dtype=np.int32)
+    return sp.csc_matrix((val.ravel(), idx.ravel(), indptr), shape=(nt * n_detector, nz * nx))
 
 
 def project(volume: np.ndarray, angles_deg: Sequence[float], *, matrix=None) -> np.ndarray:
@@ -284,10 +284,21 @@ def project(volume: np.ndarray, angles_deg: Sequence[float], *, matrix=None) -> 
         density x voxel length.
     """
     nz, ny, nx = volume.shape
+    nt = len(angles_deg)
     p = projection_matrix((nz, nx), angles_deg, nx) if matrix is None else matrix
-    v2 = np.ascontiguousarray(np.asarray(volume, dtype=np.float32).transpose(0, 2, 1))
-    out = p @ v2.reshape(nz * nx, ny)  # (n_tilts * nx, ny)
-    return np.ascontiguousarray(out.reshape(len(angles_deg), nx, ny).transpose(0, 2, 1))
+    out = np.empty((nt, ny, nx), dtype=np.float32)
+    # y-slabs: rows are independent (tilt axis y), so only one slab is ever transposed
+    for y0, y1 in _slabs(ny, nz * nx):
+        v2 = np.ascontiguousarray(np.asarray(volume[:, y0:y1], dtype=np.float32)
+                                  .transpose(0, 2, 1)).reshape(nz * nx, y1 - y0)
+        out[:, y0:y1] = (p @ v2).reshape(nt, nx, y1 - y0).transpose(0, 2, 1)
+    return out
+
+
+def _slabs(n: int, row_elements: int, budget_bytes: int = 64 * 1024**2):
+    """``(start, stop)`` ranges over ``n`` rows so one float32 slab stays under the budget."""
+    step = max(1, min(n, budget_bytes // max(1, 4 * row_elements)))
+    return [(s, min(s + step, n)) for s in range(0, n, step)]
 
 
 def ramp_filter(n_detector: int, tilt_step_rad: float) -> np.ndarray:
@@ -343,9 +354,12 @@ def backproject(
         spec *= filt
         ts = scipy.fft.irfft(spec, n=2 * nx, axis=2, workers=-1)[:, :, :nx].astype(np.float32)
     p = projection_matrix((nz, nx), angles_deg, nx) if matrix is None else matrix
-    flat = np.ascontiguousarray(ts.transpose(0, 2, 1)).reshape(nt * nx, ny)
-    rec = (p.T.tocsr() @ flat).reshape(nz, nx, ny)
-    return np.ascontiguousarray(rec.transpose(0, 2, 1)).astype(np.float32, copy=False)
+    pt = p.T.tocsr()
+    rec = np.empty((nz, ny, nx), dtype=np.float32)
+    for y0, y1 in _slabs(ny, max(nz, nt) * nx):
+        flat = np.ascontiguousarray(ts[:, y0:y1].transpose(0, 2, 1)).reshape(nt * nx, y1 - y0)
+        rec[:, y0:y1] = (pt @ flat).reshape(nz, nx, y1 - y0).transpose(0, 2, 1)
+    return rec
 
 
 def tilt_order(angles_deg: Sequence[float], scheme: str = "dose_symmetric") -> np.ndarray:
