@@ -135,7 +135,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": dict(
         optimizer="adam", base_lr=4e-3, lr_reference_batch=64, batch_size=64, epochs=30,
         lr_step_epochs=10, lr_gamma=0.1, warmup_epochs=1.0, warmup_start_factor=0.1,
-        checkpoint_every=5, bn_recalibration_samples=256,
+        checkpoint_every=5, bn_recalibration_samples=128,
     ),
 }
 
