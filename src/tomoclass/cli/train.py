@@ -56,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-augment", action="store_false", dest="augment", default=None,
                    help="no wedge-preserving augmentation of the training data")
     p.add_argument("--checkpoint-every", type=int, help="keep epoch_XXX.pt every N epochs")
+    p.add_argument("--bn-recalibration-samples", type=int)
     p.add_argument("--num-workers", type=int)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1")
     p.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"])
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         k: getattr(args, k) for k in (
             "model", "epochs", "batch_size", "base_lr", "lr_reference_batch", "optimizer",
             "warmup_epochs", "lr_step_epochs", "seed", "deterministic", "augment",
-            "checkpoint_every", "num_workers", "device", "amp")
+            "checkpoint_every", "bn_recalibration_samples", "num_workers", "device", "amp")
     }
     if args.model_arg:
         overrides["model_kwargs"] = dict(args.model_arg)
