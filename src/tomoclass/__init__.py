@@ -7,6 +7,6 @@ The package is laid out as the pipeline data flows through::
 
 __version__ = "0.1.0"
 
-from tomoclass.errors import TomoclassError, InputError  # noqa: E402,F401
+from tomoclass.errors import InputError, TomoclassError  # noqa: E402,F401
 
 __all__ = ["__version__", "TomoclassError", "InputError"]
