@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def quick_config(seed: int = 0) -> DemoConfig:
     """A seconds-scale demo for smoke tests: it checks the plumbing, not the accuracy."""
     return DemoConfig(shape_zyx=(40, 96, 96), n_particles=24, n_train=2, n_val=1, n_test=1,
-                      box=24, epochs=1, batch_size=16, classes=("globule", "rod", "ring6"),
+                      box=24, border="pad", epochs=1, batch_size=16,
+                      classes=("globule", "rod", "ring6"),
                       seed=seed, cam_particles=3)
 
 
