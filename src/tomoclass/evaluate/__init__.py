@@ -9,7 +9,8 @@
 - :mod:`~tomoclass.evaluate.compare`: :func:`compare_runs` / :func:`write_comparison` (the
   paper's Table 2, Fig. 4A and Fig. 4B, CAM scores side by side).
 
-SHREC hit-box scoring of picks lives in :mod:`tomoclass.evaluate.picks`.
+- :mod:`~tomoclass.evaluate.picks`: :func:`score_picks` (SHREC hit-box scoring of picks:
+  localization P/R/F1, per-class F1 among hits).
 """
 
 from tomoclass.evaluate.compare import Comparison, EpochCurve, compare_runs, write_comparison
@@ -20,6 +21,7 @@ from tomoclass.evaluate.metrics import (
     confusion_matrix,
     metrics_from_labels,
 )
+from tomoclass.evaluate.picks import PickScore, score_picks
 from tomoclass.evaluate.report import EvaluationReport, load_report, write_report
 from tomoclass.evaluate.run import evaluate_model, evaluate_run
 
@@ -29,6 +31,7 @@ __all__ = [
     "Comparison",
     "EpochCurve",
     "EvaluationReport",
+    "PickScore",
     "classification_metrics",
     "compare_runs",
     "confusion_matrix",
@@ -36,6 +39,7 @@ __all__ = [
     "evaluate_run",
     "load_report",
     "metrics_from_labels",
+    "score_picks",
     "write_comparison",
     "write_report",
 ]

@@ -211,6 +211,9 @@ def write_particles(
     if fmt == "star":
         _write_star(path, table, class_map, optics)
     elif fmt == "csv":
+        # coordinates first: a row starting with a name like "#3" would read as a comment
+        first = [S.X, S.Y, S.Z]
+        table = table[first + [c for c in table.columns if c not in first]]
         with atomic_path(path) as tmp:
             table.to_csv(tmp, index=False, na_rep="NaN")
     else:
@@ -797,9 +800,22 @@ def _star_value(v: Any) -> str:
     if "'" in s or '"' in s or "\n" in s or "\r" in s:
         # starfile (and RELION's reader) cannot take quote characters inside a value
         raise InputError(f"value {_show(s)} holds a quote or line break, which STAR cannot hold")
-    if any(ch.isspace() for ch in s) or "#" in s or s.startswith(("_", "data_", "loop_", "$")):
+    if s.lower().lstrip("+-") == "nan":
+        # starfile reads it back as a missing number whatever the quoting
+        raise InputError(f"value {_show(s)} would read back as a missing number from STAR")
+    if (any(ch.isspace() for ch in s) or "#" in s or s.startswith(("_", "data_", "loop_", "$"))
+            or _looks_numeric(s)):
         return f'"{s}"'
     return s
+
+
+def _looks_numeric(s: str) -> bool:
+    """True for names a STAR/pandas reader would take as a number (``NaN``, ``inf``, ``1e3``)."""
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
