@@ -157,12 +157,12 @@ def make_infer(model: nn.Module, batch: int, device: torch.device, amp: bool) ->
 
 
 _MEMORY_CHILD = r"""
-import json, resource, sys, torch
+import json, sys, torch
 sys.path.insert(0, {src!r})
 from tomoclass.models import get_model
-def rss_kb():
+def status_kb(key):
     for line in open('/proc/self/status'):
-        if line.startswith('VmRSS:'):
+        if line.startswith(key + ':'):
             return int(line.split()[1])
 torch.manual_seed(0)
 m = get_model({name!r}, num_classes=12, memory_efficient={me!r}).train()
@@ -171,9 +171,10 @@ opt = torch.optim.Adam(m.parameters(), lr=1e-4)
 # one small step first so that lazily allocated state (Adam moments, grads) exists
 torch.nn.functional.cross_entropy(m(x[:2]), y[:2]).backward(); opt.step()
 opt.zero_grad(set_to_none=False)
-before = rss_kb()
+before = status_kb('VmRSS')
 torch.nn.functional.cross_entropy(m(x), y).backward(); opt.step()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# VmHWM, not ru_maxrss: the latter keeps the parent's high-water mark across fork/exec
+peak = status_kb('VmHWM')
 print(json.dumps({{"before_kb": before, "peak_kb": peak}}))
 """
 
@@ -206,7 +207,7 @@ def peak_train_memory_per_sample(name: str, memory_efficient: bool, batch: int,
     d = json.loads(res.stdout.strip().splitlines()[-1])
     extra_kb = d["peak_kb"] - d["before_kb"]
     return {"mib_per_sample": extra_kb / 1024 / batch,
-            "method": "subprocess peak RSS (ru_maxrss) minus RSS before the step, "
+            "method": "subprocess peak RSS (VmHWM) minus RSS before the step, "
                       "MALLOC_MMAP_THRESHOLD_=65536"}
 
 
