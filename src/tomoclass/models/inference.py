@@ -105,7 +105,7 @@ class FusedDenseNet3D(nn.Module):
 
     has_gap_head = True
 
-    def __init__(self, model: DenseNet3D, batch_chunk: int = 4) -> None:
+    def __init__(self, model: DenseNet3D, batch_chunk: int = 16) -> None:
         super().__init__()
         if batch_chunk < 1:
             raise ValueError(f"batch_chunk must be >= 1, got {batch_chunk}")
@@ -178,7 +178,7 @@ class FusedDenseNet3D(nn.Module):
         self.check_input(x)
         with torch.inference_mode():
             # Samples are independent in eval mode; small chunks keep each block's buffer
-            # in cache (measured: 4 samples run ~25 % faster per sample than 16 on CPU).
+            # in cache (2 threads, batch 16: chunks of 16 gave 5.7 samples/s, of 4 3.7).
             return torch.cat([self.forward_head(self._features(c))
                               for c in x.split(self.batch_chunk)])
 
@@ -246,7 +246,7 @@ class InferenceModel(nn.Module):
             return self.forward_head(self.forward_features(x))
 
 
-def optimize_for_inference(model: nn.Module, batch_chunk: int = 4) -> nn.Module:
+def optimize_for_inference(model: nn.Module, batch_chunk: int = 16) -> nn.Module:
     """An inference-only module computing the same logits as ``model`` in eval mode, faster.
 
     Parameters
