@@ -46,8 +46,9 @@ class DenseLayer(nn.Module):
     dilation
         Dilation of the 3x3x3 conv; padding equals the dilation so the size is kept.
     memory_efficient
-        Recompute the concatenation + bottleneck in the backward pass instead of storing
-        them (``torch.utils.checkpoint``); only active when gradients are needed.
+        Recompute the concatenation and the BN-ReLU-1x1x1 conv-BN-ReLU bottleneck in the
+        backward pass instead of storing them (``torch.utils.checkpoint``, non-reentrant);
+        only active when gradients are needed.
     """
 
     def __init__(
@@ -72,21 +73,27 @@ class DenseLayer(nn.Module):
         self.memory_efficient = memory_efficient
         self._recomputing = False
 
-    def bottleneck(self, *features: Tensor) -> Tensor:
-        """Concatenate the inputs along channels and apply BN-ReLU-1x1x1 conv."""
-        x = torch.cat(features, 1) if len(features) > 1 else features[0]
-        if self._recomputing and self.norm1.training:
+    def _norm(self, bn: nn.BatchNorm3d, x: Tensor) -> Tensor:
+        if self._recomputing and bn.training:
             # Checkpoint recomputation in backward: same batch statistics, but the running
             # statistics were already updated by the forward pass and must not move twice,
             # so this pass updates throw-away copies (same op, same saved tensors).
-            n = self.norm1
-            mean = None if n.running_mean is None else n.running_mean.clone()
-            var = None if n.running_var is None else n.running_var.clone()
-            x = F.batch_norm(x, mean, var, n.weight, n.bias, True, 0.0, n.eps)
-        else:
-            x = self.norm1(x)
-            self._recomputing = True
-        return self.conv1(self.relu1(x))
+            mean = None if bn.running_mean is None else bn.running_mean.clone()
+            var = None if bn.running_var is None else bn.running_var.clone()
+            return F.batch_norm(x, mean, var, bn.weight, bn.bias, True, 0.0, bn.eps)
+        return bn(x)
+
+    def bottleneck(self, *features: Tensor) -> Tensor:
+        """Concatenate the inputs along channels, BN-ReLU-1x1x1 conv, then BN-ReLU.
+
+        The result (4k channels) is the input of the 3x3x3 conv; in memory-efficient mode
+        everything before it (concatenation, both BNs, the 1x1x1 conv) is recomputed.
+        """
+        x = torch.cat(features, 1) if len(features) > 1 else features[0]
+        x = self.conv1(self.relu1(self._norm(self.norm1, x)))
+        x = self.relu2(self._norm(self.norm2, x))
+        self._recomputing = True
+        return x
 
     def forward(self, features: Sequence[Tensor]) -> Tensor:
         """Map the block's features so far, (N, C_i, D, H, W) each, to k new channels."""
@@ -96,7 +103,7 @@ class DenseLayer(nn.Module):
             out = cp.checkpoint(self.bottleneck, *features, use_reentrant=False)
         else:
             out = self.bottleneck(*features)
-        return self.conv2(self.relu2(self.norm2(out)))
+        return self.conv2(out)
 
 
 class DenseBlock(nn.Module):
