@@ -1,63 +1,36 @@
-"""Confusion matrices and F1 as the paper defines it (Eq. 2): F1 = 2TP / (2TP + FN + FP).
+"""The training loop's view of the paper's metric (Eq. 2: F1 = 2TP / (2TP + FN + FP)).
 
-Small on purpose: the full reports live in :mod:`tomoclass.evaluate`; training only needs
-the confusion matrix (which sums across DDP ranks) and macro F1 from it.
+Training needs only the confusion matrix (it sums across DDP ranks) and macro F1 from it.
+The rule itself, including undefined ratios (a class with neither support nor predictions
+has F1 NaN and is left out of the macro mean), lives in one place,
+:mod:`tomoclass.evaluate.metrics`, so validation during training and ``tomoclass evaluate``
+can never disagree.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from tomoclass.evaluate.metrics import classification_metrics, confusion_matrix
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts ``C[t, p]`` of samples of true class ``t`` predicted as ``p``.
+__all__ = ["accuracy", "confusion_matrix", "macro_f1", "per_class_f1"]
 
-    Parameters
-    ----------
-    y_true, y_pred
-        Integer class indices, shape (N,).
-    num_classes
-        Number of classes K.
 
-    Returns
-    -------
-    numpy.ndarray
-        int64, shape (K, K), rows true, columns predicted.
-    """
-    y_true = np.asarray(y_true, dtype=np.int64)
-    y_pred = np.asarray(y_pred, dtype=np.int64)
-    flat = y_true * num_classes + y_pred
-    return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+def _metrics(cm: np.ndarray):
+    cm = np.asarray(cm, dtype=np.int64)
+    return classification_metrics(cm, [str(k) for k in range(cm.shape[0])])
 
 
 def per_class_f1(cm: np.ndarray) -> np.ndarray:
-    """Per-class F1 = 2TP / (2TP + FN + FP) from a confusion matrix.
-
-    A class with neither support nor predictions (denominator 0) gets NaN: it is left out
-    of the macro mean rather than counted as 0 or 1.
-
-    Returns
-    -------
-    numpy.ndarray
-        float64, shape (K,).
-    """
-    cm = np.asarray(cm, dtype=np.float64)
-    tp = np.diag(cm)
-    fn = cm.sum(axis=1) - tp
-    fp = cm.sum(axis=0) - tp
-    denom = 2 * tp + fn + fp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), np.nan)
+    """Per-class F1 from a confusion matrix (rows true, columns predicted); float64 (K,)."""
+    return np.asarray(_metrics(cm).f1, dtype=np.float64)
 
 
 def macro_f1(cm: np.ndarray) -> float:
     """Unweighted mean of the per-class F1 over classes with support or predictions."""
-    f1 = per_class_f1(cm)
-    return float(np.nanmean(f1)) if np.any(~np.isnan(f1)) else float("nan")
+    return float(_metrics(cm).macro_f1)
 
 
 def accuracy(cm: np.ndarray) -> float:
-    """Fraction of samples on the diagonal."""
-    cm = np.asarray(cm)
-    total = cm.sum()
-    return float(np.trace(cm) / total) if total else float("nan")
+    """Fraction of samples on the diagonal (NaN for an empty matrix)."""
+    return float(_metrics(cm).accuracy)
