@@ -12,26 +12,20 @@ import argparse
 import datetime as dt
 import json
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from provenance import git_commit as _git_commit
+from provenance import write_result
 
 from tomoclass.data.extract import extract_subtomograms
 from tomoclass.io import read_volume, write_volume
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> int:
@@ -90,10 +84,7 @@ def main() -> int:
     text = json.dumps(result, indent=2)
     print(text)
     if not args.quick:
-        out = args.out or ROOT / "benchmarks" / "results" / (
-            f"extract_{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M}.json")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
+        out = write_result("extract", result, args.out)
         print(f"wrote {out}")
     return 0
 

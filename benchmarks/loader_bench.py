@@ -21,19 +21,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from provenance import git_commit as _git_commit
+from provenance import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Used only when no model can be imported: the paper net's training rate measured earlier on
 #: this CPU, as stated in the issue brief (about 5 samples/s).
 REFERENCE_TRAIN_SAMPLES_PER_S = 5.0
 
-
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def train_throughput(box: int, batch: int, steps: int) -> dict:
@@ -152,10 +147,7 @@ def main() -> int:
     text = json.dumps(result, indent=2)
     print(text)
     if not args.quick:
-        out = ROOT / "benchmarks" / "results" / (
-            f"loader_{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M}.json")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
+        out = write_result("loader", result)
         print(f"wrote {out}")
     return 0
 

@@ -24,30 +24,17 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from provenance import git_commit as _git_commit
 
 from tomoclass.locate import find_peaks, model_geometry, plan_tiles, score_tomogram
 from tomoclass.locate.scoring import _default_tile_voxels, _padded_extent, choose_tile
 from tomoclass.models import get_model
-
-
-def _git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def timing(args: argparse.Namespace, device: torch.device) -> dict:

@@ -10,26 +10,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
-import subprocess
 from pathlib import Path
 
-
-def machine() -> dict:
-    """CPU, cores, memory, load and torch of this machine."""
-    import torch
-
-    cpu = ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor()
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem, 1),
-            "load_average": os.getloadavg(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "python": platform.python_version()}
+from provenance import git_commit, machine_info, write_result
 
 
 def main(argv=None) -> int:
@@ -40,14 +23,13 @@ def main(argv=None) -> int:
     ap.add_argument("--note", default="")
     args = ap.parse_args(argv)
     demo = json.loads((args.demo_out / "demo.json").read_text())
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = git_commit(short=True)
     now = dt.datetime.now(dt.timezone.utc)
     record = {"command": "make demo", "date_utc": now.isoformat(timespec="seconds"),
-              "commit": commit, "machine": machine(), "wall_seconds_make_demo": args.wall_seconds,
+              "commit": commit, "machine": machine_info(),
+              "wall_seconds_make_demo": args.wall_seconds,
               "note": args.note, **demo}
-    out = Path(__file__).parent / "results" / f"demo_{now:%Y%m%dT%H%M}.json"
-    out.write_text(json.dumps(record, indent=2))
+    out = write_result("demo", record)
     print(out)
     return 0
 
