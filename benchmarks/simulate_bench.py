@@ -25,6 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from provenance import git_commit as _git_commit
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SUBTOMO_CHILD = r"""
@@ -102,12 +104,6 @@ def _child(code: str, *args) -> dict:
     return res
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -124,8 +120,7 @@ def main(argv=None) -> int:
         "nproc": os.cpu_count(),
         "loadavg_before": os.getloadavg(),
         "python": platform.python_version(),
-        "machine_note": "shared 2-core development machine: other developers' jobs ran at the "
-                        "same time, so wall-clock numbers are pessimistic",
+        "machine_note": "wall-clock numbers depend on what else ran: see loadavg_before",
         "quick": args.quick,
     }
     sub = {}

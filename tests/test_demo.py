@@ -3,22 +3,16 @@
 import json
 
 import pytest
-import torch
+from test_train_support import one_thread
 
 from tomoclass.cli.main import main
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+_one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
 
-def test_quick_demo_writes_report_figures_and_scores(tmp_path, capsys, one_thread):
+def test_quick_demo_writes_report_figures_and_scores(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     printed = capsys.readouterr().out

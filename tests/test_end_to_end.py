@@ -11,23 +11,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import starfile
-import torch
+from test_train_support import one_thread
 
 from tomoclass.cli.main import main
 from tomoclass.data import open_dataset
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+_one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
 
-def test_simulate_extract_train_evaluate_predict(tmp_path, one_thread):
+def test_simulate_extract_train_evaluate_predict(tmp_path):
     sim = tmp_path / "sim"
     assert main(["simulate", "tomograms", "--out", str(sim), "--seed", "3",
                  "--classes", "globule", "ring6", "--shape-zyx", "32", "64", "64",
