@@ -91,7 +91,7 @@ def main() -> None:
         "git_commit": commit,
         "loadavg": list(os.getloadavg()),
         "nproc": os.cpu_count(),
-        "note": "shared 2-core machine; timings not measured (accuracy-only benchmark)",
+        "note": "accuracy-only benchmark: no timings",
     }
     dest = ROOT / "benchmarks" / "results" / "cam_mask_level.json"
     dest.write_text(json.dumps(out, indent=2) + "\n")

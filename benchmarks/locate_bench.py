@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch_threads": torch.get_num_threads(),
         "device": str(device)
         + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
-        "note": "machine shared with other developers' jobs while measuring; see loadavg",
+        "note": "timings depend on what else ran: see loadavg_before/_after",
         "user_note": args.note,
         "timing": None if args.no_timing else timing(args, device),
         "prepared": prepared,

@@ -139,8 +139,7 @@ def main() -> None:
         "machine": {"nproc": os.cpu_count(), "loadavg_start": load_start,
                     "loadavg_end": os.getloadavg(), "torch_threads": torch.get_num_threads(),
                     "torch": str(torch.__version__), "device": "cpu",
-                    "note": "shared 2-core machine, other developers' jobs running; "
-                            "timings are indicative only"},
+                    "note": "timings depend on what else ran: see loadavg_start/_end"},
         "data": {"classes": names, "box": args.box, "n_per_class": args.n_per_class,
                  "snr": args.snr, "voxel_size_angstrom": sim.voxel_size_angstrom,
                  "val_fraction": 0.2, "simulate_seconds": sim_s},

@@ -262,8 +262,7 @@ def machine_record() -> dict[str, Any]:
     if rec["cuda"]:
         rec["gpu"] = torch.cuda.get_device_name(0)
         rec["gpu_count"] = torch.cuda.device_count()
-    rec["note"] = ("development machine shared with other developers: wall times are "
-                   "pessimistic" if not rec["cuda"] else "GPU host")
+    rec["note"] = "wall times depend on what else ran: see loadavg and loadavg_end"
     return rec
 
 
