@@ -17,14 +17,27 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def git_commit(short: bool = False) -> str:
-    """The repository's HEAD commit, or "unknown" outside a git checkout."""
-    cmd = ["git", "rev-parse", *(["--short"] if short else []), "HEAD"]
-    try:
-        return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+def git_commit(short: bool = False, dirty: bool = True) -> str:
+    """The repository's HEAD commit (+"-dirty" with uncommitted changes to tracked files when
+    ``dirty``), or "unknown" outside a git checkout.
+
+    ``$TOMOCLASS_GIT_COMMIT``, when set, is returned as it is: a copy of the working tree
+    without ``.git`` (the GPU machine gets one) records the commit it was copied from.
+    """
+    env = os.environ.get("TOMOCLASS_GIT_COMMIT")
+    if env:
+        return env
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
                               check=True).stdout.strip()
+
+    try:
+        head = git("rev-parse", *(["--short"] if short else []), "HEAD")
+        changed = dirty and bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return head + ("-dirty" if changed else "")
 
 
 def machine_info() -> dict:

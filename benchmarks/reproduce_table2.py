@@ -59,7 +59,11 @@ if str(ROOT / "src") not in sys.path:
     except ImportError:
         sys.path.insert(0, str(ROOT / "src"))
 
+if str(ROOT / "benchmarks") not in sys.path:  # provenance, shrec12_locate beside this file
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+
 import yaml  # noqa: E402
+from provenance import git_commit  # noqa: E402
 
 from tomoclass.errors import InputError, TomoclassError  # noqa: E402
 
@@ -75,7 +79,7 @@ TIER_KEYS = {"reduces", "n_tomograms", "shape_zyx", "n_particles", "train_tomogr
              "sim_processes", "parallel_runs", "num_workers", "eval_batch_size",
              "calibration_epochs", "cam_particles", "model_kwargs", "box",
              "calibration_sweep_dose_e_per_angstrom2", "border",
-             "max_per_class_per_tomogram"}
+             "max_per_class_per_tomogram", "lr_step_epochs"}
 
 
 # -- the benchmark definition ------------------------------------------------------------------
@@ -233,18 +237,6 @@ def simulation_config(bench: Benchmark, dose: float, seed: int = 0):
 
 
 # -- environment record ------------------------------------------------------------------------
-def git_commit() -> str:
-    """HEAD of the repository (+"-dirty" with uncommitted changes), or "unknown"."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        return head + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def machine_record() -> dict[str, Any]:
     """Host, CPU count, load, accelerator and library versions."""
     import torch
@@ -386,12 +378,14 @@ def train_config(bench: Benchmark, model: str, seed: int, epochs: int | None = N
         augment=bool(tr.get("augment", False)), val_split="test",
         num_workers=int(bench.tier.get("num_workers", 0)), device=device,
         model_kwargs=bench.model_kwargs(model),
+        lr_step_epochs=bench.tier.get("lr_step_epochs"),
     )
 
 
-def train_runs(jobs: Sequence[tuple[Any, Path]], ds_dir: Path, parallel: int = 1,
+def train_runs(jobs: Sequence[tuple[Any, ...]], ds_dir: Path, parallel: int = 1,
                progress: bool = False, log_dir: Path | None = None) -> None:
-    """Train each ``(TrainConfig, run_dir)``; ``parallel > 1`` runs that many at once.
+    """Train each ``(TrainConfig, run_dir[, dataset])`` (default dataset ``ds_dir``);
+    ``parallel > 1`` runs that many at once.
 
     Parallel runs are separate ``python -m tomoclass train --config`` processes (safe with
     CUDA, unlike forking), each logging to ``log_dir/<run>.log`` (default: beside the run);
@@ -399,9 +393,10 @@ def train_runs(jobs: Sequence[tuple[Any, Path]], ds_dir: Path, parallel: int = 1
     """
     from tomoclass.train import fit
 
+    jobs = [(j[0], j[1], j[2] if len(j) > 2 else ds_dir) for j in jobs]
     if parallel <= 1:
-        for cfg, run_dir in jobs:
-            fit(cfg, ds_dir, run_dir, progress=progress)
+        for cfg, run_dir, data in jobs:
+            fit(cfg, data, run_dir, progress=progress)
         return
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
@@ -411,7 +406,7 @@ def train_runs(jobs: Sequence[tuple[Any, Path]], ds_dir: Path, parallel: int = 1
     failed = []
     while pending or running:
         while pending and len(running) < parallel:
-            cfg, run_dir = pending.pop(0)
+            cfg, run_dir, data = pending.pop(0)
             run_dir.parent.mkdir(parents=True, exist_ok=True)
             cfg_path = run_dir.parent / f"{run_dir.name}.train.yaml"
             cfg_path.write_text(cfg.to_yaml())
@@ -420,7 +415,7 @@ def train_runs(jobs: Sequence[tuple[Any, Path]], ds_dir: Path, parallel: int = 1
             logf = open(log_path, "w")  # noqa: SIM115
             proc = subprocess.Popen(
                 [sys.executable, "-m", "tomoclass", "train", "--config", str(cfg_path),
-                 "--data", str(ds_dir), "--out", str(run_dir), "--no-progress"],
+                 "--data", str(data), "--out", str(run_dir), "--no-progress"],
                 stdout=logf, stderr=subprocess.STDOUT, env=env)
             running.append((proc, run_dir, logf, log_path))
             log.info("training %s (process %d, log %s)", run_dir.name, proc.pid, log_path)
@@ -737,7 +732,7 @@ def _build_data(bench: Benchmark, templates, dose: float, work: Path, clock: Clo
     ds_dir = work / f"dataset{tag}"
     rep = extract(ds_dir, written, bench, sim_cfg)
     clock.lap(f"extract{tag}")
-    return ds_dir, rep
+    return ds_dir, rep, written, sim_cfg
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -748,8 +743,11 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def run_table2(bench: Benchmark, out: Path, work: Path, *, device: str = "auto",
-               progress: bool = False) -> dict[str, Any]:
-    """The whole experiment; returns the JSON written to ``out/results.json``."""
+               progress: bool = False, locate: bool = False) -> dict[str, Any]:
+    """The whole experiment; returns the JSON written to ``out/results.json``.
+
+    With ``locate`` also the whole-tomogram task (:mod:`shrec12_locate`): a background-class
+    run trained beside the Table 2 runs, located over the test tomograms and scored."""
     from tomoclass.cam.run import cam_for_runs
     from tomoclass.evaluate.compare import compare_runs, write_comparison
     from tomoclass.simulate import load_class_templates
@@ -759,7 +757,15 @@ def run_table2(bench: Benchmark, out: Path, work: Path, *, device: str = "auto",
     clock = Clock()
     templates = load_class_templates(simulation_config(bench, bench.dose))
     clock.lap("templates")
-    ds_dir, ext = _build_data(bench, templates, bench.dose, work, clock, "")
+    ds_dir, ext, written, sim_cfg = _build_data(bench, templates, bench.dose, work, clock, "")
+    loc_cfg = loc_radii = loc_data = None
+    if locate:
+        import shrec12_locate as sl
+
+        loc_cfg, loc_radii = sl.settings(bench.raw), sl.template_radii(templates)
+        _, loc_data = sl.build_dataset(work / "dataset_locate", written, bench, sim_cfg,
+                                       loc_radii, loc_cfg)
+        clock.lap("extract_locate")
     machine = machine_record()  # after the forked simulation: CUDA is first touched here
     machine["loadavg"] = load_start
 
@@ -769,7 +775,10 @@ def run_table2(bench: Benchmark, out: Path, work: Path, *, device: str = "auto",
             jobs.append((train_config(bench, model, seed, device=device),
                          work / "runs" / f"{model}_seed{seed}"))
             keys.append((model, seed))
-    train_runs(jobs, ds_dir, parallel=int(bench.tier.get("parallel_runs", 1)),
+    loc_run = work / "runs" / "locate_background"
+    extra = ([(train_config(bench, loc_cfg["model"], loc_cfg["seed"], device=device), loc_run,
+               work / "dataset_locate")] if locate else [])
+    train_runs(jobs + extra, ds_dir, parallel=int(bench.tier.get("parallel_runs", 1)),
                progress=progress, log_dir=out / "logs")
     clock.lap("train")
 
@@ -792,6 +801,15 @@ def run_table2(bench: Benchmark, out: Path, work: Path, *, device: str = "auto",
                  which=str((bench.raw.get("train") or {}).get("evaluate_checkpoint", "last")),
                  seed=0, device=device)
     clock.lap("cam + compare")
+    loc_rec = None
+    if locate:
+        import shrec12_locate as sl
+
+        (out / "locate").mkdir(parents=True, exist_ok=True)
+        loc_rec = {"settings": loc_cfg, "dataset": loc_data, "run_dir": str(loc_run),
+                   "result": sl.locate_and_score(loc_run, written, bench, loc_radii, loc_cfg,
+                                                 out / "locate", device=device)}
+        clock.lap("locate")
 
     result: dict[str, Any] = {
         "benchmark": "shrec12 Table 2 reproduction",
@@ -815,6 +833,7 @@ def run_table2(bench: Benchmark, out: Path, work: Path, *, device: str = "auto",
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
         "work_dir": str(work),
     }
+    result["locate"] = loc_rec
     result["summary"] = summarize(runs, bench)
     plot_fig4a(result, bench, out / "fig4a.png")
     plot_fig4b(result, bench, out / "fig4b.png")
@@ -828,8 +847,13 @@ def run_table2(bench: Benchmark, out: Path, work: Path, *, device: str = "auto",
     _write_json(out / "results.json", result)
     from tomoclass.io.atomic import atomic_path
 
+    text = table2_markdown(result, bench)
+    if loc_rec is not None:
+        import shrec12_locate as sl
+
+        text += sl.markdown(loc_rec, bench)
     with atomic_path(out / "table2.md") as tmp:
-        tmp.write_text(table2_markdown(result, bench))
+        tmp.write_text(text)
     return result
 
 
@@ -869,7 +893,7 @@ def run_calibration(bench: Benchmark, out: Path, work: Path, *, device: str = "a
     for dose in doses:
         t0 = time.perf_counter()
         tag = f"_dose{dose:g}"
-        ds_dir, _ = _build_data(bench, templates, dose, work, clock, tag)
+        ds_dir, _, _, _ = _build_data(bench, templates, dose, work, clock, tag)
         run_dir = work / "runs" / f"{model}{tag}"
         train_runs([(train_config(bench, model, 0, epochs=epochs, device=device), run_dir)],
                    ds_dir, parallel=1, progress=progress)
@@ -928,7 +952,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="reproduce_table2.py",
         description="Reproduce Gao et al. 2020 Table 2 / Fig. 4 / Fig. 5 on the shrec12 "
                     "benchmark (docs/reproduce.md).")
-    p.add_argument("--tier", required=True, choices=("cpu", "gpu", "smoke"))
+    p.add_argument("--tier", required=True, choices=("cpu", "gpu", "gpu_probe", "smoke"))
     p.add_argument("--out", required=True, type=Path,
                    help="results folder (small files only: JSON, Markdown, PNG)")
     p.add_argument("--data-root", type=Path,
@@ -942,6 +966,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the noise calibration sweep instead of the experiment")
     p.add_argument("--doses", type=_doses, metavar="D1,D2,...",
                    help="with --calibrate: sweep these doses (e/A^2) instead of the YAML's")
+    p.add_argument("--locate", action="store_true",
+                   help="also the whole-tomogram task: train a background-class run beside the "
+                        "Table 2 runs, locate particles in the test tomograms and score them")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
     p.add_argument("--progress", action="store_true", help="progress bars while training")
     return p
@@ -970,7 +997,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{rec['frozen_dose_e_per_angstrom2']:g} (record: "
                   f"{args.out / 'calibration.json'})")
             return 0
-        res = run_table2(bench, args.out, work, device=args.device, progress=args.progress)
+        if args.locate and args.calibrate:
+            raise InputError("--locate does not apply with --calibrate", field="--locate")
+        res = run_table2(bench, args.out, work, device=args.device, progress=args.progress,
+                         locate=args.locate)
     except TomoclassError as exc:
         print(f"reproduce_table2.py: error: {exc}", file=sys.stderr)
         return 2
@@ -979,6 +1009,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     d = res["summary"]["dilated_minus_plain"]
     if d:
         print(f"dilated - plain macro F1: {_ms(d['macro_f1'])} (seeds {d['seeds']})")
+    for t in (res.get("locate") or {}).get("result", {}).get("tomograms", []):
+        print(f"locate {t['tomogram']}: localization F1 {t['score']['f1']}, "
+              f"{t['seconds_locate']:.1f} s")
     print(f"wrote {args.out / 'table2.md'} and {args.out / 'results.json'} "
           f"({res['seconds']['total']:.0f} s)")
     return 0

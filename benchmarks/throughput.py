@@ -49,6 +49,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "src"))
 
 from plain_reference import load_from, plain_dilated_densenet  # noqa: E402
+from provenance import git_commit  # noqa: E402
 
 from tomoclass.models import (  # noqa: E402
     count_flops,
@@ -267,13 +268,6 @@ def machine_info(device: torch.device) -> dict:
     return info
 
 
-def git_commit() -> dict:
-    def run(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True).stdout
-    return {"commit": run("rev-parse", "HEAD").strip(),
-            "dirty": bool(run("status", "--porcelain", "--untracked-files=no").strip())}
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
@@ -307,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "throughput",
         "mode": "quick" if quick else "full",
         "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        **git_commit(),
+        "commit": git_commit(),
         "machine": machine_info(device),
         "shared_machine_note": "CPU runs here share 2 cores with other developers' jobs; "
         "loadavg is recorded before and after; CPU-time figures count only this process.",

@@ -130,7 +130,7 @@ def test_doses_option_needs_calibrate(repro, tmp_path, capsys):
 def test_smoke_tier_end_to_end(repro, tmp_path):
     out = tmp_path / "results"
     rc = repro.main(["--tier", "smoke", "--out", str(out), "--work", str(tmp_path / "work"),
-                     "--data-root", str(DATA)])
+                     "--data-root", str(DATA), "--locate"])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     names = [c["name"] for c in res["classes"]]
@@ -151,5 +151,17 @@ def test_smoke_tier_end_to_end(repro, tmp_path):
     assert "7p6z (paper: 4d8q)" in table
     for fig in ("fig4a.png", "fig4b.png", "fig5_cam.png"):
         assert (out / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # --locate: a background-class run located over the whole test tomogram and scored
+    loc = res["locate"]
+    assert loc["dataset"]["background_boxes"] > 0
+    (tomo,) = loc["result"]["tomograms"]
+    assert tomo["tomogram"] == "tomo_001" and tomo["seconds_locate"] > 0
+    assert set(tomo["per_class_localization"]) == set(names)
+    radii = loc["result"]["radii_voxels"]
+    assert radii["7p6z"] > radii["1s3x"] > 0  # template radii, not one guess for all
+    s = tomo["score"]
+    assert s["tp"] + s["fn"] == s["n_true"] == 12 and s["tp"] + s["fp"] == s["n_picks"]
+    assert "Whole-tomogram localization" in table
+    assert (out / "locate" / "tomo_001_picks.star").is_file()
     # only small files in the results folder: no tomograms, datasets or checkpoints
     assert not [p for p in out.rglob("*") if p.suffix in (".mrc", ".npy", ".pt")]

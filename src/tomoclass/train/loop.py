@@ -111,13 +111,19 @@ def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
-    """Seed python, numpy's legacy global and torch; optionally force deterministic kernels."""
+    """Seed python, numpy's legacy global and torch; optionally force deterministic kernels.
+
+    On CUDA some backward kernels the nets need have no deterministic version (average
+    pooling in 3D among them); PyTorch then warns instead of stopping the run
+    (``warn_only``), so ``deterministic`` makes CPU runs bit-reproducible and CUDA runs as
+    reproducible as CUDA allows.
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
+        torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
     elif torch.cuda.is_available():

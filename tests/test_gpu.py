@@ -1,0 +1,143 @@
+"""The CUDA paths: mixed-precision training with channels-last memory, the inference
+shortcuts, whole-tomogram scoring and NCCL DDP give the same answers as the CPU paths.
+
+Every test here needs a CUDA device and is skipped without one (``make test`` on the CPU
+machines skips them all; ``benchmarks/gpu_session.sh`` runs them on the GPU machine).
+Comparisons against the CPU switch TF32 off so that float32 means float32 on both sides.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from test_train import tiny_cfg
+from test_train_support import PY, SRC_DIR, TINY_KWARGS, TINY_MODEL, make_dataset, tiny_model_args
+
+from tomoclass.locate import score_tomogram
+from tomoclass.models import get_model, list_models, optimize_for_inference
+from tomoclass.train import fit, load_run
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+]
+
+
+@pytest.fixture
+def strict_fp32():
+    """float32 convolutions and matmuls without TF32 for the duration of a test."""
+    old = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("gpu_ds") / "ds", n_per_class=(10, 10, 10))
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30))
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_fit_on_cuda_with_amp_and_channels_last_gives_a_run_the_cpu_can_use(
+        dataset, tmp_path, amp, strict_fp32):
+    cfg = tiny_cfg(device="cuda", amp=amp, channels_last=True, epochs=3, deterministic=False)
+    res = fit(cfg, dataset, tmp_path / "run", progress=False)
+    losses = [h["train_loss"] for h in res.history]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+    rec = json.loads(json.dumps(__import__("yaml").safe_load(
+        (tmp_path / "run" / "config.yaml").read_text())))
+    assert rec["amp"] == {"bf16": "bfloat16", "fp16": "float16"}[amp]
+    assert rec["channels_last_3d"] is True and rec["device"].startswith("cuda")
+
+    # the checkpoint loads on the CPU and gives the CUDA model's float32 logits
+    cpu_model, _, _ = load_run(tmp_path / "run", which="last", map_location="cpu")
+    gpu_model, _, _ = load_run(tmp_path / "run", which="last", map_location="cuda")
+    x = torch.randn(4, 1, 12, 12, 12)
+    with torch.inference_mode():
+        a = cpu_model.eval()(x)
+        b = gpu_model.eval()(x.cuda()).cpu()
+    assert _rel(b, a) < 1e-4
+
+
+def test_deterministic_fit_runs_on_cuda(dataset, tmp_path):
+    # 3D average pooling has no deterministic CUDA backward: the run must warn, not stop
+    cfg = tiny_cfg(device="cuda", epochs=1, deterministic=True)
+    res = fit(cfg, dataset, tmp_path / "det", progress=False)
+    assert res.epochs_done == 1 and np.isfinite(res.history[0]["train_loss"])
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_bf16_autocast_forward_and_backward_track_float32(name, strict_fp32):
+    torch.manual_seed(0)
+    model = get_model(name, num_classes=12).cuda().train()
+    x = torch.randn(4, 1, 32, 32, 32, device="cuda")
+    ref = model(x)
+    ref.float().logsumexp(1).sum().backward()
+    g_ref = [p.grad.detach().clone() for p in model.parameters() if p.grad is not None]
+    model.zero_grad(set_to_none=True)
+    xl = x.contiguous(memory_format=torch.channels_last_3d)
+    model_cl = model.to(memory_format=torch.channels_last_3d)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = model_cl(xl)
+    out.float().logsumexp(1).sum().backward()
+    g = [p.grad.detach() for p in model_cl.parameters() if p.grad is not None]
+    assert len(g) == len(g_ref)
+    assert _rel(out.float(), ref.float()) < 5e-2
+    # whole-model gradient direction: bf16 keeps ~3 significant digits per op
+    flat, flat_ref = torch.cat([t.flatten() for t in g]), torch.cat([t.flatten() for t in g_ref])
+    assert torch.isfinite(flat).all()
+    assert float(torch.nn.functional.cosine_similarity(flat.double(), flat_ref.double(),
+                                                       dim=0)) > 0.98
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_optimize_for_inference_on_cuda_keeps_the_logits(name, strict_fp32):
+    torch.manual_seed(1)
+    model = get_model(name, num_classes=12).cuda()
+    # non-trivial batch-norm statistics, so folding them into the convolutions matters
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(8, 1, 32, 32, 32, device="cuda") * 2 + 0.5)
+    model.eval()
+    x = torch.randn(6, 1, 32, 32, 32, device="cuda")
+    with torch.inference_mode():
+        ref = model(x)
+        out = optimize_for_inference(model)(x)
+    assert _rel(out.float(), ref.float()) < 1e-4
+
+
+def test_score_tomogram_on_cuda_matches_cpu(strict_fp32):
+    torch.manual_seed(2)
+    model = get_model(TINY_MODEL, num_classes=3, **TINY_KWARGS).eval()
+    tomo = np.random.default_rng(0).normal(size=(24, 40, 36)).astype(np.float32)
+    names = ["background", "a", "b"]
+    cpu = score_tomogram(model, tomo, box=12, class_names=names, device="cpu", progress=False)
+    gpu = score_tomogram(model, tomo, box=12, class_names=names, device="cuda", progress=False)
+    assert np.abs(gpu.probabilities - cpu.probabilities).max() < 1e-4
+
+
+def test_torchrun_on_one_gpu_uses_nccl_and_writes_one_run(dataset, tmp_path):
+    out = tmp_path / "ddp"
+    argv = ["train", "--no-progress", "--data", str(dataset), "--out", str(out),
+            "--model", TINY_MODEL, *tiny_model_args(), "--epochs", "1", "--batch-size", "6",
+            "--device", "cuda", "--no-augment"]
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join([str(SRC_DIR), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([PY, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc-per-node", "1", "-m", "tomoclass", *argv],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "checkpoints" / "last.pt").is_file()
+    rec = __import__("yaml").safe_load((out / "config.yaml").read_text())
+    assert rec["world_size"] == 1 and rec["device"].startswith("cuda")
