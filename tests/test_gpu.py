@@ -44,7 +44,8 @@ def dataset(tmp_path_factory):
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30))
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
@@ -72,14 +73,20 @@ def test_fit_on_cuda_with_amp_and_channels_last_gives_a_run_the_cpu_can_use(
 def test_deterministic_fit_runs_on_cuda(dataset, tmp_path):
     # 3D average pooling has no deterministic CUDA backward: the run must warn, not stop
     cfg = tiny_cfg(device="cuda", epochs=1, deterministic=True)
-    res = fit(cfg, dataset, tmp_path / "det", progress=False)
+    try:
+        with pytest.warns(UserWarning, match="deterministic"):
+            res = fit(cfg, dataset, tmp_path / "det", progress=False)
+    finally:  # the switch is process-wide: leave it as the other tests expect
+        torch.use_deterministic_algorithms(False)
     assert res.epochs_done == 1 and np.isfinite(res.history[0]["train_loss"])
 
 
 @pytest.mark.parametrize("name", list_models())
 def test_bf16_autocast_forward_and_backward_track_float32(name, strict_fp32):
     torch.manual_seed(0)
-    model = get_model(name, num_classes=12).cuda().train()
+    # eval mode: dropout (shrec_cnn) would draw other masks in the two passes; batch norm
+    # then uses its running statistics, and the backward pass still reaches every weight
+    model = get_model(name, num_classes=12).cuda().eval()
     x = torch.randn(4, 1, 32, 32, 32, device="cuda")
     ref = model(x)
     ref.float().logsumexp(1).sum().backward()

@@ -152,7 +152,23 @@ def test_memory_efficient_switch_reaches_every_layer():
     assert all(m.memory_efficient for m in model.modules() if isinstance(m, DenseLayer))
 
 
-@pytest.mark.parametrize("name", MODELS)
+def test_shrec_cnn_is_he_initialised_and_keeps_its_signal():
+    # no batch norm: He init keeps the activation scale through the 8 ReLU convs
+    torch.manual_seed(0)
+    model = _model("shrec_cnn")
+    for m in (*model.features.modules(), model.fc1, model.fc2):
+        if isinstance(m, (nn.Conv3d, nn.Linear)):
+            fan_in = m.weight[0].numel()
+            assert abs(m.weight.std().item() / math.sqrt(2.0 / fan_in) - 1) < 0.1
+            assert torch.all(m.bias == 0)
+    x = torch.randn(4, 1, 32, 32, 32)
+    with torch.no_grad():
+        first = model.features[:2](x).pow(2).mean().sqrt()
+        last = model.features(x).pow(2).mean().sqrt()
+    assert 0.2 < float(last / first) < 5  # Xavier: ~0.07
+
+
+@pytest.mark.parametrize("name", [m for m in MODELS if m != "shrec_cnn"])
 def test_xavier_uniform_bounds_on_the_largest_conv(name):
     model = _model(name)
     conv = max((m for m in model.modules() if isinstance(m, nn.Conv3d)),

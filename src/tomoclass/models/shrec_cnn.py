@@ -3,6 +3,7 @@
 Eight 3x3x3 conv layers with ReLU (64, 128, 256, 256, 512, 512, 512, 512 filters), five
 max-pools (the first, (1, 2, 2), spares the z axis), then two fully connected hidden layers
 with ReLU and 50 % dropout and a final linear classification layer (softmax in the loss).
+Convs and hidden FC layers are He-initialised (no batch norm), the classifier Xavier.
 
 All pools use ``ceil_mode`` so that 28^3 (the report's input) and 32^3 (the paper's) give
 the same 512 x 2 x 1 x 1 map before the first FC layer; any edge from 17 to 32 voxels does.
@@ -97,6 +98,14 @@ class ShrecCNN(TomoNet):
         self.classifier = nn.Linear(fc_width, num_classes)
         self.min_input_size, self.max_input_size = self._size_range()
         init_weights(self)
+        # He (Kaiming) initialisation for the layers followed by ReLU. The paper's Xavier
+        # statement is about its DenseNets, whose batch norm rescales every layer; this net has
+        # none, and under Xavier the signal shrinks ~15x over the 8 convs (logits then hardly
+        # depend on the input) and Adam leaves it at chance loss (benchmarks/shrec_init_check.py,
+        # benchmarks/results/shrec_init_*.json). The classifier stays Xavier.
+        for m in (*self.features.modules(), self.fc1, self.fc2):
+            if isinstance(m, (nn.Conv3d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
 
     @staticmethod
     def _pooled_shape(spatial: tuple[int, int, int]) -> tuple[int, ...]:
