@@ -100,9 +100,11 @@ class ShrecCNN(TomoNet):
         init_weights(self)
         # He (Kaiming) initialisation for the layers followed by ReLU. The paper's Xavier
         # statement is about its DenseNets, whose batch norm rescales every layer; this net has
-        # none, and under Xavier the signal shrinks ~15x over the 8 convs (logits then hardly
-        # depend on the input) and Adam leaves it at chance loss (benchmarks/shrec_init_check.py,
-        # benchmarks/results/shrec_init_*.json). The classifier stays Xavier.
+        # none, and under Xavier the signal shrinks ~15x over the 8 convs, so that the initial
+        # logits hardly depend on the input. What decides whether it trains is the learning
+        # rate, not the init (benchmarks/shrec_init_check.py, results/shrec_init_*.json: Adam at
+        # 1e-3 per batch of 16 blows up at step 2 and stays at chance with either init; at 1e-4
+        # both learn). The classifier stays Xavier.
         for m in (*self.features.modules(), self.fc1, self.fc2):
             if isinstance(m, (nn.Conv3d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
