@@ -120,32 +120,41 @@ def timing(args: argparse.Namespace, device: torch.device) -> dict:
 
 
 def accuracy(args: argparse.Namespace, device: torch.device) -> dict:
+    from shrec12_locate import per_class_localization
+
     from tomoclass.evaluate.picks import score_picks
     from tomoclass.io import read_particles
     from tomoclass.locate import locate, parse_radii
 
     radii = parse_radii(args.radius)
-    out = Path(args.work) / "bench_picks.star"
-    t0 = time.perf_counter()
-    res = locate(
-        args.run,
-        args.tomogram,
-        out,
-        radii=radii,
-        threshold=args.threshold,
-        device=str(device),
-        progress=not args.no_progress,
-    )
-    wall = time.perf_counter() - t0
     truth = read_particles(args.truth)
-    score = score_picks(truth, res.picks, radii if radii is not None else res.radii)
-    return {
-        "run": str(args.run),
-        "tomogram": str(args.tomogram),
-        "seconds_locate_total": wall,
-        "seconds_scoring_and_peaks": res.seconds,
-        "scores": score.to_dict(),
-    }
+    out = {"run": str(args.run), "tomogram": str(args.tomogram), "methods": {}}
+    for method in args.accuracy_methods.split(","):
+        t0 = time.perf_counter()
+        res = locate(
+            args.run,
+            args.tomogram,
+            Path(args.work) / f"bench_picks_{method}.star",
+            which=args.which,
+            radii=radii,
+            threshold=args.threshold,
+            method=method,
+            stride=args.stride if method == "boxes" else None,
+            device=str(device),
+            progress=not args.no_progress,
+        )
+        wall = time.perf_counter() - t0
+        score = score_picks(truth, res.picks, radii if radii is not None else res.radii)
+        out["methods"][method] = {
+            "stride": list(res.maps.stride),
+            "seconds_locate_total": wall,
+            "seconds_scoring_and_peaks": res.seconds,
+            "scores": score.to_dict(),
+            "per_class_localization": per_class_localization(score, res.picks),
+        }
+        print(f"{method}: {len(res.picks)} picks, localization F1 {score.f1:.3f}, "
+              f"{res.seconds:.0f} s", flush=True)
+    return out
 
 
 #: Phantoms of the --prepare experiment and their radii in voxels (largest distance of the
@@ -153,12 +162,16 @@ def accuracy(args: argparse.Namespace, device: torch.device) -> dict:
 PREPARE_RADII = {"trimer": 4.5, "ring6": 7.0, "cube8": 7.0, "ribosome_like": 13.0}
 
 
-def prepare(work: Path, epochs: int, seed: int) -> dict:
+def prepare(work: Path, epochs: int, seed: int, classes: list[str] | None = None, box: int = 32,
+            batch: int = 32) -> dict:
     """Simulate 5 small tomograms, add background boxes, extract, train: a run to locate with.
 
-    Tomograms 0-3 (64x192x192 voxels at 10 Å, 120 particles of 4 phantoms each) train,
-    tomogram 4 is located and scored. Returns the paths and step timings.
+    Tomograms 0-3 (64x192x192 voxels at 10 Å, 120 particles of the phantoms ``classes``, all of
+    ``PREPARE_RADII`` by default) train, tomogram 4 is located and scored. Returns the paths
+    and step timings.
     """
+    classes = list(classes or PREPARE_RADII)
+    radii = {c: PREPARE_RADII[c] for c in classes}
     import pandas as pd
 
     from tomoclass.cli.main import main as cli
@@ -187,7 +200,7 @@ def prepare(work: Path, epochs: int, seed: int) -> dict:
                 "--seed",
                 str(seed),
                 "--classes",
-                *PREPARE_RADII,
+                *classes,
             ]
         )
         == 0
@@ -197,7 +210,7 @@ def prepare(work: Path, epochs: int, seed: int) -> dict:
     for k in range(4):
         gt = read_particles(sim / f"tomo_00{k}_gt.txt", tomogram=f"tomo_00{k}")
         bg = background_boxes(
-            gt, (64, 192, 192), PREPARE_RADII, n_random=40, n_offcentre=40, seed=seed + k, box=32
+            gt, (64, 192, 192), radii, n_random=40, n_offcentre=40, seed=seed + k, box=box
         )
         tables.append(
             write_particles(work / f"tomo_00{k}_train.star", pd.concat([gt, bg], ignore_index=True))
@@ -219,6 +232,8 @@ def prepare(work: Path, epochs: int, seed: int) -> dict:
                 "0.15",
                 "--test-fraction",
                 "0.05",
+                "--box",
+                str(box),
                 "--out",
                 str(work / "data"),
             ]
@@ -239,7 +254,7 @@ def prepare(work: Path, epochs: int, seed: int) -> dict:
                 "--epochs",
                 str(epochs),
                 "--batch-size",
-                "32",
+                str(batch),
                 "--no-progress",
                 "--seed",
                 str(seed),
@@ -258,7 +273,9 @@ def prepare(work: Path, epochs: int, seed: int) -> dict:
         "run": str(work / "run"),
         "tomogram": str(sim / "tomo_004.mrc"),
         "truth": str(sim / "tomo_004_gt.txt"),
-        "radii": PREPARE_RADII,
+        "radii": radii,
+        "box": box,
+        "batch_size": batch,
     }
 
 
@@ -270,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shape", type=int, nargs=3, default=[64, 128, 128], metavar=("Z", "Y", "X"))
     p.add_argument("--target-shape", type=int, nargs=3, default=[200, 512, 512])
     p.add_argument("--tile", type=int)
-    p.add_argument("--method", default="stages", choices=["stages", "tiles"])
+    p.add_argument("--method", default="stages", choices=["stages", "tiles"],
+                   help="timing part: the fully convolutional method to time")
     p.add_argument("--max-tile-voxels", type=int)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--run")
@@ -287,19 +305,29 @@ def main(argv: list[str] | None = None) -> int:
         "then measure its accuracy (sets --run/--tomogram/--truth/--radius)",
     )
     p.add_argument("--prepare-epochs", type=int, default=8)
+    p.add_argument("--prepare-classes", nargs="+", choices=list(PREPARE_RADII))
+    p.add_argument("--prepare-box", type=int, default=32)
+    p.add_argument("--prepare-batch", type=int, default=32)
+    p.add_argument("--which", default="best", help="checkpoint for the accuracy part")
+    p.add_argument("--accuracy-methods", default="boxes,stages",
+                   help="comma list of locate methods to score on the same run")
+    p.add_argument("--stride", type=int, help="boxes method: voxels between scored boxes")
     p.add_argument("--no-timing", action="store_true", help="skip the random-weight timing")
     p.add_argument("--note", default="", help="free text stored with the result (provenance)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     prepared = None
     if args.prepare:
-        prepared = prepare(Path(args.prepare), args.prepare_epochs, seed=2)
+        prepared = prepare(Path(args.prepare), args.prepare_epochs, seed=2,
+                           classes=args.prepare_classes, box=args.prepare_box,
+                           batch=args.prepare_batch)
+        args.box = args.prepare_box
         args.run, args.tomogram, args.truth = (
             prepared["run"],
             prepared["tomogram"],
             prepared["truth"],
         )
-        args.radius = [f"{k}={v}" for k, v in PREPARE_RADII.items()]
+        args.radius = [f"{k}={v}" for k, v in prepared["radii"].items()]
         args.work = args.prepare
     device = torch.device(args.device)
     result = {

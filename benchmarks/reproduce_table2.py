@@ -79,7 +79,7 @@ TIER_KEYS = {"reduces", "n_tomograms", "shape_zyx", "n_particles", "train_tomogr
              "sim_processes", "parallel_runs", "num_workers", "eval_batch_size",
              "calibration_epochs", "cam_particles", "model_kwargs", "box",
              "calibration_sweep_dose_e_per_angstrom2", "border",
-             "max_per_class_per_tomogram", "lr_step_epochs"}
+             "max_per_class_per_tomogram", "lr_step_epochs", "locate_stride"}
 
 
 # -- the benchmark definition ------------------------------------------------------------------

@@ -45,6 +45,8 @@ def settings(raw: dict[str, Any]) -> dict[str, Any]:
         "n_offcentre": int(s.get("background_offcentre_per_tomogram", 250)),
         "threshold": float(s.get("threshold", 0.5)),
         "seed": int(s.get("seed", 0)),
+        "method": str(s.get("method", "boxes")),
+        "stride": int(s.get("stride", 4)),
     }
 
 
@@ -140,8 +142,10 @@ def locate_and_score(run_dir: Path, written: list[dict[str, str]], bench, radii:
         w = written[int(i)]
         name = Path(w["tomogram"]).stem
         t0 = time.perf_counter()
+        stride = int(bench.tier.get("locate_stride", cfg["stride"]))
         res = locate(run_dir, w["tomogram"], out_dir / f"{name}_picks.star", which="last",
-                     threshold=cfg["threshold"], radii=radii, device=dev, progress=False)
+                     threshold=cfg["threshold"], radii=radii, device=dev, progress=False,
+                     method=cfg["method"], stride=stride if cfg["method"] == "boxes" else None)
         wall = time.perf_counter() - t0
         truth = read_particles(w["ground_truth"], tomogram=name)
         score = score_picks(truth, res.picks, radii)
@@ -162,6 +166,8 @@ def locate_and_score(run_dir: Path, written: list[dict[str, str]], bench, radii:
             "seconds_locate": round(res.seconds, 2),
             "seconds_with_io": round(wall, 2),
             "normalize": res.normalize,
+            "method": cfg["method"],
+            "stride": list(res.maps.stride),
             "threshold": cfg["threshold"],
             "score": score.to_dict(),
             "per_class_localization": per_class,
@@ -179,7 +185,8 @@ def markdown(rec: dict[str, Any], bench) -> str:
              f"({rec['dataset']['background_boxes']} background boxes: "
              f"{rec['settings']['n_random']} random + {rec['settings']['n_offcentre']} off-centre "
              "per tomogram) on the Table 2 training tomograms, then run over each whole test "
-             f"tomogram (threshold {rec['settings']['threshold']}). Hit region: a sphere of the "
+             f"tomogram (method `{rec['settings']['method']}`, threshold "
+             f"{rec['settings']['threshold']}). Hit region: a sphere of the "
              "class's template radius; every ground-truth particle counts, border ones too.", ""]
     for t in rec["result"]["tomograms"]:
         s = t["score"]

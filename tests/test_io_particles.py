@@ -245,3 +245,15 @@ def test_shrec21_counts_and_nonprotein_rows(name, proteins):
     assert set(other[S.CLASS_NAME]) == {"vesicle", "fiducial"}
     assert other[[S.ROT, S.TILT, S.PSI]].isna().all().all()
     assert prot[[S.ROT, S.TILT, S.PSI]].notna().all().all()
+
+
+def test_star_extra_text_column_with_missing_values_round_trips_twice(tmp_path):
+    # background boxes appended to a ground truth: background_kind is missing on the
+    # particle rows; reading it back must keep it missing so that writing again works
+    t = _table(4)
+    t["background_kind"] = [np.nan, np.nan, "random", "offcentre"]
+    first = read_particles(write_particles(tmp_path / "a.star", t))
+    assert first["background_kind"].isna().tolist() == [True, True, False, False]
+    assert first["background_kind"].tolist()[2:] == ["random", "offcentre"]
+    second = read_particles(write_particles(tmp_path / "b.star", first))
+    assert second["background_kind"].isna().tolist() == [True, True, False, False]

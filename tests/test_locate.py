@@ -33,7 +33,8 @@ def _planted_tomogram(shape=(40, 48, 48), seed=0):
     return tomo
 
 
-def test_planted_particles_are_found_within_two_voxels_and_nothing_else():
+@pytest.mark.parametrize("method", ["boxes", "tiles"])
+def test_planted_particles_are_found_within_two_voxels_and_nothing_else(method):
     maps = score_tomogram(
         PlantedNet(),
         _planted_tomogram(),
@@ -42,6 +43,7 @@ def test_planted_particles_are_found_within_two_voxels_and_nothing_else():
         tile=16,
         normalize="none",
         progress=False,
+        method=method,
     )
     picks = find_peaks(maps, {"bright": 3.0, "dark": 4.0}, threshold=0.5, tomogram_name="t")
     assert len(picks) == len(PLANTED)  # no false pick above threshold
@@ -103,7 +105,8 @@ def test_score_is_the_gap_classifier_over_the_box_footprint():
     net, box, s = RandomGapNet(), 16, 4
     tomo = np.random.default_rng(3).normal(size=(13, 18, 30)).astype(np.float32)
     maps = score_tomogram(
-        net, tomo, box=box, class_names=CLASSES, tile=8, normalize="none", progress=False
+        net, tomo, box=box, class_names=CLASSES, tile=8, normalize="none", progress=False,
+        method="auto",
     )
     grid = maps.probabilities.shape[1:]
     hi = [s * (g - 1) + box - n - box // 2 for g, n in zip(grid, tomo.shape, strict=True)]
@@ -136,7 +139,8 @@ def test_score_equals_the_classifier_on_the_box_centred_there(net, box, content)
     tomo[inner] = rng.normal(size=(content,) * 3)
     cut = tomo[tuple(slice(v - box // 2, v - box // 2 + box) for v in centre)]
     maps = score_tomogram(
-        net, tomo, box=box, class_names=CLASSES, tile=32, normalize="none", progress=False
+        net, tomo, box=box, class_names=CLASSES, tile=32, normalize="none", progress=False,
+        method="auto",
     )
     with torch.no_grad():
         logits = net.forward_head(net.forward_features(torch.from_numpy(cut.copy())[None, None]))
@@ -206,11 +210,15 @@ def test_bad_inputs():
         has_gap_head = False
 
     with pytest.raises(InputError, match="global-average-pooling"):
-        score_tomogram(NoGap(), tomo, box=8, class_names=CLASSES)
+        score_tomogram(NoGap(), tomo, box=8, class_names=CLASSES, method="tiles")
+    with pytest.raises(InputError, match="unknown method"):
+        score_tomogram(PlantedNet(), tomo, box=8, class_names=CLASSES, method="sliding")
+    with pytest.raises(InputError, match="stride"):
+        score_tomogram(PlantedNet(), tomo, box=8, class_names=CLASSES, stride=0)
     with pytest.raises(InputError, match="3 outputs but 2"):
         score_tomogram(PlantedNet(), tomo, box=8, class_names=CLASSES[:2])
     with pytest.raises(InputError, match="does not divide"):
-        score_tomogram(RandomGapNet(), tomo, box=10, class_names=CLASSES)
+        score_tomogram(RandomGapNet(), tomo, box=10, class_names=CLASSES, method="tiles")
     assert isinstance(find_peaks(maps, 3.0), pd.DataFrame)
 
 
@@ -230,3 +238,42 @@ def test_tile_seams_with_the_dilated_densenet():
     staged = score_tomogram(net, tomo, tile=32, method="stages", **kw).probabilities
     assert np.abs(staged - whole).max() <= 1e-4
     assert np.ptp(whole) > 0.05  # the maps are not flat, so a seam would show
+
+
+@pytest.mark.parametrize("normalize", ["local", "none"])
+def test_box_scores_are_the_classifier_on_the_boxes_the_data_stage_cuts(normalize):
+    # method="boxes" is exact: at every grid point, the softmax of the trained net on the box
+    # that extract_subtomograms cuts there (border boxes padded with their in-bounds mean,
+    # then z-scored per box), whatever the batch size.
+    from test_train_support import TINY_KWARGS
+
+    from tomoclass.data import extract_subtomograms
+    from tomoclass.models import get_model
+
+    torch.manual_seed(4)
+    net = get_model("dilated_densenet3d", num_classes=3, **TINY_KWARGS)
+    net.train()
+    with torch.no_grad():  # non-trivial batch-norm statistics
+        for _ in range(3):
+            net(torch.randn(8, 1, 12, 12, 12) * 2 + 1)
+    net.eval()
+    rng = np.random.default_rng(6)
+    tomo = (5.0 + 2.0 * rng.normal(size=(14, 19, 23))).astype(np.float32)
+    kw = dict(box=12, class_names=CLASSES, normalize=normalize, progress=False, stride=3,
+              device="cpu")
+    maps = score_tomogram(net, tomo, batch_size=7, **kw)
+    assert maps.stride == (3, 3, 3) and maps.probabilities.shape == (3, 6, 7, 9)
+    again = score_tomogram(net, tomo, batch_size=64, **kw)
+    np.testing.assert_allclose(again.probabilities, maps.probabilities, atol=1e-6)
+    points = [(0, 0, 0), (1, 2, 3), (2, 3, 4), (4, 6, 7), (3, 0, 7)]  # corners, border, inside
+    table = pd.DataFrame({"tomogram": "t", "z": [3.0 * p[0] for p in points],
+                          "y": [3.0 * p[1] for p in points], "x": [3.0 * p[2] for p in points],
+                          "class_name": "a", "rot": np.nan, "tilt": np.nan, "psi": np.nan,
+                          "score": np.nan, "is_protein": True})
+    ext = extract_subtomograms(tomo, table, 12, border="pad",
+                               normalize="zscore" if normalize == "local" else "none")
+    assert len(ext.subtomograms) == len(points) and ext.n_padded >= 3
+    with torch.no_grad():
+        expect = torch.softmax(net(torch.from_numpy(ext.subtomograms)[:, None]), 1).numpy()
+    got = np.stack([maps.probabilities[(slice(None), *p)] for p in points])
+    np.testing.assert_allclose(got, expect, atol=2e-5)

@@ -53,6 +53,13 @@ def test_paper_preset_is_the_published_protocol():
     assert preset("paper", batch_size=128).peak_lr == pytest.approx(0.2)
 
 
+def test_default_preset_gives_shrec_cnn_its_own_lr_unless_told():
+    assert preset("default", model="shrec_cnn").base_lr == 4e-4
+    assert preset("default", model="shrec_cnn", base_lr=1e-2).base_lr == 1e-2
+    assert preset("default", model="dilated_densenet3d").base_lr == 4e-3
+    assert preset("paper", model="shrec_cnn").base_lr == 0.1  # the published protocol
+
+
 def test_config_yaml_round_trip_and_refusals(tmp_path):
     cfg = preset("default", epochs=7, model_kwargs={"growth_rate": 4})
     assert TrainConfig.from_yaml(cfg.to_yaml()) == cfg

@@ -37,11 +37,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="R|NAME=R",
         help="particle radius in voxels, R for all classes or NAME=R (repeat); default box / 4",
     )
-    p.add_argument("--tile", type=int, help="tile edge in voxels (default: fit the memory bound)")
+    p.add_argument(
+        "--method",
+        choices=["boxes", "stages", "tiles"],
+        default="boxes",
+        help="boxes (default): classify the box at every grid point, exactly as training "
+        "boxes are cut; stages/tiles: one fully convolutional pass, fast but not what a net "
+        "trained on isolated boxes saw (docs/locate.md)",
+    )
+    p.add_argument(
+        "--stride",
+        type=int,
+        help="boxes: voxels between scored boxes (default: the net's stride, 4)",
+    )
+    p.add_argument("--batch-size", type=int, help="boxes: boxes per forward pass")
+    p.add_argument(
+        "--tile", type=int, help="stages/tiles: tile edge in voxels (default: fit the memory bound)"
+    )
     p.add_argument(
         "--halo",
         type=int,
-        help="context voxels per tile side (default: the receptive field, exact)",
+        help="stages/tiles: context voxels per tile side (default: the receptive field)",
     )
     p.add_argument(
         "--normalize",
@@ -69,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
         score_maps_dir=args.score_maps,
         threshold=args.threshold,
         radii=parse_radii(args.radius),
+        method=args.method,
+        stride=args.stride,
+        batch_size=args.batch_size,
         tile=args.tile,
         halo=args.halo,
         normalize=args.normalize,

@@ -732,7 +732,9 @@ def _maybe_numeric(values: list[str]) -> Any:
     try:
         return np.asarray([float(v) for v in values], dtype=np.float64)
     except ValueError:
-        return values
+        # A text column: the writer refuses the text "nan", so a "nan" here is a missing
+        # value (e.g. background_kind on particle rows); keep it missing, not a string.
+        return [np.nan if v.lower().lstrip("+-") == "nan" else v for v in values]
 
 
 def _write_star(path: Path, table: pd.DataFrame, class_map: Any,

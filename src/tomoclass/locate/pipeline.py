@@ -121,6 +121,9 @@ def locate(
     score_maps_dir: str | Path | None = None,
     threshold: float = 0.5,
     radii: float | Mapping[str, float] | None = None,
+    method: str = "boxes",
+    stride: int | None = None,
+    batch_size: int | None = None,
     tile: int | None = None,
     halo: int | None = None,
     normalize: str | None = None,
@@ -150,8 +153,11 @@ def locate(
         Minimum objectness of a pick.
     radii
         Particle radii in voxels (number or mapping, see :func:`resolve_radii`).
-    tile, halo
-        See :func:`tomoclass.locate.score_tomogram`.
+    method, stride, batch_size, tile, halo
+        See :func:`tomoclass.locate.score_tomogram`: ``"boxes"`` (default) classifies the
+        box at every grid point exactly as training boxes are cut; ``"stages"``/``"tiles"``
+        score in one fully convolutional pass (fast, but a net trained on isolated boxes
+        was not trained for it: see ``docs/locate.md``).
     normalize
         ``local``, ``global`` or ``none``; default from the training data's normalisation
         (z-score per box -> ``local``).
@@ -209,6 +215,9 @@ def locate(
         volume.data,
         box=box,
         class_names=names,
+        method=method,
+        stride=stride,
+        batch_size=batch_size,
         tile=tile,
         halo=halo,
         normalize=normalize,

@@ -140,13 +140,23 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+#: Per-model changes to a preset, applied unless the caller sets the field. SHREC-CNN has no
+#: batch norm: at the DenseNets' 4e-3 (batch 64) Adam's first steps blow it up and it stays at
+#: chance; at 4e-4 it learns (benchmarks/shrec_init_check.py, results/shrec_init_*.json; on the
+#: shrec12 gpu tier it reached the paper's F1, benchmarks/results/gpu_h100_20261126).
+PRESET_MODEL_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
+    "default": {"shrec_cnn": {"base_lr": 4e-4}},
+}
+
+
 def preset(name: str, **overrides: Any) -> TrainConfig:
     """Build a config from a named preset with field overrides.
 
     Parameters
     ----------
     name
-        ``"paper"`` or ``"default"``.
+        ``"paper"`` or ``"default"``. ``default`` gives SHREC-CNN its own learning rate
+        (:data:`PRESET_MODEL_OVERRIDES`).
     **overrides
         Any :class:`TrainConfig` field; ``None`` values are ignored so CLI options that
         were not given fall through to the preset.
@@ -159,5 +169,8 @@ def preset(name: str, **overrides: Any) -> TrainConfig:
     if name not in PRESETS:
         raise InputError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})", field="preset")
     data = {**PRESETS[name], "preset": name}
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    model = given.get("model", TrainConfig.model_fields["model"].default)
+    data.update(PRESET_MODEL_OVERRIDES.get(name, {}).get(model, {}))
+    data.update(given)
     return TrainConfig.from_dict(data)
