@@ -417,8 +417,11 @@ def _score_by_boxes(
     batch_size: int,
     progress: bool,
 ) -> ScoreMaps:
-    """Classify the box centred on every grid point (voxel ``stride * j``), exactly as the
-    data stage would cut, pad and normalise it; see :func:`score_tomogram`."""
+    """Classify the box centred on every grid point (voxel ``stride * j``).
+
+    Each box is cut, padded and normalised exactly as the data stage would cut it; see
+    :func:`score_tomogram`.
+    """
     if stride < 1:
         raise InputError(f"stride must be a positive number of voxels, got {stride}",
                          field="stride")
