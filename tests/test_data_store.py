@@ -188,13 +188,16 @@ def test_extract_dataset_end_to_end(tmp_path):
     t = _rows(40, seed=5)
     t.loc[0, "x"] = 100.0  # outside
     ves = _rows(2, seed=6).assign(class_name="vesicle", is_protein=False)
-    t = pd.concat([t, ves], ignore_index=True)
+    bg = _rows(3, seed=7).assign(class_name="background", is_protein=False)
+    t = pd.concat([t, ves, bg], ignore_index=True)
     write_particles(tmp_path / "gt.csv", t)
     table = read_particles(tmp_path / "gt.csv")
     rep = extract_dataset(tmp_path / "ds", [tmp_path / "model_0.mrc", tmp_path / "model_9.mrc"],
                           table, box=16)
     s = open_dataset(rep.path)
-    assert rep.n_outside == 1 and rep.n_nonprotein == 2 and rep.n_written == 39 == len(s)
+    # vesicles are left out; background boxes (added to train a detector) are kept
+    assert rep.n_outside == 1 and rep.n_nonprotein == 2 and rep.n_written == 42 == len(s)
+    assert "background" in s.class_map.names and "vesicle" not in s.class_map.names
     assert set(s.table.loc[s.table["tomogram"] == "model_9", "split"]) == {"test"}
     assert s.table["padded"].sum() == rep.n_padded
     assert np.allclose(s.volumes[:].reshape(len(s), -1).std(1), 1.0, atol=1e-3)

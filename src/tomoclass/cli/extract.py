@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--drop-duplicates", action="store_true",
                    help="keep the first of duplicated particles instead of stopping")
     p.add_argument("--include-nonprotein", action="store_true",
-                   help="keep vesicle/fiducial rows")
+                   help="keep vesicle/fiducial rows (background rows are always kept)")
     p.add_argument("--subvoxel", action="store_true", help="centre boxes at sub-voxel precision")
     p.add_argument("--border", choices=("pad", "skip"), default="pad",
                    help="boxes crossing the border: pad and flag (default) or skip")

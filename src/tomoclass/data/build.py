@@ -145,7 +145,9 @@ def extract_dataset(
         Class order; default: sorted protein class names with the paper's size groups.
         A row whose class is not in it raises InputError.
     include_nonprotein
-        Keep vesicle/fiducial rows (their class names must then be in ``class_map``).
+        Keep vesicle/fiducial rows (their class names must then be in ``class_map``). Rows of
+        the class ``background`` (boxes added by :func:`tomoclass.locate.background_boxes`)
+        are kept either way.
     subvoxel, border, normalize
         As :func:`tomoclass.data.extract.extract_subtomograms`.
     split_method, split_options
@@ -179,7 +181,10 @@ def extract_dataset(
     report = ExtractReport(path=Path(out))
     table = table.reset_index(drop=True)
     if not include_nonprotein:
-        keep = table[S.IS_PROTEIN].astype(bool).to_numpy()
+        # background boxes (tomoclass.locate.background_boxes) are not proteins but were
+        # added on purpose, to train a detector: keep them; leave vesicles and fiducials out
+        keep = (table[S.IS_PROTEIN].astype(bool).to_numpy()
+                | (table[S.CLASS_NAME].astype(str).str.casefold() == "background").to_numpy())
         report.n_nonprotein = int((~keep).sum())
         table = table[keep].reset_index(drop=True)
     if len(table) == 0:
