@@ -166,3 +166,49 @@ def test_real_shrec19_table_scored_against_jittered_copy_of_itself():
     assert (s.tp, s.fp, s.fn) == (2540, 0, 0)
     assert s.classification_accuracy == pytest.approx(1 - wrong.mean())
     assert int(np.trace(s.confusion.to_numpy())) == int((~wrong).sum())
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"real ground truth absent ({DATA})")
+def test_shrec21_sizes_give_per_class_radii_for_score_picks(tmp_path, capsys):
+    from tomoclass.cli.main import main
+    from tomoclass.io import read_class_sizes, read_particles
+
+    sizes = DATA / "shrec21" / "sizes.txt"
+    radii = read_class_sizes(sizes)
+    assert len(radii) == 13 and radii["1S3X"] == 4.0 and radii["5MRC"] == 17.5
+    assert read_class_sizes(sizes, voxel_size_angstrom=5.0)["1S3X"] == 8.0
+    truth = DATA / "shrec21" / "particle_locations_bin2.txt"
+    table = read_particles(truth)
+    picks = table[table["is_protein"]].copy()
+    picks[["x", "y", "z"]] += 4.5  # |shift| 7.8 voxels: inside 5MRC's 17.5, outside 1S3X's 4.0
+    picks["score"] = 1.0
+    write = tmp_path / "picks.csv"
+    picks.to_csv(write, index=False)
+    out = tmp_path / "s.json"
+    assert main(["score-picks", "--truth", str(truth), "--picks", str(write),
+                 "--sizes", str(sizes), "--json", str(out)]) == 0
+    import json
+
+    per = json.loads(out.read_text())["per_class"]
+    # (a shifted pick can still land on a neighbouring particle: a few per cent)
+    assert per["5MRC"]["loc_recall"] == 1.0 and per["1S3X"]["loc_recall"] < 0.05
+    # --radius overrides the file
+    assert main(["score-picks", "--truth", str(truth), "--picks", str(write), "--sizes",
+                 str(sizes), "--radius", "1S3X=9", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["per_class"]["1S3X"]["loc_recall"] > 0.9
+
+
+def test_bad_sizes_file_is_one_line_error_naming_file_and_line(tmp_path):
+    from tomoclass.io import read_class_sizes
+
+    f = tmp_path / "sizes.txt"
+    f.write_text("id box(px) radius(nm) maskradius(px)\n1S3X 12 four 4.0\n")
+    with pytest.raises(InputError, match=r"sizes.txt.*line 2.*radius\(nm\)|radius\(nm\).*line 2"):
+        read_class_sizes(f)
+    f.write_text("name radius\n1S3X 4\n")
+    with pytest.raises(InputError, match="header"):
+        read_class_sizes(f)
+    f.write_text("id box(px) radius(nm) maskradius(px)\n1S3X 12 4.0 4.0\n1s3x 12 4.0 4.0\n")
+    with pytest.raises(InputError, match="twice"):
+        read_class_sizes(f)

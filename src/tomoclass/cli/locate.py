@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tomoclass.locate.pipeline import locate, parse_radii
+from tomoclass.locate.pipeline import locate, merge_radii
 from tomoclass.locate.scoring import NORMALIZATIONS
 
 
@@ -35,7 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--radius",
         action="append",
         metavar="R|NAME=R",
-        help="particle radius in voxels, R for all classes or NAME=R (repeat); default box / 4",
+        help="particle radius in voxels, R for all classes or NAME=R (repeat); overrides "
+        "--sizes; default box / 4",
+    )
+    p.add_argument(
+        "--sizes",
+        metavar="SIZES_TXT",
+        help="per-class radii from a SHREC'21 sizes.txt (radius(nm), at the tomogram's voxel "
+        "size)",
     )
     p.add_argument(
         "--method",
@@ -75,6 +82,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _voxel_size_for_sizes(args: argparse.Namespace) -> float:
+    """Voxel size (Å) that sizes.txt radii are converted with: --voxel-size, else the header."""
+    if not args.sizes:
+        return 10.0
+    if args.voxel_size:
+        return float(args.voxel_size)
+    from tomoclass.io import read_volume
+
+    return read_volume(args.tomogram).voxel_size_angstrom
+
+
 def run(args: argparse.Namespace) -> int:
     """Locate, then print a one-line summary per class."""
     result = locate(
@@ -84,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         which=args.which,
         score_maps_dir=args.score_maps,
         threshold=args.threshold,
-        radii=parse_radii(args.radius),
+        radii=merge_radii(args.sizes, args.radius, _voxel_size_for_sizes(args)),
         method=args.method,
         stride=args.stride,
         batch_size=args.batch_size,

@@ -9,7 +9,7 @@ from tomoclass.errors import InputError
 from tomoclass.evaluate.picks import MATCHINGS, REGIONS, score_picks
 from tomoclass.io import read_particles
 from tomoclass.io.atomic import atomic_path
-from tomoclass.locate.pipeline import parse_radii
+from tomoclass.locate.pipeline import merge_radii
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,9 +28,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--radius",
         action="append",
-        required=True,
         metavar="R|NAME=R",
-        help="hit radius in voxels: R for every class, NAME=R per class (repeat)",
+        help="hit radius in voxels: R for every class, NAME=R per class (repeat); "
+        "overrides --sizes",
+    )
+    p.add_argument(
+        "--sizes",
+        metavar="SIZES_TXT",
+        help="per-class radii from a SHREC'21 sizes.txt (radius(nm) column)",
+    )
+    p.add_argument(
+        "--voxel-size",
+        type=float,
+        default=10.0,
+        dest="voxel_size",
+        help="with --sizes: voxel size of the tomogram in Å (default 10, SHREC's)",
     )
     p.add_argument("--region", choices=REGIONS, default="sphere")
     p.add_argument("--matching", choices=MATCHINGS, default="greedy")
@@ -40,9 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Read both tables, score, print the report (and write JSON)."""
-    radii = parse_radii(args.radius)
+    radii = merge_radii(args.sizes, args.radius, args.voxel_size)
     if radii is None:
-        raise InputError("give --radius", field="radius")
+        raise InputError("give --radius or --sizes", field="radius")
     truth = read_particles(args.truth)
     picks = read_particles(args.picks, allow_empty=True)
     result = score_picks(truth, picks, radii, region=args.region, matching=args.matching)

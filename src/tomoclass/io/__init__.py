@@ -11,6 +11,7 @@ from tomoclass.io.particles import (
     read_particles,
     write_particles,
 )
+from tomoclass.io.sizes import read_class_sizes
 from tomoclass.io.volume import Volume, check_voxel_size, read_volume, write_volume
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "WRITE_FORMATS",
     "Volume",
     "check_voxel_size",
+    "read_class_sizes",
     "read_particles",
     "read_volume",
     "write_particles",

@@ -10,6 +10,7 @@ from tomoclass.locate.peaks import BACKGROUND, find_peaks
 from tomoclass.locate.pipeline import (
     LocateResult,
     locate,
+    merge_radii,
     parse_radii,
     resolve_radii,
     write_score_maps,
@@ -33,6 +34,7 @@ __all__ = [
     "background_boxes",
     "find_peaks",
     "locate",
+    "merge_radii",
     "parse_radii",
     "resolve_radii",
     "write_score_maps",

@@ -84,6 +84,27 @@ def parse_radii(values: Sequence[str] | None) -> float | dict[str, float] | None
     return out
 
 
+def merge_radii(
+    sizes: str | Path | None, values: Sequence[str] | None, voxel_size_angstrom: float = 10.0
+) -> float | dict[str, float] | None:
+    """Radii from a SHREC'21 ``sizes.txt`` and ``--radius`` options, the options winning.
+
+    ``sizes`` is read by :func:`tomoclass.io.read_class_sizes` at ``voxel_size_angstrom``,
+    ``values`` by :func:`parse_radii`. Returns None when neither is given.
+    """
+    from tomoclass.io import read_class_sizes
+
+    given = parse_radii(values)
+    if sizes is None:
+        return given
+    out: dict[str, float] = dict(read_class_sizes(sizes, voxel_size_angstrom))
+    if isinstance(given, Mapping):
+        out.update(given)
+    elif given is not None:
+        out["*"] = float(given)
+    return out
+
+
 def resolve_radii(
     class_names: Sequence[str], radii: float | Mapping[str, float] | None, box: int
 ) -> dict[str, float]:
