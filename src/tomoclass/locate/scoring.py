@@ -435,12 +435,13 @@ def _score_by_boxes(
     # the last voxel (j = ceil((n - 1) / stride)).
     ext = stride * (grid - 1) + box
     padded = torch.full(tuple(int(v) for v in ext), float("nan"), dtype=torch.float32)
-    region = tuple(slice(half, half + int(n)) for n in shape)
-    data = torch.from_numpy(np.asarray(tomogram, dtype=np.float32))
-    if normalize == "global":
-        mean, std = _global_stats(tomogram)
-        data = (data - mean) / std
-    padded[region] = data
+    mean, std = _global_stats(tomogram) if normalize == "global" else (0.0, 1.0)
+    for z0 in range(0, int(shape[0]), 16):  # slab by slab: a memory-mapped file is read once
+        slab = np.array(tomogram[z0 : z0 + 16], dtype=np.float32)  # a writable copy
+        if normalize == "global":
+            slab = (slab - mean) / std
+        padded[half + z0 : half + z0 + len(slab), half : half + int(shape[1]),
+               half : half + int(shape[2])] = torch.from_numpy(slab)
     padded = padded.to(device)
     st = padded.stride()
     windows = padded.as_strided(
