@@ -3,10 +3,11 @@
 SHREC'19 scored localization and classification together; Table 2 only classifies boxes at
 known positions. With ``--locate`` the Table 2 run also
 
-1. builds a 13-class dataset from the same training tomograms: every ground-truth box the
-   Table 2 dataset uses, plus background boxes per tomogram (random boxes holding no particle
-   centre within its radius, and boxes off-centre by more than the particle's radius, as the
-   SHREC'19 CNN was trained; :func:`tomoclass.locate.background_boxes`);
+1. builds a 13-class dataset from the same training tomograms: every ground-truth particle
+   (border ones too, padded), plus background boxes per tomogram (random boxes holding no
+   particle centre within its radius, and boxes off-centre by more than the particle's radius,
+   as the SHREC'19 CNN was trained; :func:`tomoclass.locate.background_boxes`), drawn over the
+   whole tomogram so that background boxes are padded at the border as often as particles;
 2. trains ``locate.model`` on it with the tier's protocol, in parallel with the Table 2 runs;
 3. runs :func:`tomoclass.locate.locate` over each whole test tomogram and scores the picks
    with :func:`tomoclass.evaluate.picks.score_picks` against *all* its ground-truth particles
@@ -74,18 +75,20 @@ def build_dataset(ds_dir: Path, written: list[dict[str, str]], bench, sim_cfg, r
     split.update({names[i]: "test" for i in bench.tier["test_tomograms"]})
     shape = tuple(int(v) for v in sim_cfg.tomogram.shape_zyx)
     ext = bench.raw.get("extraction") or {}
-    border = str(bench.tier.get("border", ext.get("border", "skip")))
     tables, use, n_bg = [], [], 0
     for k, (w, name) in enumerate(zip(written, names, strict=True)):
         if name not in split:
             continue
         gt = read_particles(w["ground_truth"], tomogram=name)
+        # Centres anywhere in the tomogram, and every particle, border ones included, all
+        # boxes padded at the border alike: the detector then never learns "padded box =
+        # particle" (or "= background"), and it is run over the whole tomogram, borders too.
         bg = background_boxes(gt, shape, radii, n_random=cfg["n_random"],
                               n_offcentre=cfg["n_offcentre"], seed=[cfg["seed"], k],
-                              box=bench.box, tomogram=name,
+                              tomogram=name,
                               max_offset=max(bench.box / 2, max(radii.values()) + 1.0))
         n_bg += len(bg)
-        sel = rt.select_particles(gt, shape, bench.box, border=border,
+        sel = rt.select_particles(gt, shape, bench.box, border="pad",
                                   cap=bench.tier.get("max_per_class_per_tomogram"),
                                   seed=sim_cfg.seed)
         t = pd.concat([sel, bg.drop(columns=["background_kind"])], ignore_index=True)
@@ -97,7 +100,7 @@ def build_dataset(ds_dir: Path, written: list[dict[str, str]], bench, sim_cfg, r
     cmap = ClassMap(list(bench.names) + [BACKGROUND], list(bench.size_groups) + [""])
     rep = extract_dataset(
         ds_dir, [w["tomogram"] for w in use], table, box=bench.box, class_map=cmap,
-        include_nonprotein=True, normalize=str(ext.get("normalize", "zscore")), border=border,
+        include_nonprotein=True, normalize=str(ext.get("normalize", "zscore")), border="pad",
         provenance={"made_by": "benchmarks/reproduce_table2.py --locate", "benchmark": "shrec12",
                     "tier": bench.tier_name, "background_boxes": n_bg,
                     "simulation": sim_cfg.to_dict()})
