@@ -12,7 +12,7 @@
 #                         $OUT/results.tgz (re-packed after every stage) and $OUT/session.log
 #   DATA_ROOT             folder holding structures/pdb (default ../shared/data)
 #   TOMOCLASS_GIT_COMMIT  commit of the copied tree (a copy without .git cannot tell)
-#   T_TESTS, T_THROUGHPUT, T_TABLE2   per-stage limits in seconds (defaults 240, 150, 540)
+#   T_TESTS, T_THROUGHPUT, T_TABLE2   per-stage limits in seconds (defaults 240, 150, 580)
 #   DEVICE                cuda (default); cpu rehearses the script's plumbing on a CPU machine
 #   PY                    the Python to use (default python3); WHEELS= (empty) skips the wheels
 #
@@ -67,7 +67,7 @@ fi
 
 if has table2; then
   say "table2: reproduce_table2.py --tier $TIER --locate"
-  timeout "${T_TABLE2:-540}" "$PY" benchmarks/reproduce_table2.py --tier "$TIER" --locate \
+  timeout "${T_TABLE2:-580}" "$PY" benchmarks/reproduce_table2.py --tier "$TIER" --locate \
     --device "$DEVICE" --data-root "$DATA_ROOT" --out "$RES/table2_$TIER" \
     --work /tmp/table2_work > "$RES/table2.log" 2>&1
   say "table2: exit $?"
