@@ -145,3 +145,21 @@ def test_score_picks_cli_rejects_a_bad_radius(tmp_path, capsys):
     )
     assert code == 2
     assert "radius" in capsys.readouterr().err
+
+
+def test_locate_takes_radii_from_a_shrec21_sizes_file(planted_run, tmp_path, capsys):
+    # radius(nm) at the tomogram's 10 Å voxels: bright 3 nm -> 3 voxels, dark 4 voxels:
+    # the same picks as with --radius bright=3 --radius dark=4
+    tomo = tmp_path / "planted.mrc"
+    write_volume(tomo, _planted_tomogram(), 10.0)
+    sizes = tmp_path / "sizes.txt"
+    sizes.write_text("id box(px) radius(nm) maskradius(px)\nbright 8 3.0 3\ndark 8 4.0 4\n")
+    outs = {}
+    for name, extra in (("sizes", ["--sizes", str(sizes)]),
+                        ("radius", ["--radius", "bright=3", "--radius", "dark=4"])):
+        outs[name] = tmp_path / f"{name}.csv"
+        assert main(["locate", "--run", str(planted_run), "--tomogram", str(tomo), "--out",
+                     str(outs[name]), "--no-progress", "--device", "cpu", *extra]) == 0
+    a, b = (read_particles(outs[k]) for k in ("sizes", "radius"))
+    assert len(a) == len(b) == len(PLANTED)
+    np.testing.assert_allclose(a[["x", "y", "z"]].to_numpy(), b[["x", "y", "z"]].to_numpy())
