@@ -277,7 +277,8 @@ def score_tomogram(
         for the DenseNets; the other methods always use the net's stride). Cost grows
         with ``1 / stride**3``.
     batch_size
-        ``"boxes"`` only: boxes per forward pass (default 256 on CUDA, 16 on CPU).
+        ``"boxes"`` only: boxes per forward pass (default 256 on CUDA; on the CPU about
+        2 million voxels' worth, 61 boxes of 32³, at least 16 and at most 1024).
 
     Returns
     -------
@@ -328,7 +329,8 @@ def score_tomogram(
             stride=int(stride),
             normalize=normalize,
             device=device,
-            batch_size=batch_size or (256 if device.type == "cuda" else 16),
+            batch_size=batch_size or (256 if device.type == "cuda"
+                                      else int(np.clip(2_000_000 // box**3, 16, 1024))),
             progress=progress,
         )
     geom = model_geometry(model, box, device=device)
