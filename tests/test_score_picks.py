@@ -212,3 +212,34 @@ def test_bad_sizes_file_is_one_line_error_naming_file_and_line(tmp_path):
     f.write_text("id box(px) radius(nm) maskradius(px)\n1S3X 12 4.0 4.0\n1s3x 12 4.0 4.0\n")
     with pytest.raises(InputError, match="twice"):
         read_class_sizes(f)
+
+
+def test_threshold_sweep_scores_the_picks_above_each_threshold(truth, picks, tmp_path, capsys):
+    from tomoclass.cli.main import main
+    from tomoclass.evaluate import threshold_sweep
+
+    sweep = threshold_sweep(truth, picks, RADII, [0.0, 0.65, 0.85, 0.95])
+    # scores 0.9 (hit T0), 0.8 (duplicate of T0), 0.7 (hit T1), 0.6 (hit T2), 0.5 (nowhere);
+    # the background pick is never scored
+    assert sweep["n_picks"].tolist() == [5, 3, 1, 0]
+    assert sweep["tp"].tolist() == [3, 2, 1, 0]
+    assert sweep["fp"].tolist() == [2, 1, 0, 0]
+    assert sweep["fn"].tolist() == [1, 2, 3, 4]
+    assert sweep["f1"].iloc[0] == pytest.approx(2 * 3 / (2 * 3 + 2 + 1))
+    with pytest.raises(InputError, match="no thresholds"):
+        threshold_sweep(truth, picks, RADII, [])
+    from tomoclass.io import write_particles
+
+    t = write_particles(tmp_path / "t.csv", truth)
+    p = write_particles(tmp_path / "p.csv", picks)
+    assert main(["score-picks", "--truth", str(t), "--picks", str(p), "--radius", "a=3",
+                 "--radius", "B=5", "--sweep", "0.65,0.85", "--json",
+                 str(tmp_path / "s.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| 0.65 | 3 | 2 | 1 | 2 |" in out
+    import json
+
+    rows = json.loads((tmp_path / "s.json").read_text())["threshold_sweep"]
+    assert [r["threshold"] for r in rows] == [0.65, 0.85]
+    assert main(["score-picks", "--truth", str(t), "--picks", str(p), "--radius", "3",
+                 "--sweep", "0.5,high"]) == 2

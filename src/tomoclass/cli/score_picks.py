@@ -6,7 +6,7 @@ import argparse
 import json
 
 from tomoclass.errors import InputError
-from tomoclass.evaluate.picks import MATCHINGS, REGIONS, score_picks
+from tomoclass.evaluate.picks import MATCHINGS, REGIONS, score_picks, threshold_sweep
 from tomoclass.io import read_particles
 from tomoclass.io.atomic import atomic_path
 from tomoclass.locate.pipeline import merge_radii
@@ -47,6 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--region", choices=REGIONS, default="sphere")
     p.add_argument("--matching", choices=MATCHINGS, default="greedy")
     p.add_argument("--json", dest="json_out", help="also write the scores as JSON here")
+    p.add_argument(
+        "--sweep",
+        metavar="T1,T2,...",
+        help="also print localization P/R/F1 of the picks scoring at least each threshold "
+        "(choose locate's --threshold on a tomogram other than the test one)",
+    )
     p.set_defaults(func=run)
 
 
@@ -59,7 +65,28 @@ def run(args: argparse.Namespace) -> int:
     picks = read_particles(args.picks, allow_empty=True)
     result = score_picks(truth, picks, radii, region=args.region, matching=args.matching)
     print(result.to_markdown(), end="")
+    sweep = None
+    if args.sweep:
+        try:
+            thresholds = [float(v) for v in args.sweep.split(",") if v.strip()]
+        except ValueError:
+            raise InputError(f"--sweep {args.sweep!r} is not a comma-separated list of numbers",
+                             field="sweep") from None
+        sweep = threshold_sweep(truth, picks, radii, thresholds, region=args.region,
+                                matching=args.matching)
+        print("\nThreshold sweep (picks with score >= threshold):\n")
+        print("| threshold | picks | TP | FP | FN | precision | recall | F1 |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in sweep.itertuples():
+            print(f"| {r.threshold:g} | {r.n_picks} | {r.tp} | {r.fp} | {r.fn} | "
+                  f"{r.precision:.3f} | {r.recall:.3f} | {r.f1:.3f} |")
     if args.json_out:
         with atomic_path(args.json_out) as tmp:
-            tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+            data = result.to_dict()
+            if sweep is not None:
+                data["threshold_sweep"] = [
+                    {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+                    for row in sweep.to_dict(orient="records")
+                ]
+            tmp.write_text(json.dumps(data, indent=2) + "\n")
     return 0

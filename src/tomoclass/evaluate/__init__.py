@@ -21,7 +21,7 @@ from tomoclass.evaluate.metrics import (
     confusion_matrix,
     metrics_from_labels,
 )
-from tomoclass.evaluate.picks import PickScore, score_picks
+from tomoclass.evaluate.picks import PickScore, score_picks, threshold_sweep
 from tomoclass.evaluate.report import EvaluationReport, load_report, write_report
 from tomoclass.evaluate.run import evaluate_model, evaluate_run
 
@@ -40,6 +40,7 @@ __all__ = [
     "load_report",
     "metrics_from_labels",
     "score_picks",
+    "threshold_sweep",
     "write_comparison",
     "write_report",
 ]

@@ -44,7 +44,7 @@ are not compared; otherwise picks are matched only to particles of the same tomo
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -285,6 +285,51 @@ def score_picks(
         region=region,
         matching=matching,
     )
+
+
+def threshold_sweep(
+    truth_df: pd.DataFrame,
+    picks_df: pd.DataFrame,
+    radii: float | Mapping[str, float],
+    thresholds: Sequence[float],
+    *,
+    region: str = "sphere",
+    matching: str = "greedy",
+) -> pd.DataFrame:
+    """Localization precision, recall and F1 of the picks scoring at least each threshold.
+
+    For picks from :func:`tomoclass.locate.locate` this is what locating again at that
+    threshold would give, for thresholds not below the one they were made with: non-maximum
+    suppression keeps picks in decreasing score order, so a lower-scored candidate never
+    removes a higher one. Choose the threshold on a tomogram that is not the test tomogram.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per threshold: ``threshold``, ``n_picks``, ``tp``, ``fp``, ``fn``,
+        ``precision``, ``recall``, ``f1``, ``classification_accuracy``.
+
+    Raises
+    ------
+    InputError
+        No thresholds, a threshold that is not a finite number, picks without ``score``, or
+        what :func:`score_picks` refuses.
+    """
+    if len(thresholds) == 0:
+        raise InputError("no thresholds to sweep", field="thresholds")
+    if schema.SCORE not in picks_df.columns:
+        raise InputError("picks have no score column to threshold", field=schema.SCORE)
+    scores = pd.to_numeric(picks_df[schema.SCORE], errors="coerce").to_numpy(dtype=float)
+    rows = []
+    for t in thresholds:
+        if not math.isfinite(float(t)):
+            raise InputError(f"threshold {t!r} is not a finite number", field="thresholds")
+        s = score_picks(truth_df, picks_df[scores >= float(t)], radii, region=region,
+                        matching=matching)
+        rows.append({"threshold": float(t), "n_picks": s.n_picks, "tp": s.tp, "fp": s.fp,
+                     "fn": s.fn, "precision": s.precision, "recall": s.recall, "f1": s.f1,
+                     "classification_accuracy": s.classification_accuracy})
+    return pd.DataFrame(rows)
 
 
 def _prepare(df: pd.DataFrame, what: str) -> pd.DataFrame:
