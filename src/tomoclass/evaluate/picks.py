@@ -298,10 +298,12 @@ def threshold_sweep(
 ) -> pd.DataFrame:
     """Localization precision, recall and F1 of the picks scoring at least each threshold.
 
-    For picks from :func:`tomoclass.locate.locate` this is what locating again at that
-    threshold would give, for thresholds not below the one they were made with: non-maximum
-    suppression keeps picks in decreasing score order, so a lower-scored candidate never
-    removes a higher one. Choose the threshold on a tomogram that is not the test tomogram.
+    For picks from :func:`tomoclass.locate.locate`, the picks kept at a threshold are those
+    that locating again at it would keep, for thresholds not below the one they were made
+    with (non-maximum suppression keeps picks in decreasing score order, so a weaker candidate
+    never removes a stronger one); their positions may differ below the grid spacing, since
+    the sub-voxel refinement uses the threshold. Choose the threshold on a tomogram that is
+    not the test tomogram.
 
     Returns
     -------
