@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-log = logging.getLogger("reproduce_table2.locate")
+from tomoclass.io.schema import BACKGROUND
 
-BACKGROUND = "background"
+log = logging.getLogger("reproduce_table2.locate")
 
 
 def settings(raw: dict[str, Any]) -> dict[str, Any]:

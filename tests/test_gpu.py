@@ -8,13 +8,13 @@ Comparisons against the CPU switch TF32 off so that float32 means float32 on bot
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from test_train import tiny_cfg
 from test_train_support import PY, SRC_DIR, TINY_KWARGS, TINY_MODEL, make_dataset, tiny_model_args
 
@@ -55,8 +55,7 @@ def test_fit_on_cuda_with_amp_and_channels_last_gives_a_run_the_cpu_can_use(
     res = fit(cfg, dataset, tmp_path / "run", progress=False)
     losses = [h["train_loss"] for h in res.history]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
-    rec = json.loads(json.dumps(__import__("yaml").safe_load(
-        (tmp_path / "run" / "config.yaml").read_text())))
+    rec = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert rec["amp"] == {"bf16": "bfloat16", "fp16": "float16"}[amp]
     assert rec["channels_last_3d"] is True and rec["device"].startswith("cuda")
 
@@ -146,5 +145,5 @@ def test_torchrun_on_one_gpu_uses_nccl_and_writes_one_run(dataset, tmp_path):
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "checkpoints" / "last.pt").is_file()
-    rec = __import__("yaml").safe_load((out / "config.yaml").read_text())
+    rec = yaml.safe_load((out / "config.yaml").read_text())
     assert rec["world_size"] == 1 and rec["device"].startswith("cuda")

@@ -84,9 +84,6 @@ def run(args: argparse.Namespace) -> int:
         with atomic_path(args.json_out) as tmp:
             data = result.to_dict()
             if sweep is not None:
-                data["threshold_sweep"] = [
-                    {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
-                    for row in sweep.to_dict(orient="records")
-                ]
+                data["threshold_sweep"] = json.loads(sweep.to_json(orient="records"))
             tmp.write_text(json.dumps(data, indent=2) + "\n")
     return 0

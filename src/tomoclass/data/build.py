@@ -184,7 +184,7 @@ def extract_dataset(
         # background boxes (tomoclass.locate.background_boxes) are not proteins but were
         # added on purpose, to train a detector: keep them; leave vesicles and fiducials out
         keep = (table[S.IS_PROTEIN].astype(bool).to_numpy()
-                | (table[S.CLASS_NAME].astype(str).str.casefold() == "background").to_numpy())
+                | (table[S.CLASS_NAME].astype(str).str.casefold() == S.BACKGROUND).to_numpy())
         report.n_nonprotein = int((~keep).sum())
         table = table[keep].reset_index(drop=True)
     if len(table) == 0:

@@ -58,7 +58,7 @@ from tomoclass.errors import InputError
 from tomoclass.io import schema
 
 #: Class name of non-particle picks; such picks are not scored.
-BACKGROUND = "background"
+BACKGROUND = schema.BACKGROUND
 
 REGIONS = ("sphere", "box")
 MATCHINGS = ("greedy", "hungarian")

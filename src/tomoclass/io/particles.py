@@ -41,7 +41,7 @@ SHREC19_CLASSES = (
 
 #: Class names (lower case) that are not macromolecules; their rows get ``is_protein`` False.
 NON_PROTEIN_CLASSES = frozenset(
-    {"vesicle", "vesicles", "fiducial", "fiducials", "gold", "membrane", "background"}
+    {"vesicle", "vesicles", "fiducial", "fiducials", "gold", "membrane", S.BACKGROUND}
 )
 
 #: Prefix of tomoclass's own columns in STAR files (RELION ignores labels it does not know).

@@ -30,3 +30,7 @@ IS_PROTEIN = "is_protein"
 COORDS = (X, Y, Z)
 ANGLES = (ROT, TILT, PSI)
 PARTICLE_COLUMNS = (TOMOGRAM, X, Y, Z, CLASS_NAME, ROT, TILT, PSI, SCORE, IS_PROTEIN)
+
+#: Class name of non-particle boxes (``tomoclass.locate.background_boxes``), which a classifier
+#: must have to locate particles; such rows are not proteins, but extraction keeps them.
+BACKGROUND = "background"

@@ -31,7 +31,7 @@ from tomoclass.io import schema
 from tomoclass.locate.scoring import ScoreMaps
 
 #: Name of the non-particle class the classifier must have.
-BACKGROUND = "background"
+BACKGROUND = schema.BACKGROUND
 
 
 def find_peaks(

@@ -481,8 +481,8 @@ def _score_by_boxes(
             if normalize == "local":
                 flat = x.reshape(len(x), -1)
                 flat = flat - flat.mean(dim=1, keepdim=True)
-                std = flat.pow(2).mean(dim=1, keepdim=True).sqrt()
-                flat = torch.where(std > 0, flat / std.clamp_min(1e-30), 0.0)
+                box_std = flat.pow(2).mean(dim=1, keepdim=True).sqrt()
+                flat = torch.where(box_std > 0, flat / box_std.clamp_min(1e-30), 0.0)
                 x = flat.reshape(x.shape)
             x = x[:, None]
             if use_cuda and dtype is not None:
