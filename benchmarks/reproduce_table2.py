@@ -371,10 +371,8 @@ def train_config(bench: Benchmark, model: str, seed: int, epochs: int | None = N
     from tomoclass.train import preset
 
     tr = bench.raw.get("train") or {}
-    lr = (tr.get("base_lr_per_model") or {}).get(model)
     return preset(
         str(tr.get("preset", "default")), model=model, seed=seed,
-        base_lr=None if lr is None else float(lr),
         epochs=int(epochs or bench.tier["epochs"]), batch_size=int(bench.tier["batch_size"]),
         checkpoint_every=int(bench.tier.get("checkpoint_every", 5)),
         augment=bool(tr.get("augment", False)), val_split="test",

@@ -167,3 +167,12 @@ def test_smoke_tier_end_to_end(repro, tmp_path):
     assert (out / "locate" / "tomo_001_picks.star").is_file()
     # only small files in the results folder: no tomograms, datasets or checkpoints
     assert not [p for p in out.rglob("*") if p.suffix in (".mrc", ".npy", ".pt")]
+
+
+@realdata
+def test_train_protocol_per_model_comes_from_the_preset(repro):
+    # SHREC-CNN's own learning rate comes from the default preset, not a copy in the YAML
+    bench = repro.load_benchmark(CONFIG, "gpu", DATA)
+    lrs = {m: repro.train_config(bench, m, 0).base_lr for m in repro.MODELS}
+    assert lrs == {"shrec_cnn": 4e-4, "densenet3d": 4e-3, "dilated_densenet3d": 4e-3}
+    assert repro.train_config(bench, "densenet3d", 0).lr_step_epochs == 2
