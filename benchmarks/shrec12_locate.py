@@ -58,7 +58,7 @@ def template_radii(templates) -> dict[str, float]:
 
 def build_dataset(ds_dir: Path, written: list[dict[str, str]], bench, sim_cfg, radii,
                   cfg: dict[str, Any]):
-    """Ground-truth boxes of the Table 2 selection plus background boxes, 13 classes.
+    """Every ground-truth particle (border ones padded) plus background boxes, 13 classes.
 
     Train tomograms get ``n_random + n_offcentre`` background boxes each; the test tomograms
     as many (they form the monitored split only). Returns the extract report and the counts.
