@@ -1,4 +1,13 @@
-"""The whole-tomogram task on shrec12 (``reproduce_table2.py --locate``): find and classify.
+"""The whole-tomogram task on shrec12 (``reproduce_table2.py --locate``, or alone): find and classify.
+
+    python benchmarks/shrec12_locate.py --tier cpu_locate --out DIR [--work SCRATCH]
+        [--methods candidates[,boxes]] [--reuse] [--device auto]
+
+Run alone, the script does steps 1-3 below for one tier of ``benchmarks/configs/shrec12.yaml``
+without the Table 2 runs (simulate the tier's tomograms, build the 13-class dataset, train,
+locate each test tomogram with every method listed, score). ``--reuse`` keeps the tomograms
+and the trained run of an earlier call in the same scratch folder (a run stopped mid-way is
+resumed), so that locating again with other settings does not retrain.
 
 SHREC'19 scored localization and classification together; Table 2 only classifies boxes at
 known positions. With ``--locate`` the Table 2 run also
@@ -24,8 +33,15 @@ the picks that hit nothing and were labelled with the class its false positives.
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
+import json
 import logging
+import os
+import sys
+import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -133,8 +149,11 @@ def per_class_localization(score, picks: pd.DataFrame) -> dict[str, dict[str, An
 
 
 def locate_and_score(run_dir: Path, written: list[dict[str, str]], bench, radii: dict[str, float],
-                     cfg: dict[str, Any], out_dir: Path, device: str = "auto") -> dict[str, Any]:
-    """Locate every test tomogram with the trained run and score the picks."""
+                     cfg: dict[str, Any], out_dir: Path, device: str = "auto",
+                     **locate_kwargs: Any) -> dict[str, Any]:
+    """Locate every test tomogram with the trained run and score the picks.
+
+    ``locate_kwargs`` go to :func:`tomoclass.locate.locate` as they are."""
     from tomoclass.evaluate.picks import score_picks
     from tomoclass.io import read_particles
     from tomoclass.locate import locate
@@ -148,7 +167,8 @@ def locate_and_score(run_dir: Path, written: list[dict[str, str]], bench, radii:
         stride = int(bench.tier.get("locate_stride", cfg["stride"]))
         res = locate(run_dir, w["tomogram"], out_dir / f"{name}_picks.star", which="last",
                      threshold=cfg["threshold"], radii=radii, device=dev, progress=False,
-                     method=cfg["method"], stride=stride if cfg["method"] == "boxes" else None)
+                     method=cfg["method"], stride=stride if cfg["method"] == "boxes" else None,
+                     **locate_kwargs)
         wall = time.perf_counter() - t0
         truth = read_particles(w["ground_truth"], tomogram=name)
         score = score_picks(truth, res.picks, radii)
@@ -217,3 +237,165 @@ def markdown(rec: dict[str, Any], bench) -> str:
 
 def _f(x) -> str:
     return "–" if x is None else f"{x:.3f}"
+
+
+# -- run alone ---------------------------------------------------------------------------------
+def _trained(run_dir: Path, epochs: int) -> bool:
+    """True when ``run_dir`` finished ``epochs`` epochs (its metrics.jsonl says so)."""
+    metrics = run_dir / "metrics.jsonl"
+    if not metrics.is_file():
+        return False
+    rows = [json.loads(ln) for ln in metrics.read_text().splitlines() if ln.strip()]
+    return bool(rows) and int(rows[-1].get("epoch", 0)) >= epochs
+
+
+def run_alone(bench, out: Path, work: Path, *, methods: Sequence[str], reuse: bool,
+              device: str = "auto", locate_kwargs: dict[str, Any] | None = None
+              ) -> dict[str, Any]:
+    """Simulate, build the 13-class dataset, train and locate, for one tier; returns the
+    record written to ``out/results.json`` (and ``out/locate.md``)."""
+    import reproduce_table2 as rt
+
+    from tomoclass.simulate import load_class_templates
+
+    date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    load_start = list(os.getloadavg())
+    clock = rt.Clock()
+    cfg = settings(bench.raw)
+    sim_cfg = rt.simulation_config(bench, bench.dose)
+    templates = load_class_templates(sim_cfg)
+    radii = template_radii(templates)
+    clock.lap("templates")
+    written_json = work / "tomograms" / "written.json"
+    if reuse and written_json.is_file():
+        written = json.loads(written_json.read_text())
+        log.info("reusing %d tomograms in %s", len(written), written_json.parent)
+    else:
+        written = rt.simulate(work / "tomograms", templates, sim_cfg,
+                              processes=int(bench.tier.get("sim_processes", 1)))
+        written_json.write_text(json.dumps(written, indent=1))
+    clock.lap("simulate")
+    ds_dir, run_dir = work / "dataset_locate", work / "runs" / "locate_background"
+    epochs = int(bench.tier["epochs"])
+    data_rec_path = work / "dataset_locate.json"
+    if reuse and _trained(run_dir, epochs) and data_rec_path.is_file():
+        data_rec = json.loads(data_rec_path.read_text())
+        log.info("reusing the trained run %s", run_dir)
+    else:
+        if not (reuse and (ds_dir / "manifest.json").is_file() and data_rec_path.is_file()):
+            import shutil
+
+            shutil.rmtree(ds_dir, ignore_errors=True)
+            _, data_rec = build_dataset(ds_dir, written, bench, sim_cfg, radii, cfg)
+            data_rec_path.write_text(json.dumps(data_rec))
+        else:
+            data_rec = json.loads(data_rec_path.read_text())
+        clock.lap("extract_locate")
+        from tomoclass.train import fit
+
+        resume = reuse and (run_dir / "checkpoints" / "last.pt").is_file()
+        fit(rt.train_config(bench, cfg["model"], cfg["seed"], device=device), ds_dir, run_dir,
+            progress=False, resume=resume)
+    clock.lap("train")
+    machine = rt.machine_record()
+    machine["loadavg"] = load_start
+    results = {}
+    for method in methods:
+        mcfg = dict(cfg, method=method)
+        mdir = out / method
+        mdir.mkdir(parents=True, exist_ok=True)
+        results[method] = locate_and_score(run_dir, written, bench, radii, mcfg, mdir,
+                                           device=device, **(locate_kwargs or {}))
+        clock.lap(f"locate_{method}")
+    history = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines()
+               if ln.strip()]
+    rec = {
+        "benchmark": "shrec12 whole-tomogram localization (benchmarks/shrec12_locate.py)",
+        "tier": bench.tier_name,
+        "tier_settings": bench.tier,
+        "dose": bench.dose,
+        "settings": cfg,
+        "locate_kwargs": locate_kwargs or {},
+        "dataset": data_rec,
+        "training_history": history,
+        "results": results,
+        "machine": machine,
+        "git_commit": rt.git_commit(),
+        "date_utc": date,
+        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "work_dir": str(work),
+    }
+    rec["seconds"] = dict(clock.seconds)
+    rec["machine"]["loadavg_end"] = list(os.getloadavg())
+    out.mkdir(parents=True, exist_ok=True)
+    rt._write_json(out / "results.json", rec)
+    text = [f"# shrec12 localization, tier {bench.tier_name}", "",
+            f"{bench.tier['reduces'].strip()}", "",
+            "Training (validation = the test tomogram's boxes, monitored only): "
+            + "; ".join(f"epoch {h.get('epoch')}: val macro F1 {h.get('val_macro_f1', float('nan')):.3f}"
+                        for h in history if "epoch" in h) + "."]
+    for method, r in results.items():
+        text.append(markdown({"settings": dict(cfg, method=method), "dataset": data_rec,
+                              "result": r}, bench))
+    text += ["", "## Time per stage (s)", ""] + [f"- {k}: {v}" for k, v in rec["seconds"].items()]
+    text += ["", f"Machine: {machine.get('gpu', 'CPU only')}, {machine['nproc']} CPUs, "
+             f"torch {machine['torch']}, load average {load_start[0]:.1f} at the start, "
+             f"{rec['machine']['loadavg_end'][0]:.1f} at the end; commit {rec['git_commit']}; "
+             f"{date}.", ""]
+    (out / "locate.md").write_text("\n".join(text))
+    return rec
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (2 on bad input)."""
+    root = Path(__file__).resolve().parents[1]
+    if str(root / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(root / "benchmarks"))
+    import reproduce_table2 as rt
+
+    from tomoclass.errors import InputError, TomoclassError
+
+    p = argparse.ArgumentParser(prog="shrec12_locate.py", description=__doc__.split("\n")[0])
+    p.add_argument("--tier", required=True)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--work", type=Path)
+    p.add_argument("--data-root", type=Path)
+    p.add_argument("--config", type=Path, default=rt.DEFAULT_CONFIG)
+    p.add_argument("--methods", default="candidates",
+                   help="comma-separated locate methods (candidates, boxes, stages)")
+    p.add_argument("--reuse", action="store_true",
+                   help="keep the scratch folder's tomograms and trained run")
+    p.add_argument("--device", default="auto")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
+    try:
+        bench = rt.load_benchmark(args.config, args.tier, args.data_root)
+        work = args.work or Path(tempfile.gettempdir()) / f"tomoclass_locate_{args.tier}"
+        if not args.reuse:
+            work = rt.prepare_work(work)
+        elif not work.is_dir():
+            raise InputError("--reuse: no scratch folder to reuse", path=work, field="work")
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        rec = run_alone(bench, args.out, work, methods=methods, reuse=args.reuse,
+                        device=args.device)
+    except TomoclassError as exc:
+        print(f"shrec12_locate.py: error: {exc}", file=sys.stderr)
+        return 2
+    for method, r in rec["results"].items():
+        for t in r["tomograms"]:
+            g = t["size_groups"]
+            print(f"{method} {t['tomogram']}: loc F1 {t['score']['f1']:.3f}; medium "
+                  f"{g['medium']['loc_f1_mean']}, large {g['large']['loc_f1_mean']}; "
+                  f"{t['seconds_locate']:.1f} s")
+    print(f"wrote {args.out / 'locate.md'} and {args.out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    root = Path(__file__).resolve().parents[1]
+    if str(root / "src") not in sys.path:
+        try:
+            import tomoclass  # noqa: F401
+        except ImportError:
+            sys.path.insert(0, str(root / "src"))
+    sys.exit(main())
