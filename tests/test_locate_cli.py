@@ -163,3 +163,36 @@ def test_locate_takes_radii_from_a_shrec21_sizes_file(planted_run, tmp_path, cap
     a, b = (read_particles(outs[k]) for k in ("sizes", "radius"))
     assert len(a) == len(b) == len(PLANTED)
     np.testing.assert_allclose(a[["x", "y", "z"]].to_numpy(), b[["x", "y", "z"]].to_numpy())
+
+
+def test_locate_by_candidates_finds_the_planted_particles(planted_run, tmp_path, capsys):
+    tomo = tmp_path / "planted.mrc"
+    write_volume(tomo, _planted_tomogram(), 10.0)
+    out = tmp_path / "picks.csv"
+    args = ["locate", "--run", str(planted_run), "--tomogram", str(tomo), "--out", str(out),
+            "--method", "candidates", "--radius", "bright=3", "--radius", "dark=4",
+            "--no-progress", "--device", "cpu"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "4 picks among" in text and "candidates" in text
+    picks = read_particles(out)
+    assert len(picks) == 4
+    for name, centre, _, _ in PLANTED:
+        d = np.linalg.norm(picks[["z", "y", "x"]].to_numpy() - np.array(centre), axis=1)
+        assert d.min() <= 2.0 and picks.iloc[int(d.argmin())]["class_name"] == name
+    # dark-only proposals miss the bright particles, whatever the classifier says
+    assert main(args[:-3] + ["--polarity", "dark", "--out", str(tmp_path / "dark.csv"),
+                             "--no-progress", "--device", "cpu"]) == 0
+    assert set(read_particles(tmp_path / "dark.csv")["class_name"]) == {"dark"}
+
+
+def test_locate_by_candidates_refuses_score_maps(planted_run, tmp_path, capsys):
+    tomo = tmp_path / "planted.mrc"
+    write_volume(tomo, _planted_tomogram(), 10.0)
+    code = main(["locate", "--run", str(planted_run), "--tomogram", str(tomo), "--out",
+                 str(tmp_path / "p.star"), "--method", "candidates", "--score-maps",
+                 str(tmp_path / "maps"), "--radius", "3", "--no-progress"])
+    assert code != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "score maps" in err[0]
+    assert not (tmp_path / "p.star").exists() and not (tmp_path / "maps").exists()

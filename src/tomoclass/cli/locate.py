@@ -14,10 +14,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "locate",
         help="find and classify particles in a tomogram with a trained run",
         description=(
-            "Runs the run's GAP + linear classifier over the whole tomogram in overlapping "
-            "tiles, turns its per-class probabilities into picks (peaks of 1 - P(background) "
-            "with per-class-radius non-maximum suppression), and writes them as STAR, CSV "
-            "and SHREC'21 txt (same stem as --out). The run needs a 'background' class."
+            "Classifies boxes of the whole tomogram with the run's classifier (at blob "
+            "candidates, or at every grid point), turns the probabilities into picks "
+            "(1 - P(background) at least --threshold, per-class-radius non-maximum "
+            "suppression), and writes them as STAR, CSV and SHREC'21 txt (same stem as --out). "
+            "The run needs a 'background' class."
         ),
     )
     p.add_argument("--run", required=True, help="run directory (tomoclass train)")
@@ -46,18 +47,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--method",
-        choices=["boxes", "stages", "tiles"],
+        choices=["candidates", "boxes", "stages", "tiles"],
         default="boxes",
-        help="boxes (default): classify the box at every grid point, exactly as training "
-        "boxes are cut; stages/tiles: one fully convolutional pass, fast but not what a net "
-        "trained on isolated boxes saw (docs/locate.md)",
+        help="candidates: classify the box at each blob found by a difference of Gaussians "
+        "at the particles' scales (fast); boxes (default): classify the box at every grid "
+        "point; both cut boxes exactly as training boxes are cut; stages/tiles: one fully "
+        "convolutional pass, not what a net trained on isolated boxes saw (docs/locate.md)",
+    )
+    p.add_argument(
+        "--polarity",
+        choices=["both", "dark", "bright"],
+        default="both",
+        help="candidates: particles darker than solvent (dark: tomograms without contrast "
+        "inversion), brighter (bright: inverted), or either (both, default; ~2x candidates)",
+    )
+    p.add_argument(
+        "--candidate-threshold",
+        type=float,
+        default=3.0,
+        help="candidates: minimum blob response in noise standard deviations (default 3)",
+    )
+    p.add_argument(
+        "--max-candidates", type=int, help="candidates: keep at most this many, strongest first"
     )
     p.add_argument(
         "--stride",
         type=int,
         help="boxes: voxels between scored boxes (default: the net's stride, 4)",
     )
-    p.add_argument("--batch-size", type=int, help="boxes: boxes per forward pass")
+    p.add_argument("--batch-size", type=int, help="boxes/candidates: boxes per forward pass")
     p.add_argument(
         "--tile", type=int, help="stages/tiles: tile edge in voxels (default: fit the memory bound)"
     )
@@ -112,9 +130,14 @@ def run(args: argparse.Namespace) -> int:
         voxel_size_angstrom=args.voxel_size,
         device=args.device,
         progress=not args.no_progress,
+        polarity=args.polarity,
+        candidate_threshold=args.candidate_threshold,
+        max_candidates=args.max_candidates,
     )
     counts = result.picks["class_name"].value_counts()
-    print(f"{len(result.picks)} picks in {result.seconds:.1f} s (normalize={result.normalize})")
+    among = "" if result.candidates is None else f" among {len(result.candidates)} candidates"
+    print(f"{len(result.picks)} picks{among} in {result.seconds:.1f} s "
+          f"(normalize={result.normalize})")
     for name, n in counts.items():
         print(f"  {name}: {n}")
     for path in result.outputs:

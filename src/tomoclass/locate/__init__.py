@@ -1,12 +1,17 @@
-"""Find and classify particles in a whole tomogram with a GAP + linear classifier.
+"""Find and classify particles in a whole tomogram with a classifier trained on boxes.
 
-The classifier runs fully convolutionally (:func:`score_tomogram`), its per-class score maps
-become a particle table by peak finding with non-maximum suppression (:func:`find_peaks`),
-and :func:`background_boxes` makes the "background" class it must be trained with.
+:func:`locate` is the whole job. Its parts: :func:`propose_candidates` finds blobs at the
+particles' scales and :func:`classify_boxes` classifies the box centred on each, cut exactly
+as training boxes are (``method="candidates"``); :func:`score_tomogram` classifies every grid
+point instead (``"boxes"``), or runs the net fully convolutionally (``"stages"``,
+``"tiles"``); :func:`picks_from_boxes` and :func:`find_peaks` turn the probabilities into a
+particle table with non-maximum suppression; :func:`background_boxes` makes the
+"background" class the classifier must be trained with.
 """
 
 from tomoclass.locate.background import background_boxes
-from tomoclass.locate.peaks import BACKGROUND, find_peaks
+from tomoclass.locate.candidates import Candidates, candidate_scales, propose_candidates
+from tomoclass.locate.peaks import BACKGROUND, find_peaks, picks_from_boxes
 from tomoclass.locate.pipeline import (
     LocateResult,
     locate,
@@ -20,6 +25,7 @@ from tomoclass.locate.scoring import (
     ScoreMaps,
     Tile,
     choose_tile,
+    classify_boxes,
     model_geometry,
     plan_tiles,
     receptive_field_radius,
@@ -28,6 +34,11 @@ from tomoclass.locate.scoring import (
 
 __all__ = [
     "BACKGROUND",
+    "Candidates",
+    "candidate_scales",
+    "classify_boxes",
+    "picks_from_boxes",
+    "propose_candidates",
     "Geometry",
     "LocateResult",
     "ScoreMaps",

@@ -89,9 +89,8 @@ def find_peaks(
     stride = np.array(maps.stride, float)
     is_max = ndimage.maximum_filter(objectness, size=3, mode="nearest") == objectness
     cand = np.argwhere(is_max & (objectness >= threshold))
-    columns = [*schema.PARTICLE_COLUMNS, "class_score"]
     if len(cand) == 0:
-        return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in columns})
+        return _table([], [], [], [], tomogram_name)
 
     cand_score = objectness[tuple(cand.T)]
     order = np.argsort(-cand_score, kind="stable")
@@ -102,26 +101,95 @@ def find_peaks(
     cand_class_score = particle_probs[best, np.arange(len(cand))]
     cand_r = class_radius[cand_class]
     kept = _nms(cand * stride, cand_r)
+    zyx = [_refine(objectness, cand[i], cand_score[i], threshold, cand_r[i] / stride) * stride
+           for i in kept]
+    return _table(zyx, [maps.class_names[cand_class[i]] for i in kept], cand_score[kept],
+                  cand_class_score[kept], tomogram_name)
 
-    rows = []
-    for i in kept:
-        zyx = _refine(objectness, cand[i], cand_score[i], threshold, cand_r[i] / stride) * stride
-        rows.append(
-            {
-                schema.TOMOGRAM: tomogram_name,
-                schema.X: float(zyx[2]),
-                schema.Y: float(zyx[1]),
-                schema.Z: float(zyx[0]),
-                schema.CLASS_NAME: maps.class_names[cand_class[i]],
-                schema.ROT: np.nan,
-                schema.TILT: np.nan,
-                schema.PSI: np.nan,
-                schema.SCORE: float(cand_score[i]),
-                schema.IS_PROTEIN: True,
-                "class_score": float(cand_class_score[i]),
-            }
+
+def picks_from_boxes(
+    zyx: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: tuple[str, ...] | list[str],
+    radii: float | Mapping[str, float],
+    *,
+    threshold: float = 0.5,
+    background: str = BACKGROUND,
+    tomogram_name: str = "",
+) -> pd.DataFrame:
+    """Pick particles among classified boxes at arbitrary centres (``method="candidates"``).
+
+    Rules 1, 3 and 4 of the module docstring on the boxes instead of grid maxima: a box
+    whose objectness ``1 - P(background)`` reaches ``threshold`` is a candidate, takes its
+    most probable particle class and that class's radius, and greedy non-maximum suppression
+    keeps it unless a stronger kept pick lies closer than ``max(r_candidate, r_kept)``.
+    Positions are the box centres (no sub-voxel refinement).
+
+    Parameters
+    ----------
+    zyx
+        (N, 3) box centres, voxels (z, y, x).
+    probabilities
+        (N, K) softmax of the classifier on those boxes.
+    class_names, radii, threshold, background, tomogram_name
+        As for :func:`find_peaks`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :func:`find_peaks`.
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise InputError(f"threshold must lie in [0, 1], got {threshold}", field="threshold")
+    names = tuple(str(n) for n in class_names)
+    keys = [n.casefold() for n in names]
+    if background.casefold() not in keys:
+        raise InputError(
+            f"the classifier has no '{background}' class (classes: {', '.join(names)}); train "
+            "it with background boxes (tomoclass.locate.background_boxes) to locate particles",
+            field="class_names",
         )
-    return pd.DataFrame(rows, columns=columns)
+    zyx = np.asarray(zyx, dtype=np.float64).reshape(-1, 3)
+    probs = np.asarray(probabilities, dtype=np.float32).reshape(len(zyx), len(names))
+    bg = keys.index(background.casefold())
+    particle_idx = np.array([i for i in range(len(keys)) if i != bg])
+    class_radius = _class_radii(names, particle_idx, radii)
+    objectness = 1.0 - probs[:, bg]
+    sel = np.flatnonzero(objectness >= threshold)
+    if len(sel) == 0:
+        return _table([], [], [], [], tomogram_name)
+    # best first; equal scores in input order (stable), so the result never depends on ties
+    sel = sel[np.argsort(-objectness[sel], kind="stable")]
+    particle_probs = probs[sel][:, particle_idx]
+    best = particle_probs.argmax(axis=1)
+    cls = particle_idx[best]
+    kept = _nms(zyx[sel], class_radius[cls])
+    return _table(zyx[sel][kept], [names[c] for c in cls[kept]], objectness[sel][kept],
+                  particle_probs[np.arange(len(sel)), best][kept], tomogram_name)
+
+
+def _table(zyx, class_names, scores, class_scores, tomogram_name: str) -> pd.DataFrame:
+    columns = [*schema.PARTICLE_COLUMNS, "class_score"]
+    if len(class_names) == 0:
+        return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in columns})
+    zyx = np.asarray(zyx, dtype=np.float64).reshape(-1, 3)
+    n = len(zyx)
+    return pd.DataFrame(
+        {
+            schema.TOMOGRAM: [tomogram_name] * n,
+            schema.X: zyx[:, 2],
+            schema.Y: zyx[:, 1],
+            schema.Z: zyx[:, 0],
+            schema.CLASS_NAME: list(class_names),
+            schema.ROT: np.full(n, np.nan),
+            schema.TILT: np.full(n, np.nan),
+            schema.PSI: np.full(n, np.nan),
+            schema.SCORE: np.asarray(scores, dtype=np.float64),
+            schema.IS_PROTEIN: np.ones(n, bool),
+            "class_score": np.asarray(class_scores, dtype=np.float64),
+        },
+        columns=columns,
+    )
 
 
 def _class_radii(

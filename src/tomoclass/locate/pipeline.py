@@ -16,13 +16,17 @@ import torch
 from tomoclass.errors import InputError
 from tomoclass.io import read_volume, write_particles, write_volume
 from tomoclass.io.atomic import atomic_dir
-from tomoclass.locate.peaks import BACKGROUND, find_peaks
-from tomoclass.locate.scoring import ScoreMaps, score_tomogram
+from tomoclass.locate.candidates import Candidates, propose_candidates
+from tomoclass.locate.peaks import BACKGROUND, find_peaks, picks_from_boxes
+from tomoclass.locate.scoring import ScoreMaps, classify_boxes, score_tomogram
 
 log = logging.getLogger(__name__)
 
 #: The data stage's per-subtomogram normalisation -> its fully convolutional stand-in.
 NORMALIZATION_FOR_DATA = {"zscore": "local", "none": "none"}
+
+#: What :func:`locate` can score with (``auto`` picks ``stages`` when the net allows it).
+METHODS = ("candidates", "boxes", "stages", "tiles", "auto")
 
 #: Largest relative voxel-size difference between tomogram and training data accepted.
 VOXEL_SIZE_TOLERANCE = 0.05
@@ -39,21 +43,24 @@ class LocateResult:
     outputs
         Files written: the tables, then the score-map directory if any.
     maps
-        The score maps on the stride grid.
+        The score maps on the stride grid; None for ``method="candidates"``.
     seconds
         Wall time of scoring and peak finding (reading the run excluded).
     radii
         Radius in voxels used for each particle class.
     normalize
         The tomogram normalisation used.
+    candidates
+        ``method="candidates"``: the proposals that were classified; else None.
     """
 
     picks: pd.DataFrame
     outputs: list[Path]
-    maps: ScoreMaps
+    maps: ScoreMaps | None
     seconds: float
     radii: dict[str, float]
     normalize: str
+    candidates: Candidates | None = None
 
 
 def parse_radii(values: Sequence[str] | None) -> float | dict[str, float] | None:
@@ -151,6 +158,9 @@ def locate(
     voxel_size_angstrom: float | None = None,
     device: str | None = None,
     progress: bool = True,
+    polarity: str = "both",
+    candidate_threshold: float = 3.0,
+    max_candidates: int | None = None,
 ) -> LocateResult:
     """Find and classify the particles of one tomogram with a trained run.
 
@@ -174,11 +184,21 @@ def locate(
         Minimum objectness of a pick.
     radii
         Particle radii in voxels (number or mapping, see :func:`resolve_radii`).
-    method, stride, batch_size, tile, halo
-        See :func:`tomoclass.locate.score_tomogram`: ``"boxes"`` (default) classifies the
-        box at every grid point exactly as training boxes are cut; ``"stages"``/``"tiles"``
-        score in one fully convolutional pass (fast, but a net trained on isolated boxes
-        was not trained for it: see ``docs/locate.md``).
+    method
+        ``"candidates"``: propose blob centres at the particles' scales
+        (:func:`tomoclass.locate.propose_candidates`) and classify the box centred on each,
+        exactly as training boxes are cut (:func:`tomoclass.locate.classify_boxes`): the
+        fast route, minutes per tomogram on a CPU. ``"boxes"`` (default): classify the box
+        at every grid point (``stride`` apart) the same way: no proposal step to miss a
+        particle, but one forward pass per grid point. ``"stages"``/``"tiles"``: one fully
+        convolutional pass (a net trained on isolated boxes was not trained for it: see
+        ``docs/locate.md``).
+    stride, batch_size, tile, halo
+        See :func:`tomoclass.locate.score_tomogram` (``batch_size`` also applies to
+        ``"candidates"``).
+    polarity, candidate_threshold, max_candidates
+        ``"candidates"`` only: see :func:`tomoclass.locate.propose_candidates`
+        (``candidate_threshold`` is its ``threshold``, in noise standard deviations).
     normalize
         ``local``, ``global`` or ``none``; default from the training data's normalisation
         (z-score per box -> ``local``).
@@ -201,6 +221,9 @@ def locate(
     """
     from tomoclass.train import load_run
 
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}; use one of {', '.join(METHODS)}",
+                         field="method")
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in (".star", ".csv", ".txt"):
@@ -229,23 +252,54 @@ def locate(
         normalize = NORMALIZATION_FOR_DATA.get(data_norm, "local")
     class_radii = resolve_radii(names, radii, box)
     name = Path(tomogram_path).stem
+    if method == "candidates" and score_maps_dir is not None:
+        raise InputError(
+            "score maps need a dense method (boxes, stages or tiles); candidates scores only "
+            "the proposed positions",
+            field="score_maps",
+        )
 
     start = time.perf_counter()
-    maps = score_tomogram(
-        model,
-        volume.data,
-        box=box,
-        class_names=names,
-        method=method,
-        stride=stride,
-        batch_size=batch_size,
-        tile=tile,
-        halo=halo,
-        normalize=normalize,
-        device=dev,
-        progress=progress,
-    )
-    picks = find_peaks(maps, class_radii, threshold=threshold, tomogram_name=name)
+    maps = cands = None
+    if method == "candidates":
+        cands = propose_candidates(
+            volume.data,
+            sorted(set(class_radii.values())),
+            polarity=polarity,
+            threshold=candidate_threshold,
+            max_candidates=max_candidates,
+            device=dev,
+            progress=progress,
+        )
+        probs = classify_boxes(
+            model,
+            volume.data,
+            cands.zyx,
+            box=box,
+            normalize=normalize,
+            device=dev,
+            batch_size=batch_size,
+            progress=progress,
+        )
+        picks = picks_from_boxes(
+            cands.zyx, probs, names, class_radii, threshold=threshold, tomogram_name=name
+        )
+    else:
+        maps = score_tomogram(
+            model,
+            volume.data,
+            box=box,
+            class_names=names,
+            method=method,
+            stride=stride,
+            batch_size=batch_size,
+            tile=tile,
+            halo=halo,
+            normalize=normalize,
+            device=dev,
+            progress=progress,
+        )
+        picks = find_peaks(maps, class_radii, threshold=threshold, tomogram_name=name)
     seconds = time.perf_counter() - start
 
     outputs = []
@@ -253,10 +307,10 @@ def locate(
         path = out.with_suffix(ext)
         write_particles(path, picks, class_map=class_map if ext == ".star" else None)
         outputs.append(path)
-    if score_maps_dir is not None:
+    if score_maps_dir is not None and maps is not None:
         outputs.append(write_score_maps(maps, score_maps_dir, volume.voxel_size_angstrom))
     log.info("%d picks in %.1f s -> %s", len(picks), seconds, out)
-    return LocateResult(picks, outputs, maps, seconds, class_radii, normalize)
+    return LocateResult(picks, outputs, maps, seconds, class_radii, normalize, cands)
 
 
 def write_score_maps(maps: ScoreMaps, directory: str | Path, voxel_size_angstrom: float) -> Path:

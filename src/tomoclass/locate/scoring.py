@@ -329,8 +329,7 @@ def score_tomogram(
             stride=int(stride),
             normalize=normalize,
             device=device,
-            batch_size=batch_size or (256 if device.type == "cuda"
-                                      else int(np.clip(2_000_000 // box**3, 16, 1024))),
+            batch_size=batch_size or _default_batch(box, device),
             progress=progress,
         )
     geom = model_geometry(model, box, device=device)
@@ -427,29 +426,166 @@ def _score_by_boxes(
     if stride < 1:
         raise InputError(f"stride must be a positive number of voxels, got {stride}",
                          field="stride")
-    if batch_size < 1:
-        raise InputError(f"batch size must be positive, got {batch_size}", field="batch_size")
     shape = np.array(tomogram.shape)
     grid = (shape - 1 + stride - 1) // stride + 1
-    half = box // 2
-    # The tomogram padded by NaN: a box's in-bounds voxels are its finite ones, and the data
-    # stage fills the rest with their mean. Grid points may sit up to stride - 1 voxels past
-    # the last voxel (j = ceil((n - 1) / stride)).
-    ext = stride * (grid - 1) + box
-    padded = torch.full(tuple(int(v) for v in ext), float("nan"), dtype=torch.float32)
-    mean, std = _global_stats(tomogram) if normalize == "global" else (0.0, 1.0)
-    for z0 in range(0, int(shape[0]), 16):  # slab by slab: a memory-mapped file is read once
-        slab = np.array(tomogram[z0 : z0 + 16], dtype=np.float32)  # a writable copy
-        if normalize == "global":
-            slab = (slab - mean) / std
-        padded[half + z0 : half + z0 + len(slab), half : half + int(shape[1]),
-               half : half + int(shape[2])] = torch.from_numpy(slab)
-    padded = padded.to(device)
-    st = padded.stride()
-    windows = padded.as_strided(
-        (*(int(g) for g in grid), box, box, box),
-        (stride * st[0], stride * st[1], stride * st[2], *st),
+    # Grid points may sit up to stride - 1 voxels past the last voxel (j = ceil((n - 1) / s)).
+    boxes = _BoxCutter(tomogram, box, normalize, device, max_centre=stride * (grid - 1))
+    gy_gx = int(grid[1] * grid[2])
+
+    def centres(idx: torch.Tensor) -> torch.Tensor:
+        jz, rest = idx // gy_gx, idx % gy_gx
+        return torch.stack([jz, rest // int(grid[2]), rest % int(grid[2])], dim=1) * stride
+
+    probs = _classify(model, boxes, int(np.prod(grid)), centres, len(class_names),
+                      batch_size, device, progress)
+    return ScoreMaps(
+        probabilities=probs.reshape(len(class_names), *(int(g) for g in grid)),
+        class_names=tuple(class_names),
+        stride=(stride, stride, stride),
+        shape=tuple(int(v) for v in shape),  # type: ignore[arg-type]
     )
+
+
+def classify_boxes(
+    model: nn.Module,
+    tomogram: np.ndarray,
+    centres_zyx: np.ndarray,
+    *,
+    box: int,
+    normalize: str = "local",
+    device: torch.device | str | None = None,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """Class probabilities of the boxes centred on given voxels, cut as training boxes are.
+
+    Each box ``tomogram[c - box // 2 : c - box // 2 + box]`` (per axis) is cut, padded with
+    the mean of its in-bounds voxels where it crosses the border and normalised exactly as
+    the data stage cuts training boxes (``normalize``: ``"local"`` z-scores each box,
+    ``"global"`` uses the tomogram's mean and standard deviation, ``"none"`` nothing), then
+    classified in batches (bf16 + channels-last on CUDA, ``optimize_for_inference`` on the
+    CPU).
+
+    Parameters
+    ----------
+    model
+        Any classifier taking (B, 1, box, box, box).
+    tomogram
+        (z, y, x) array, memory-mapped is fine.
+    centres_zyx
+        Integer array (N, 3) of voxel indices (z, y, x); centres outside the tomogram are
+        allowed (their boxes are padded) up to ``box // 2`` voxels beyond it.
+    box, normalize, device, batch_size, progress
+        As for :func:`score_tomogram`.
+
+    Returns
+    -------
+    numpy.ndarray
+        Float32 (N, K): softmax over the classifier's K outputs.
+
+    Raises
+    ------
+    InputError
+        A tomogram that is not 3-D, centres that are not (N, 3) integers or lie too far out,
+        a bad normalisation or batch size.
+    """
+    if tomogram.ndim != 3:
+        raise InputError(f"tomogram must be 3-D (z, y, x), got shape {tomogram.shape}")
+    if normalize not in NORMALIZATIONS:
+        raise InputError(
+            f"unknown normalization {normalize!r}; use one of {NORMALIZATIONS}", field="normalize"
+        )
+    c = np.asarray(centres_zyx)
+    if c.ndim != 2 or c.shape[1] != 3 or (c.size and not np.issubdtype(c.dtype, np.integer)):
+        raise InputError(f"centres must be an (N, 3) integer array, got {c.dtype} {c.shape}",
+                         field="centres")
+    shape = np.array(tomogram.shape)
+    if c.size and (np.any(c < -(box // 2)) or np.any(c >= shape + box // 2)):
+        raise InputError("box centres lie more than half a box outside the tomogram",
+                         field="centres")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = model.to(device).eval()
+    n_out = _n_outputs(model, box, device)
+    if len(c) == 0:
+        return np.empty((0, n_out), np.float32)
+    shift = box // 2  # centres may be negative: shift them into the padded frame
+    boxes = _BoxCutter(tomogram, box, normalize, device,
+                       max_centre=np.maximum(c.max(axis=0) + shift, shape - 1 + shift),
+                       shift=shift)
+    table = torch.from_numpy(c.astype(np.int64) + shift).to(device)
+    if batch_size is None:
+        batch_size = _default_batch(box, device)
+    probs = _classify(model, boxes, len(c), lambda idx: table[idx], n_out, batch_size, device,
+                      progress)
+    return np.ascontiguousarray(probs.T)
+
+
+def _n_outputs(model: nn.Module, box: int, device: torch.device) -> int:
+    if hasattr(model, "get_classifier"):
+        return int(model.get_classifier().out_features)
+    with torch.inference_mode():
+        return int(model(torch.zeros(1, 1, box, box, box, device=device)).shape[1])
+
+
+def _default_batch(box: int, device: torch.device) -> int:
+    """256 boxes on CUDA; on the CPU about 2 million voxels' worth, 16 to 1024 boxes."""
+    return 256 if device.type == "cuda" else int(np.clip(2_000_000 // box**3, 16, 1024))
+
+
+class _BoxCutter:
+    """Boxes of a tomogram cut, padded and normalised as the data stage cuts them.
+
+    The tomogram is copied (once, slab by slab) into a NaN-padded tensor on the device; a
+    box's in-bounds voxels are its finite ones, and the data stage fills the rest with their
+    mean. ``cut(centres)`` takes (B, 3) voxel indices in the frame shifted by ``shift``.
+    """
+
+    def __init__(self, tomogram: np.ndarray, box: int, normalize: str, device: torch.device,
+                 *, max_centre: np.ndarray, shift: int = 0) -> None:
+        shape = np.array(tomogram.shape)
+        half = box // 2
+        self.box, self.normalize = box, normalize
+        # padded[p] holds tomogram voxel p - half - shift; the box at shifted centre c is
+        # padded[c : c + box].
+        ext = np.asarray(max_centre) + box
+        off = half + shift
+        padded = torch.full(tuple(int(v) for v in ext), float("nan"), dtype=torch.float32)
+        mean, std = _global_stats(tomogram) if normalize == "global" else (0.0, 1.0)
+        for z0 in range(0, int(shape[0]), 16):  # slab by slab: a memory-mapped file is read once
+            slab = np.array(tomogram[z0 : z0 + 16], dtype=np.float32)  # a writable copy
+            if normalize == "global":
+                slab = (slab - mean) / std
+            padded[off + z0 : off + z0 + len(slab), off : off + int(shape[1]),
+                   off : off + int(shape[2])] = torch.from_numpy(slab)
+        padded = padded.to(device)
+        st = padded.stride()
+        n = tuple(int(v) for v in ext - box + 1)
+        self.windows = padded.as_strided((*n, box, box, box), (*st, *st))
+
+    def cut(self, c: torch.Tensor) -> torch.Tensor:
+        """(B, 1, box, box, box) float32 boxes centred on ``c`` (B, 3)."""
+        x = self.windows[c[:, 0], c[:, 1], c[:, 2]]  # (B, box, box, box), a copy
+        finite = torch.isfinite(x)
+        if not bool(finite.all()):
+            count = finite.sum(dim=(1, 2, 3), dtype=torch.float32)
+            total = torch.where(finite, x, 0.0).sum(dim=(1, 2, 3), dtype=torch.float32)
+            fill = torch.where(count > 0, total / count.clamp_min(1), 0.0)
+            x = torch.where(finite, x, fill[:, None, None, None])
+        if self.normalize == "local":
+            flat = x.reshape(len(x), -1)
+            flat = flat - flat.mean(dim=1, keepdim=True)
+            box_std = flat.pow(2).mean(dim=1, keepdim=True).sqrt()
+            flat = torch.where(box_std > 0, flat / box_std.clamp_min(1e-30), 0.0)
+            x = flat.reshape(x.shape)
+        return x[:, None]
+
+
+def _classify(model: nn.Module, boxes: _BoxCutter, n_total: int, centres, n_out: int,
+              batch_size: int, device: torch.device, progress: bool) -> np.ndarray:
+    """Softmax of ``model`` on boxes ``0 .. n_total - 1`` (``centres(idx)`` gives their
+    shifted centres), (K, n_total) float32."""
+    if batch_size < 1:
+        raise InputError(f"batch size must be positive, got {batch_size}", field="batch_size")
     use_cuda = device.type == "cuda"
     dtype = torch.bfloat16 if use_cuda and torch.cuda.is_bf16_supported() else None
     net = model
@@ -462,29 +598,12 @@ def _score_by_boxes(
             net = model
     elif dtype is not None:
         net = model.to(memory_format=torch.channels_last_3d)
-    n_total = int(np.prod(grid))
-    probs = np.empty((len(class_names), n_total), dtype=np.float32)
-    gy_gx = int(grid[1] * grid[2])
+    probs = np.empty((n_out, n_total), dtype=np.float32)
     bar = tqdm(total=n_total, desc="scoring boxes", unit="box", disable=not progress)
     with torch.inference_mode():
         for start in range(0, n_total, batch_size):
             idx = torch.arange(start, min(n_total, start + batch_size), device=device)
-            jz, rest = idx // gy_gx, idx % gy_gx
-            jy, jx = rest // int(grid[2]), rest % int(grid[2])
-            x = windows[jz, jy, jx]  # (B, box, box, box), a copy
-            finite = torch.isfinite(x)
-            if not bool(finite.all()):
-                count = finite.sum(dim=(1, 2, 3), dtype=torch.float32)
-                total = torch.where(finite, x, 0.0).sum(dim=(1, 2, 3), dtype=torch.float32)
-                fill = torch.where(count > 0, total / count.clamp_min(1), 0.0)
-                x = torch.where(finite, x, fill[:, None, None, None])
-            if normalize == "local":
-                flat = x.reshape(len(x), -1)
-                flat = flat - flat.mean(dim=1, keepdim=True)
-                box_std = flat.pow(2).mean(dim=1, keepdim=True).sqrt()
-                flat = torch.where(box_std > 0, flat / box_std.clamp_min(1e-30), 0.0)
-                x = flat.reshape(x.shape)
-            x = x[:, None]
+            x = boxes.cut(centres(idx))
             if use_cuda and dtype is not None:
                 x = x.contiguous(memory_format=torch.channels_last_3d)
                 with torch.autocast("cuda", dtype=dtype):
@@ -496,12 +615,7 @@ def _score_by_boxes(
             )
             bar.update(len(idx))
     bar.close()
-    return ScoreMaps(
-        probabilities=probs.reshape(len(class_names), *(int(g) for g in grid)),
-        class_names=tuple(class_names),
-        stride=(stride, stride, stride),
-        shape=tuple(int(v) for v in shape),  # type: ignore[arg-type]
-    )
+    return probs
 
 
 @dataclass(frozen=True)
