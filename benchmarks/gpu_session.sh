@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# One prepared GPU-machine session: the CUDA tests, the GPU throughput tier, and the shrec12
-# Table 2 reproduction with the whole-tomogram task (--locate), each stage under its own time
-# limit so that one failure or overrun leaves the others' results.
+# One prepared GPU-machine session: the CUDA tests, the GPU throughput tier, the shrec12
+# Table 2 reproduction with the whole-tomogram task (--locate), and the whole-tomogram task
+# alone (locate: benchmarks/shrec12_locate.py, candidates and boxes), each stage under its own
+# time limit so that one failure or overrun leaves the others' results.
 #
 #   bash benchmarks/gpu_session.sh [STAGES] [TIER]
-#     STAGES  comma list of tests,throughput,table2 (default: tests,throughput,table2)
-#     TIER    shrec12 tier for table2 (default: gpu)
+#     STAGES  comma list of tests,throughput,table2,locate (default: tests,throughput,table2)
+#     TIER    shrec12 tier for table2 and locate (default: gpu)
 #
 # Environment:
 #   OUT                   where results go (default /tmp/gpu_session); everything ends up in
 #                         $OUT/results.tgz (re-packed after every stage) and $OUT/session.log
 #   DATA_ROOT             folder holding structures/pdb (default ../shared/data)
 #   TOMOCLASS_GIT_COMMIT  commit of the copied tree (a copy without .git cannot tell)
-#   T_TESTS, T_THROUGHPUT, T_TABLE2   per-stage limits in seconds (defaults 240, 150, 580)
+#   T_TESTS, T_THROUGHPUT, T_TABLE2, T_LOCATE   per-stage limits in seconds
+#                         (defaults 240, 150, 580, 420)
+#   LOCATE_METHODS        methods of the locate stage (default candidates,boxes)
 #   DEVICE                cuda (default); cpu rehearses the script's plumbing on a CPU machine
 #   PY                    the Python to use (default python3); WHEELS= (empty) skips the wheels
 #
@@ -77,6 +80,19 @@ if has table2; then
   for m in /tmp/table2_work/runs/*/metrics.jsonl; do
     [ -f "$m" ] && cp "$m" "$RES/table2_$TIER/$(basename "$(dirname "$m")").metrics.jsonl"
   done
+  pack
+fi
+if has locate; then
+  say "locate: shrec12_locate.py --tier $TIER --methods ${LOCATE_METHODS:-candidates,boxes}"
+  timeout "${T_LOCATE:-420}" "$PY" benchmarks/shrec12_locate.py --tier "$TIER" \
+    --methods "${LOCATE_METHODS:-candidates,boxes}" --device "$DEVICE" \
+    --data-root "$DATA_ROOT" --out "$RES/locate_$TIER" --work /tmp/locate_work \
+    > "$RES/locate.log" 2>&1
+  say "locate: exit $?"
+  tail -20 "$RES/locate.log" | tee -a "$OUT/session.log"
+  mkdir -p "$RES/locate_$TIER"
+  m=/tmp/locate_work/runs/locate_background/metrics.jsonl
+  [ -f "$m" ] && cp "$m" "$RES/locate_$TIER/locate_background.metrics.jsonl"
   pack
 fi
 say "done"

@@ -62,8 +62,10 @@ def settings(raw: dict[str, Any]) -> dict[str, Any]:
         "n_offcentre": int(s.get("background_offcentre_per_tomogram", 250)),
         "threshold": float(s.get("threshold", 0.5)),
         "seed": int(s.get("seed", 0)),
-        "method": str(s.get("method", "boxes")),
+        "method": str(s.get("method", "candidates")),
         "stride": int(s.get("stride", 4)),
+        "polarity": str(s.get("polarity", "both")),
+        "candidate_threshold": float(s.get("candidate_threshold", 3.0)),
     }
 
 
@@ -148,6 +150,34 @@ def per_class_localization(score, picks: pd.DataFrame) -> dict[str, dict[str, An
     return out
 
 
+def _candidate_record(cands, truth: pd.DataFrame, radii: dict[str, float]
+                      ) -> dict[str, Any] | None:
+    """Proposals of ``method="candidates"``: how many, at which scales, and their recall per
+    class (share of the true particles with a proposal within the class radius), which
+    tells proposal misses from classifier misses."""
+    if cands is None:
+        return None
+    from scipy.spatial import cKDTree
+
+    from tomoclass.io import schema as S
+
+    zyx = truth[[S.Z, S.Y, S.X]].to_numpy(dtype=np.float64)
+    cls = truth[S.CLASS_NAME].astype(str).to_numpy()
+    r = np.array([radii[c] for c in cls])
+    if len(cands) and len(zyx):
+        dist, _ = cKDTree(cands.zyx.astype(np.float64)).query(zyx)
+    else:
+        dist = np.full(len(zyx), np.inf)
+    hit = dist <= r
+    return {
+        "n_candidates": len(cands),
+        "sigmas": [round(float(v), 4) for v in cands.sigmas],
+        "noise": [float(v) for v in cands.noise],
+        "recall": float(hit.mean()) if len(hit) else None,
+        "recall_per_class": {c: float(hit[cls == c].mean()) for c in sorted(set(cls))},
+    }
+
+
 def locate_and_score(run_dir: Path, written: list[dict[str, str]], bench, radii: dict[str, float],
                      cfg: dict[str, Any], out_dir: Path, device: str = "auto",
                      **locate_kwargs: Any) -> dict[str, Any]:
@@ -165,10 +195,15 @@ def locate_and_score(run_dir: Path, written: list[dict[str, str]], bench, radii:
         name = Path(w["tomogram"]).stem
         t0 = time.perf_counter()
         stride = int(bench.tier.get("locate_stride", cfg["stride"]))
+        kw = dict(locate_kwargs)
+        if cfg["method"] == "boxes":
+            kw.setdefault("stride", stride)
+        if cfg["method"] == "candidates":
+            kw.setdefault("polarity", cfg["polarity"])
+            kw.setdefault("candidate_threshold", cfg["candidate_threshold"])
         res = locate(run_dir, w["tomogram"], out_dir / f"{name}_picks.star", which="last",
                      threshold=cfg["threshold"], radii=radii, device=dev, progress=False,
-                     method=cfg["method"], stride=stride if cfg["method"] == "boxes" else None,
-                     **locate_kwargs)
+                     method=cfg["method"], **kw)
         wall = time.perf_counter() - t0
         truth = read_particles(w["ground_truth"], tomogram=name)
         score = score_picks(truth, res.picks, radii)
@@ -190,7 +225,8 @@ def locate_and_score(run_dir: Path, written: list[dict[str, str]], bench, radii:
             "seconds_with_io": round(wall, 2),
             "normalize": res.normalize,
             "method": cfg["method"],
-            "stride": list(res.maps.stride),
+            "stride": list(res.maps.stride) if res.maps is not None else None,
+            "candidates": _candidate_record(res.candidates, truth, radii),
             "threshold": cfg["threshold"],
             "score": score.to_dict(),
             "per_class_localization": per_class,
@@ -217,7 +253,10 @@ def markdown(rec: dict[str, Any], bench) -> str:
                   f"{s['n_picks']} picks for {s['n_true']} particles; localization precision "
                   f"{_f(s['precision'])}, recall {_f(s['recall'])}, F1 {_f(s['f1'])}; "
                   f"classification accuracy among hits {_f(s['classification_accuracy'])}; "
-                  f"{t['seconds_locate']:.1f} s to score and pick.", "",
+                  f"{t['seconds_locate']:.1f} s to score and pick."
+                  + (f" {t['candidates']['n_candidates']} candidates, recall "
+                     f"{_f(t['candidates']['recall'])} (share of particles with a candidate "
+                     "within their radius)." if t.get("candidates") else ""), "",
                   "| class | group | radius | n | found | false picks | loc F1 | cls F1 (hits) |",
                   "|---|---|---|---|---|---|---|---|"]
         radii = rec["result"]["radii_voxels"]
@@ -384,9 +423,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for method, r in rec["results"].items():
         for t in r["tomograms"]:
             g = t["size_groups"]
-            print(f"{method} {t['tomogram']}: loc F1 {t['score']['f1']:.3f}; medium "
-                  f"{g['medium']['loc_f1_mean']}, large {g['large']['loc_f1_mean']}; "
-                  f"{t['seconds_locate']:.1f} s")
+            print(f"{method} {t['tomogram']}: loc F1 {_f(t['score']['f1'])}; mean loc F1 "
+                  + ", ".join(f"{k} {_f(v['loc_f1_mean'])}" for k, v in g.items())
+                  + f"; {t['seconds_locate']:.1f} s")
     print(f"wrote {args.out / 'locate.md'} and {args.out / 'results.json'}")
     return 0
 

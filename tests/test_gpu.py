@@ -123,14 +123,37 @@ def test_optimize_for_inference_on_cuda_keeps_the_logits(name, strict_fp32):
     assert _rel(out.float(), ref.float()) < 1e-4
 
 
-def test_score_tomogram_on_cuda_matches_cpu(strict_fp32):
+@pytest.mark.parametrize("method,tol", [("stages", 1e-4), ("boxes", 2e-2)])
+def test_score_tomogram_on_cuda_matches_cpu(method, tol, strict_fp32):
+    # stages runs in float32 on both; boxes runs under bf16 autocast on CUDA
     torch.manual_seed(2)
     model = get_model(TINY_MODEL, num_classes=3, **TINY_KWARGS).eval()
     tomo = np.random.default_rng(0).normal(size=(24, 40, 36)).astype(np.float32)
     names = ["background", "a", "b"]
-    cpu = score_tomogram(model, tomo, box=12, class_names=names, device="cpu", progress=False)
-    gpu = score_tomogram(model, tomo, box=12, class_names=names, device="cuda", progress=False)
-    assert np.abs(gpu.probabilities - cpu.probabilities).max() < 1e-4
+    kw = dict(box=12, class_names=names, progress=False, method=method)
+    cpu = score_tomogram(model, tomo, device="cpu", **kw)
+    gpu = score_tomogram(model, tomo, device="cuda", **kw)
+    assert np.abs(gpu.probabilities - cpu.probabilities).max() < tol
+
+
+def test_candidates_on_cuda_match_cpu(strict_fp32):
+    # torch filters on the GPU, scipy on the CPU: the same proposals
+    from tomoclass.locate import classify_boxes, propose_candidates
+
+    rng = np.random.default_rng(3)
+    tomo = rng.normal(0.0, 0.3, size=(40, 56, 48)).astype(np.float32)
+    zz, yy, xx = np.meshgrid(*(np.arange(n) for n in tomo.shape), indexing="ij")
+    for (z, y, x), r in (((10, 12, 14), 3.0), ((28, 40, 30), 6.0)):
+        tomo[(zz - z) ** 2 + (yy - y) ** 2 + (xx - x) ** 2 <= r * r] -= 1.0
+    cpu = propose_candidates(tomo, [3.0, 6.0], device="cpu", progress=False, slab=7)
+    gpu = propose_candidates(tomo, [3.0, 6.0], device="cuda", progress=False, slab=7)
+    np.testing.assert_array_equal(gpu.zyx, cpu.zyx)
+    np.testing.assert_allclose(gpu.response, cpu.response, rtol=1e-4)
+    torch.manual_seed(2)
+    model = get_model(TINY_MODEL, num_classes=3, **TINY_KWARGS).eval()
+    pc = classify_boxes(model, tomo, cpu.zyx, box=12, device="cpu", progress=False)
+    pg = classify_boxes(model, tomo, cpu.zyx, box=12, device="cuda", progress=False)
+    assert np.abs(pg - pc).max() < 2e-2  # bf16 autocast on CUDA
 
 
 def test_torchrun_on_one_gpu_uses_nccl_and_writes_one_run(dataset, tmp_path):
