@@ -223,6 +223,7 @@ def locate_and_score(run_dir: Path, written: list[dict[str, str]], bench, radii:
             "shape_zyx": list(bench.tier["shape_zyx"]),
             "seconds_locate": round(res.seconds, 2),
             "seconds_with_io": round(wall, 2),
+            "stage_seconds": res.stage_seconds,
             "normalize": res.normalize,
             "method": cfg["method"],
             "stride": list(res.maps.stride) if res.maps is not None else None,

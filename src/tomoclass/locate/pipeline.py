@@ -52,6 +52,9 @@ class LocateResult:
         The tomogram normalisation used.
     candidates
         ``method="candidates"``: the proposals that were classified; else None.
+    stage_seconds
+        Wall time per stage: ``propose``, ``classify``, ``pick`` (candidates) or ``score``,
+        ``pick`` (the dense methods).
     """
 
     picks: pd.DataFrame
@@ -61,6 +64,7 @@ class LocateResult:
     radii: dict[str, float]
     normalize: str
     candidates: Candidates | None = None
+    stage_seconds: dict[str, float] | None = None
 
 
 def parse_radii(values: Sequence[str] | None) -> float | dict[str, float] | None:
@@ -261,6 +265,7 @@ def locate(
 
     start = time.perf_counter()
     maps = cands = None
+    stage: dict[str, float] = {}
     if method == "candidates":
         cands = propose_candidates(
             volume.data,
@@ -271,6 +276,7 @@ def locate(
             device=dev,
             progress=progress,
         )
+        stage["propose"] = time.perf_counter() - start
         probs = classify_boxes(
             model,
             volume.data,
@@ -281,6 +287,7 @@ def locate(
             batch_size=batch_size,
             progress=progress,
         )
+        stage["classify"] = time.perf_counter() - start - stage["propose"]
         picks = picks_from_boxes(
             cands.zyx, probs, names, class_radii, threshold=threshold, tomogram_name=name
         )
@@ -299,8 +306,10 @@ def locate(
             device=dev,
             progress=progress,
         )
+        stage["score"] = time.perf_counter() - start
         picks = find_peaks(maps, class_radii, threshold=threshold, tomogram_name=name)
     seconds = time.perf_counter() - start
+    stage["pick"] = seconds - sum(stage.values())
 
     outputs = []
     for ext in [suffix] + [e for e in (".star", ".csv", ".txt") if e != suffix]:
@@ -309,8 +318,10 @@ def locate(
         outputs.append(path)
     if score_maps_dir is not None and maps is not None:
         outputs.append(write_score_maps(maps, score_maps_dir, volume.voxel_size_angstrom))
-    log.info("%d picks in %.1f s -> %s", len(picks), seconds, out)
-    return LocateResult(picks, outputs, maps, seconds, class_radii, normalize, cands)
+    log.info("%d picks in %.1f s (%s) -> %s", len(picks), seconds,
+             ", ".join(f"{k} {v:.1f} s" for k, v in stage.items()), out)
+    return LocateResult(picks, outputs, maps, seconds, class_radii, normalize, cands,
+                        {k: round(v, 3) for k, v in stage.items()})
 
 
 def write_score_maps(maps: ScoreMaps, directory: str | Path, voxel_size_angstrom: float) -> Path:
