@@ -244,8 +244,13 @@ def markdown(rec: dict[str, Any], bench) -> str:
              f"`{rec['settings']['model']}` trained with a background class "
              f"({rec['dataset']['background_boxes']} background boxes: "
              f"{rec['settings']['n_random']} random + {rec['settings']['n_offcentre']} off-centre "
-             "per tomogram) on the Table 2 training tomograms, then run over each whole test "
-             f"tomogram (method `{rec['settings']['method']}`, threshold "
+             "per tomogram, the test tomograms' included as monitored validation boxes) on the "
+             "tier's training tomograms, then run over each whole test "
+             f"tomogram (method `{rec['settings']['method']}`"
+             + (f", polarity {rec['settings'].get('polarity')}, candidate threshold "
+                f"{rec['settings'].get('candidate_threshold')}"
+                if rec["settings"]["method"] == "candidates" else "")
+             + ", threshold "
              f"{rec['settings']['threshold']}). Hit region: a sphere of the "
              "class's template radius; every ground-truth particle counts, border ones too.", ""]
     for t in rec["result"]["tomograms"]:
@@ -341,7 +346,8 @@ def run_alone(bench, out: Path, work: Path, *, methods: Sequence[str], reuse: bo
     machine["loadavg"] = load_start
     results = {}
     for method in methods:
-        mcfg = dict(cfg, method=method)
+        mcfg = dict(cfg, method=method, **{k: v for k, v in (locate_kwargs or {}).items()
+                                            if k in cfg})
         mdir = out / method
         mdir.mkdir(parents=True, exist_ok=True)
         results[method] = locate_and_score(run_dir, written, bench, radii, mcfg, mdir,
@@ -403,6 +409,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--config", type=Path, default=rt.DEFAULT_CONFIG)
     p.add_argument("--methods", default="candidates",
                    help="comma-separated locate methods (candidates, boxes, stages)")
+    p.add_argument("--polarity", choices=("both", "dark", "bright"),
+                   help="candidates: override the YAML's locate.polarity")
     p.add_argument("--reuse", action="store_true",
                    help="keep the scratch folder's tomograms and trained run")
     p.add_argument("--device", default="auto")
@@ -417,7 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise InputError("--reuse: no scratch folder to reuse", path=work, field="work")
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         rec = run_alone(bench, args.out, work, methods=methods, reuse=args.reuse,
-                        device=args.device)
+                        device=args.device,
+                        locate_kwargs={"polarity": args.polarity} if args.polarity else None)
     except TomoclassError as exc:
         print(f"shrec12_locate.py: error: {exc}", file=sys.stderr)
         return 2
