@@ -146,7 +146,7 @@ def accuracy(args: argparse.Namespace, device: torch.device) -> dict:
         wall = time.perf_counter() - t0
         score = score_picks(truth, res.picks, radii if radii is not None else res.radii)
         out["methods"][method] = {
-            "stride": list(res.maps.stride),
+            "stride": list(res.maps.stride) if res.maps is not None else None,
             "seconds_locate_total": wall,
             "seconds_scoring_and_peaks": res.seconds,
             "scores": score.to_dict(),

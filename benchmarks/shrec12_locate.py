@@ -347,7 +347,7 @@ def run_alone(bench, out: Path, work: Path, *, methods: Sequence[str], reuse: bo
     results = {}
     for method in methods:
         mcfg = dict(cfg, method=method, **{k: v for k, v in (locate_kwargs or {}).items()
-                                            if k in cfg})
+                                            if k in cfg})  # as render() shows them
         mdir = out / method
         mdir.mkdir(parents=True, exist_ok=True)
         results[method] = locate_and_score(run_dir, written, bench, radii, mcfg, mdir,
@@ -375,21 +375,28 @@ def run_alone(bench, out: Path, work: Path, *, methods: Sequence[str], reuse: bo
     rec["machine"]["loadavg_end"] = list(os.getloadavg())
     out.mkdir(parents=True, exist_ok=True)
     rt._write_json(out / "results.json", rec)
-    text = [f"# shrec12 localization, tier {bench.tier_name}", "",
-            f"{bench.tier['reduces'].strip()}", "",
+    (out / "locate.md").write_text(render(rec, bench))
+    return rec
+
+
+def render(rec: dict[str, Any], bench) -> str:
+    """``locate.md`` of a :func:`run_alone` record."""
+    history, machine = rec["training_history"], rec["machine"]
+    text = [f"# shrec12 localization, tier {rec['tier']}", "",
+            f"{rec['tier_settings']['reduces'].strip()}", "",
             "Training (validation = the test tomogram's boxes, monitored only): "
             + "; ".join(f"epoch {h.get('epoch')}: val macro F1 {h.get('val_macro_f1', float('nan')):.3f}"
                         for h in history if "epoch" in h) + "."]
-    for method, r in results.items():
-        text.append(markdown({"settings": dict(cfg, method=method), "dataset": data_rec,
-                              "result": r}, bench))
+    overrides = {k: v for k, v in rec.get("locate_kwargs", {}).items() if k in rec["settings"]}
+    for method, r in rec["results"].items():
+        text.append(markdown({"settings": dict(rec["settings"], method=method, **overrides),
+                              "dataset": rec["dataset"], "result": r}, bench))
     text += ["", "## Time per stage (s)", ""] + [f"- {k}: {v}" for k, v in rec["seconds"].items()]
     text += ["", f"Machine: {machine.get('gpu', 'CPU only')}, {machine['nproc']} CPUs, "
-             f"torch {machine['torch']}, load average {load_start[0]:.1f} at the start, "
-             f"{rec['machine']['loadavg_end'][0]:.1f} at the end; commit {rec['git_commit']}; "
-             f"{date}.", ""]
-    (out / "locate.md").write_text("\n".join(text))
-    return rec
+             f"torch {machine['torch']}, load average {machine['loadavg'][0]:.1f} at the start, "
+             f"{machine['loadavg_end'][0]:.1f} at the end; commit {rec['git_commit']}; "
+             f"{rec['date_utc']}.", ""]
+    return "\n".join(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -60,6 +60,8 @@ def test_locate_then_score_picks_end_to_end(planted_run, tmp_path, capsys):
             str(tomo),
             "--out",
             str(out),
+            "--method",
+            "boxes",
             "--score-maps",
             str(tmp_path / "maps"),
             "--radius",
@@ -170,7 +172,7 @@ def test_locate_by_candidates_finds_the_planted_particles(planted_run, tmp_path,
     write_volume(tomo, _planted_tomogram(), 10.0)
     out = tmp_path / "picks.csv"
     args = ["locate", "--run", str(planted_run), "--tomogram", str(tomo), "--out", str(out),
-            "--method", "candidates", "--radius", "bright=3", "--radius", "dark=4",
+            "--radius", "bright=3", "--radius", "dark=4",  # --method candidates: the default
             "--no-progress", "--device", "cpu"]
     assert main(args) == 0
     text = capsys.readouterr().out

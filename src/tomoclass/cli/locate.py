@@ -25,7 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tomogram", required=True, help="tomogram (MRC)")
     p.add_argument("--out", required=True, help="picks table: .star, .csv or .txt")
     p.add_argument("--which", default="best", help="checkpoint: best, last or epoch_NNN")
-    p.add_argument("--score-maps", metavar="DIR", help="write per-class probability maps here")
+    p.add_argument(
+        "--score-maps",
+        metavar="DIR",
+        help="write per-class probability maps here (dense methods: --method boxes)",
+    )
     p.add_argument(
         "--threshold",
         type=float,
@@ -48,11 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--method",
         choices=["candidates", "boxes", "stages", "tiles"],
-        default="boxes",
-        help="candidates: classify the box at each blob found by a difference of Gaussians "
-        "at the particles' scales (fast); boxes (default): classify the box at every grid "
-        "point; both cut boxes exactly as training boxes are cut; stages/tiles: one fully "
-        "convolutional pass, not what a net trained on isolated boxes saw (docs/locate.md)",
+        default="candidates",
+        help="candidates (default): classify the box at each blob found by a difference of "
+        "Gaussians at the particles' scales (minutes per tomogram on a CPU); boxes: classify "
+        "the box at every grid point (dense, --score-maps; hours on a CPU); both cut boxes "
+        "exactly as training boxes are cut; stages/tiles: one fully convolutional pass, not "
+        "what a net trained on isolated boxes saw (docs/locate.md)",
     )
     p.add_argument(
         "--polarity",

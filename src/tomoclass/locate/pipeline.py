@@ -153,7 +153,7 @@ def locate(
     score_maps_dir: str | Path | None = None,
     threshold: float = 0.5,
     radii: float | Mapping[str, float] | None = None,
-    method: str = "boxes",
+    method: str = "candidates",
     stride: int | None = None,
     batch_size: int | None = None,
     tile: int | None = None,
@@ -189,12 +189,12 @@ def locate(
     radii
         Particle radii in voxels (number or mapping, see :func:`resolve_radii`).
     method
-        ``"candidates"``: propose blob centres at the particles' scales
+        ``"candidates"`` (default): propose blob centres at the particles' scales
         (:func:`tomoclass.locate.propose_candidates`) and classify the box centred on each,
-        exactly as training boxes are cut (:func:`tomoclass.locate.classify_boxes`): the
-        fast route, minutes per tomogram on a CPU. ``"boxes"`` (default): classify the box
-        at every grid point (``stride`` apart) the same way: no proposal step to miss a
-        particle, but one forward pass per grid point. ``"stages"``/``"tiles"``: one fully
+        exactly as training boxes are cut (:func:`tomoclass.locate.classify_boxes`); the
+        default: minutes per tomogram on a CPU. ``"boxes"``: classify the box at every grid
+        point (``stride`` apart) the same way: no proposal step to miss a particle and dense
+        score maps, but one forward pass per grid point (hours on a CPU). ``"stages"``/``"tiles"``: one fully
         convolutional pass (a net trained on isolated boxes was not trained for it: see
         ``docs/locate.md``).
     stride, batch_size, tile, halo
@@ -258,8 +258,8 @@ def locate(
     name = Path(tomogram_path).stem
     if method == "candidates" and score_maps_dir is not None:
         raise InputError(
-            "score maps need a dense method (boxes, stages or tiles); candidates scores only "
-            "the proposed positions",
+            "score maps need a dense method (--method boxes, stages or tiles); candidates "
+            "scores only the proposed positions",
             field="score_maps",
         )
 
