@@ -64,7 +64,7 @@ def settings(raw: dict[str, Any]) -> dict[str, Any]:
         "seed": int(s.get("seed", 0)),
         "method": str(s.get("method", "candidates")),
         "stride": int(s.get("stride", 4)),
-        "polarity": str(s.get("polarity", "both")),
+        "polarity": str(s.get("polarity", "auto")),
         "candidate_threshold": float(s.get("candidate_threshold", 3.0)),
     }
 
@@ -171,6 +171,7 @@ def _candidate_record(cands, truth: pd.DataFrame, radii: dict[str, float]
     hit = dist <= r
     return {
         "n_candidates": len(cands),
+        "polarity": cands.polarity,
         "sigmas": [round(float(v), 4) for v in cands.sigmas],
         "noise": [float(v) for v in cands.noise],
         "recall": float(hit.mean()) if len(hit) else None,
@@ -260,7 +261,8 @@ def markdown(rec: dict[str, Any], bench) -> str:
                   f"{_f(s['precision'])}, recall {_f(s['recall'])}, F1 {_f(s['f1'])}; "
                   f"classification accuracy among hits {_f(s['classification_accuracy'])}; "
                   f"{t['seconds_locate']:.1f} s to score and pick."
-                  + (f" {t['candidates']['n_candidates']} candidates, recall "
+                  + (f" {t['candidates']['n_candidates']} candidates (polarity "
+                     f"{t['candidates'].get('polarity', rec['settings'].get('polarity'))}), recall "
                      f"{_f(t['candidates']['recall'])} (share of particles with a candidate "
                      "within their radius)." if t.get("candidates") else ""), "",
                   "| class | group | radius | n | found | false picks | loc F1 | cls F1 (hits) |",
@@ -416,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--config", type=Path, default=rt.DEFAULT_CONFIG)
     p.add_argument("--methods", default="candidates",
                    help="comma-separated locate methods (candidates, boxes, stages)")
-    p.add_argument("--polarity", choices=("both", "dark", "bright"),
+    p.add_argument("--polarity", choices=("auto", "both", "dark", "bright"),
                    help="candidates: override the YAML's locate.polarity")
     p.add_argument("--reuse", action="store_true",
                    help="keep the scratch folder's tomograms and trained run")

@@ -19,10 +19,10 @@ from tomoclass.locate import candidates as C
 RADII = {"bright": 3.0, "dark": 4.0}
 
 
-def _spheres(shape=(36, 44, 52), seed=0, sign=-1.0):
+def _spheres(shape=(36, 44, 52), seed=0, sign=-1.0, noise=0.3):
     """Noise plus solid balls of contrast ``sign`` (radii 3 and 6), their centres."""
     rng = np.random.default_rng(seed)
-    tomo = rng.normal(0.0, 0.3, shape).astype(np.float32)
+    tomo = rng.normal(0.0, noise, shape).astype(np.float32)
     zz, yy, xx = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
     centres = [((9, 10, 12), 3.0), ((25, 30, 38), 6.0), ((10, 33, 40), 3.0), ((26, 12, 14), 6.0)]
     for (z, y, x), r in centres:

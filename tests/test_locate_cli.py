@@ -198,3 +198,52 @@ def test_locate_by_candidates_refuses_score_maps(planted_run, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "score maps" in err[0]
     assert not (tmp_path / "p.star").exists() and not (tmp_path / "maps").exists()
+
+
+def _balls(sign, shape=(40, 72, 72), noise=0.1, seed=0):
+    """18 balls of radius 3 and contrast ``sign`` on a grid, in noise; their centres."""
+    rng = np.random.default_rng(seed)
+    tomo = rng.normal(0.0, noise, shape).astype(np.float32)
+    zz, yy, xx = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    centres = [(z, y, x) for z in (12, 28) for y in (12, 36, 60) for x in (12, 36, 60)]
+    for z, y, x in centres:
+        tomo[(zz - z) ** 2 + (yy - y) ** 2 + (xx - x) ** 2 <= 9] += sign
+    return tomo, np.array(centres, float)
+
+
+@pytest.mark.parametrize("sign,kept", [(-1.0, "dark"), (1.0, "bright")])
+def test_auto_polarity_keeps_the_sign_the_classifier_finds_particles_in(
+        planted_run, tmp_path, sign, kept):
+    # balls of one contrast only: the planted net calls them particles and the blobs of the
+    # other sign background, so auto drops the other sign's candidates
+    from tomoclass.locate import locate
+
+    tomo, centres = _balls(sign)
+    path = tmp_path / "balls.mrc"
+    write_volume(path, tomo, 10.0)
+    radii = {"bright": 3.0, "dark": 3.0}
+    auto = locate(planted_run, path, tmp_path / "auto.csv", radii=radii, device="cpu",
+                  progress=False)
+    both = locate(planted_run, path, tmp_path / "both.csv", radii=radii, polarity="both",
+                  device="cpu", progress=False)
+    assert auto.candidates.polarity == kept and both.candidates.polarity == "both"
+    assert len(auto.candidates) < len(both.candidates)
+    assert (auto.candidates.dark == (kept == "dark")).all()
+    for centre in centres:  # every ball is still picked, once, with its class
+        d = np.linalg.norm(auto.picks[["z", "y", "x"]].to_numpy() - centre, axis=1)
+        assert d.min() <= 2.0
+    assert len(auto.picks) == len(centres) and set(auto.picks["class_name"]) == {kept}
+    # the picks are those polarity="both" makes among the kept sign's candidates
+    pd.testing.assert_frame_equal(auto.picks.reset_index(drop=True),
+                                  both.picks[both.picks["class_name"] == kept]
+                                  .reset_index(drop=True))
+
+
+def test_auto_polarity_keeps_both_when_both_hold_particles(planted_run, tmp_path):
+    from tomoclass.locate import locate
+
+    path = tmp_path / "planted.mrc"
+    write_volume(path, _planted_tomogram(), 10.0)
+    res = locate(planted_run, path, tmp_path / "p.csv", radii={"bright": 3.0, "dark": 4.0},
+                 device="cpu", progress=False)
+    assert res.candidates.polarity == "both" and len(res.picks) == len(PLANTED)

@@ -61,10 +61,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--polarity",
-        choices=["both", "dark", "bright"],
-        default="both",
+        choices=["auto", "both", "dark", "bright"],
+        default="auto",
         help="candidates: particles darker than solvent (dark: tomograms without contrast "
-        "inversion), brighter (bright: inverted), or either (both, default; ~2x candidates)",
+        "inversion), brighter (bright: inverted), either (both: ~2x candidates), or auto "
+        "(default): blobs of both signs, the sign the classifier finds no particles in "
+        "dropped after classifying the strongest 256 of each",
     )
     p.add_argument(
         "--candidate-threshold",
@@ -140,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
         max_candidates=args.max_candidates,
     )
     counts = result.picks["class_name"].value_counts()
-    among = "" if result.candidates is None else f" among {len(result.candidates)} candidates"
+    among = ("" if result.candidates is None else f" among {len(result.candidates)} "
+             f"candidates (polarity {result.candidates.polarity})")
     print(f"{len(result.picks)} picks{among} in {result.seconds:.1f} s "
           f"(normalize={result.normalize})")
     for name, n in counts.items():

@@ -54,6 +54,12 @@ POLARITIES = ("dark", "bright", "both")
 DOG_RATIO = math.sqrt(2.0)
 #: Gaussian kernels are cut at this many sigmas.
 TRUNCATE = 4.0
+#: ``locate(polarity="auto")``: strongest candidates of each sign classified to choose.
+AUTO_SAMPLE = 256
+#: ``locate(polarity="auto")``: a sign is dropped when its share of particles among its
+#: sampled candidates is below this fraction of the other sign's share.
+AUTO_RATIO = 0.25
+
 #: Voxels per slab (halo included) that the default slab size aims at.
 SLAB_VOXELS = 64_000_000
 
@@ -74,6 +80,11 @@ class Candidates:
         All scales used.
     noise
         Noise standard deviation of each scale's raw response.
+    dark
+        Bool (N,): the blob is darker than its surroundings (positive difference of
+        Gaussians); False for bright blobs.
+    polarity
+        The polarity the candidates were proposed with (``"dark"``, ``"bright"``, ``"both"``).
     """
 
     zyx: np.ndarray
@@ -81,9 +92,16 @@ class Candidates:
     sigma: np.ndarray
     sigmas: tuple[float, ...]
     noise: tuple[float, ...]
+    dark: np.ndarray
+    polarity: str
 
     def __len__(self) -> int:
         return len(self.zyx)
+
+    def subset(self, keep: np.ndarray, polarity: str | None = None) -> Candidates:
+        """The candidates selected by ``keep`` (a boolean mask or indices), order kept."""
+        return Candidates(self.zyx[keep], self.response[keep], self.sigma[keep], self.sigmas,
+                          self.noise, self.dark[keep], polarity or self.polarity)
 
 
 def candidate_scales(radii: Iterable[float]) -> tuple[float, ...]:
@@ -171,13 +189,13 @@ def propose_candidates(
         raise InputError(f"slab must be at least 1 slice, got {slab}", field="slab")
     sign = {"dark": 1.0, "bright": -1.0, "both": 0.0}[polarity]
 
-    found_zyx, found_resp, found_sig = [], [], []
+    found_zyx, found_resp, found_sig, found_dark = [], [], [], []
     starts = range(0, shape[0], int(slab))
     for z0 in tqdm(starts, desc="proposing candidates", unit="slab", disable=not progress):
         z1 = min(shape[0], z0 + int(slab))
         a, b = max(0, z0 - halo), min(shape[0], z1 + halo)
         region = np.asarray(tomogram[a:b], dtype=np.float32)
-        comb, best = _combined(region, sigmas, noise, sign, dev)
+        comb, best, dark = _combined(region, sigmas, noise, sign, dev)
         is_max = _local_max(comb, int(min_distance), dev)
         lo, hi = z0 - a, z1 - a
         keep = is_max[lo:hi] & (comb[lo:hi] >= threshold)
@@ -186,24 +204,28 @@ def propose_candidates(
             vals = comb[lo:hi][keep]
             found_resp.append(vals.astype(np.float32))
             found_sig.append(np.asarray(sigmas, np.float32)[best[lo:hi][keep]])
+            found_dark.append(dark[lo:hi][keep])
             idx[:, 0] += z0
             found_zyx.append(idx.astype(np.int64))
     if found_zyx:
         zyx = np.concatenate(found_zyx)
         resp = np.concatenate(found_resp)
         sig = np.concatenate(found_sig)
+        is_dark = np.concatenate(found_dark)
         # strongest first; ties broken by position, so the order never depends on slabs
         order = np.lexsort((zyx[:, 2], zyx[:, 1], zyx[:, 0], -resp))
-        zyx, resp, sig = zyx[order], resp[order], sig[order]
+        zyx, resp, sig, is_dark = zyx[order], resp[order], sig[order], is_dark[order]
     else:
         zyx = np.empty((0, 3), np.int64)
         resp = sig = np.empty(0, np.float32)
-    if max_candidates is not None and len(zyx) > max_candidates:
-        log.info("keeping the %d strongest of %d candidates", max_candidates, len(zyx))
-        zyx, resp, sig = zyx[:max_candidates], resp[:max_candidates], sig[:max_candidates]
-    log.info("%d candidates (scales %s voxels, polarity %s, threshold %g)", len(zyx),
-             ", ".join(f"{s:g}" for s in sigmas), polarity, threshold)
-    return Candidates(zyx, resp, sig, sigmas, noise)
+        is_dark = np.empty(0, bool)
+    cands = Candidates(zyx, resp, sig, sigmas, noise, is_dark, polarity)
+    if max_candidates is not None and len(cands) > max_candidates:
+        log.info("keeping the %d strongest of %d candidates", max_candidates, len(cands))
+        cands = cands.subset(np.arange(max_candidates))
+    log.info("%d candidates (scales %s voxels, polarity %s, threshold %g)", len(cands),
+             ", ".join(f"{s:.3g}" for s in sigmas), polarity, threshold)
+    return cands
 
 
 def _radius(sigma: float) -> int:
@@ -230,19 +252,22 @@ def _noise(tomogram: np.ndarray, sigmas: Sequence[float], halo: int,
 
 
 def _combined(region: np.ndarray, sigmas: Sequence[float], noise: Sequence[float],
-              sign: float, dev: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Max over scales of the noise-normalised response, and the index of that scale."""
-    comb = best = None
+              sign: float, dev: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Max over scales of the noise-normalised response, the index of that scale, and
+    whether the blob there is dark (its difference of Gaussians positive)."""
+    comb = best = dark = None
     for k, (d, n) in enumerate(zip(_dogs(region, sigmas, dev), noise, strict=True)):
         d = d / np.float32(n)
+        is_dark = d > 0
         d = np.abs(d) if sign == 0.0 else (d if sign > 0 else -d)
         if comb is None:
-            comb, best = d, np.zeros(d.shape, np.int8)
+            comb, best, dark = d, np.zeros(d.shape, np.int8), is_dark
         else:
             better = d > comb
             comb = np.where(better, d, comb)
             best[better] = k
-    return comb, best
+            dark = np.where(better, is_dark, dark)
+    return comb, best, dark
 
 
 def _dogs(region: np.ndarray, sigmas: Sequence[float], dev: torch.device):

@@ -16,7 +16,7 @@ import torch
 from tomoclass.errors import InputError
 from tomoclass.io import read_volume, write_particles, write_volume
 from tomoclass.io.atomic import atomic_dir
-from tomoclass.locate.candidates import Candidates, propose_candidates
+from tomoclass.locate.candidates import AUTO_RATIO, AUTO_SAMPLE, Candidates, propose_candidates
 from tomoclass.locate.peaks import BACKGROUND, find_peaks, picks_from_boxes
 from tomoclass.locate.scoring import ScoreMaps, classify_boxes, score_tomogram
 
@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 #: The data stage's per-subtomogram normalisation -> its fully convolutional stand-in.
 NORMALIZATION_FOR_DATA = {"zscore": "local", "none": "none"}
+
+#: Candidate polarities :func:`locate` takes (``auto``: chosen by the classifier).
+POLARITIES = ("auto", "both", "dark", "bright")
 
 #: What :func:`locate` can score with (``auto`` picks ``stages`` when the net allows it).
 METHODS = ("candidates", "boxes", "stages", "tiles", "auto")
@@ -162,7 +165,7 @@ def locate(
     voxel_size_angstrom: float | None = None,
     device: str | None = None,
     progress: bool = True,
-    polarity: str = "both",
+    polarity: str = "auto",
     candidate_threshold: float = 3.0,
     max_candidates: int | None = None,
 ) -> LocateResult:
@@ -203,6 +206,11 @@ def locate(
     polarity, candidate_threshold, max_candidates
         ``"candidates"`` only: see :func:`tomoclass.locate.propose_candidates`
         (``candidate_threshold`` is its ``threshold``, in noise standard deviations).
+        ``polarity="auto"`` (default) proposes blobs of both signs, classifies the
+        strongest ``AUTO_SAMPLE`` (256) of each sign, and drops a sign whose share of
+        particles (objectness at least ``threshold``) is below ``AUTO_RATIO`` (1/4) of the
+        other's: the classifier, trained on tomograms of one contrast convention, tells
+        which one this tomogram has. ``result.candidates.polarity`` says what was kept.
     normalize
         ``local``, ``global`` or ``none``; default from the training data's normalisation
         (z-score per box -> ``local``).
@@ -228,6 +236,9 @@ def locate(
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; use one of {', '.join(METHODS)}",
                          field="method")
+    if polarity not in POLARITIES:
+        raise InputError(f"unknown polarity {polarity!r}; use one of {', '.join(POLARITIES)}",
+                         field="polarity")
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in (".star", ".csv", ".txt"):
@@ -270,17 +281,20 @@ def locate(
         cands = propose_candidates(
             volume.data,
             sorted(set(class_radii.values())),
-            polarity=polarity,
+            polarity="both" if polarity == "auto" else polarity,
             threshold=candidate_threshold,
             max_candidates=max_candidates,
             device=dev,
             progress=progress,
         )
         stage["propose"] = time.perf_counter() - start
-        probs = classify_boxes(
+        cands, probs = _classify_candidates(
             model,
             volume.data,
-            cands.zyx,
+            cands,
+            auto=polarity == "auto",
+            threshold=threshold,
+            background=[n.casefold() for n in names].index(BACKGROUND),
             box=box,
             normalize=normalize,
             device=dev,
@@ -322,6 +336,48 @@ def locate(
              ", ".join(f"{k} {v:.1f} s" for k, v in stage.items()), out)
     return LocateResult(picks, outputs, maps, seconds, class_radii, normalize, cands,
                         {k: round(v, 3) for k, v in stage.items()})
+
+
+def _classify_candidates(
+    model: torch.nn.Module,
+    data: np.ndarray,
+    cands: Candidates,
+    *,
+    auto: bool,
+    threshold: float,
+    background: int,
+    **kw,
+) -> tuple[Candidates, np.ndarray]:
+    """Classify the candidates' boxes; with ``auto``, first choose the polarity to keep
+    (see :func:`locate`) from the strongest candidates of each sign. Returns the kept
+    candidates and their (N, K) probabilities."""
+    if not auto or len(cands) == 0:
+        return cands, classify_boxes(model, data, cands.zyx, **kw)
+    dark = np.flatnonzero(cands.dark)[:AUTO_SAMPLE]
+    bright = np.flatnonzero(~cands.dark)[:AUTO_SAMPLE]
+    sample = np.concatenate([dark, bright])
+    sample_probs = classify_boxes(model, data, cands.zyx[sample], **{**kw, "progress": False})
+    is_particle = 1.0 - sample_probs[:, background] >= threshold
+    share_dark = float(is_particle[: len(dark)].mean()) if len(dark) else 0.0
+    share_bright = float(is_particle[len(dark) :].mean()) if len(bright) else 0.0
+    if share_bright < AUTO_RATIO * share_dark:
+        chosen, keep = "dark", cands.dark.copy()
+    elif share_dark < AUTO_RATIO * share_bright:
+        chosen, keep = "bright", ~cands.dark
+    else:
+        chosen, keep = "both", np.ones(len(cands), bool)
+    log.info(
+        "polarity auto: %s (particles among the strongest %d dark / %d bright candidates: "
+        "%.0f%% / %.0f%%)", chosen, len(dark), len(bright), 100 * share_dark,
+        100 * share_bright,
+    )
+    probs = np.zeros((len(cands), sample_probs.shape[1]), np.float32)
+    probs[sample] = sample_probs
+    todo = keep.copy()
+    todo[sample] = False
+    probs[todo] = classify_boxes(model, data, cands.zyx[todo], **kw)
+    kept = np.flatnonzero(keep)
+    return cands.subset(kept, polarity=chosen), probs[kept]
 
 
 def write_score_maps(maps: ScoreMaps, directory: str | Path, voxel_size_angstrom: float) -> Path:
