@@ -1,4 +1,4 @@
-"""The whole-tomogram task on shrec12 (``reproduce_table2.py --locate``, or alone): find and classify.
+"""The whole-tomogram task on shrec12 (``reproduce_table2.py --locate``, or alone).
 
     python benchmarks/shrec12_locate.py --tier cpu_locate --out DIR [--work SCRATCH]
         [--methods candidates[,boxes]] [--reuse] [--device auto]
@@ -387,7 +387,8 @@ def render(rec: dict[str, Any], bench) -> str:
     text = [f"# shrec12 localization, tier {rec['tier']}", "",
             f"{rec['tier_settings']['reduces'].strip()}", "",
             "Training (validation = the test tomogram's boxes, monitored only): "
-            + "; ".join(f"epoch {h.get('epoch')}: val macro F1 {h.get('val_macro_f1', float('nan')):.3f}"
+            + "; ".join(f"epoch {h.get('epoch')}: val macro F1 "
+                        f"{h.get('val_macro_f1', float('nan')):.3f}"
                         for h in history if "epoch" in h) + "."]
     overrides = {k: v for k, v in rec.get("locate_kwargs", {}).items() if k in rec["settings"]}
     for method, r in rec["results"].items():

@@ -33,6 +33,17 @@ def _planted_tomogram(shape=(40, 48, 48), seed=0):
     return tomo
 
 
+def assert_planted_found(picks: pd.DataFrame) -> None:
+    """One pick per PLANTED particle, within 2 voxels and of its class, and no other."""
+    assert len(picks) == len(PLANTED)  # no false pick above threshold
+    xyz = picks[["z", "y", "x"]].to_numpy()
+    for name, centre, _, _ in PLANTED:
+        d = np.linalg.norm(xyz - np.array(centre), axis=1)
+        i = int(d.argmin())
+        assert d[i] <= 2.0
+        assert picks.iloc[i]["class_name"] == name
+
+
 @pytest.mark.parametrize("method", ["boxes", "tiles"])
 def test_planted_particles_are_found_within_two_voxels_and_nothing_else(method):
     maps = score_tomogram(
@@ -46,13 +57,7 @@ def test_planted_particles_are_found_within_two_voxels_and_nothing_else(method):
         method=method,
     )
     picks = find_peaks(maps, {"bright": 3.0, "dark": 4.0}, threshold=0.5, tomogram_name="t")
-    assert len(picks) == len(PLANTED)  # no false pick above threshold
-    xyz = picks[["z", "y", "x"]].to_numpy()
-    for name, centre, _, _ in PLANTED:
-        d = np.linalg.norm(xyz - np.array(centre), axis=1)
-        i = int(d.argmin())
-        assert d[i] <= 2.0
-        assert picks.iloc[i]["class_name"] == name
+    assert_planted_found(picks)
     assert (picks["tomogram"] == "t").all()
     assert picks["score"].is_monotonic_decreasing
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_locate import CLASSES, PLANTED, _planted_tomogram
+from test_locate import CLASSES, _planted_tomogram, assert_planted_found
 from test_locate_nets import PlantedNet
 
 from tomoclass.errors import InputError
@@ -204,11 +204,4 @@ def test_planted_particles_are_found_by_candidates_and_nothing_else():
     cands = propose_candidates(tomo, sorted(RADII.values()), polarity="both", progress=False)
     probs = classify_boxes(PlantedNet(), tomo, cands.zyx, box=8, normalize="none",
                            progress=False, device="cpu")
-    picks = picks_from_boxes(cands.zyx, probs, CLASSES, RADII, threshold=0.5)
-    assert len(picks) == len(PLANTED)
-    xyz = picks[["z", "y", "x"]].to_numpy()
-    for name, centre, _, _ in PLANTED:
-        d = np.linalg.norm(xyz - np.array(centre), axis=1)
-        i = int(d.argmin())
-        assert d[i] <= 2.0
-        assert picks.iloc[i]["class_name"] == name
+    assert_planted_found(picks_from_boxes(cands.zyx, probs, CLASSES, RADII, threshold=0.5))

@@ -4,7 +4,7 @@ import mrcfile
 import numpy as np
 import pandas as pd
 import pytest
-from test_locate import PLANTED, _planted_tomogram
+from test_locate import PLANTED, _planted_tomogram, assert_planted_found
 from test_locate_nets import PlantedNet
 
 from tomoclass.cli.main import main
@@ -177,11 +177,7 @@ def test_locate_by_candidates_finds_the_planted_particles(planted_run, tmp_path,
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "4 picks among" in text and "candidates" in text
-    picks = read_particles(out)
-    assert len(picks) == 4
-    for name, centre, _, _ in PLANTED:
-        d = np.linalg.norm(picks[["z", "y", "x"]].to_numpy() - np.array(centre), axis=1)
-        assert d.min() <= 2.0 and picks.iloc[int(d.argmin())]["class_name"] == name
+    assert_planted_found(read_particles(out))
     # dark-only proposals miss the bright particles, whatever the classifier says
     assert main(args[:-3] + ["--polarity", "dark", "--out", str(tmp_path / "dark.csv"),
                              "--no-progress", "--device", "cpu"]) == 0

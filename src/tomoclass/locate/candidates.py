@@ -253,8 +253,11 @@ def _noise(tomogram: np.ndarray, sigmas: Sequence[float], halo: int,
 
 def _combined(region: np.ndarray, sigmas: Sequence[float], noise: Sequence[float],
               sign: float, dev: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Max over scales of the noise-normalised response, the index of that scale, and
-    whether the blob there is dark (its difference of Gaussians positive)."""
+    """Max over scales of the noise-normalised response, and where it is reached.
+
+    Returns the response, the index of the scale that gave it, and whether the blob there is
+    dark (its difference of Gaussians positive).
+    """
     comb = best = dark = None
     for k, (d, n) in enumerate(zip(_dogs(region, sigmas, dev), noise, strict=True)):
         d = d / np.float32(n)
@@ -273,7 +276,8 @@ def _combined(region: np.ndarray, sigmas: Sequence[float], noise: Sequence[float
 def _dogs(region: np.ndarray, sigmas: Sequence[float], dev: torch.device):
     """``G(DOG_RATIO * s) * v - G(s) * v`` for each scale in turn, edges extended (rule 2).
 
-    The scales are ``DOG_RATIO`` apart, so each outer Gaussian is the next inner one."""
+    The scales are ``DOG_RATIO`` apart, so each outer Gaussian is the next inner one.
+    """
     inner = _gaussian(region, sigmas[0], dev)
     for s in sigmas:
         outer = _gaussian(region, DOG_RATIO * s, dev)
@@ -305,8 +309,10 @@ def _gaussian_torch(region: np.ndarray, sigma: float, dev: torch.device) -> np.n
 
 
 def _local_max(values: np.ndarray, half: int, dev: torch.device) -> np.ndarray:
-    """True where a voxel is the maximum of the cube of edge ``2 * half + 1`` around it
-    (clipped at the region's edges)."""
+    """True where a voxel is the maximum of the cube of edge ``2 * half + 1`` around it.
+
+    The cube is clipped at the region's edges.
+    """
     if dev.type != "cuda":
         return ndimage.maximum_filter(values, size=2 * half + 1, mode="nearest") == values
     return _local_max_torch(values, half, dev)

@@ -197,9 +197,9 @@ def locate(
         exactly as training boxes are cut (:func:`tomoclass.locate.classify_boxes`); the
         default: minutes per tomogram on a CPU. ``"boxes"``: classify the box at every grid
         point (``stride`` apart) the same way: no proposal step to miss a particle and dense
-        score maps, but one forward pass per grid point (hours on a CPU). ``"stages"``/``"tiles"``: one fully
-        convolutional pass (a net trained on isolated boxes was not trained for it: see
-        ``docs/locate.md``).
+        score maps, but one forward pass per grid point (hours on a CPU).
+        ``"stages"``/``"tiles"``: one fully convolutional pass (a net trained on isolated
+        boxes was not trained for it: see ``docs/locate.md``).
     stride, batch_size, tile, halo
         See :func:`tomoclass.locate.score_tomogram` (``batch_size`` also applies to
         ``"candidates"``).
@@ -348,9 +348,11 @@ def _classify_candidates(
     background: int,
     **kw,
 ) -> tuple[Candidates, np.ndarray]:
-    """Classify the candidates' boxes; with ``auto``, first choose the polarity to keep
-    (see :func:`locate`) from the strongest candidates of each sign. Returns the kept
-    candidates and their (N, K) probabilities."""
+    """Classify the candidates' boxes; returns the kept candidates and their probabilities.
+
+    With ``auto``, first choose the polarity to keep (see :func:`locate`) from the strongest
+    candidates of each sign; the probabilities are (N, K) for the N kept.
+    """
     if not auto or len(cands) == 0:
         return cands, classify_boxes(model, data, cands.zyx, **kw)
     dark = np.flatnonzero(cands.dark)[:AUTO_SAMPLE]

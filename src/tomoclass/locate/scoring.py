@@ -582,8 +582,10 @@ class _BoxCutter:
 
 def _classify(model: nn.Module, boxes: _BoxCutter, n_total: int, centres, n_out: int,
               batch_size: int, device: torch.device, progress: bool) -> np.ndarray:
-    """Softmax of ``model`` on boxes ``0 .. n_total - 1`` (``centres(idx)`` gives their
-    shifted centres), (K, n_total) float32."""
+    """Softmax of ``model`` on boxes ``0 .. n_total - 1``, (K, n_total) float32.
+
+    ``centres(idx)`` gives the shifted centres of the boxes ``idx``.
+    """
     if batch_size < 1:
         raise InputError(f"batch size must be positive, got {batch_size}", field="batch_size")
     use_cuda = device.type == "cuda"
