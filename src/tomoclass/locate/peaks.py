@@ -70,41 +70,18 @@ def find_peaks(
     InputError
         No background class, a missing or non-positive radius, a threshold outside [0, 1].
     """
-    if not 0.0 <= threshold <= 1.0:
-        raise InputError(f"threshold must lie in [0, 1], got {threshold}", field="threshold")
-    keys = [n.casefold() for n in maps.class_names]
-    if background.casefold() not in keys:
-        raise InputError(
-            f"the classifier has no '{background}' class (classes: "
-            f"{', '.join(maps.class_names)}); train it with background boxes "
-            "(tomoclass.locate.background_boxes) to locate particles",
-            field="class_names",
-        )
-    bg = keys.index(background.casefold())
-    particle_idx = np.array([i for i in range(len(keys)) if i != bg])
-    class_radius = _class_radii(maps.class_names, particle_idx, radii)
-
+    bg, particle_idx, class_radius = _classes(maps.class_names, radii, threshold, background)
     probs = maps.probabilities
     objectness = 1.0 - probs[bg]
     stride = np.array(maps.stride, float)
     is_max = ndimage.maximum_filter(objectness, size=3, mode="nearest") == objectness
     cand = np.argwhere(is_max & (objectness >= threshold))
-    if len(cand) == 0:
-        return _table([], [], [], [], tomogram_name)
-
-    cand_score = objectness[tuple(cand.T)]
-    order = np.argsort(-cand_score, kind="stable")
-    cand, cand_score = cand[order], cand_score[order]
-    particle_probs = probs[particle_idx][(slice(None), *cand.T)]  # (K - 1, M)
-    best = particle_probs.argmax(axis=0)
-    cand_class = particle_idx[best]
-    cand_class_score = particle_probs[best, np.arange(len(cand))]
-    cand_r = class_radius[cand_class]
-    kept = _nms(cand * stride, cand_r)
-    zyx = [_refine(objectness, cand[i], cand_score[i], threshold, cand_r[i] / stride) * stride
-           for i in kept]
-    return _table(zyx, [maps.class_names[cand_class[i]] for i in kept], cand_score[kept],
-                  cand_class_score[kept], tomogram_name)
+    idx, cls, score, class_score = _select(
+        cand * stride, probs[(slice(None), *cand.T)].T, bg, particle_idx, class_radius,
+        threshold)
+    zyx = [_refine(objectness, cand[i], s, threshold, class_radius[c] / stride) * stride
+           for i, c, s in zip(idx, cls, score, strict=True)]
+    return _table(zyx, [maps.class_names[c] for c in cls], score, class_score, tomogram_name)
 
 
 def picks_from_boxes(
@@ -139,9 +116,24 @@ def picks_from_boxes(
     pandas.DataFrame
         As :func:`find_peaks`.
     """
+    names = tuple(str(n) for n in class_names)
+    bg, particle_idx, class_radius = _classes(names, radii, threshold, background)
+    zyx = np.asarray(zyx, dtype=np.float64).reshape(-1, 3)
+    probs = np.asarray(probabilities, dtype=np.float32).reshape(len(zyx), len(names))
+    idx, cls, score, class_score = _select(zyx, probs, bg, particle_idx, class_radius,
+                                           threshold)
+    return _table(zyx[idx], [names[c] for c in cls], score, class_score, tomogram_name)
+
+
+def _classes(names: tuple[str, ...], radii: float | Mapping[str, float], threshold: float,
+             background: str) -> tuple[int, np.ndarray, np.ndarray]:
+    """Check the threshold and the background class; return the class indices and radii.
+
+    Returns the background's index, the particle classes' indices and each class's radius
+    (NaN for the background).
+    """
     if not 0.0 <= threshold <= 1.0:
         raise InputError(f"threshold must lie in [0, 1], got {threshold}", field="threshold")
-    names = tuple(str(n) for n in class_names)
     keys = [n.casefold() for n in names]
     if background.casefold() not in keys:
         raise InputError(
@@ -149,23 +141,28 @@ def picks_from_boxes(
             "it with background boxes (tomoclass.locate.background_boxes) to locate particles",
             field="class_names",
         )
-    zyx = np.asarray(zyx, dtype=np.float64).reshape(-1, 3)
-    probs = np.asarray(probabilities, dtype=np.float32).reshape(len(zyx), len(names))
     bg = keys.index(background.casefold())
     particle_idx = np.array([i for i in range(len(keys)) if i != bg])
-    class_radius = _class_radii(names, particle_idx, radii)
+    return bg, particle_idx, _class_radii(names, particle_idx, radii)
+
+
+def _select(positions: np.ndarray, probs: np.ndarray, bg: int, particle_idx: np.ndarray,
+            class_radius: np.ndarray, threshold: float):
+    """Rules 1, 3 and 4 over candidates at ``positions`` (M, 3) with probabilities (M, K).
+
+    Returns the kept candidates' indices (best first), their class indices, objectness and
+    class probability.
+    """
     objectness = 1.0 - probs[:, bg]
     sel = np.flatnonzero(objectness >= threshold)
-    if len(sel) == 0:
-        return _table([], [], [], [], tomogram_name)
     # best first; equal scores in input order (stable), so the result never depends on ties
     sel = sel[np.argsort(-objectness[sel], kind="stable")]
     particle_probs = probs[sel][:, particle_idx]
     best = particle_probs.argmax(axis=1)
     cls = particle_idx[best]
-    kept = _nms(zyx[sel], class_radius[cls])
-    return _table(zyx[sel][kept], [names[c] for c in cls[kept]], objectness[sel][kept],
-                  particle_probs[np.arange(len(sel)), best][kept], tomogram_name)
+    kept = _nms(positions[sel], class_radius[cls]) if len(sel) else []
+    return (sel[kept], cls[kept], objectness[sel][kept],
+            particle_probs[np.arange(len(sel)), best][kept])
 
 
 def _table(zyx, class_names, scores, class_scores, tomogram_name: str) -> pd.DataFrame:
