@@ -21,6 +21,7 @@ from tomoclass.locate.pipeline import (
     write_score_maps,
 )
 from tomoclass.locate.scoring import (
+    BoxClassifier,
     Geometry,
     ScoreMaps,
     Tile,
@@ -34,6 +35,7 @@ from tomoclass.locate.scoring import (
 
 __all__ = [
     "BACKGROUND",
+    "BoxClassifier",
     "Candidates",
     "candidate_scales",
     "classify_boxes",

@@ -18,7 +18,7 @@ from tomoclass.io import read_volume, write_particles, write_volume
 from tomoclass.io.atomic import atomic_dir
 from tomoclass.locate.candidates import AUTO_RATIO, AUTO_SAMPLE, Candidates, propose_candidates
 from tomoclass.locate.peaks import BACKGROUND, find_peaks, picks_from_boxes
-from tomoclass.locate.scoring import ScoreMaps, classify_boxes, score_tomogram
+from tomoclass.locate.scoring import BoxClassifier, ScoreMaps, score_tomogram
 
 log = logging.getLogger(__name__)
 
@@ -346,19 +346,22 @@ def _classify_candidates(
     auto: bool,
     threshold: float,
     background: int,
+    progress: bool,
     **kw,
 ) -> tuple[Candidates, np.ndarray]:
     """Classify the candidates' boxes; returns the kept candidates and their probabilities.
 
     With ``auto``, first choose the polarity to keep (see :func:`locate`) from the strongest
-    candidates of each sign; the probabilities are (N, K) for the N kept.
+    candidates of each sign; the probabilities are (N, K) for the N kept. ``kw`` go to
+    :class:`~tomoclass.locate.scoring.BoxClassifier`.
     """
+    classify = BoxClassifier(model, data, **kw)
     if not auto or len(cands) == 0:
-        return cands, classify_boxes(model, data, cands.zyx, **kw)
+        return cands, classify(cands.zyx, progress=progress)
     dark = np.flatnonzero(cands.dark)[:AUTO_SAMPLE]
     bright = np.flatnonzero(~cands.dark)[:AUTO_SAMPLE]
     sample = np.concatenate([dark, bright])
-    sample_probs = classify_boxes(model, data, cands.zyx[sample], **{**kw, "progress": False})
+    sample_probs = classify(cands.zyx[sample], progress=False)
     is_particle = 1.0 - sample_probs[:, background] >= threshold
     share_dark = float(is_particle[: len(dark)].mean()) if len(dark) else 0.0
     share_bright = float(is_particle[len(dark) :].mean()) if len(bright) else 0.0
@@ -377,7 +380,7 @@ def _classify_candidates(
     probs[sample] = sample_probs
     todo = keep.copy()
     todo[sample] = False
-    probs[todo] = classify_boxes(model, data, cands.zyx[todo], **kw)
+    probs[todo] = classify(cands.zyx[todo], progress=progress)
     kept = np.flatnonzero(keep)
     return cands.subset(kept, polarity=chosen), probs[kept]
 

@@ -436,7 +436,8 @@ def _score_by_boxes(
         jz, rest = idx // gy_gx, idx % gy_gx
         return torch.stack([jz, rest // int(grid[2]), rest % int(grid[2])], dim=1) * stride
 
-    probs = _classify(model, boxes, int(np.prod(grid)), centres, len(class_names),
+    net, dtype = _inference_net(model, device)
+    probs = _classify(net, dtype, boxes, int(np.prod(grid)), centres, len(class_names),
                       batch_size, device, progress)
     return ScoreMaps(
         probabilities=probs.reshape(len(class_names), *(int(g) for g in grid)),
@@ -489,35 +490,72 @@ def classify_boxes(
         A tomogram that is not 3-D, centres that are not (N, 3) integers or lie too far out,
         a bad normalisation or batch size.
     """
-    if tomogram.ndim != 3:
-        raise InputError(f"tomogram must be 3-D (z, y, x), got shape {tomogram.shape}")
-    if normalize not in NORMALIZATIONS:
-        raise InputError(
-            f"unknown normalization {normalize!r}; use one of {NORMALIZATIONS}", field="normalize"
-        )
-    c = np.asarray(centres_zyx)
-    if c.ndim != 2 or c.shape[1] != 3 or (c.size and not np.issubdtype(c.dtype, np.integer)):
-        raise InputError(f"centres must be an (N, 3) integer array, got {c.dtype} {c.shape}",
-                         field="centres")
-    shape = np.array(tomogram.shape)
-    if c.size and (np.any(c < -(box // 2)) or np.any(c >= shape + box // 2)):
-        raise InputError("box centres lie more than half a box outside the tomogram",
-                         field="centres")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = model.to(device).eval()
-    n_out = _n_outputs(model, box, device)
-    if len(c) == 0:
-        return np.empty((0, n_out), np.float32)
-    shift = box // 2  # centres may be negative: shift them into the padded frame
-    boxes = _BoxCutter(tomogram, box, normalize, device,
-                       max_centre=np.maximum(c.max(axis=0) + shift, shape - 1 + shift),
-                       shift=shift)
-    table = torch.from_numpy(c.astype(np.int64) + shift).to(device)
-    if batch_size is None:
-        batch_size = _default_batch(box, device)
-    probs = _classify(model, boxes, len(c), lambda idx: table[idx], n_out, batch_size, device,
-                      progress)
-    return np.ascontiguousarray(probs.T)
+    return BoxClassifier(model, tomogram, box=box, normalize=normalize, device=device,
+                         batch_size=batch_size)(centres_zyx, progress=progress)
+
+
+class BoxClassifier:
+    """A classifier made ready to classify boxes of one tomogram, for several calls.
+
+    What every call needs is prepared once: the net for inference (``optimize_for_inference``
+    on the CPU, channels-last with bf16 autocast on CUDA) and, at the first call, the
+    tomogram copied to the device with the padding that boxes up to half a box outside it
+    need. :func:`classify_boxes` is one call; ``locate(polarity="auto")`` makes two.
+
+    Parameters
+    ----------
+    model, tomogram, box, normalize, device, batch_size
+        As for :func:`classify_boxes`.
+
+    Raises
+    ------
+    InputError
+        A tomogram that is not 3-D or a bad normalisation (a bad batch size at the call).
+    """
+
+    def __init__(self, model: nn.Module, tomogram: np.ndarray, *, box: int,
+                 normalize: str = "local", device: torch.device | str | None = None,
+                 batch_size: int | None = None) -> None:
+        if tomogram.ndim != 3:
+            raise InputError(f"tomogram must be 3-D (z, y, x), got shape {tomogram.shape}")
+        if normalize not in NORMALIZATIONS:
+            raise InputError(f"unknown normalization {normalize!r}; use one of "
+                             f"{NORMALIZATIONS}", field="normalize")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.batch_size = _default_batch(box, self.device) if batch_size is None else batch_size
+        self.tomogram, self.box, self.normalize = tomogram, box, normalize
+        model = model.to(self.device).eval()
+        self.n_out = _n_outputs(model, box, self.device)
+        self.net, self.dtype = _inference_net(model, self.device)
+        self._cutter: _BoxCutter | None = None
+
+    def __call__(self, centres_zyx: np.ndarray, *, progress: bool = True) -> np.ndarray:
+        """Float32 (N, K) probabilities of the boxes centred on ``centres_zyx`` (N, 3).
+
+        Raises
+        ------
+        InputError
+            Centres that are not (N, 3) integers or lie more than half a box outside, a
+            batch size below 1.
+        """
+        c = np.asarray(centres_zyx)
+        if c.ndim != 2 or c.shape[1] != 3 or (c.size and not np.issubdtype(c.dtype, np.integer)):
+            raise InputError(f"centres must be an (N, 3) integer array, got {c.dtype} "
+                             f"{c.shape}", field="centres")
+        shape = np.array(self.tomogram.shape)
+        half = self.box // 2
+        if c.size and (np.any(c < -half) or np.any(c >= shape + half)):
+            raise InputError("box centres lie more than half a box outside the tomogram",
+                             field="centres")
+        if len(c) == 0:
+            return np.empty((0, self.n_out), np.float32)
+        if self._cutter is None:  # centres may be negative: shift them into the padded frame
+            self._cutter = _BoxCutter(self.tomogram, self.box, self.normalize, self.device,
+                                      max_centre=shape - 1 + 2 * half, shift=half)
+        table = torch.from_numpy(c.astype(np.int64) + half).to(self.device)
+        probs = _classify(self.net, self.dtype, self._cutter, len(c), lambda idx: table[idx],
+                          self.n_out, self.batch_size, self.device, progress)
+        return np.ascontiguousarray(probs.T)
 
 
 def _n_outputs(model: nn.Module, box: int, device: torch.device) -> int:
@@ -580,33 +618,42 @@ class _BoxCutter:
         return x[:, None]
 
 
-def _classify(model: nn.Module, boxes: _BoxCutter, n_total: int, centres, n_out: int,
-              batch_size: int, device: torch.device, progress: bool) -> np.ndarray:
-    """Softmax of ``model`` on boxes ``0 .. n_total - 1``, (K, n_total) float32.
+def _inference_net(model: nn.Module, device: torch.device
+                   ) -> tuple[nn.Module, torch.dtype | None]:
+    """The net to classify boxes with, and the autocast dtype (bf16 on CUDA when supported).
 
-    ``centres(idx)`` gives the shifted centres of the boxes ``idx``.
+    On the CPU ``optimize_for_inference`` (same logits to float32 rounding, ~2x faster,
+    docs/speed.md); on CUDA with bf16, channels-last memory.
+    """
+    if device.type != "cuda":
+        from tomoclass.models import optimize_for_inference
+
+        try:
+            return optimize_for_inference(model), None
+        except (TypeError, ValueError):
+            return model, None
+    if torch.cuda.is_bf16_supported():
+        return model.to(memory_format=torch.channels_last_3d), torch.bfloat16
+    return model, None
+
+
+def _classify(net: nn.Module, dtype: torch.dtype | None, boxes: _BoxCutter, n_total: int,
+              centres, n_out: int, batch_size: int, device: torch.device,
+              progress: bool) -> np.ndarray:
+    """Softmax of ``net`` on boxes ``0 .. n_total - 1``, (K, n_total) float32.
+
+    ``net`` and ``dtype`` come from :func:`_inference_net` (``dtype``: bf16 autocast on CUDA,
+    else None); ``centres(idx)`` gives the shifted centres of the boxes ``idx``.
     """
     if batch_size < 1:
         raise InputError(f"batch size must be positive, got {batch_size}", field="batch_size")
-    use_cuda = device.type == "cuda"
-    dtype = torch.bfloat16 if use_cuda and torch.cuda.is_bf16_supported() else None
-    net = model
-    if not use_cuda:
-        from tomoclass.models import optimize_for_inference
-
-        try:  # same logits to float32 rounding, ~2x faster on CPU (docs/speed.md)
-            net = optimize_for_inference(model)
-        except (TypeError, ValueError):
-            net = model
-    elif dtype is not None:
-        net = model.to(memory_format=torch.channels_last_3d)
     probs = np.empty((n_out, n_total), dtype=np.float32)
     bar = tqdm(total=n_total, desc="scoring boxes", unit="box", disable=not progress)
     with torch.inference_mode():
         for start in range(0, n_total, batch_size):
             idx = torch.arange(start, min(n_total, start + batch_size), device=device)
             x = boxes.cut(centres(idx))
-            if use_cuda and dtype is not None:
+            if dtype is not None:
                 x = x.contiguous(memory_format=torch.channels_last_3d)
                 with torch.autocast("cuda", dtype=dtype):
                     logits = net(x)
