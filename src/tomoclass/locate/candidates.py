@@ -276,28 +276,35 @@ def _combined(region: np.ndarray, sigmas: Sequence[float], noise: Sequence[float
 def _dogs(region: np.ndarray, sigmas: Sequence[float], dev: torch.device):
     """``G(DOG_RATIO * s) * v - G(s) * v`` for each scale in turn, edges extended (rule 2).
 
-    The scales are ``DOG_RATIO`` apart, so each outer Gaussian is the next inner one.
+    The scales are ``DOG_RATIO`` apart, so each outer Gaussian is the next inner one. On CUDA
+    the region goes to the GPU once and only the differences come back.
     """
-    inner = _gaussian(region, sigmas[0], dev)
+    if dev.type == "cuda":
+        vol = torch.from_numpy(np.ascontiguousarray(region)).to(dev)
+        inner = _gaussian_torch(vol, sigmas[0])
+        for s in sigmas:
+            outer = _gaussian_torch(vol, DOG_RATIO * s)
+            yield (outer - inner).cpu().numpy()
+            inner = outer
+        return
+    inner = _gaussian(region, sigmas[0])
     for s in sigmas:
-        outer = _gaussian(region, DOG_RATIO * s, dev)
+        outer = _gaussian(region, DOG_RATIO * s)
         yield outer - inner
         inner = outer
 
 
-def _gaussian(region: np.ndarray, sigma: float, dev: torch.device) -> np.ndarray:
-    """Separable Gaussian filter: scipy on the CPU, torch on CUDA (same result to 1e-6)."""
-    if dev.type != "cuda":
-        return ndimage.gaussian_filter(region, float(sigma), truncate=TRUNCATE, mode="nearest")
-    return _gaussian_torch(region, sigma, dev)
+def _gaussian(region: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian filter on the CPU (scipy), edges extended."""
+    return ndimage.gaussian_filter(region, float(sigma), truncate=TRUNCATE, mode="nearest")
 
 
-def _gaussian_torch(region: np.ndarray, sigma: float, dev: torch.device) -> np.ndarray:
+def _gaussian_torch(vol: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The same filter in torch, on ``vol``'s device (CUDA; equal to scipy's to 1e-5)."""
     rad = _radius(sigma)
     x = torch.arange(-rad, rad + 1, dtype=torch.float64)
     k = torch.exp(-0.5 * (x / float(sigma)) ** 2)
-    k = (k / k.sum()).to(device=dev, dtype=torch.float32).view(1, 1, -1)
-    vol = torch.from_numpy(np.ascontiguousarray(region)).to(dev)
+    k = (k / k.sum()).to(device=vol.device, dtype=torch.float32).view(1, 1, -1)
     with torch.inference_mode():
         for ax in range(3):
             moved = vol.movedim(ax, -1)
@@ -305,7 +312,7 @@ def _gaussian_torch(region: np.ndarray, sigma: float, dev: torch.device) -> np.n
             flat = moved.reshape(-1, 1, sh[-1])
             flat = F.conv1d(F.pad(flat, (rad, rad), mode="replicate"), k)
             vol = flat.reshape(sh).movedim(-1, ax)
-        return vol.contiguous().cpu().numpy()
+        return vol.contiguous()
 
 
 def _local_max(values: np.ndarray, half: int, dev: torch.device) -> np.ndarray:
