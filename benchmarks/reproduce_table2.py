@@ -79,7 +79,8 @@ TIER_KEYS = {"reduces", "n_tomograms", "shape_zyx", "n_particles", "train_tomogr
              "sim_processes", "parallel_runs", "num_workers", "eval_batch_size",
              "calibration_epochs", "cam_particles", "model_kwargs", "box",
              "calibration_sweep_dose_e_per_angstrom2", "border",
-             "max_per_class_per_tomogram", "lr_step_epochs", "locate_stride"}
+             "max_per_class_per_tomogram", "lr_step_epochs", "locate_stride",
+             "val_tomograms"}
 
 
 # -- the benchmark definition ------------------------------------------------------------------
@@ -181,10 +182,11 @@ def load_benchmark(config: str | Path, tier: str, data_root: str | Path | None =
     for k in ("n_tomograms", "shape_zyx", "n_particles", "train_tomograms", "test_tomograms",
               "epochs", "batch_size", "seeds"):
         _need(t, k, path, f"tiers.{tier}.")
-    split_ids = list(t["train_tomograms"]) + list(t["test_tomograms"])
+    split_ids = (list(t["train_tomograms"]) + list(t["test_tomograms"])
+                 + list(t.get("val_tomograms") or []))
     if sorted(set(split_ids)) != sorted(split_ids) or not all(
             0 <= int(i) < int(t["n_tomograms"]) for i in split_ids):
-        raise InputError("train/test tomograms must be distinct indices below n_tomograms",
+        raise InputError("train/val/test tomograms must be distinct indices below n_tomograms",
                          path=path, field=f"tiers.{tier}")
     for m in (t["seeds"] or {}):
         if m not in MODELS:
@@ -266,26 +268,33 @@ def _simulate_one(templates, cfg, index: int, out_dir: str, name: str) -> dict[s
     return {k: str(v) for k, v in write_tomogram(out_dir, result, name, cfg).items()}
 
 
-def simulate(out_dir: Path, templates, cfg, processes: int = 1) -> list[dict[str, str]]:
+def simulate(out_dir: Path, templates, cfg, processes: int = 1,
+             done: Sequence[dict[str, str]] = ()) -> list[dict[str, str]]:
     """Simulate ``cfg.tomogram.n_tomograms`` tomograms (``tomo_000`` ...) into ``out_dir``.
 
     With ``processes > 1`` tomograms are simulated in forked worker processes; the output is
     the same as in one process (tomogram ``i`` uses the random stream ``[seed, i]``).
+    ``done``: the entries of tomograms ``0 .. len(done) - 1`` already written with the same
+    settings; only the others are simulated.
     """
     n = cfg.tomogram.n_tomograms
     names = [f"tomo_{i:03d}" for i in range(n)]
+    todo = list(range(len(done), n))
+    if not todo:
+        return list(done)[:n]
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg.to_yaml(out_dir / "simulation.yaml")
-    if processes <= 1 or n == 1:
-        return [_simulate_one(templates, cfg, i, str(out_dir), names[i]) for i in range(n)]
+    if processes <= 1 or len(todo) == 1:
+        return list(done) + [_simulate_one(templates, cfg, i, str(out_dir), names[i])
+                             for i in todo]
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=min(processes, n),
                              mp_context=mp.get_context("fork")) as pool:
         futures = [pool.submit(_simulate_one, templates, cfg, i, str(out_dir), names[i])
-                   for i in range(n)]
-        return [f.result() for f in futures]
+                   for i in todo]
+        return list(done) + [f.result() for f in futures]
 
 
 def select_particles(table, shape_zyx: tuple[int, int, int], box: int, *, border: str = "skip",

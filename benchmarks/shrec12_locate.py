@@ -7,7 +7,10 @@ Run alone, the script does steps 1-3 below for one tier of ``benchmarks/configs/
 without the Table 2 runs (simulate the tier's tomograms, build the 13-class dataset, train,
 locate each test tomogram with every method listed, score). ``--reuse`` keeps the tomograms
 and the trained run of an earlier call in the same scratch folder (a run stopped mid-way is
-resumed), so that locating again with other settings does not retrain.
+resumed; tomograms the tier has and the folder lacks are simulated), so that locating again
+with other settings does not retrain. A tier's ``val_tomograms`` are located too and the
+pick threshold with the best localization F1 on them is chosen and applied to the test
+tomograms' picks (reported beside the fixed threshold).
 
 SHREC'19 scored localization and classification together; Table 2 only classifies boxes at
 known positions. With ``--locate`` the Table 2 run also
@@ -183,50 +186,91 @@ def _candidate_record(cands, truth: pd.DataFrame, radii: dict[str, float]
     }
 
 
+def _scored(truth: pd.DataFrame, picks: pd.DataFrame, radii: dict[str, float], bench
+            ) -> dict[str, Any]:
+    """Score, per-class localization and size-group means of one tomogram's picks."""
+    from tomoclass.evaluate.picks import score_picks
+
+    score = score_picks(truth, picks, radii)
+    per_class = per_class_localization(score, picks.reset_index(drop=True))
+    groups: dict[str, dict[str, Any]] = {}
+    for g in ("tiny", "small", "medium", "large"):
+        members = [n for n, gg in zip(bench.names, bench.size_groups, strict=True) if gg == g]
+        vals = [per_class[n] for n in per_class if n in members]
+        f1s = [v["loc_f1"] for v in vals if v["loc_f1"] is not None]
+        cls = [v["cls_f1"] for v in vals if v["cls_f1"] is not None]
+        groups[g] = {"loc_f1_mean": float(np.mean(f1s)) if f1s else None,
+                     "loc_f1_min": float(np.min(f1s)) if f1s else None,
+                     "cls_f1_mean": float(np.mean(cls)) if cls else None}
+    return {"score_obj": score, "score": score.to_dict(), "per_class_localization": per_class,
+            "size_groups": groups}
+
+
+def _locate_one(run_dir: Path, w: dict[str, str], bench, radii: dict[str, float],
+                cfg: dict[str, Any], out_dir: Path, dev, locate_kwargs: dict[str, Any]):
+    from tomoclass.locate import locate
+
+    name = Path(w["tomogram"]).stem
+    stride = int(bench.tier.get("locate_stride", cfg["stride"]))
+    kw = dict(locate_kwargs)
+    if cfg["method"] == "boxes":
+        kw.setdefault("stride", stride)
+    if cfg["method"] == "candidates":
+        kw.setdefault("polarity", cfg["polarity"])
+        kw.setdefault("candidate_threshold", cfg["candidate_threshold"])
+    t0 = time.perf_counter()
+    res = locate(run_dir, w["tomogram"], out_dir / f"{name}_picks.star", which="last",
+                 threshold=cfg["threshold"], radii=radii, device=dev, progress=False,
+                 method=cfg["method"], **kw)
+    return name, res, time.perf_counter() - t0
+
+
 def locate_and_score(run_dir: Path, written: list[dict[str, str]], bench, radii: dict[str, float],
                      cfg: dict[str, Any], out_dir: Path, device: str = "auto",
                      **locate_kwargs: Any) -> dict[str, Any]:
-    """Locate every test tomogram with the trained run and score the picks.
+    """Locate every validation and test tomogram with the trained run and score the picks.
+
+    With ``val_tomograms`` in the tier, the pick threshold is also chosen on them
+    (:func:`tomoclass.evaluate.picks.choose_threshold`, best localization F1 of their picks)
+    and each test tomogram's picks are scored at it too (the picks scoring at least it: what
+    locating at it gives, since non-maximum suppression keeps picks in decreasing score).
 
     ``locate_kwargs`` go to :func:`tomoclass.locate.locate` as they are."""
-    from tomoclass.evaluate.picks import score_picks, threshold_sweep
+    from tomoclass.evaluate.picks import choose_threshold, threshold_sweep
     from tomoclass.io import read_particles
-    from tomoclass.locate import locate
 
     dev = None if device == "auto" else device
+    calibration = None
+    val = [int(i) for i in bench.tier.get("val_tomograms") or []]
+    if val:
+        truths, picks, seconds = [], [], {}
+        for i in val:
+            name, res, _ = _locate_one(run_dir, written[i], bench, radii, cfg, out_dir, dev,
+                                       locate_kwargs)
+            truths.append(read_particles(written[i]["ground_truth"], tomogram=name))
+            picks.append(res.picks.assign(tomogram=name))
+            seconds[name] = round(res.seconds, 2)
+        all_picks = pd.concat(picks, ignore_index=True)
+        if len(all_picks):
+            choice = choose_threshold(pd.concat(truths, ignore_index=True), all_picks, radii)
+            calibration = {**choice.to_dict(), "val_tomograms": list(seconds),
+                           "seconds_locate": seconds}
+            log.info("threshold chosen on %s: %.4g (val loc F1 %.3f)", ", ".join(seconds),
+                     choice.threshold, choice.f1)
+        else:
+            log.warning("no picks on the validation tomograms: no threshold chosen")
     per_tomo = []
     for i in bench.tier["test_tomograms"]:
         w = written[int(i)]
-        name = Path(w["tomogram"]).stem
-        t0 = time.perf_counter()
-        stride = int(bench.tier.get("locate_stride", cfg["stride"]))
-        kw = dict(locate_kwargs)
-        if cfg["method"] == "boxes":
-            kw.setdefault("stride", stride)
-        if cfg["method"] == "candidates":
-            kw.setdefault("polarity", cfg["polarity"])
-            kw.setdefault("candidate_threshold", cfg["candidate_threshold"])
-        res = locate(run_dir, w["tomogram"], out_dir / f"{name}_picks.star", which="last",
-                     threshold=cfg["threshold"], radii=radii, device=dev, progress=False,
-                     method=cfg["method"], **kw)
-        wall = time.perf_counter() - t0
+        name, res, wall = _locate_one(run_dir, w, bench, radii, cfg, out_dir, dev, locate_kwargs)
         truth = read_particles(w["ground_truth"], tomogram=name)
-        score = score_picks(truth, res.picks, radii)
-        per_class = per_class_localization(score, res.picks)
+        scored = _scored(truth, res.picks, radii, bench)
+        score = scored.pop("score_obj")
         # read off the test tomogram: an upper bound on what choosing the threshold gains
         ts = [t for t in SWEEP if t >= cfg["threshold"]]
         sweep = threshold_sweep(truth, res.picks, radii, ts) if ts else None
-        groups: dict[str, dict[str, Any]] = {}
-        for g in ("tiny", "small", "medium", "large"):
-            members = [n for n, gg in zip(bench.names, bench.size_groups, strict=True) if gg == g]
-            vals = [per_class[n] for n in per_class if n in members]
-            f1s = [v["loc_f1"] for v in vals if v["loc_f1"] is not None]
-            cls = [v["cls_f1"] for v in vals if v["cls_f1"] is not None]
-            groups[g] = {"loc_f1_mean": float(np.mean(f1s)) if f1s else None,
-                         "loc_f1_min": float(np.min(f1s)) if f1s else None,
-                         "cls_f1_mean": float(np.mean(cls)) if cls else None}
         (out_dir / f"{name}_score.md").write_text(score.to_markdown())
-        per_tomo.append({
+        rec = {
             "tomogram": name,
             "shape_zyx": list(bench.tier["shape_zyx"]),
             "seconds_locate": round(res.seconds, 2),
@@ -237,15 +281,19 @@ def locate_and_score(run_dir: Path, written: list[dict[str, str]], bench, radii:
             "stride": list(res.maps.stride) if res.maps is not None else None,
             "candidates": _candidate_record(res.candidates, truth, radii),
             "threshold": cfg["threshold"],
-            "score": score.to_dict(),
-            "per_class_localization": per_class,
+            **scored,
             "threshold_sweep_on_test": (json.loads(sweep.to_json(orient="records"))
                                         if sweep is not None else None),
-            "size_groups": groups,
-        })
+        }
+        if calibration is not None:
+            kept = res.picks[res.picks["score"] >= calibration["threshold"]]
+            cal = _scored(truth, kept, radii, bench)
+            cal.pop("score_obj")
+            rec["calibrated"] = {"threshold": calibration["threshold"], **cal}
+        per_tomo.append(rec)
         log.info("located %s: %d picks, loc F1 %.3f, %.1f s", name, len(res.picks),
                  score.f1 if np.isfinite(score.f1) else float("nan"), res.seconds)
-    return {"radii_voxels": radii, "tomograms": per_tomo}
+    return {"radii_voxels": radii, "calibration": calibration, "tomograms": per_tomo}
 
 
 def markdown(rec: dict[str, Any], bench) -> str:
@@ -289,10 +337,21 @@ def markdown(rec: dict[str, Any], bench) -> str:
                       "this test tomogram (an upper bound on choosing the threshold, not a "
                       "result): " + ", ".join(f"{r['threshold']:g}: {_f(r['f1'])}" for r in sw)
                       + "."]
-        lines += ["", "| group | mean loc F1 | min loc F1 | mean cls F1 |", "|---|---|---|---|"]
+        cal = t.get("calibrated")
+        if cal:
+            c, v = cal["score"], rec["result"]["calibration"]
+            lines += ["", f"Threshold chosen on {', '.join(v['val_tomograms'])} (best "
+                      f"localization F1 there, {_f(v['f1'])}): {v['threshold']:.4g}. This test "
+                      f"tomogram at it: {c['n_picks']} picks, localization precision "
+                      f"{_f(c['precision'])}, recall {_f(c['recall'])}, F1 {_f(c['f1'])}."]
+        head = "| group | mean loc F1 | min loc F1 | mean cls F1 |"
+        lines += ["", head + (" mean loc F1, chosen threshold | min |" if cal else ""),
+                  "|---|---|---|---|" + ("---|---|" if cal else "")]
         for g, v in t["size_groups"].items():
+            extra = (f" {_f(cal['size_groups'][g]['loc_f1_mean'])} | "
+                     f"{_f(cal['size_groups'][g]['loc_f1_min'])} |" if cal else "")
             lines.append(f"| {g} | {_f(v['loc_f1_mean'])} | {_f(v['loc_f1_min'])} | "
-                         f"{_f(v['cls_f1_mean'])} |")
+                         f"{_f(v['cls_f1_mean'])} |" + extra)
         lines.append("")
     return "\n".join(lines)
 
@@ -329,12 +388,12 @@ def run_alone(bench, out: Path, work: Path, *, methods: Sequence[str], reuse: bo
     radii = template_radii(templates)
     clock.lap("templates")
     written_json = work / "tomograms" / "written.json"
-    if reuse and written_json.is_file():
-        written = json.loads(written_json.read_text())
-        log.info("reusing %d tomograms in %s", len(written), written_json.parent)
-    else:
-        written = rt.simulate(work / "tomograms", templates, sim_cfg,
-                              processes=int(bench.tier.get("sim_processes", 1)))
+    done = json.loads(written_json.read_text()) if reuse and written_json.is_file() else []
+    if done:
+        log.info("reusing %d tomograms in %s", len(done), written_json.parent)
+    written = rt.simulate(work / "tomograms", templates, sim_cfg,
+                          processes=int(bench.tier.get("sim_processes", 1)), done=done)
+    if written != done:
         written_json.write_text(json.dumps(written, indent=1))
     clock.lap("simulate")
     ds_dir, run_dir = work / "dataset_locate", work / "runs" / "locate_background"

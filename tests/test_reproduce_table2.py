@@ -176,3 +176,40 @@ def test_train_protocol_per_model_comes_from_the_preset(repro):
     lrs = {m: repro.train_config(bench, m, 0).base_lr for m in repro.MODELS}
     assert lrs == {"shrec_cnn": 4e-4, "densenet3d": 4e-3, "dilated_densenet3d": 4e-3}
     assert repro.train_config(bench, "densenet3d", 0).lr_step_epochs == 2
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+@realdata
+def test_locate_alone_chooses_the_threshold_on_a_validation_tomogram(repro, tmp_path):
+    """shrec12_locate.py with a val tomogram; --reuse simulates only the tomogram added."""
+    spec = importlib.util.spec_from_file_location("shrec12_locate",
+                                                  ROOT / "benchmarks" / "shrec12_locate.py")
+    loc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loc)
+    raw = yaml.safe_load(CONFIG.read_text())
+    tier = raw["tiers"]["smoke"]
+    tier.update(n_particles=24, locate_stride=8)
+    cfg = tmp_path / "shrec12.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    work, out = tmp_path / "work", tmp_path / "out"
+    base = ["--tier", "smoke", "--config", str(cfg), "--data-root", str(DATA),
+            "--work", str(work)]
+    assert loc.main(base + ["--out", str(out), "--methods", ""]) == 0
+    first = json.loads((work / "tomograms" / "written.json").read_text())
+    assert len(first) == 2
+    mtime = Path(first[0]["tomogram"]).stat().st_mtime_ns
+    tier.update(n_tomograms=3, val_tomograms=[2])
+    cfg.write_text(yaml.safe_dump(raw))
+    assert loc.main(base + ["--out", str(out), "--reuse"]) == 0
+    written = json.loads((work / "tomograms" / "written.json").read_text())
+    assert written[:2] == first and Path(written[2]["tomogram"]).stem == "tomo_002"
+    assert Path(first[0]["tomogram"]).stat().st_mtime_ns == mtime  # not simulated again
+    res = json.loads((out / "results.json").read_text())["results"]["candidates"]
+    cal = res["calibration"]
+    assert cal["val_tomograms"] == ["tomo_002"] and 0.5 <= cal["threshold"] <= 1.0
+    (tomo,) = res["tomograms"]
+    assert tomo["tomogram"] == "tomo_001"
+    assert tomo["calibrated"]["threshold"] == cal["threshold"]
+    assert tomo["calibrated"]["score"]["n_picks"] <= tomo["score"]["n_picks"]
+    assert "Threshold chosen on tomo_002" in (out / "locate.md").read_text()

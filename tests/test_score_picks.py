@@ -243,3 +243,47 @@ def test_threshold_sweep_scores_the_picks_above_each_threshold(truth, picks, tmp
     assert [r["threshold"] for r in rows] == [0.65, 0.85]
     assert main(["score-picks", "--truth", str(t), "--picks", str(p), "--radius", "3",
                  "--sweep", "0.5,high"]) == 2
+
+
+def test_choose_threshold_takes_the_best_f1_hand_computed(truth, picks):
+    from tomoclass.evaluate import choose_threshold
+
+    # F1 = 2 TP / (picks + 4 particles) at each pick score:
+    # 0.5: 3 hits of 5 picks -> 6/9; 0.6: 3 of 4 -> 6/8; 0.7: 2 of 3 -> 4/7; 0.8: 1 of 2 -> 2/6;
+    # 0.9: 1 of 1 -> 2/5. The background pick (0.99) is no threshold and never counted.
+    for matching in ("greedy", "hungarian"):
+        c = choose_threshold(truth, picks, RADII, matching=matching)
+        assert c.threshold == pytest.approx(0.6)
+        assert (c.n_picks, c.tp, c.n_true) == (4, 3, 4)
+        assert c.f1 == pytest.approx(6 / 8)
+        assert (c.precision, c.recall) == (pytest.approx(3 / 4), pytest.approx(3 / 4))
+        assert c.sweep["threshold"].tolist() == pytest.approx([0.5, 0.6, 0.7, 0.8, 0.9])
+        assert c.sweep["f1"].tolist() == pytest.approx([6 / 9, 6 / 8, 4 / 7, 2 / 6, 2 / 5])
+    with pytest.raises(InputError, match="finite score"):
+        choose_threshold(truth, picks.assign(score=np.nan), RADII)
+    with pytest.raises(InputError, match="score"):
+        choose_threshold(truth, picks.drop(columns="score"), RADII)
+
+
+def test_choose_threshold_from_one_matching_equals_scoring_each_threshold():
+    """Greedy matching in score order: the picks above t match as they would alone."""
+    from tomoclass.evaluate import choose_threshold, threshold_sweep
+
+    rng = np.random.default_rng(3)
+    centres = rng.uniform(0, 60, size=(40, 3))
+    truth = _table([("A" if i % 2 else "B", *c, np.nan) for i, c in enumerate(centres)])
+    # picks near particles (several per particle: duplicates), plus scattered false ones,
+    # with tied scores, over two tomograms
+    near = centres[rng.integers(0, 40, 70)] + rng.normal(0, 2.0, (70, 3))
+    far = rng.uniform(0, 60, size=(30, 3))
+    xyz = np.concatenate([near, far])
+    scores = np.round(rng.uniform(0, 1, len(xyz)), 2)
+    picks = _table([("A", *c, s) for c, s in zip(xyz, scores, strict=True)])
+    for region in ("sphere", "box"):
+        c = choose_threshold(truth, picks, 3.0, region=region)
+        ref = threshold_sweep(truth, picks, 3.0, c.sweep["threshold"].tolist(), region=region)
+        for col in ("n_picks", "tp", "fp", "fn"):
+            assert c.sweep[col].tolist() == ref[col].tolist(), (region, col)
+        np.testing.assert_allclose(c.sweep["f1"], ref["f1"])
+        assert c.f1 == pytest.approx(ref["f1"].max())
+        assert c.threshold == ref["threshold"][ref["f1"] == ref["f1"].max()].min()

@@ -33,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--threshold",
         type=float,
-        default=0.5,
-        help="minimum 1 - P(background) of a pick (default 0.5)",
+        help="minimum 1 - P(background) of a pick (default: the run's threshold from "
+        "'tomoclass score-picks --calibrate', else 0.5)",
     )
     p.add_argument(
         "--radius",
@@ -145,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
     among = ("" if result.candidates is None else f" among {len(result.candidates)} "
              f"candidates (polarity {result.candidates.polarity})")
     print(f"{len(result.picks)} picks{among} in {result.seconds:.1f} s "
-          f"(normalize={result.normalize})")
+          f"(threshold {result.threshold:g}, {result.threshold_source}; "
+          f"normalize={result.normalize})")
     for name, n in counts.items():
         print(f"  {name}: {n}")
     for path in result.outputs:

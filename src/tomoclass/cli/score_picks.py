@@ -6,9 +6,16 @@ import argparse
 import json
 
 from tomoclass.errors import InputError
-from tomoclass.evaluate.picks import MATCHINGS, REGIONS, score_picks, threshold_sweep
+from tomoclass.evaluate.picks import (
+    MATCHINGS,
+    REGIONS,
+    choose_threshold,
+    score_picks,
+    threshold_sweep,
+)
 from tomoclass.io import read_particles
 from tomoclass.io.atomic import atomic_path
+from tomoclass.locate.calibration import save_threshold
 from tomoclass.locate.pipeline import merge_radii
 
 
@@ -53,6 +60,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also print localization P/R/F1 of the picks scoring at least each threshold "
         "(choose locate's --threshold on a tomogram other than the test one)",
     )
+    p.add_argument(
+        "--calibrate",
+        metavar="RUN",
+        help="choose the threshold with the best localization F1 on these picks (made at a "
+        "low threshold on a labelled tomogram that is not a test tomogram) and store it in "
+        "the run directory RUN: 'tomoclass locate' then uses it by default",
+    )
+    p.add_argument(
+        "--which",
+        default="best",
+        help="with --calibrate: the checkpoint the picks were made with (default best)",
+    )
     p.set_defaults(func=run)
 
 
@@ -80,10 +99,23 @@ def run(args: argparse.Namespace) -> int:
         for r in sweep.itertuples():
             print(f"| {r.threshold:g} | {r.n_picks} | {r.tp} | {r.fp} | {r.fn} | "
                   f"{r.precision:.3f} | {r.recall:.3f} | {r.f1:.3f} |")
+    choice = None
+    if args.calibrate:
+        choice = choose_threshold(truth, picks, radii, region=args.region,
+                                  matching=args.matching)
+        record = {**choice.to_dict(), "truth": str(args.truth), "picks": str(args.picks),
+                  "radii": radii if isinstance(radii, dict) else float(radii)}
+        path = save_threshold(args.calibrate, args.which, choice.threshold, record)
+        print(f"\nBest localization F1 {choice.f1:.3f} (precision {choice.precision:.3f}, "
+              f"recall {choice.recall:.3f}, {choice.n_picks} picks) at threshold "
+              f"{choice.threshold:.4g} of {len(choice.sweep)} tried; stored for checkpoint "
+              f"{args.which} in {path}")
     if args.json_out:
         with atomic_path(args.json_out) as tmp:
             data = result.to_dict()
             if sweep is not None:
                 data["threshold_sweep"] = json.loads(sweep.to_json(orient="records"))
+            if choice is not None:
+                data["calibration"] = choice.to_dict()
             tmp.write_text(json.dumps(data, indent=2) + "\n")
     return 0

@@ -10,7 +10,8 @@
   paper's Table 2, Fig. 4A and Fig. 4B, CAM scores side by side).
 
 - :mod:`~tomoclass.evaluate.picks`: :func:`score_picks` (SHREC hit-box scoring of picks:
-  localization P/R/F1, per-class F1 among hits).
+  localization P/R/F1, per-class F1 among hits), :func:`choose_threshold` (the
+  pick threshold with the best F1 on a labelled tomogram).
 """
 
 from tomoclass.evaluate.compare import Comparison, EpochCurve, compare_runs, write_comparison
@@ -21,7 +22,13 @@ from tomoclass.evaluate.metrics import (
     confusion_matrix,
     metrics_from_labels,
 )
-from tomoclass.evaluate.picks import PickScore, score_picks, threshold_sweep
+from tomoclass.evaluate.picks import (
+    PickScore,
+    ThresholdChoice,
+    choose_threshold,
+    score_picks,
+    threshold_sweep,
+)
 from tomoclass.evaluate.report import EvaluationReport, load_report, write_report
 from tomoclass.evaluate.run import evaluate_model, evaluate_run
 
@@ -32,6 +39,8 @@ __all__ = [
     "EpochCurve",
     "EvaluationReport",
     "PickScore",
+    "ThresholdChoice",
+    "choose_threshold",
     "classification_metrics",
     "compare_runs",
     "confusion_matrix",

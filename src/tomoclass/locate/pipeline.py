@@ -16,6 +16,7 @@ import torch
 from tomoclass.errors import InputError
 from tomoclass.io import read_volume, write_particles, write_volume
 from tomoclass.io.atomic import atomic_dir
+from tomoclass.locate.calibration import run_threshold
 from tomoclass.locate.candidates import AUTO_RATIO, AUTO_SAMPLE, Candidates, propose_candidates
 from tomoclass.locate.peaks import BACKGROUND, find_peaks, picks_from_boxes
 from tomoclass.locate.scoring import BoxClassifier, ScoreMaps, score_tomogram
@@ -58,6 +59,9 @@ class LocateResult:
     stage_seconds
         Wall time per stage: ``propose``, ``classify``, ``pick`` (candidates) or ``score``,
         ``pick`` (the dense methods).
+    threshold, threshold_source
+        The objectness threshold used and where it came from (``"given"``, ``"calibrated
+        on FILE"``, ``"default"``).
     """
 
     picks: pd.DataFrame
@@ -68,6 +72,8 @@ class LocateResult:
     normalize: str
     candidates: Candidates | None = None
     stage_seconds: dict[str, float] | None = None
+    threshold: float | None = None
+    threshold_source: str = ""
 
 
 def parse_radii(values: Sequence[str] | None) -> float | dict[str, float] | None:
@@ -154,7 +160,7 @@ def locate(
     *,
     which: str = "best",
     score_maps_dir: str | Path | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     radii: float | Mapping[str, float] | None = None,
     method: str = "candidates",
     stride: int | None = None,
@@ -188,7 +194,9 @@ def locate(
         background included) and ``objectness.mrc`` (1 - P(background)), at the tomogram's
         voxels and voxel size.
     threshold
-        Minimum objectness of a pick.
+        Minimum objectness (1 - P(background)) of a pick. None (default): the threshold
+        stored with the run for this checkpoint by ``tomoclass score-picks --calibrate``
+        (:mod:`tomoclass.locate.calibration`), else 0.5.
     radii
         Particle radii in voxels (number or mapping, see :func:`resolve_radii`).
     method
@@ -247,6 +255,13 @@ def locate(
         )
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, class_map, info = load_run(run_dir, which, map_location=dev)
+    if threshold is None:
+        threshold, threshold_source = run_threshold(run_dir, which)
+    else:
+        threshold, threshold_source = float(threshold), "given"
+    if not 0.0 <= threshold <= 1.0:
+        raise InputError(f"threshold {threshold:g} is not within [0, 1]", field="threshold")
+    log.info("pick threshold %g (%s)", threshold, threshold_source)
     names = list(class_map.names)
     box = info.get("box")
     if not box:
@@ -335,7 +350,8 @@ def locate(
     log.info("%d picks in %.1f s (%s) -> %s", len(picks), seconds,
              ", ".join(f"{k} {v:.1f} s" for k, v in stage.items()), out)
     return LocateResult(picks, outputs, maps, seconds, class_radii, normalize, cands,
-                        {k: round(v, 3) for k, v in stage.items()})
+                        {k: round(v, 3) for k, v in stage.items()}, threshold,
+                        threshold_source)
 
 
 def _classify_candidates(
