@@ -1,4 +1,5 @@
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -151,3 +152,47 @@ def test_subvoxel_at_integer_centre_is_the_plain_slice(tomo):
     a = extract_subtomograms(vol, t, box=16, normalize="none").subtomograms[0]
     b = extract_subtomograms(vol, t, box=16, normalize="none", subvoxel=True).subtomograms[0]
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_resample_volume_is_the_extraction_kernel_on_a_whole_volume():
+    from tomoclass.data import extract_subtomograms, resample_volume
+    from tomoclass.io.volume import Volume
+
+    rng = np.random.default_rng(0)
+    vol = rng.normal(size=(40, 44, 48)).astype(np.float32)
+    # step 1 is the identity; a constant stays constant (weights sum to one)
+    np.testing.assert_array_equal(resample_volume(vol, 1.0), vol)
+    np.testing.assert_allclose(resample_volume(np.full((9, 10, 11), 3.0, np.float32), 1.7),
+                               3.0, rtol=1e-5)
+    for step in (2.0, 1.5, 0.5):
+        out = resample_volume(vol, step, slab=7)  # slabs do not change the result
+        assert out.shape == tuple(int(np.floor((n - 1) / step)) + 1 for n in vol.shape)
+        np.testing.assert_allclose(out, resample_volume(vol, step, slab=64), atol=1e-5)
+        # a box cut at the new voxel size, centred on a grid point of the new grid, is the
+        # same region of the resampled volume (away from the border)
+        j = np.array(out.shape) // 2
+        box = 8
+        table = pd.DataFrame({"tomogram": ["t"], "class_name": ["a"],
+                              "z": [j[0] * step], "y": [j[1] * step], "x": [j[2] * step]})
+        ext = extract_subtomograms(Volume(vol, 1.0, Path("t.mrc")), table, box=box, voxel_size_angstrom=step,
+                                   normalize="none", border="pad")
+        lo = j - box // 2
+        np.testing.assert_allclose(
+            ext.subtomograms[0], out[lo[0]:lo[0] + box, lo[1]:lo[1] + box, lo[2]:lo[2] + box],
+            atol=1e-4)
+
+
+def test_resample_volume_moves_a_blob_to_its_scaled_position():
+    from tomoclass.data import resample_volume
+
+    centre = np.array([30.4, 21.0, 40.6])  # fine voxels
+    zz, yy, xx = np.meshgrid(*(np.arange(n) for n in (64, 48, 80)), indexing="ij")
+    blob = np.exp(-((zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2)
+                  / (2 * 3.0**2)).astype(np.float32)
+    out = resample_volume(blob, 2.0)
+    w = out.clip(min=0)
+    com = np.array([(w * g).sum() / w.sum() for g in np.meshgrid(
+        *(np.arange(n) for n in out.shape), indexing="ij")])
+    np.testing.assert_allclose(com * 2.0, centre, atol=0.05)
+    with pytest.raises(InputError, match="step"):
+        resample_volume(blob, 0.0)

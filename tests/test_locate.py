@@ -23,13 +23,16 @@ PLANTED = [  # class, (z, y, x) in voxels, Gaussian sigma, sign
 ]
 
 
-def _planted_tomogram(shape=(40, 48, 48), seed=0):
+def _planted_tomogram(shape=(40, 48, 48), seed=0, scale=1):
+    """PLANTED in noise; ``scale`` voxels per PLANTED voxel (a finer voxel size)."""
+    shape = tuple(int(n * scale) for n in shape)
     rng = np.random.default_rng(seed)
     tomo = rng.normal(0.0, 0.1, shape).astype(np.float32)
     zz, yy, xx = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
-    for _, (z, y, x), sigma, sign in PLANTED:
+    for _, centre, sigma, sign in PLANTED:
+        z, y, x = (scale * c for c in centre)
         r2 = (zz - z) ** 2 + (yy - y) ** 2 + (xx - x) ** 2
-        tomo += (sign * np.exp(-r2 / (2 * sigma**2))).astype(np.float32)
+        tomo += (sign * np.exp(-r2 / (2 * (scale * sigma) ** 2))).astype(np.float32)
     return tomo
 
 

@@ -132,6 +132,28 @@ def test_locate_refuses_a_wrong_voxel_size(planted_run, tmp_path, capsys):
     assert not (tmp_path / "p.star").exists()
 
 
+@pytest.mark.parametrize("method", ["candidates", "boxes"])
+def test_locate_rescales_a_finer_tomogram_to_the_training_voxel_size(
+        planted_run, tmp_path, capsys, method):
+    """The planted tomogram at 5 Å (the run is at 10 Å): --rescale finds every particle,
+    in the tomogram's own voxels; without it the voxel size is a one-line error."""
+    tomo = tmp_path / "fine.mrc"
+    write_volume(tomo, _planted_tomogram(scale=2), 5.0)
+    out = tmp_path / "picks.csv"
+    args = ["locate", "--run", str(planted_run), "--tomogram", str(tomo), "--out", str(out),
+            "--radius", "bright=6", "--radius", "dark=8", "--method", method,
+            "--no-progress", "--device", "cpu"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--rescale" in err[0] and "fine.mrc" in err[0]
+    assert not out.exists()
+    assert main(args + ["--rescale"]) == 0
+    assert "resampled by 2" in capsys.readouterr().out
+    picks = read_particles(out)
+    half = picks.assign(**{c: picks[c] / 2 for c in ("x", "y", "z")})
+    assert_planted_found(half)  # within 2 voxels of 10 Å = 4 of the tomogram's
+
+
 def test_score_picks_cli_rejects_a_bad_radius(tmp_path, capsys):
     write_particles(tmp_path / "t.csv", pd.DataFrame({"x": [1.0], "y": [1.0], "z": [1.0]}))
     code = main(

@@ -102,6 +102,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         dest="voxel_size",
         help="override the tomogram header's voxel size (Å)",
     )
+    p.add_argument(
+        "--rescale",
+        action="store_true",
+        help="resample the tomogram to the training voxel size when they differ (picks are "
+        "written in the tomogram's voxels)",
+    )
     p.add_argument("--device", help="torch device (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -140,10 +146,13 @@ def run(args: argparse.Namespace) -> int:
         polarity=args.polarity,
         candidate_threshold=args.candidate_threshold,
         max_candidates=args.max_candidates,
+        rescale=args.rescale,
     )
     counts = result.picks["class_name"].value_counts()
     among = ("" if result.candidates is None else f" among {len(result.candidates)} "
              f"candidates (polarity {result.candidates.polarity})")
+    if result.step != 1.0:
+        print(f"tomogram resampled by {result.step:.4g} (tomogram voxels per voxel located)")
     print(f"{len(result.picks)} picks{among} in {result.seconds:.1f} s "
           f"(threshold {result.threshold:g}, {result.threshold_source}; "
           f"normalize={result.normalize})")

@@ -9,7 +9,12 @@ from typing import Any
 
 from tomoclass.data.build import ExtractReport, extract_dataset, match_tomograms
 from tomoclass.data.classmap import PAPER_SIZE_GROUPS, SIZE_GROUPS, ClassMap
-from tomoclass.data.extract import Extraction, extract_subtomograms, plan_extraction
+from tomoclass.data.extract import (
+    Extraction,
+    extract_subtomograms,
+    plan_extraction,
+    resample_volume,
+)
 from tomoclass.data.store import (
     DatasetWriter,
     SubtomogramStore,
@@ -39,6 +44,7 @@ __all__ = [
     "match_tomograms",
     "open_dataset",
     "plan_extraction",
+    "resample_volume",
     "set_splits",
     "write_dataset",
 ]

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from tomoclass.data.extract import resample_volume
 from tomoclass.errors import InputError
 from tomoclass.io import read_volume, write_particles, write_volume
 from tomoclass.io.atomic import atomic_dir
@@ -62,6 +63,10 @@ class LocateResult:
     threshold, threshold_source
         The objectness threshold used and where it came from (``"given"``, ``"calibrated
         on FILE"``, ``"default"``).
+    step
+        Tomogram voxels per voxel located at: 1, or with ``rescale`` the training voxel
+        size over the tomogram's. ``picks`` and ``radii`` are in tomogram voxels;
+        ``maps`` and ``candidates`` in the voxels located at.
     """
 
     picks: pd.DataFrame
@@ -74,6 +79,7 @@ class LocateResult:
     stage_seconds: dict[str, float] | None = None
     threshold: float | None = None
     threshold_source: str = ""
+    step: float = 1.0
 
 
 def parse_radii(values: Sequence[str] | None) -> float | dict[str, float] | None:
@@ -174,6 +180,7 @@ def locate(
     polarity: str = "auto",
     candidate_threshold: float = 3.0,
     max_candidates: int | None = None,
+    rescale: bool = False,
 ) -> LocateResult:
     """Find and classify the particles of one tomogram with a trained run.
 
@@ -224,6 +231,13 @@ def locate(
         (z-score per box -> ``local``).
     voxel_size_angstrom
         Override the tomogram header's voxel size (Å).
+    rescale
+        When the tomogram's voxel size differs from the training data's, resample the whole
+        tomogram to the training voxel size first (:func:`tomoclass.data.resample_volume`:
+        the kernel that resamples boxes in extraction, anti-aliased when downsampling) and
+        report the picks in the tomogram's voxels. Without it a difference over 5% is an
+        error. Radii given in ``radii`` are in the tomogram's voxels; score maps are written
+        at the training voxel size.
     device
         Torch device (default CUDA when present).
     progress
@@ -236,7 +250,8 @@ def locate(
     Raises
     ------
     InputError
-        A bad run or tomogram, a voxel size more than 5% off the training data's, a run
+        A bad run or tomogram, a voxel size more than 5% off the training data's (without
+        ``rescale``), a run
         without a background class, bad radii or options.
     """
     from tomoclass.train import load_run
@@ -269,18 +284,29 @@ def locate(
     box = int(box)
     volume = read_volume(tomogram_path, voxel_size_angstrom=voxel_size_angstrom)
     trained = info.get("voxel_size_angstrom")
-    if trained and abs(volume.voxel_size_angstrom / float(trained) - 1) > VOXEL_SIZE_TOLERANCE:
-        raise InputError(
-            f"voxel size {volume.voxel_size_angstrom:g} Å differs from the training data's "
-            f"{float(trained):g} Å by more than {VOXEL_SIZE_TOLERANCE:.0%}; rescale the "
-            "tomogram, or pass --voxel-size if the header is wrong",
-            path=tomogram_path,
-            field="voxel_size_angstrom",
-        )
+    step = 1.0
+    if trained:
+        off = volume.voxel_size_angstrom / float(trained) - 1
+        if abs(off) > VOXEL_SIZE_TOLERANCE and not rescale:
+            raise InputError(
+                f"voxel size {volume.voxel_size_angstrom:g} Å differs from the training data's "
+                f"{float(trained):g} Å by more than {VOXEL_SIZE_TOLERANCE:.0%}; pass --rescale "
+                "to resample the tomogram, or --voxel-size if the header is wrong",
+                path=tomogram_path,
+                field="voxel_size_angstrom",
+            )
+        if rescale and abs(off) > 1e-3:
+            step = float(trained) / volume.voxel_size_angstrom
     if normalize is None:
         data_norm = str((info.get("data") or {}).get("normalization") or "zscore")
         normalize = NORMALIZATION_FOR_DATA.get(data_norm, "local")
+    # radii in tomogram voxels (given) and in the voxels located at (/ step); box / 4 is in
+    # training voxels
     class_radii = resolve_radii(names, radii, box)
+    if radii is None:
+        located_radii, class_radii = class_radii, {n: r * step for n, r in class_radii.items()}
+    else:
+        located_radii = {n: r / step for n, r in class_radii.items()}
     name = Path(tomogram_path).stem
     if method == "candidates" and score_maps_dir is not None:
         raise InputError(
@@ -292,20 +318,26 @@ def locate(
     start = time.perf_counter()
     maps = cands = None
     stage: dict[str, float] = {}
+    data = volume.data
+    if step != 1.0:
+        data = resample_volume(volume.data, step)
+        stage["resample"] = time.perf_counter() - start
+        log.info("resampled %s from %g to %g Å: %s -> %s voxels", name,
+                 volume.voxel_size_angstrom, float(trained), volume.data.shape, data.shape)
     if method == "candidates":
         cands = propose_candidates(
-            volume.data,
-            sorted(set(class_radii.values())),
+            data,
+            sorted(set(located_radii.values())),
             polarity="both" if polarity == "auto" else polarity,
             threshold=candidate_threshold,
             max_candidates=max_candidates,
             device=dev,
             progress=progress,
         )
-        stage["propose"] = time.perf_counter() - start
+        stage["propose"] = time.perf_counter() - start - sum(stage.values())
         cands, probs = _classify_candidates(
             model,
-            volume.data,
+            data,
             cands,
             auto=polarity == "auto",
             threshold=threshold,
@@ -316,14 +348,14 @@ def locate(
             batch_size=batch_size,
             progress=progress,
         )
-        stage["classify"] = time.perf_counter() - start - stage["propose"]
+        stage["classify"] = time.perf_counter() - start - sum(stage.values())
         picks = picks_from_boxes(
-            cands.zyx, probs, names, class_radii, threshold=threshold, tomogram_name=name
+            cands.zyx, probs, names, located_radii, threshold=threshold, tomogram_name=name
         )
     else:
         maps = score_tomogram(
             model,
-            volume.data,
+            data,
             box=box,
             class_names=names,
             method=method,
@@ -335,8 +367,10 @@ def locate(
             device=dev,
             progress=progress,
         )
-        stage["score"] = time.perf_counter() - start
-        picks = find_peaks(maps, class_radii, threshold=threshold, tomogram_name=name)
+        stage["score"] = time.perf_counter() - start - sum(stage.values())
+        picks = find_peaks(maps, located_radii, threshold=threshold, tomogram_name=name)
+    if step != 1.0:  # back to the tomogram's voxels
+        picks[["x", "y", "z"]] = picks[["x", "y", "z"]].to_numpy(float) * step
     seconds = time.perf_counter() - start
     stage["pick"] = seconds - sum(stage.values())
 
@@ -346,12 +380,12 @@ def locate(
         write_particles(path, picks, class_map=class_map if ext == ".star" else None)
         outputs.append(path)
     if score_maps_dir is not None and maps is not None:
-        outputs.append(write_score_maps(maps, score_maps_dir, volume.voxel_size_angstrom))
+        outputs.append(write_score_maps(maps, score_maps_dir, volume.voxel_size_angstrom * step))
     log.info("%d picks in %.1f s (%s) -> %s", len(picks), seconds,
              ", ".join(f"{k} {v:.1f} s" for k, v in stage.items()), out)
     return LocateResult(picks, outputs, maps, seconds, class_radii, normalize, cands,
                         {k: round(v, 3) for k, v in stage.items()}, threshold,
-                        threshold_source)
+                        threshold_source, step)
 
 
 def _classify_candidates(
