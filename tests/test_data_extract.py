@@ -174,8 +174,8 @@ def test_resample_volume_is_the_extraction_kernel_on_a_whole_volume():
         box = 8
         table = pd.DataFrame({"tomogram": ["t"], "class_name": ["a"],
                               "z": [j[0] * step], "y": [j[1] * step], "x": [j[2] * step]})
-        ext = extract_subtomograms(Volume(vol, 1.0, Path("t.mrc")), table, box=box, voxel_size_angstrom=step,
-                                   normalize="none", border="pad")
+        ext = extract_subtomograms(Volume(vol, 1.0, Path("t.mrc")), table, box=box,
+                                   voxel_size_angstrom=step, normalize="none", border="pad")
         lo = j - box // 2
         np.testing.assert_allclose(
             ext.subtomograms[0], out[lo[0]:lo[0] + box, lo[1]:lo[1] + box, lo[2]:lo[2] + box],

@@ -376,10 +376,12 @@ def _axis_weights(positions: np.ndarray, length: int, sigma: float) -> np.ndarra
 
 
 def _axis_operator(positions: np.ndarray, length: int, sigma: float):
-    """:func:`_axis_weights` as a sparse (CSR, float64) matrix: a band of ``4 + 6 sigma``
-    taps per row, so whole tomogram axes cost memory and time linear in their length.
+    """:func:`_axis_weights` as a sparse (CSR, float64) matrix.
 
-    Samples beyond the ends take the edge voxel (the clipped taps add up there)."""
+    A band of ``4 + 6 sigma`` taps per row, so whole tomogram axes cost memory and time
+    linear in their length. Samples beyond the ends take the edge voxel (the clipped taps
+    add up there).
+    """
     from scipy import sparse
 
     positions = np.asarray(positions, dtype=np.float64)
@@ -419,6 +421,8 @@ def resample_volume(data: np.ndarray, step: float, *, slab: int = 16) -> np.ndar
         ``(z, y, x)`` volume.
     step
         Input voxels per output voxel (target voxel size / input voxel size).
+    slab
+        z-sections read and resampled in y and x at a time.
 
     Returns
     -------
