@@ -149,6 +149,7 @@ def test_candidates_on_cuda_match_cpu(strict_fp32):
     gpu = propose_candidates(tomo, [3.0, 6.0], device="cuda", progress=False, slab=7)
     np.testing.assert_array_equal(gpu.zyx, cpu.zyx)
     np.testing.assert_allclose(gpu.response, cpu.response, rtol=1e-4)
+    np.testing.assert_allclose(gpu.offset, cpu.offset, atol=1e-3)
     torch.manual_seed(2)
     model = get_model(TINY_MODEL, num_classes=3, **TINY_KWARGS).eval()
     pc = classify_boxes(model, tomo, cpu.zyx, box=12, device="cpu", progress=False)

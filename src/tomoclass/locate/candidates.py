@@ -25,6 +25,10 @@ Rules (voxels of the tomogram):
 4. Combined response: the maximum over scales. Candidates are the voxels where it is the
    maximum of the cube of ``2 * min_distance + 1`` voxels around them and reaches
    ``threshold``; the ``max_candidates`` strongest are kept.
+5. Sub-voxel centre: along each axis, the vertex of the parabola through the combined
+   response at the maximum and its two neighbours (``Candidates.offset``, within half a
+   voxel; 0 at the tomogram's edge or where the response is not curved down). Boxes are cut
+   at the voxel, as training boxes are; picks are reported at ``Candidates.centres``.
 
 Gaussians extend the volume by its edge values (scipy's ``mode="nearest"``). The tomogram is
 processed in z-slabs with a halo of the widest kernel's radius plus ``min_distance``, so the
@@ -85,6 +89,9 @@ class Candidates:
         Gaussians); False for bright blobs.
     polarity
         The polarity the candidates were proposed with (``"dark"``, ``"bright"``, ``"both"``).
+    offset
+        Float32 (N, 3): sub-voxel offset of each centre from ``zyx`` (rule 5), in
+        [-0.5, 0.5]; None means zero.
     """
 
     zyx: np.ndarray
@@ -94,14 +101,22 @@ class Candidates:
     noise: tuple[float, ...]
     dark: np.ndarray
     polarity: str
+    offset: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.zyx)
 
+    @property
+    def centres(self) -> np.ndarray:
+        """Float64 (N, 3): the sub-voxel centres, ``zyx + offset`` (z, y, x voxels)."""
+        c = self.zyx.astype(np.float64)
+        return c if self.offset is None else c + self.offset
+
     def subset(self, keep: np.ndarray, polarity: str | None = None) -> Candidates:
         """The candidates selected by ``keep`` (a boolean mask or indices), order kept."""
         return Candidates(self.zyx[keep], self.response[keep], self.sigma[keep], self.sigmas,
-                          self.noise, self.dark[keep], polarity or self.polarity)
+                          self.noise, self.dark[keep], polarity or self.polarity,
+                          None if self.offset is None else self.offset[keep])
 
 
 def candidate_scales(radii: Iterable[float]) -> tuple[float, ...]:
@@ -189,7 +204,7 @@ def propose_candidates(
         raise InputError(f"slab must be at least 1 slice, got {slab}", field="slab")
     sign = {"dark": 1.0, "bright": -1.0, "both": 0.0}[polarity]
 
-    found_zyx, found_resp, found_sig, found_dark = [], [], [], []
+    found_zyx, found_resp, found_sig, found_dark, found_off = [], [], [], [], []
     starts = range(0, shape[0], int(slab))
     for z0 in tqdm(starts, desc="proposing candidates", unit="slab", disable=not progress):
         z1 = min(shape[0], z0 + int(slab))
@@ -205,6 +220,7 @@ def propose_candidates(
             found_resp.append(vals.astype(np.float32))
             found_sig.append(np.asarray(sigmas, np.float32)[best[lo:hi][keep]])
             found_dark.append(dark[lo:hi][keep])
+            found_off.append(_subvoxel(comb, idx + np.array([lo, 0, 0])))
             idx[:, 0] += z0
             found_zyx.append(idx.astype(np.int64))
     if found_zyx:
@@ -212,20 +228,48 @@ def propose_candidates(
         resp = np.concatenate(found_resp)
         sig = np.concatenate(found_sig)
         is_dark = np.concatenate(found_dark)
+        off = np.concatenate(found_off)
         # strongest first; ties broken by position, so the order never depends on slabs
         order = np.lexsort((zyx[:, 2], zyx[:, 1], zyx[:, 0], -resp))
         zyx, resp, sig, is_dark = zyx[order], resp[order], sig[order], is_dark[order]
+        off = off[order]
     else:
         zyx = np.empty((0, 3), np.int64)
         resp = sig = np.empty(0, np.float32)
         is_dark = np.empty(0, bool)
-    cands = Candidates(zyx, resp, sig, sigmas, noise, is_dark, polarity)
+        off = np.empty((0, 3), np.float32)
+    cands = Candidates(zyx, resp, sig, sigmas, noise, is_dark, polarity, off)
     if max_candidates is not None and len(cands) > max_candidates:
         log.info("keeping the %d strongest of %d candidates", max_candidates, len(cands))
         cands = cands.subset(np.arange(max_candidates))
     log.info("%d candidates (scales %s voxels, polarity %s, threshold %g)", len(cands),
              ", ".join(f"{s:.3g}" for s in sigmas), polarity, threshold)
     return cands
+
+
+def _subvoxel(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Parabola-vertex offsets (rule 5) of the maxima ``idx`` (region indices) of ``values``.
+
+    A neighbour outside the region gives no offset along its axis: candidates lie at least
+    the halo (>= 1) inside the region unless at the tomogram's own edge, so the offsets do
+    not depend on the slab size.
+    """
+    off = np.zeros(idx.shape, np.float32)
+    c0 = values[idx[:, 0], idx[:, 1], idx[:, 2]].astype(np.float64)
+    for k in range(3):
+        m, q = idx.copy(), idx.copy()
+        m[:, k] -= 1
+        q[:, k] += 1
+        ok = (m[:, k] >= 0) & (q[:, k] < values.shape[k])
+        if not ok.any():
+            continue
+        cm = values[tuple(np.where(ok, m[:, j], idx[:, j]) for j in range(3))]
+        cq = values[tuple(np.where(ok, q[:, j], idx[:, j]) for j in range(3))]
+        den = cm.astype(np.float64) - 2 * c0 + cq
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = np.where(ok & (den < 0), 0.5 * (cm - cq) / den, 0.0)
+        off[:, k] = np.clip(d, -0.5, 0.5)
+    return off
 
 
 def _radius(sigma: float) -> int:

@@ -100,7 +100,7 @@ def picks_from_boxes(
     whose objectness ``1 - P(background)`` reaches ``threshold`` is a candidate, takes its
     most probable particle class and that class's radius, and greedy non-maximum suppression
     keeps it unless a stronger kept pick lies closer than ``max(r_candidate, r_kept)``.
-    Positions are the box centres (no sub-voxel refinement).
+    Positions are ``zyx`` as given (:attr:`Candidates.centres` in :func:`locate`: sub-voxel).
 
     Parameters
     ----------

@@ -350,7 +350,8 @@ def locate(
         )
         stage["classify"] = time.perf_counter() - start - sum(stage.values())
         picks = picks_from_boxes(
-            cands.zyx, probs, names, located_radii, threshold=threshold, tomogram_name=name
+            cands.centres, probs, names, located_radii, threshold=threshold,
+            tomogram_name=name,
         )
     else:
         maps = score_tomogram(
