@@ -548,7 +548,9 @@ def table2_markdown(result: dict[str, Any], bench: Benchmark) -> str:
         "",
         f"{t['n_tomograms']} simulated tomograms of {'x'.join(map(str, t['shape_zyx']))} voxels "
         f"(z, y, x) at 10 Å, {t['n_particles']} particles each, train on tomograms "
-        f"{t['train_tomograms']}, test on {t['test_tomograms']}; {bench.box}³ boxes; "
+        f"{t['train_tomograms']}, test on {t['test_tomograms']}"
+        + (f" (locate: pick threshold chosen on {t['val_tomograms']})"
+           if t.get("val_tomograms") else "") + f"; {bench.box}³ boxes; "
         f"{t['epochs']} epoch(s) at batch {t['batch_size']}; dose {result['dose']:g} e/Å² "
         f"(calibration status: {result['calibration'].get('status', 'unknown')}). "
         f"Reduced relative to the paper: {' '.join(str(t.get('reduces', '')).split())}",

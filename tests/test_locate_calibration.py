@@ -95,3 +95,17 @@ def test_score_picks_calibrates_the_run_and_locate_uses_it(planted_run, tmp_path
     assert res.threshold == 0.99 and res.threshold_source == "given"
     assert (res.picks["score"] >= 0.99).all()
     np.testing.assert_array_less(0, len(again))
+
+
+def test_calibrate_into_a_folder_that_is_no_run_is_a_one_line_error(tmp_path, capsys):
+    truth = pd.DataFrame({"class_name": ["a"], "x": [5.0], "y": [5.0], "z": [5.0]})
+    picks = truth.assign(score=0.9)
+    t = write_particles(tmp_path / "t.csv", truth)
+    p = write_particles(tmp_path / "p.csv", picks)
+    (tmp_path / "norun").mkdir()
+    code = main(["score-picks", "--truth", str(t), "--picks", str(p), "--radius", "2",
+                 "--calibrate", str(tmp_path / "norun")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "norun" in err[0] and "run directory" in err[0]
+    assert not (tmp_path / "norun" / CALIBRATION_FILE).exists()
