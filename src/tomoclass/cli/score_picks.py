@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from tomoclass.errors import InputError
 from tomoclass.evaluate.picks import (
@@ -103,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     if args.calibrate:
         choice = choose_threshold(truth, picks, radii, region=args.region,
                                   matching=args.matching)
-        record = {**choice.to_dict(), "truth": str(args.truth), "picks": str(args.picks),
+        record = {**choice.to_dict(), "truth": str(Path(args.truth).resolve()),
+                  "picks": str(Path(args.picks).resolve()),
                   "radii": radii if isinstance(radii, dict) else float(radii)}
         path = save_threshold(args.calibrate, args.which, choice.threshold, record)
         print(f"\nBest localization F1 {choice.f1:.3f} (precision {choice.precision:.3f}, "
