@@ -14,7 +14,7 @@
 #   DATA_ROOT             folder holding structures/pdb (default ../shared/data)
 #   TOMOCLASS_GIT_COMMIT  commit of the copied tree (a copy without .git cannot tell)
 #   T_TESTS, T_THROUGHPUT, T_TABLE2, T_LOCATE   per-stage limits in seconds
-#                         (defaults 240, 150, 580, 420)
+#                         (defaults 240, 150, 580, 460)
 #   LOCATE_METHODS        methods of the locate stage (default candidates,boxes)
 #   DEVICE                cuda (default); cpu rehearses the script's plumbing on a CPU machine
 #   PY                    the Python to use (default python3); WHEELS= (empty) skips the wheels
@@ -84,7 +84,7 @@ if has table2; then
 fi
 if has locate; then
   say "locate: shrec12_locate.py --tier $TIER --methods ${LOCATE_METHODS:-candidates,boxes}"
-  timeout "${T_LOCATE:-420}" "$PY" benchmarks/shrec12_locate.py --tier "$TIER" \
+  timeout "${T_LOCATE:-460}" "$PY" benchmarks/shrec12_locate.py --tier "$TIER" \
     --methods "${LOCATE_METHODS:-candidates,boxes}" --device "$DEVICE" \
     --data-root "$DATA_ROOT" --out "$RES/locate_$TIER" --work /tmp/locate_work \
     > "$RES/locate.log" 2>&1

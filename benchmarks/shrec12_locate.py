@@ -420,15 +420,6 @@ def run_alone(bench, out: Path, work: Path, *, methods: Sequence[str], reuse: bo
     clock.lap("train")
     machine = rt.machine_record()
     machine["loadavg"] = load_start
-    results = {}
-    for method in methods:
-        mcfg = dict(cfg, method=method, **{k: v for k, v in (locate_kwargs or {}).items()
-                                            if k in cfg})  # as render() shows them
-        mdir = out / method
-        mdir.mkdir(parents=True, exist_ok=True)
-        results[method] = locate_and_score(run_dir, written, bench, radii, mcfg, mdir,
-                                           device=device, **(locate_kwargs or {}))
-        clock.lap(f"locate_{method}")
     history = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines()
                if ln.strip()]
     rec = {
@@ -440,18 +431,31 @@ def run_alone(bench, out: Path, work: Path, *, methods: Sequence[str], reuse: bo
         "locate_kwargs": locate_kwargs or {},
         "dataset": data_rec,
         "training_history": history,
-        "results": results,
+        "results": {},
         "machine": machine,
         "git_commit": rt.git_commit(),
         "date_utc": date,
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
         "work_dir": str(work),
     }
-    rec["seconds"] = dict(clock.seconds)
-    rec["machine"]["loadavg_end"] = list(os.getloadavg())
     out.mkdir(parents=True, exist_ok=True)
-    rt._write_json(out / "results.json", rec)
-    (out / "locate.md").write_text(render(rec, bench))
+
+    def write() -> None:  # after every method: a later overrun keeps the earlier results
+        rec["seconds"] = dict(clock.seconds)
+        rec["machine"]["loadavg_end"] = list(os.getloadavg())
+        rt._write_json(out / "results.json", rec)
+        (out / "locate.md").write_text(render(rec, bench))
+
+    write()
+    for method in methods:
+        mcfg = dict(cfg, method=method, **{k: v for k, v in (locate_kwargs or {}).items()
+                                            if k in cfg})  # as render() shows them
+        mdir = out / method
+        mdir.mkdir(parents=True, exist_ok=True)
+        rec["results"][method] = locate_and_score(run_dir, written, bench, radii, mcfg, mdir,
+                                                  device=device, **(locate_kwargs or {}))
+        clock.lap(f"locate_{method}")
+        write()
     return rec
 
 
