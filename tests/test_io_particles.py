@@ -70,6 +70,21 @@ def test_star_round_trip_and_starfile_reads_it(tmp_path):
     np.testing.assert_allclose(raw["rlnCoordinateX"], df[S.X], atol=1e-6)
 
 
+def test_star_of_picks_without_angles_has_no_angle_columns(tmp_path):
+    # locate's picks carry no orientation: no NaN angles for RELION, and they read back NaN
+    df = _table().assign(rot=np.nan, tilt=np.nan, psi=np.nan)
+    p = write_particles(tmp_path / "p.star", df)
+    raw = starfile.read(p)
+    assert not {"rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"} & set(raw.columns)
+    back = read_particles(p)
+    assert back[[S.ROT, S.TILT, S.PSI]].isna().all(axis=None)
+    np.testing.assert_allclose(back[S.X], df[S.X], atol=1e-6)
+    # one row with angles keeps the columns (NaN where unknown)
+    df.loc[0, [S.ROT, S.TILT, S.PSI]] = (10.0, 20.0, 30.0)
+    raw = starfile.read(write_particles(tmp_path / "q.star", df))
+    assert raw["rlnAngleTilt"].iloc[0] == 20.0 and np.isnan(raw["rlnAngleTilt"].iloc[1])
+
+
 def test_star_written_by_starfile_is_read(tmp_path):
     p = tmp_path / "relion.star"
     starfile.write({"particles": pd.DataFrame({

@@ -190,9 +190,11 @@ def write_particles(
     Notes
     -----
     STAR: block ``data_particles`` with ``rlnTomoName``, ``rlnCoordinateX/Y/Z`` (voxels),
-    ``rlnAngleRot/Tilt/Psi``, ``rlnClassNumber``, ``rlnAutopickFigureOfMerit`` (score) and the
-    tomoclass columns ``tomoclassClassName``, ``tomoclassIsProtein`` and ``tomoclass_<col>`` for
-    every extra column (except ``image_name``, written as ``rlnImageName``).
+    ``rlnAngleRot/Tilt/Psi`` (left out when every angle is NaN, as in picks from
+    :func:`tomoclass.locate.locate`), ``rlnClassNumber``, ``rlnAutopickFigureOfMerit``
+    (score) and the tomoclass columns ``tomoclassClassName``, ``tomoclassIsProtein`` and
+    ``tomoclass_<col>`` for every extra column (except ``image_name``, written as
+    ``rlnImageName``).
     SHREC'21 text: ``class x y z phi psi theta`` (PyTom ZXZ), one tomogram per file,
     non-protein rows with ``NaN`` angles.
     """
@@ -762,6 +764,11 @@ def _write_star(path: Path, table: pd.DataFrame, class_map: Any,
         _STAR_NAME: names,
         _STAR_IS_PROTEIN: table[S.IS_PROTEIN].astype(bool).astype(int),
     })
+    angles = ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]
+    if len(out) and out[angles].isna().all(axis=None):
+        # picks without orientations (locate): leave the columns out, as RELION's own
+        # pickers do, rather than hand NaN angles on to extraction and refinement
+        out = out.drop(columns=angles)
     for col in table.columns:
         if col == IMAGE_NAME:
             out["rlnImageName"] = table[col].astype(str).to_numpy()
