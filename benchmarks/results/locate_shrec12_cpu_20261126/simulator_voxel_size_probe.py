@@ -1,5 +1,10 @@
+"""Noise-only and signal-only simulations at 10 Å and at 5 Å binned to 10 Å: power per band.
+
+Run simulator_voxel_size_probe.sh in a scratch folder first, then this from the same folder
+with PYTHONPATH=REPO/src:REPO/benchmarks.
+"""
 import numpy as np, sys
-sys.path.insert(0, "/work/main/benchmarks")
+sys.path.insert(0, "benchmarks")  # from the repository root; tomograms in the current folder
 from rescale_check import fourier_crop
 from tomoclass.io import read_volume
 def bins(v):
