@@ -20,9 +20,10 @@ import numpy as np
 import pandas as pd
 from provenance import git_commit as _git_commit
 from provenance import write_result
+from synthetic import write_noise_tomogram
 
 from tomoclass.data.extract import extract_subtomograms
-from tomoclass.io import read_volume, write_volume
+from tomoclass.io import read_volume
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,11 +52,7 @@ def main() -> int:
     }
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "tomo.mrc"
-        data = np.empty(shape, np.float32)
-        for z in range(shape[0]):
-            data[z] = rng.standard_normal(shape[1:], dtype=np.float32)
-        write_volume(path, data, 10.0)
-        del data
+        write_noise_tomogram(path, shape, 10.0, rng)
         vol = read_volume(path, check="sample")
         xyz = np.stack([rng.uniform(0, shape[2] - 1, args.n), rng.uniform(0, shape[1] - 1, args.n),
                         rng.uniform(0, shape[0] - 1, args.n)], 1)

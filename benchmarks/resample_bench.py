@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 from provenance import git_commit, machine_info, write_result
+from synthetic import write_noise_tomogram
 
 from tomoclass.data import resample_volume
-from tomoclass.io import read_volume, write_volume
+from tomoclass.io import read_volume
 
 
 def _rss_gib() -> float:
@@ -48,11 +49,7 @@ def main() -> int:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "tomo.mrc"
-        data = np.empty(shape, np.float32)
-        for z in range(shape[0]):
-            data[z] = rng.standard_normal(shape[1:], dtype=np.float32)
-        write_volume(path, data, 5.0)
-        del data
+        write_noise_tomogram(path, shape, 5.0, rng)
         result["rss_gib_before"] = round(_rss_gib(), 2)
         vol = read_volume(path)  # memory-mapped
         for step in args.step:
