@@ -177,3 +177,22 @@ def test_bad_override():
         check_voxel_size(-1)
     with pytest.raises(InputError):
         check_voxel_size("ten")
+
+
+def test_a_tomogram_thinnest_along_y_is_flagged(tmp_path, caplog):
+    import logging
+
+    from tomoclass.io.volume import warn_if_beam_along_y
+
+    beam_y = read_volume(write_volume(tmp_path / "imod.mrc", np.ones((64, 20, 64), np.float32)
+                                      + np.arange(20, dtype=np.float32)[None, :, None], 10.0))
+    with caplog.at_level(logging.WARNING, logger="tomoclass.io.volume"):
+        assert warn_if_beam_along_y(beam_y)
+    (msg,) = [r.getMessage() for r in caplog.records]
+    assert "imod.mrc" in msg and "beam along y" in msg and "trimvol -rx" in msg
+    caplog.clear()
+    usual = read_volume(write_volume(tmp_path / "t.mrc", np.ones((20, 64, 64), np.float32)
+                                     + np.arange(20, dtype=np.float32)[:, None, None], 10.0))
+    with caplog.at_level(logging.WARNING, logger="tomoclass.io.volume"):
+        assert not warn_if_beam_along_y(usual)
+    assert not caplog.records

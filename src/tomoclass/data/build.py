@@ -18,7 +18,7 @@ from tomoclass.data.extract import iter_boxes, plan_extraction
 from tomoclass.data.store import SPLIT, DatasetWriter, assign_splits, tomogram_number
 from tomoclass.errors import InputError, ResourceError
 from tomoclass.io import schema as S
-from tomoclass.io.volume import read_volume
+from tomoclass.io.volume import read_volume, warn_if_beam_along_y
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +212,8 @@ def extract_dataset(
                     report.n_unmatched)
     check_disk_space(Path(out), int(used.sum()) * box**3 * 4 * (2 if clean_tomograms else 1))
     volumes = {p: read_volume(p, tomogram_voxel_size_angstrom) for p in paths if len(matched[p])}
+    for v in volumes.values():
+        warn_if_beam_along_y(v)
     cleans: dict[Path, Any] = {}
     if clean_tomograms is not None:
         if len(clean_tomograms) != len(paths):

@@ -5,6 +5,7 @@ Arrays are in MRC order ``(z, y, x)`` (sections, rows, columns); voxel sizes are
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ import numpy as np
 
 from tomoclass.errors import InputError
 from tomoclass.io.atomic import atomic_path
+
+log = logging.getLogger(__name__)
 
 #: Voxel sizes outside this range (Å) are refused as absurd unless overridden.
 #: 0.1 Å is below any detector pixel; 1,000 Å (100 nm) is far coarser than any binned tomogram.
@@ -195,6 +198,31 @@ def read_volume(
         # alive for ``data`` (read-only), so the returned array stays valid.
         mrc.close()
     return Volume(data=data, voxel_size_angstrom=voxel, path=path)
+
+
+#: A tomogram whose y extent is below this fraction of both z and x is taken to have its beam
+#: axis along y (see :func:`warn_if_beam_along_y`).
+THIN_Y_RATIO = 0.6
+
+
+def warn_if_beam_along_y(volume: Volume) -> bool:
+    """Log a warning (and return True) when a tomogram looks stored with the beam along y.
+
+    tomoclass, like RELION, Warp and the simulator, takes the beam (and so the missing wedge)
+    along z: a tomogram is thinnest along z. IMOD's ``tilt`` writes its reconstructions
+    with y and z exchanged until ``trimvol -rx`` (or ``clip rotx``) rotates them; a classifier
+    trained on one orientation sees the missing wedge in the wrong place in the other. A
+    volume whose y extent is below :data:`THIN_Y_RATIO` of both others is flagged; nothing
+    is changed (a tall lamella crop may be thin in y on purpose).
+    """
+    z, y, x = volume.data.shape
+    if y < THIN_Y_RATIO * min(z, x):
+        log.warning(
+            "%s: thinnest along y (z, y, x = %d, %d, %d): it may be stored with the beam along "
+            "y (IMOD's unrotated output); tomoclass expects the beam along z: rotate it first "
+            "(trimvol -rx, or clip rotx)", volume.path, z, y, x)
+        return True
+    return False
 
 
 def _check_values(data: np.ndarray, path: Path, check: str) -> None:

@@ -17,6 +17,7 @@ from tomoclass.data.extract import resample_volume
 from tomoclass.errors import InputError
 from tomoclass.io import read_volume, write_particles, write_volume
 from tomoclass.io.atomic import atomic_dir
+from tomoclass.io.volume import warn_if_beam_along_y
 from tomoclass.locate.calibration import run_threshold
 from tomoclass.locate.candidates import AUTO_RATIO, AUTO_SAMPLE, Candidates, propose_candidates
 from tomoclass.locate.peaks import BACKGROUND, find_peaks, picks_from_boxes
@@ -283,6 +284,7 @@ def locate(
         raise InputError("the run records no box size", path=run_dir, field="box")
     box = int(box)
     volume = read_volume(tomogram_path, voxel_size_angstrom=voxel_size_angstrom)
+    warn_if_beam_along_y(volume)
     trained = info.get("voxel_size_angstrom")
     step = 1.0
     if trained:

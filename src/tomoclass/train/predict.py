@@ -154,6 +154,7 @@ def predict_particles(
     """
     from tomoclass.data.extract import iter_boxes, plan_extraction
     from tomoclass.io import Volume, read_volume
+    from tomoclass.io.volume import warn_if_beam_along_y
     from tomoclass.train.loop import _autocast, select_device
     from tomoclass.train.resources import check_fits, estimate_prediction
     from tomoclass.train.run import load_run
@@ -164,6 +165,8 @@ def predict_particles(
     model, class_map, info = load_run(run, which=which, map_location=dev)
     vol = tomogram if isinstance(tomogram, Volume) else read_volume(
         tomogram, voxel_size_angstrom=voxel_size_angstrom)
+    if isinstance(vol, Volume):
+        warn_if_beam_along_y(vol)
     tomo_path = getattr(vol, "path", None)
     name = tomogram_name or (Path(tomo_path).stem if tomo_path is not None else "tomogram")
     train_vs = float(info["voxel_size_angstrom"])
