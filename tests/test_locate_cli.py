@@ -265,3 +265,39 @@ def test_auto_polarity_keeps_both_when_both_hold_particles(planted_run, tmp_path
     res = locate(planted_run, path, tmp_path / "p.csv", radii={"bright": 3.0, "dark": 4.0},
                  device="cpu", progress=False)
     assert res.candidates.polarity == "both" and len(res.picks) == len(PLANTED)
+
+
+def test_locate_several_tomograms_into_one_table(planted_run, tmp_path, capsys):
+    """One call, two tomograms: a table each and one with both, rlnTomoName per row."""
+    tomos = []
+    for name, seed in (("TS_01", 0), ("TS_02", 1)):
+        tomos.append(str(write_volume(tmp_path / f"{name}.mrc", _planted_tomogram(seed=seed),
+                                      10.0)))
+    out = tmp_path / "picks"
+    base = ["locate", "--run", str(planted_run), "--radius", "bright=3", "--radius", "dark=4",
+            "--no-progress", "--device", "cpu"]
+    assert main(base + ["--tomogram", *tomos, "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"{2 * len(PLANTED)} picks in 2 tomograms" in text
+    for name in ("TS_01", "TS_02"):
+        one = read_particles(out / f"{name}_picks.star")
+        assert_planted_found(one)
+        assert set(one["tomogram"]) == {name}
+        assert (out / f"{name}_picks.txt").is_file()
+    both = read_particles(out / "picks.star")
+    assert len(both) == 2 * len(PLANTED) and set(both["tomogram"]) == {"TS_01", "TS_02"}
+    import starfile
+
+    assert set(starfile.read(out / "picks.star")["rlnTomoName"]) == {"TS_01", "TS_02"}
+    assert len(read_particles(out / "picks.csv")) == 2 * len(PLANTED)
+    # a table name for --out, a missing tomogram, a repeated name: one-line errors, nothing new
+    for bad_args, words in (
+            (["--tomogram", *tomos, "--out", str(tmp_path / "x.star")], "folder"),
+            (["--tomogram", tomos[0], str(tmp_path / "nope.mrc"), "--out",
+              str(tmp_path / "o2")], "nope.mrc"),
+            (["--tomogram", tomos[0], tomos[0], "--out", str(tmp_path / "o3")], "TS_01")):
+        assert main(base + bad_args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0]
+    assert not (tmp_path / "x.star").exists()
+    assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()

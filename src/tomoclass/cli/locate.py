@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from tomoclass.locate.pipeline import locate, merge_radii
+from tomoclass.errors import InputError
+from tomoclass.locate.pipeline import locate, locate_many, merge_radii, parse_radii
 from tomoclass.locate.scoring import NORMALIZATIONS
 
 
@@ -22,8 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--run", required=True, help="run directory (tomoclass train)")
-    p.add_argument("--tomogram", required=True, help="tomogram (MRC)")
-    p.add_argument("--out", required=True, help="picks table: .star, .csv or .txt")
+    p.add_argument("--tomogram", required=True, nargs="+",
+                   help="tomogram (MRC); several: --out is a folder that receives "
+                   "<name>_picks.star/.csv/.txt per tomogram and picks.star/.csv with all")
+    p.add_argument("--out", required=True,
+                   help="picks table: .star, .csv or .txt (a folder with several tomograms)")
     p.add_argument("--which", default="best", help="checkpoint: best, last or epoch_NNN")
     p.add_argument(
         "--score-maps",
@@ -113,7 +117,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _voxel_size_for_sizes(args: argparse.Namespace) -> float:
+def _voxel_size_for_sizes(args: argparse.Namespace, tomogram: str) -> float:
     """Voxel size (Å) that sizes.txt radii are converted with: --voxel-size, else the header."""
     if not args.sizes:
         return 10.0
@@ -121,19 +125,14 @@ def _voxel_size_for_sizes(args: argparse.Namespace) -> float:
         return float(args.voxel_size)
     from tomoclass.io import read_volume
 
-    return read_volume(args.tomogram).voxel_size_angstrom
+    return read_volume(tomogram, check="none").voxel_size_angstrom
 
 
 def run(args: argparse.Namespace) -> int:
-    """Locate, then print a one-line summary per class."""
-    result = locate(
-        args.run,
-        args.tomogram,
-        args.out,
+    """Locate, then print a one-line summary per tomogram and class."""
+    common = dict(
         which=args.which,
-        score_maps_dir=args.score_maps,
         threshold=args.threshold,
-        radii=merge_radii(args.sizes, args.radius, _voxel_size_for_sizes(args)),
         method=args.method,
         stride=args.stride,
         batch_size=args.batch_size,
@@ -148,9 +147,33 @@ def run(args: argparse.Namespace) -> int:
         max_candidates=args.max_candidates,
         rescale=args.rescale,
     )
+    if len(args.tomogram) > 1:
+        if args.out.lower().endswith((".star", ".csv", ".txt")):
+            raise InputError("with several tomograms --out is a folder, not a table",
+                             path=args.out, field="out")
+        results = locate_many(args.run, args.tomogram, args.out, sizes=args.sizes,
+                              radii=parse_radii(args.radius), score_maps_dir=args.score_maps,
+                              **common)
+    else:
+        (tomogram,) = args.tomogram
+        results = [locate(args.run, tomogram, args.out, score_maps_dir=args.score_maps,
+                          radii=merge_radii(args.sizes, args.radius,
+                                            _voxel_size_for_sizes(args, tomogram)),
+                          **common)]
+    for tomogram, result in zip(args.tomogram, results, strict=True):
+        _summary(tomogram, result, several=len(results) > 1)
+    if len(results) > 1:
+        total = sum(len(r.picks) for r in results)
+        print(f"{total} picks in {len(results)} tomograms -> {args.out}/picks.star, picks.csv")
+    return 0
+
+
+def _summary(tomogram: str, result, *, several: bool) -> None:
     counts = result.picks["class_name"].value_counts()
     among = ("" if result.candidates is None else f" among {len(result.candidates)} "
              f"candidates (polarity {result.candidates.polarity})")
+    if several:
+        print(f"{tomogram}:")
     if result.step != 1.0:
         print(f"tomogram resampled by {result.step:.4g} (tomogram voxels per voxel located)")
     print(f"{len(result.picks)} picks{among} in {result.seconds:.1f} s "
@@ -160,4 +183,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name}: {n}")
     for path in result.outputs:
         print(f"wrote {path}")
-    return 0

@@ -1,12 +1,14 @@
 """Find and classify particles in a whole tomogram with a classifier trained on boxes.
 
-:func:`locate` is the whole job. Its parts: :func:`propose_candidates` finds blobs at the
-particles' scales and :func:`classify_boxes` classifies the box centred on each, cut exactly
-as training boxes are (``method="candidates"``); :func:`score_tomogram` classifies every grid
-point instead (``"boxes"``), or runs the net fully convolutionally (``"stages"``,
-``"tiles"``); :func:`picks_from_boxes` and :func:`find_peaks` turn the probabilities into a
-particle table with non-maximum suppression; :func:`background_boxes` makes the
-"background" class the classifier must be trained with.
+:func:`locate` is the whole job (:func:`locate_many`: several tomograms, one table). Its
+parts: :func:`propose_candidates` finds blobs at the particles' scales and
+:func:`classify_boxes` classifies the box centred on each, cut exactly as training boxes are
+(``method="candidates"``); :func:`score_tomogram` classifies every grid point instead
+(``"boxes"``), or runs the net fully convolutionally (``"stages"``, ``"tiles"``);
+:func:`picks_from_boxes` and :func:`find_peaks` turn the probabilities into a particle table
+with non-maximum suppression; :func:`background_boxes` makes the "background" class the
+classifier must be trained with; :mod:`tomoclass.locate.calibration` keeps a run's pick
+threshold chosen on a labelled tomogram.
 """
 
 from tomoclass.locate.background import background_boxes
@@ -15,6 +17,7 @@ from tomoclass.locate.peaks import BACKGROUND, find_peaks, picks_from_boxes
 from tomoclass.locate.pipeline import (
     LocateResult,
     locate,
+    locate_many,
     merge_radii,
     parse_radii,
     resolve_radii,
@@ -47,6 +50,7 @@ __all__ = [
     "background_boxes",
     "find_peaks",
     "locate",
+    "locate_many",
     "merge_radii",
     "parse_radii",
     "resolve_radii",

@@ -119,11 +119,19 @@ def merge_radii(
     ``sizes`` is read by :func:`tomoclass.io.read_class_sizes` at ``voxel_size_angstrom``,
     ``values`` by :func:`parse_radii`. Returns None when neither is given.
     """
+    return _with_sizes(sizes, parse_radii(values), voxel_size_angstrom)
+
+
+def _with_sizes(sizes: str | Path | None, given: float | Mapping[str, float] | None,
+                voxel_size_angstrom: float) -> float | dict[str, float] | None:
+    """``sizes.txt`` radii at ``voxel_size_angstrom``, overridden by ``given``.
+
+    A mapping's entries win; a bare number covers the classes the file does not name.
+    """
     from tomoclass.io import read_class_sizes
 
-    given = parse_radii(values)
     if sizes is None:
-        return given
+        return dict(given) if isinstance(given, Mapping) else given
     out: dict[str, float] = dict(read_class_sizes(sizes, voxel_size_angstrom))
     if isinstance(given, Mapping):
         out.update(given)
@@ -389,6 +397,70 @@ def locate(
     return LocateResult(picks, outputs, maps, seconds, class_radii, normalize, cands,
                         {k: round(v, 3) for k, v in stage.items()}, threshold,
                         threshold_source, step)
+
+
+def locate_many(
+    run_dir: str | Path,
+    tomograms: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    radii: float | Mapping[str, float] | None = None,
+    sizes: str | Path | None = None,
+    voxel_size_angstrom: float | None = None,
+    **kwargs,
+) -> list[LocateResult]:
+    """Locate several tomograms with one run, and gather their picks in one table.
+
+    Each tomogram ``T.mrc`` gets ``out_dir/T_picks.star`` (and ``.csv``, ``.txt``: SHREC
+    text holds one tomogram); all picks together go to ``out_dir/picks.star`` and
+    ``out_dir/picks.csv``, one ``rlnTomoName`` per row, as RELION imports them. The combined
+    table is written only when every tomogram was located.
+
+    Parameters
+    ----------
+    run_dir, radii, voxel_size_angstrom, kwargs
+        As for :func:`locate` (``score_maps_dir`` gets one subfolder per tomogram).
+    tomograms
+        MRC paths; their stems name them and must differ.
+    out_dir
+        Folder for the tables (made if missing).
+    sizes
+        SHREC'21 ``sizes.txt``: radii converted at each tomogram's own voxel size
+        (``voxel_size_angstrom`` or its header); entries of ``radii`` override it.
+
+    Raises
+    ------
+    InputError
+        No tomograms, one missing, two with the same stem, or what :func:`locate` refuses.
+    """
+    from tomoclass.train import load_run
+
+    paths = [Path(t) for t in tomograms]
+    if not paths:
+        raise InputError("no tomograms to locate", field="tomogram")
+    for p in paths:
+        if not p.is_file():
+            raise InputError("tomogram not found", path=p, field="tomogram")
+    stems = [p.stem for p in paths]
+    dup = sorted({s for s in stems if stems.count(s) > 1})
+    if dup:
+        raise InputError(f"several tomograms are named {dup[0]!r}; their picks would mix",
+                         field="tomogram")
+    _, class_map, _ = load_run(run_dir, kwargs.get("which", "best"))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    maps = kwargs.pop("score_maps_dir", None)
+    results = []
+    for p in paths:
+        vs = voxel_size_angstrom or read_volume(p, check="none").voxel_size_angstrom
+        results.append(locate(
+            run_dir, p, out_dir / f"{p.stem}_picks.star", radii=_with_sizes(sizes, radii, vs),
+            voxel_size_angstrom=voxel_size_angstrom,
+            score_maps_dir=None if maps is None else Path(maps) / p.stem, **kwargs))
+    table = pd.concat([r.picks for r in results], ignore_index=True)
+    write_particles(out_dir / "picks.star", table, class_map=class_map)
+    write_particles(out_dir / "picks.csv", table)
+    return results
 
 
 def _classify_candidates(
