@@ -235,3 +235,36 @@ def test_planted_particles_are_found_by_candidates_and_nothing_else():
     probs = classify_boxes(PlantedNet(), tomo, cands.zyx, box=8, normalize="none",
                            progress=False, device="cpu")
     assert_planted_found(picks_from_boxes(cands.zyx, probs, CLASSES, RADII, threshold=0.5))
+
+
+def test_bf16_classification_where_the_hardware_has_it():
+    """precision='bf16' on the CPU: the same classifier within bf16 rounding, or, on a CPU
+    without native bf16, a one-line error rather than a slow emulation."""
+    from tomoclass.locate.scoring import _cpu_has_bf16
+
+    tomo, centres, radii = _spheres()
+    torch.manual_seed(0)
+    from tomoclass.models import get_model
+
+    model = get_model("dilated_densenet3d", num_classes=3, growth_rate=4, layers_per_block=2,
+                      dilations=[1, 2]).eval()
+    with torch.no_grad():  # peaked outputs, so that bf16 rounding shows in the probabilities
+        model.get_classifier().weight.mul_(30.0)
+    zyx = np.array(centres, dtype=np.int64)
+    fp32 = classify_boxes(model, tomo, zyx, box=24, device="cpu", progress=False,
+                          precision="fp32")
+    assert fp32.max() - fp32.min() > 0.3
+    np.testing.assert_allclose(
+        classify_boxes(model, tomo, zyx, box=24, device="cpu", progress=False), fp32)
+    if _cpu_has_bf16():
+        bf16 = classify_boxes(model, tomo, zyx, box=24, device="cpu", progress=False,
+                              precision="bf16")
+        assert bf16.dtype == np.float32 and 0 < np.abs(bf16 - fp32).max() < 2e-2
+        np.testing.assert_allclose(bf16.sum(axis=1), 1.0, rtol=1e-5)
+    else:
+        with pytest.raises(InputError, match="bf16"):
+            classify_boxes(model, tomo, zyx, box=24, device="cpu", progress=False,
+                           precision="bf16")
+    with pytest.raises(InputError, match="precision"):
+        classify_boxes(model, tomo, zyx, box=24, device="cpu", progress=False,
+                       precision="fp8")

@@ -6,7 +6,7 @@ import argparse
 
 from tomoclass.errors import InputError
 from tomoclass.locate.pipeline import locate, locate_many, merge_radii, parse_radii
-from tomoclass.locate.scoring import NORMALIZATIONS
+from tomoclass.locate.scoring import NORMALIZATIONS, PRECISIONS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -112,6 +112,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="resample the tomogram to the training voxel size when they differ (picks are "
         "written in the tomogram's voxels)",
     )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="box classification: auto (bf16 on a CUDA GPU that has it, else float32), fp32, "
+        "or bf16 (also on CPUs with AVX512-BF16/AMX: ~1.3x faster measured, probabilities "
+        "within ~1e-2)",
+    )
     p.add_argument("--device", help="torch device (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -146,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         candidate_threshold=args.candidate_threshold,
         max_candidates=args.max_candidates,
         rescale=args.rescale,
+        precision=args.precision,
     )
     if len(args.tomogram) > 1:
         if args.out.lower().endswith((".star", ".csv", ".txt")):

@@ -190,6 +190,7 @@ def locate(
     candidate_threshold: float = 3.0,
     max_candidates: int | None = None,
     rescale: bool = False,
+    precision: str = "auto",
 ) -> LocateResult:
     """Find and classify the particles of one tomogram with a trained run.
 
@@ -251,6 +252,9 @@ def locate(
         Torch device (default CUDA when present).
     progress
         Show progress bars.
+    precision
+        Box classification arithmetic, ``"auto"``, ``"fp32"`` or ``"bf16"`` (see
+        :func:`tomoclass.locate.score_tomogram`; ``"candidates"`` and ``"boxes"``).
 
     Returns
     -------
@@ -357,6 +361,7 @@ def locate(
             device=dev,
             batch_size=batch_size,
             progress=progress,
+            precision=precision,
         )
         stage["classify"] = time.perf_counter() - start - sum(stage.values())
         picks = picks_from_boxes(
@@ -377,6 +382,7 @@ def locate(
             normalize=normalize,
             device=dev,
             progress=progress,
+            precision=precision,
         )
         stage["score"] = time.perf_counter() - start - sum(stage.values())
         picks = find_peaks(maps, located_radii, threshold=threshold, tomogram_name=name)
