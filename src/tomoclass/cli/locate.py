@@ -117,8 +117,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=PRECISIONS,
         default="auto",
         help="box classification: auto (bf16 on a CUDA GPU that has it, else float32), fp32, "
-        "or bf16 (also on CPUs with AVX512-BF16/AMX: ~1.3x faster measured, probabilities "
-        "within ~1e-2)",
+        "or bf16 (also on CPUs with AVX512-BF16/AMX; 1.12x faster classification measured on "
+        "a Zen 4 CPU, same picks to 0.1%%)",
     )
     p.add_argument("--device", help="torch device (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

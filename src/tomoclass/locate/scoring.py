@@ -285,7 +285,8 @@ def score_tomogram(
     precision
         ``"boxes"`` only: ``"auto"`` (bf16 autocast on a CUDA GPU that supports it, float32
         otherwise), ``"fp32"``, or ``"bf16"`` (also on a CPU with native bf16, AVX512-BF16
-        or AMX: measured 1.3x faster here, probabilities within ~1e-2; an error elsewhere).
+        or AMX: classification 1.12x faster on the Zen 4 development CPU, the same picks to
+        0.1%, docs/locate.md; an error elsewhere).
 
     Returns
     -------
