@@ -42,15 +42,22 @@ def fourier_crop(vol: np.ndarray, factor: int) -> np.ndarray:
     return out.astype(np.float32) / np.float32(factor**3)
 
 
+def radial_power(v: np.ndarray, n_bins: int) -> np.ndarray:
+    """Mean power of ``v - mean`` in ``n_bins`` radial frequency bands up to Nyquist."""
+    v = v - v.mean()
+    p = np.abs(np.fft.fftn(v)) ** 2 / v.size
+    f = np.sqrt(sum(np.meshgrid(*[np.fft.fftfreq(n) ** 2 for n in v.shape], indexing="ij")))
+    idx = np.digitize(f.ravel(), np.linspace(0, 0.5, n_bins + 1))
+    return np.array([p.ravel()[idx == i].mean() for i in range(1, n_bins + 1)],
+                    dtype=np.float64)
+
+
 def spectrum(vol: np.ndarray) -> list[float]:
+    """:func:`radial_power` of the central block at unit variance, 10 bands."""
     c = np.array(vol.shape) // 2
     h = np.minimum(np.array(vol.shape) // 2, (64, 128, 128))
     v = vol[c[0] - h[0]:c[0] + h[0], c[1] - h[1]:c[1] + h[1], c[2] - h[2]:c[2] + h[2]]
-    v = (v - v.mean()) / v.std()
-    p = np.abs(np.fft.fftn(v)) ** 2 / v.size
-    f = np.sqrt(sum(np.meshgrid(*[np.fft.fftfreq(n) ** 2 for n in v.shape], indexing="ij")))
-    idx = np.digitize(f.ravel(), np.linspace(0, 0.5, 11))
-    return [round(float(p.ravel()[idx == i].mean()), 3) for i in range(1, 11)]
+    return [round(float(x), 3) for x in radial_power(v / v.std(), 10)]
 
 
 def main() -> int:

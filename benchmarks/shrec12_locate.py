@@ -186,9 +186,9 @@ def _candidate_record(cands, truth: pd.DataFrame, radii: dict[str, float]
     }
 
 
-def _scored(truth: pd.DataFrame, picks: pd.DataFrame, radii: dict[str, float], bench
-            ) -> dict[str, Any]:
-    """Score, per-class localization and size-group means of one tomogram's picks."""
+def _scored(truth: pd.DataFrame, picks: pd.DataFrame, radii: dict[str, float], bench):
+    """Score, per-class localization and size-group means of one tomogram's picks: the
+    :class:`PickScore` and the JSON-ready record."""
     from tomoclass.evaluate.picks import score_picks
 
     score = score_picks(truth, picks, radii)
@@ -202,8 +202,8 @@ def _scored(truth: pd.DataFrame, picks: pd.DataFrame, radii: dict[str, float], b
         groups[g] = {"loc_f1_mean": float(np.mean(f1s)) if f1s else None,
                      "loc_f1_min": float(np.min(f1s)) if f1s else None,
                      "cls_f1_mean": float(np.mean(cls)) if cls else None}
-    return {"score_obj": score, "score": score.to_dict(), "per_class_localization": per_class,
-            "size_groups": groups}
+    return score, {"score": score.to_dict(), "per_class_localization": per_class,
+                   "size_groups": groups}
 
 
 def _locate_one(run_dir: Path, w: dict[str, str], bench, radii: dict[str, float],
@@ -264,8 +264,7 @@ def locate_and_score(run_dir: Path, written: list[dict[str, str]], bench, radii:
         w = written[int(i)]
         name, res, wall = _locate_one(run_dir, w, bench, radii, cfg, out_dir, dev, locate_kwargs)
         truth = read_particles(w["ground_truth"], tomogram=name)
-        scored = _scored(truth, res.picks, radii, bench)
-        score = scored.pop("score_obj")
+        score, scored = _scored(truth, res.picks, radii, bench)
         # read off the test tomogram: an upper bound on what choosing the threshold gains
         ts = [t for t in SWEEP if t >= cfg["threshold"]]
         sweep = threshold_sweep(truth, res.picks, radii, ts) if ts else None
@@ -287,8 +286,7 @@ def locate_and_score(run_dir: Path, written: list[dict[str, str]], bench, radii:
         }
         if calibration is not None:
             kept = res.picks[res.picks["score"] >= calibration["threshold"]]
-            cal = _scored(truth, kept, radii, bench)
-            cal.pop("score_obj")
+            _, cal = _scored(truth, kept, radii, bench)
             rec["calibrated"] = {"threshold": calibration["threshold"], **cal}
         per_tomo.append(rec)
         log.info("located %s: %d picks, loc F1 %.3f, %.1f s", name, len(res.picks),

@@ -21,17 +21,9 @@ from pathlib import Path
 
 import numpy as np
 from provenance import git_commit, machine_info, write_result
-from rescale_check import fourier_crop
+from rescale_check import fourier_crop, radial_power
 
 from tomoclass.io import read_volume
-
-
-def bands(v: np.ndarray, n: int = 5) -> np.ndarray:
-    v = v - v.mean()
-    p = np.abs(np.fft.fftn(v)) ** 2 / v.size
-    f = np.sqrt(sum(np.meshgrid(*[np.fft.fftfreq(k) ** 2 for k in v.shape], indexing="ij")))
-    idx = np.digitize(f.ravel(), np.linspace(0, 0.5, n + 1))
-    return np.array([p.ravel()[idx == i].mean() for i in range(1, n + 1)], dtype=np.float64)
 
 
 def main() -> int:
@@ -65,7 +57,7 @@ def main() -> int:
                      "--seed", "3", "--min-gap-voxels", str(k), "--no-write-density", *extra],
                     check=True, capture_output=True)
                 v = np.asarray(read_volume(d / "tomo_000.mrc").data, np.float32)
-                power[(kind, k)] = bands(v if k == 1 else fourier_crop(v, k))
+                power[(kind, k)] = radial_power(v if k == 1 else fourier_crop(v, k), 5)
     for k, label in ((1, f"{args.coarse:g} A"), (factor, f"{args.fine:g} A binned x{factor}")):
         rec = {"noise_power": power[("noise", k)].round(5).tolist(),
                "signal_power": power[("signal", k)].round(5).tolist(),

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 
 from tomoclass.errors import InputError
-from tomoclass.locate.pipeline import locate, locate_many, merge_radii, parse_radii
+from tomoclass.locate.pipeline import (
+    METHODS,
+    POLARITIES,
+    locate,
+    locate_many,
+    parse_radii,
+    radii_for_tomogram,
+)
 from tomoclass.locate.scoring import NORMALIZATIONS, PRECISIONS
 
 
@@ -55,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--method",
-        choices=["candidates", "boxes", "stages", "tiles"],
+        choices=[m for m in METHODS if m != "auto"],
         default="candidates",
         help="candidates (default): classify the box at each blob found by a difference of "
         "Gaussians at the particles' scales (minutes per tomogram on a CPU); boxes: classify "
@@ -65,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--polarity",
-        choices=["auto", "both", "dark", "bright"],
+        choices=POLARITIES,
         default="auto",
         help="candidates: particles darker than solvent (dark: tomograms without contrast "
         "inversion), brighter (bright: inverted), either (both: ~2x candidates), or auto "
@@ -125,17 +132,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _voxel_size_for_sizes(args: argparse.Namespace, tomogram: str) -> float:
-    """Voxel size (Å) that sizes.txt radii are converted with: --voxel-size, else the header."""
-    if not args.sizes:
-        return 10.0
-    if args.voxel_size:
-        return float(args.voxel_size)
-    from tomoclass.io import read_volume
-
-    return read_volume(tomogram, check="none").voxel_size_angstrom
-
-
 def run(args: argparse.Namespace) -> int:
     """Locate, then print a one-line summary per tomogram and class."""
     common = dict(
@@ -166,8 +162,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         (tomogram,) = args.tomogram
         results = [locate(args.run, tomogram, args.out, score_maps_dir=args.score_maps,
-                          radii=merge_radii(args.sizes, args.radius,
-                                            _voxel_size_for_sizes(args, tomogram)),
+                          radii=radii_for_tomogram(tomogram, args.sizes,
+                                                   parse_radii(args.radius), args.voxel_size),
                           **common)]
     for tomogram, result in zip(args.tomogram, results, strict=True):
         _summary(tomogram, result, several=len(results) > 1)

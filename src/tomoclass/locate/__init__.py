@@ -20,6 +20,7 @@ from tomoclass.locate.pipeline import (
     locate_many,
     merge_radii,
     parse_radii,
+    radii_for_tomogram,
     resolve_radii,
     write_score_maps,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "locate_many",
     "merge_radii",
     "parse_radii",
+    "radii_for_tomogram",
     "resolve_radii",
     "write_score_maps",
     "model_geometry",

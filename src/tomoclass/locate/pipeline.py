@@ -122,8 +122,25 @@ def merge_radii(
     return _with_sizes(sizes, parse_radii(values), voxel_size_angstrom)
 
 
+def radii_for_tomogram(
+    tomogram: str | Path,
+    sizes: str | Path | None,
+    radii: float | Mapping[str, float] | None,
+    voxel_size_angstrom: float | None = None,
+) -> float | dict[str, float] | None:
+    """Radii for one tomogram: ``sizes.txt`` converted at its voxel size, ``radii`` winning.
+
+    The voxel size is ``voxel_size_angstrom``, else the tomogram's header (read only when
+    ``sizes`` is given); ``radii`` as for :func:`locate`, merged as :func:`merge_radii` does.
+    """
+    vs = None
+    if sizes is not None:
+        vs = voxel_size_angstrom or read_volume(tomogram, check="none").voxel_size_angstrom
+    return _with_sizes(sizes, radii, vs)
+
+
 def _with_sizes(sizes: str | Path | None, given: float | Mapping[str, float] | None,
-                voxel_size_angstrom: float) -> float | dict[str, float] | None:
+                voxel_size_angstrom: float | None) -> float | dict[str, float] | None:
     """``sizes.txt`` radii at ``voxel_size_angstrom``, overridden by ``given``.
 
     A mapping's entries win; a bare number covers the classes the file does not name.
@@ -458,9 +475,9 @@ def locate_many(
     maps = kwargs.pop("score_maps_dir", None)
     results = []
     for p in paths:
-        vs = voxel_size_angstrom or read_volume(p, check="none").voxel_size_angstrom
         results.append(locate(
-            run_dir, p, out_dir / f"{p.stem}_picks.star", radii=_with_sizes(sizes, radii, vs),
+            run_dir, p, out_dir / f"{p.stem}_picks.star",
+            radii=radii_for_tomogram(p, sizes, radii, voxel_size_angstrom),
             voxel_size_angstrom=voxel_size_angstrom,
             score_maps_dir=None if maps is None else Path(maps) / p.stem, **kwargs))
     table = pd.concat([r.picks for r in results], ignore_index=True)
