@@ -196,3 +196,39 @@ def test_a_tomogram_thinnest_along_y_is_flagged(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="tomoclass.io.volume"):
         assert not warn_if_beam_along_y(usual)
     assert not caplog.records
+
+
+@pytest.mark.parametrize("order", [(3, 2, 1), (2, 1, 3), (1, 3, 2), (3, 1, 2), (2, 3, 1)])
+@pytest.mark.parametrize("mmap", [True, False])
+def test_non_standard_axis_order_is_read_as_zyx(tmp_path, order, mmap):
+    # A (z, y, x) volume with a distinct extent per axis and a feature at a known voxel, stored
+    # with columns, rows, sections along order = (mapc, mapr, maps) as MRC2014 allows.
+    zyx = np.random.default_rng(1).normal(size=(5, 6, 7)).astype(np.float32)
+    zyx[1, 2, 3] = 50.0
+    mapc, mapr, maps = order
+    # File axes (sections, rows, columns) run along maps, mapr, mapc; zyx axis of x/y/z is 2/1/0.
+    stored = zyx.transpose(3 - maps, 3 - mapr, 3 - mapc)
+    p = tmp_path / "perm.mrc"
+    with mrcfile.new(p) as m:
+        m.set_data(np.ascontiguousarray(stored))
+        m.header.mapc, m.header.mapr, m.header.maps = order
+        m.header.mx, m.header.my, m.header.mz = 7, 6, 5   # sampling along x, y, z
+        m.header.cella = (70.0, 60.0, 50.0)                 # 10 Å along x, y, z
+    v = read_volume(p, mmap=mmap)
+    assert v.shape == (5, 6, 7)
+    assert v.voxel_size_angstrom == pytest.approx(10.0)
+    np.testing.assert_array_equal(np.asarray(v.data), zyx)
+    assert tuple(int(i) for i in np.argwhere(np.asarray(v.data) == 50.0)[0]) == (1, 2, 3)
+    if not mmap:
+        assert v.data.flags.c_contiguous
+
+
+def test_axis_order_that_is_not_a_permutation(tmp_path):
+    p = tmp_path / "bad.mrc"
+    with mrcfile.new(p) as m:
+        m.set_data(np.random.default_rng(0).normal(size=(4, 4, 4)).astype(np.float32))
+        m.voxel_size = 10.0
+        m.header.mapc, m.header.mapr, m.header.maps = 1, 1, 3
+    with pytest.raises(InputError) as e:
+        read_volume(p)
+    _match(e, "bad.mrc", "mapc", "permutation")

@@ -112,12 +112,14 @@ def read_volume(
     Returns
     -------
     Volume
-        ``data`` of shape ``(z, y, x)``.
+        ``data`` of shape ``(z, y, x)`` whatever axis order the header's ``mapc``,
+        ``mapr``, ``maps`` declare (a non-standard order gives a transposed view).
 
     Raises
     ------
     InputError
-        Missing or truncated file, unsupported MRC mode, a 2D image where a volume is expected,
+        Missing or truncated file, unsupported MRC mode, an axis order (``mapc``, ``mapr``,
+        ``maps``) that is not a permutation of 1, 2, 3, a 2D image where a volume is expected,
         NaN/Inf voxels, a constant (zero-variance) volume, or a voxel size of 0, anisotropic or
         outside 0.1-1000 Å with no override.
     """
@@ -160,6 +162,8 @@ def read_volume(
         if data is None:
             why = "; ".join(_short(w.message) for w in caught) or "no data block"
             raise InputError(f"cannot read the data ({why})", path=path)
+        if data.ndim == 3:
+            data = _to_zyx(data, header, path)
         if data.ndim == 2 or (data.ndim == 3 and data.shape[0] == 1):
             if not allow_2d:
                 raise InputError(
@@ -190,7 +194,7 @@ def read_volume(
         else:
             voxel = check_voxel_size(voxel_size_angstrom, path=path)
         if not use_mmap:
-            data = np.array(data, copy=True)
+            data = np.array(data, copy=True, order="C")
         if check != "none":
             _check_values(data, path, check)
     finally:
@@ -223,6 +227,29 @@ def warn_if_beam_along_y(volume: Volume) -> bool:
             "(trimvol -rx, or clip rotx)", volume.path, z, y, x)
         return True
     return False
+
+
+def _to_zyx(data: np.ndarray, header: np.recarray, path: Path) -> np.ndarray:
+    """Return ``data`` (file order: sections, rows, columns) as ``(z, y, x)``.
+
+    MRC2014 says which of x, y, z (1, 2, 3) the columns, rows and sections run along in
+    ``mapc``, ``mapr``, ``maps``. Tomograms and most maps are 1, 2, 3 (file order is already
+    z, y, x); some maps (older EMDB entries, SPIDER/CCP4 conversions) are not, and reading them
+    as stored would exchange axes. The result is a transposed view (a memmap stays a memmap;
+    slices of it read only what they need). All three 0, as very old files have, is taken as
+    the standard order.
+    """
+    order = (int(header.mapc), int(header.mapr), int(header.maps))
+    if order in ((1, 2, 3), (0, 0, 0)):
+        return data
+    if sorted(order) != [1, 2, 3]:
+        raise InputError(
+            f"axis order mapc, mapr, maps = {order} is not a permutation of 1, 2, 3",
+            path=path, field="mapc")
+    # File axis 0 runs along order[2] (sections), 1 along order[1] (rows), 2 along order[0].
+    file_axis = {order[2]: 0, order[1]: 1, order[0]: 2}
+    log.info("%s: axis order (mapc, mapr, maps) = %s; read as (z, y, x)", path, order)
+    return data.transpose(file_axis[3], file_axis[2], file_axis[1])
 
 
 def _check_values(data: np.ndarray, path: Path, check: str) -> None:
