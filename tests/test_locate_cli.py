@@ -22,9 +22,14 @@ def _planted(num_classes, **kw):
 def planted_run(tmp_path, monkeypatch):
     """A run directory holding the planted net, as the training stage writes one."""
     monkeypatch.setitem(registry._REGISTRY, "planted_test", _planted)
+    # the planted net knows particles of both contrasts: nothing to invert
+    return _save_planted_run(tmp_path / "run", "mixed")
+
+
+def _save_planted_run(run, polarity):
     net = PlantedNet()
     save_checkpoint(
-        tmp_path / "run" / "checkpoints" / "best.pt",
+        run / "checkpoints" / "best.pt",
         {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -36,10 +41,10 @@ def planted_run(tmp_path, monkeypatch):
             "epoch": 1,
             "box": 8,
             "voxel_size_angstrom": 10.0,
-            "data": {"normalization": "none"},
+            "data": {"normalization": "none", "polarity": polarity},
         },
     )
-    return tmp_path / "run"
+    return run
 
 
 def test_locate_then_score_picks_end_to_end(planted_run, tmp_path, capsys):
@@ -255,6 +260,41 @@ def test_auto_polarity_keeps_the_sign_the_classifier_finds_particles_in(
     pd.testing.assert_frame_equal(auto.picks.reset_index(drop=True),
                                   both.picks[both.picks["class_name"] == kept]
                                   .reset_index(drop=True))
+
+
+def test_a_tomogram_of_the_other_contrast_is_inverted_before_locating(planted_run, tmp_path,
+                                                                      capsys):
+    # the same net, recorded as trained on dark particles: bright balls are measured bright,
+    # the tomogram inverted as it is read, and every ball found as a dark particle
+    from tomoclass.locate import locate
+
+    dark_run = _save_planted_run(tmp_path / "dark_run", "dark")
+    tomo, centres = _balls(1.0)
+    path = tmp_path / "balls.mrc"
+    write_volume(path, tomo, 10.0)
+    radii = {"bright": 3.0, "dark": 3.0}
+    auto = locate(dark_run, path, tmp_path / "auto.csv", radii=radii, device="cpu",
+                  progress=False)
+    assert auto.inverted and auto.polarity.polarity == "bright"
+    assert len(auto.picks) == len(centres) and set(auto.picks["class_name"]) == {"dark"}
+    for centre in centres:
+        assert np.linalg.norm(auto.picks[["z", "y", "x"]].to_numpy() - centre, axis=1).min() <= 2
+    told = locate(dark_run, path, tmp_path / "told.csv", radii=radii, polarity="bright",
+                  device="cpu", progress=False)
+    assert told.inverted and told.polarity is None and told.candidates.polarity == "dark"
+    pd.testing.assert_frame_equal(told.picks, auto.picks)
+    # "both" takes the tomogram as given: the balls are what the net calls bright
+    both = locate(dark_run, path, tmp_path / "both.csv", radii=radii, polarity="both",
+                  device="cpu", progress=False)
+    assert not both.inverted and set(both.picks["class_name"]) == {"bright"}
+    # the dense method inverts the same way
+    dense = locate(dark_run, path, tmp_path / "dense.csv", radii=radii, method="boxes",
+                   device="cpu", progress=False)
+    assert dense.inverted and set(dense.picks["class_name"]) == {"dark"}
+    assert main(["locate", "--run", str(dark_run), "--tomogram", str(path), "--out",
+                 str(tmp_path / "cli.csv"), "--radius", "3", "--no-progress", "--device",
+                 "cpu"]) == 0
+    assert "contrast inverted" in capsys.readouterr().out
 
 
 def test_auto_polarity_keeps_both_when_both_hold_particles(planted_run, tmp_path):

@@ -113,3 +113,29 @@ def test_prediction_memory_estimate_refuses_before_reading_boxes(world, tmp_path
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "prediction needs about" in err[0]
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_tomogram_of_the_other_contrast_is_inverted_first(world, tmp_path, capsys):
+    # the run was trained on bright blobs; the same tomogram with its contrast inverted gives
+    # the same predictions: measured dark, inverted back (or told so with polarity="dark")
+    assert load_run(world / "run")[2]["data"]["polarity"] == "bright"  # from dataset.yaml
+    ref = predict_particles(world / "run", world / "tomo.mrc", world / "picks.csv")
+    assert not ref.inverted and ref.polarity.polarity == "bright"
+    flipped = tmp_path / "flipped.mrc"
+    write_volume(flipped, -np.asarray(read_volume(world / "tomo.mrc").data), 10.0)
+    auto = predict_particles(world / "run", flipped, world / "picks.csv", tomogram_name="tomo")
+    assert auto.inverted and auto.polarity.polarity == "dark"
+    np.testing.assert_allclose(auto.probabilities, ref.probabilities, atol=1e-5)
+    told = predict_particles(world / "run", flipped, world / "picks.csv", tomogram_name="tomo",
+                             polarity="dark")
+    assert told.inverted and told.polarity is None
+    np.testing.assert_allclose(told.probabilities, ref.probabilities, atol=1e-5)
+    # kept as given when told it is bright: other numbers
+    kept = predict_particles(world / "run", flipped, world / "picks.csv", tomogram_name="tomo",
+                             polarity="bright")
+    assert not kept.inverted
+    assert not np.allclose(kept.probabilities, ref.probabilities, atol=1e-3)
+    assert main(["predict", "--run", str(world / "run"), "--tomogram", str(flipped),
+                 "--coords", str(world / "picks.csv"), "--tomogram-name", "tomo", "--out",
+                 str(tmp_path / "p.csv"), "--no-progress"]) == 0
+    assert "contrast inverted" in capsys.readouterr().out

@@ -28,6 +28,9 @@ def test_subtomograms_write_the_store_and_repeat_bytes(tmp_path):
     np.testing.assert_allclose(store.volumes.reshape(12, -1).std(axis=1), 1.0, rtol=1e-4)
     assert store.voxel_size_angstrom == 10.0 and store.box == 16
     assert list(store.class_map.names) == ["globule", "dimer", "trimer"]
+    # with the CTF, protein is dark: the boxes anti-correlate with the density, as recorded
+    assert store.meta["polarity"] == "dark"
+    assert np.corrcoef(np.asarray(store.volumes).ravel(), np.asarray(store.clean).ravel())[0, 1] < 0
     assert set(store.class_map.size_groups) == {"tiny", "small"}
     table = store.table
     assert list(table["class_name"][:3]) == ["globule", "dimer", "trimer"]
@@ -56,6 +59,10 @@ def test_config_file_plus_overrides(tmp_path, capsys):
                  "--n-per-class", "2", "--no-ctf", "--snr-range", "1", "2"]) == 0
     meta = yaml.safe_load((out / "dataset.yaml").read_text())["provenance"]["config"]
     assert meta["subtomograms"]["ctf"] is False
+    # without it the density is written as it is: bright, as recorded
+    store = open_dataset(out)
+    assert store.meta["polarity"] == "bright"
+    assert np.corrcoef(np.asarray(store.volumes).ravel(), np.asarray(store.clean).ravel())[0, 1] > 0
     assert meta["subtomograms"]["snr_range"] == [1.0, 2.0]
     assert meta["subtomograms"]["box_size"] == 16
 

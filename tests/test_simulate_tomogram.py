@@ -86,6 +86,16 @@ def test_tomogram_shows_particles_dark(tiny):
     assert smooth[inside].mean() < smooth[~inside].mean()
 
 
+def test_tomogram_polarity_is_measured_dark():
+    # (tiny's 8 particles in 32x64x64 are too few to call: "unclear")
+    from tomoclass.data.polarity import measure_polarity
+
+    cfg = _config(n_particles=40, shape_zyx=(48, 96, 96))
+    res = simulate_tomogram([phantom(c) for c in CLASSES], cfg)
+    assert measure_polarity(res.tomogram, cfg.voxel_size_angstrom).polarity == "dark"
+    assert measure_polarity(-res.tomogram, cfg.voxel_size_angstrom).polarity == "bright"
+
+
 def test_written_outputs_read_back_with_the_io_readers(tmp_path):
     cfg = _config(n_particles=6)
     templates = [phantom(c) for c in CLASSES]

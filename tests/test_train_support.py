@@ -58,7 +58,8 @@ def make_dataset(path: Path, *, n_per_class=(6, 6, 6), n_val_per_class=2, box=12
         "score": np.nan, "is_protein": True, "split": splits,
     })
     cmap = ClassMap(names, ["small"] * k)
-    write_dataset(path, vols, table, cmap, voxel_size_angstrom)
+    # blob_volumes are positive densities: bright particles
+    write_dataset(path, vols, table, cmap, voxel_size_angstrom, polarity="bright")
     return path
 
 

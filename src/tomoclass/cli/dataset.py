@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="names of rlnClassNumber 1..K, comma-separated or 'shrec19'")
     imp.add_argument("--voxel-size", type=float, default=None, metavar="A")
     imp.add_argument("--normalize", choices=("zscore", "none"), default="zscore")
+    imp.add_argument("--polarity", choices=("dark", "bright"), default="dark",
+                     help="how particles look in the subtomograms: dark (as reconstructed, "
+                     "default) or bright (contrast inverted); recorded in the dataset")
     imp.set_defaults(func=run_import)
 
     exp = acts.add_parser("export", help="to subtomogram MRCs + STAR (RELION/Warp layout)")
@@ -61,7 +64,8 @@ def run_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     print(f"{info['path']}: {info['n_subtomograms']} subtomograms, box {info['box']}^3, "
-          f"{info['voxel_size_angstrom']:g} Å/voxel, normalization {info['normalization']}"
+          f"{info['voxel_size_angstrom']:g} Å/voxel, normalization {info['normalization']}, "
+          f"particles {info['polarity']}"
           f"{', with clean volumes' if info['has_clean'] else ''}")
     print(f"tomograms: {', '.join(info['tomograms'])}")
     width = max([5] + [len(n) for n in info["per_class"]])
@@ -95,7 +99,8 @@ def run_import(args: argparse.Namespace) -> int:
     if names and names.lower() != "shrec19":
         names = parse_list(names)
     out = import_subtomograms(args.star, args.out, class_names=names, root=args.root,
-                              voxel_size_angstrom=args.voxel_size, normalize=args.normalize)
+                              voxel_size_angstrom=args.voxel_size, normalize=args.normalize,
+                              polarity=args.polarity)
     print(f"wrote {len(open_dataset(out))} subtomograms to {out}")
     return 0
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from tomoclass.data.build import extract_dataset
 from tomoclass.data.classmap import ClassMap
+from tomoclass.data.polarity import POLARITY_CHOICES
 from tomoclass.data.store import parse_list
 from tomoclass.io.particles import READ_FORMATS, read_particles
 from tomoclass.io.volume import read_volume
@@ -50,6 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--border", choices=("pad", "skip"), default="pad",
                    help="boxes crossing the border: pad and flag (default) or skip")
     p.add_argument("--normalize", choices=("zscore", "none"), default="zscore")
+    p.add_argument("--polarity", choices=POLARITY_CHOICES, default="auto",
+                   help="how particles look in the tomograms: auto (default: measured per "
+                        "tomogram), dark (as reconstructed) or bright (inverted); boxes of "
+                        "bright tomograms are inverted so the dataset holds dark particles")
     p.add_argument("--split", choices=("tomogram", "stratified"), default="tomogram",
                    help="by tomogram (SHREC: test 9) or stratified by class")
     p.add_argument("--test-tomograms", default="9",
@@ -91,12 +96,13 @@ def run(args: argparse.Namespace) -> int:
         tomogram_voxel_size_angstrom=args.tomogram_voxel_size, class_map=class_map,
         include_nonprotein=args.include_nonprotein, subvoxel=args.subvoxel, border=args.border,
         normalize=args.normalize, split_method=args.split, split_options=split_options,
-        clean_tomograms=args.clean_tomograms,
+        clean_tomograms=args.clean_tomograms, polarity=args.polarity,
         provenance={"tables": [str(t) for t in args.tables], "argv": sys.argv[1:]})
     print(f"wrote {report.n_written} subtomograms to {report.path}")
     print(json.dumps({"per_tomogram": report.per_tomogram, "padded": report.n_padded,
                       "skipped_outside": report.n_outside,
                       "skipped_border": report.n_border_skipped,
                       "unmatched_tomogram": report.n_unmatched,
-                      "nonprotein_left_out": report.n_nonprotein}))
+                      "nonprotein_left_out": report.n_nonprotein,
+                      "inverted": sorted(n for n, i in report.inverted.items() if i)}))
     return 0

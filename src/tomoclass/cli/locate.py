@@ -74,10 +74,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--polarity",
         choices=POLARITIES,
         default="auto",
-        help="candidates: particles darker than solvent (dark: tomograms without contrast "
-        "inversion), brighter (bright: inverted), either (both: ~2x candidates), or auto "
-        "(default): blobs of both signs, the sign the classifier finds no particles in "
-        "dropped after classifying the strongest 256 of each",
+        help="how particles look in the tomogram: dark (as reconstructed) or bright (contrast "
+        "inverted): a tomogram not of the training data's polarity is inverted first; auto "
+        "(default): measured, then candidates of both signs, the sign the classifier finds "
+        "no particles in dropped after classifying the strongest 256 of each; both: the "
+        "tomogram as given, candidates of both signs",
     )
     p.add_argument(
         "--candidate-threshold",
@@ -181,6 +182,9 @@ def _summary(tomogram: str, result, *, several: bool) -> None:
         print(f"{tomogram}:")
     if result.step != 1.0:
         print(f"tomogram resampled by {result.step:.4g} (tomogram voxels per voxel located)")
+    if result.inverted:
+        print("tomogram contrast inverted to the training data's polarity"
+              + (f" (measured {result.polarity.describe()})" if result.polarity else ""))
     print(f"{len(result.picks)} picks{among} in {result.seconds:.1f} s "
           f"(threshold {result.threshold:g}, {result.threshold_source}; "
           f"normalize={result.normalize})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tomoclass.data.polarity import POLARITY_CHOICES
 from tomoclass.errors import InputError
 
 
@@ -27,6 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--voxel-size", type=float, help="override the tomogram header (Å)")
     p.add_argument("--rescale", action="store_true", help="resample boxes when the voxel size "
                    "differs from the training data's by more than 5%%")
+    p.add_argument("--polarity", choices=POLARITY_CHOICES, default="auto",
+                   help="how particles look in the tomogram: auto (default: measured), dark "
+                   "(as reconstructed) or bright (inverted); boxes are inverted when it is not "
+                   "the training data's")
     p.add_argument("--tomogram-name", help="this tomogram's name in a multi-tomogram table "
                    "(default: the MRC file stem)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -52,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         args.run, args.tomogram, args.coords, which=args.which,
         voxel_size_angstrom=args.voxel_size, rescale=args.rescale, batch_size=args.batch_size,
         device=args.device, tomogram_name=args.tomogram_name, max_memory_bytes=max_mem,
-        progress=not args.no_progress,
+        progress=not args.no_progress, polarity=args.polarity,
     )
     for out in args.out:
         write_predictions(res, out)
@@ -60,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{n} {counts.get(n, 0)}" for n in res.class_map.names)
     note = (f"; boxes resampled from {res.voxel_size_angstrom:g} to "
             f"{res.training_voxel_size_angstrom:g} Å" if res.rescaled else "")
+    if res.inverted:
+        note += "; contrast inverted to the training data's"
     print(f"classified {len(res.table)} particles ({summary}){note}; mean confidence "
           f"{res.table['confidence'].mean():.3f}; wrote {', '.join(map(str, args.out))}")
     return 0

@@ -15,6 +15,7 @@ import pandas as pd
 
 from tomoclass.data.classmap import ClassMap
 from tomoclass.data.extract import iter_boxes, plan_extraction
+from tomoclass.data.polarity import DATASET_POLARITY, resolve_inversion
 from tomoclass.data.store import SPLIT, DatasetWriter, assign_splits, tomogram_number
 from tomoclass.errors import InputError, ResourceError
 from tomoclass.io import schema as S
@@ -42,6 +43,8 @@ class ExtractReport:
         Non-protein rows (vesicles, fiducials) left out.
     per_tomogram
         Tomogram name -> rows written.
+    inverted
+        Tomogram name -> whether its contrast was inverted (its particles were bright).
     """
 
     path: Path
@@ -52,6 +55,7 @@ class ExtractReport:
     n_unmatched: int = 0
     n_nonprotein: int = 0
     per_tomogram: dict[str, int] = field(default_factory=dict)
+    inverted: dict[str, bool] = field(default_factory=dict)
 
 
 def check_disk_space(out: Path, nbytes: int, *, margin_bytes: int = 64 * 1024**2) -> None:
@@ -122,6 +126,7 @@ def extract_dataset(
     chunk: int = 256,
     provenance: Mapping[str, Any] | None = None,
     clean_tomograms: Sequence[str | os.PathLike[str]] | None = None,
+    polarity: str = "auto",
 ) -> ExtractReport:
     """Extract every particle of ``table`` from its tomogram into a new dataset directory.
 
@@ -163,6 +168,11 @@ def extract_dataset(
         (the simulator's ``*_density.mrc``). The same boxes are cut from them, without
         normalization, into the dataset's ``clean.npy`` (ground truth for CAM figures and
         scores).
+    polarity
+        How the particles look in the tomograms: ``"auto"`` (default) measures each tomogram
+        (:func:`tomoclass.data.polarity.measure_polarity`), ``"dark"``/``"bright"`` says it
+        for all. Boxes of bright tomograms are inverted: a dataset holds dark particles
+        (``dataset.yaml``: ``polarity: dark``), whatever mix of conventions it came from.
 
     Returns
     -------
@@ -228,11 +238,18 @@ def extract_dataset(
                                  f"shape {volumes[p].shape}", path=c, field="shape")
     if voxel_size_angstrom is None:
         voxel_size_angstrom = next(iter(volumes.values())).voxel_size_angstrom
+    measured = {}
+    for p, v in volumes.items():
+        report.inverted[p.name], m = resolve_inversion(polarity, v.data, v.voxel_size_angstrom,
+                                                       what=str(p))
+        measured[p.name] = {"inverted": report.inverted[p.name],
+                            **({"measured": m.to_dict()} if m is not None else {})}
     prov = {"tomograms": [str(p) for p in paths], "box": box, "subvoxel": subvoxel,
             "border": border, "normalize": normalize, "split_method": split_method,
+            "polarity": {"requested": polarity, "tomograms": measured},
             **dict(provenance or {})}
     with DatasetWriter(out, box=box, class_map=class_map, voxel_size_angstrom=voxel_size_angstrom,
-                       normalization=normalize, provenance=prov,
+                       normalization=normalize, provenance=prov, polarity=DATASET_POLARITY,
                        with_clean=bool(cleans)) as w:
         for p, vol in volumes.items():
             sub = table.iloc[matched[p]].reset_index(drop=True)
@@ -245,6 +262,8 @@ def extract_dataset(
             clean_chunks = (iter_boxes(cleans[p].data, plan, normalize="none", chunk=chunk)
                             if cleans else None)
             for start, boxes in iter_boxes(vol.data, plan, normalize=normalize, chunk=chunk):
+                if report.inverted[p.name]:
+                    np.negative(boxes, out=boxes)
                 clean = next(clean_chunks)[1] if clean_chunks is not None else None
                 w.append(boxes, kept.iloc[start:start + len(boxes)], clean=clean)
             report.n_outside += plan.n_outside

@@ -36,6 +36,7 @@ import pandas as pd
 import yaml
 
 from tomoclass.data.classmap import ClassMap
+from tomoclass.data.polarity import DATA_POLARITIES
 from tomoclass.errors import InputError
 from tomoclass.io import schema as S
 from tomoclass.io.atomic import atomic_dir
@@ -227,12 +228,17 @@ class DatasetWriter:
         How the boxes were normalized (recorded in dataset.yaml), e.g. ``"zscore"``.
     provenance
         Free-form mapping recorded in dataset.yaml (source files, options, command line).
+    polarity
+        How particles look in the boxes, ``"dark"`` (tomoclass's convention: raw
+        reconstructions, the simulator with its CTF), ``"bright"`` or ``"mixed"``; recorded
+        in dataset.yaml and by training in the run, so that ``predict`` and ``locate`` can
+        invert a tomogram of the other polarity (:mod:`tomoclass.data.polarity`).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, box: int, class_map: ClassMap,
                  voxel_size_angstrom: float, with_clean: bool = False,
-                 normalization: str = "zscore", provenance: Mapping[str, Any] | None = None
-                 ) -> None:
+                 normalization: str = "zscore", provenance: Mapping[str, Any] | None = None,
+                 polarity: str = "dark") -> None:
         if not isinstance(box, (int, np.integer)) or box < 1:
             raise InputError(f"box must be a positive integer, not {box!r}", field="box")
         if len(class_map) == 0:
@@ -243,6 +249,10 @@ class DatasetWriter:
         self.voxel_size_angstrom = check_voxel_size(voxel_size_angstrom)
         self.with_clean = with_clean
         self.normalization = normalization
+        if polarity not in DATA_POLARITIES:
+            raise InputError(f"polarity must be one of {', '.join(DATA_POLARITIES)}, not "
+                             f"{polarity!r}", field="polarity")
+        self.polarity = polarity
         self.provenance = dict(provenance or {})
         self._tables: list[pd.DataFrame] = []
         self._ctx: Any = None
@@ -325,6 +335,7 @@ class DatasetWriter:
             "box": self.box,
             "voxel_size_angstrom": float(self.voxel_size_angstrom),
             "normalization": self.normalization,
+            "polarity": self.polarity,
             "has_clean": bool(self.with_clean),
             "axis_order": "n, z, y, x",
             "dtype": "float32",
@@ -359,6 +370,7 @@ def write_dataset(
     normalization: str = "zscore",
     provenance: Mapping[str, Any] | None = None,
     chunk: int = 1024,
+    polarity: str = "dark",
 ) -> Path:
     """Write a whole dataset at once (see :class:`DatasetWriter` for streaming).
 
@@ -382,6 +394,9 @@ def write_dataset(
         Free-form mapping recorded in dataset.yaml.
     chunk
         Rows written per append.
+    polarity
+        How the particles look in the boxes, ``"dark"`` or ``"bright"`` (see
+        :class:`DatasetWriter`).
 
     Returns
     -------
@@ -396,7 +411,8 @@ def write_dataset(
     table = table.reset_index(drop=True)
     with DatasetWriter(path, box=int(volumes.shape[1]), class_map=class_map,
                        voxel_size_angstrom=voxel_size_angstrom, with_clean=clean is not None,
-                       normalization=normalization, provenance=provenance) as w:
+                       normalization=normalization, provenance=provenance,
+                       polarity=polarity) as w:
         for s in range(0, len(volumes), chunk):
             w.append(volumes[s:s + chunk], table.iloc[s:s + chunk],
                      None if clean is None else clean[s:s + chunk])
@@ -465,6 +481,7 @@ class SubtomogramStore:
             "path": str(self.path), "n_subtomograms": len(self.table), "box": self.box,
             "voxel_size_angstrom": self.voxel_size_angstrom,
             "normalization": self.meta.get("normalization", ""),
+            "polarity": self.meta.get("polarity", "dark"),
             "has_clean": self.clean is not None,
             "tomograms": sorted(self.table[S.TOMOGRAM].astype(str).unique().tolist()),
             "per_split": per_split, "per_class": per_class,
@@ -582,6 +599,7 @@ def import_subtomograms(
     split_method: str = "tomogram",
     split_options: Mapping[str, Any] | None = None,
     chunk: int = 256,
+    polarity: str = "dark",
 ) -> Path:
     """Build a dataset from a folder of subtomogram MRCs listed in a STAR file.
 
@@ -607,6 +625,10 @@ def import_subtomograms(
         Passed to :func:`assign_splits` when the STAR has no ``tomoclass_split`` column.
     chunk
         Subtomograms held in memory at a time.
+    polarity
+        How the particles look in the subtomograms: ``"dark"`` (as reconstructed, RELION's and
+        Warp's default) or ``"bright"`` (contrast inverted); stored as they are and recorded
+        (see :class:`DatasetWriter`).
 
     Raises
     ------
@@ -647,7 +669,7 @@ def import_subtomograms(
     box = first.shape[0]
     vs = first.voxel_size_angstrom
     with DatasetWriter(out, box=box, class_map=class_map, voxel_size_angstrom=vs,
-                       normalization=normalize,
+                       normalization=normalize, polarity=polarity,
                        provenance={"imported_from": str(star.resolve())}) as w:
         for s in range(0, len(table), chunk):
             part = table.iloc[s:s + chunk]

@@ -8,12 +8,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from tomoclass.data.extract import resample_volume
+from tomoclass.data.polarity import DATASET_POLARITY, invert_if, resolve_inversion
 from tomoclass.errors import InputError
 from tomoclass.io import read_volume, write_particles, write_volume
 from tomoclass.io.atomic import atomic_dir
@@ -28,7 +30,8 @@ log = logging.getLogger(__name__)
 #: The data stage's per-subtomogram normalisation -> its fully convolutional stand-in.
 NORMALIZATION_FOR_DATA = {"zscore": "local", "none": "none"}
 
-#: Candidate polarities :func:`locate` takes (``auto``: chosen by the classifier).
+#: Particle polarities :func:`locate` takes (``auto``: measured, then checked by the
+#: classifier; ``both``: the tomogram as given, candidates of both signs).
 POLARITIES = ("auto", "both", "dark", "bright")
 
 #: What :func:`locate` can score with (``auto`` picks ``stages`` when the net allows it).
@@ -68,6 +71,12 @@ class LocateResult:
         Tomogram voxels per voxel located at: 1, or with ``rescale`` the training voxel
         size over the tomogram's. ``picks`` and ``radii`` are in tomogram voxels;
         ``maps`` and ``candidates`` in the voxels located at.
+    inverted
+        The tomogram's contrast was inverted to the training data's polarity (``maps`` and
+        ``candidates`` then describe the inverted tomogram).
+    polarity
+        The tomogram's measured polarity (:class:`tomoclass.data.polarity.Polarity`,
+        ``polarity="auto"``), else None.
     """
 
     picks: pd.DataFrame
@@ -81,6 +90,8 @@ class LocateResult:
     threshold: float | None = None
     threshold_source: str = ""
     step: float = 1.0
+    inverted: bool = False
+    polarity: Any = None
 
 
 def parse_radii(values: Sequence[str] | None) -> float | dict[str, float] | None:
@@ -245,14 +256,22 @@ def locate(
     stride, batch_size, tile, halo
         See :func:`tomoclass.locate.score_tomogram` (``batch_size`` also applies to
         ``"candidates"``).
-    polarity, candidate_threshold, max_candidates
+    polarity
+        How the particles look in the tomogram. ``"dark"`` (as reconstructed) or
+        ``"bright"`` (contrast inverted): when it is not the training data's polarity
+        (``dark`` for tomoclass datasets), the tomogram is inverted (lazily, as it is read)
+        before anything else, and candidates are proposed with the training polarity.
+        ``"auto"`` (default) measures it first
+        (:func:`tomoclass.data.polarity.measure_polarity`; inverts only a clear call), then,
+        for ``"candidates"``, proposes blobs of both signs, classifies the strongest
+        ``AUTO_SAMPLE`` (256) of each sign, and drops a sign whose share of particles
+        (objectness at least ``threshold``) is below ``AUTO_RATIO`` (1/4) of the other's.
+        ``"both"``: the tomogram as given, candidates of both signs.
+        ``result.inverted``/``result.polarity`` and ``result.candidates.polarity`` say what
+        was done.
+    candidate_threshold, max_candidates
         ``"candidates"`` only: see :func:`tomoclass.locate.propose_candidates`
         (``candidate_threshold`` is its ``threshold``, in noise standard deviations).
-        ``polarity="auto"`` (default) proposes blobs of both signs, classifies the
-        strongest ``AUTO_SAMPLE`` (256) of each sign, and drops a sign whose share of
-        particles (objectness at least ``threshold``) is below ``AUTO_RATIO`` (1/4) of the
-        other's: the classifier, trained on tomograms of one contrast convention, tells
-        which one this tomogram has. ``result.candidates.polarity`` says what was kept.
     normalize
         ``local``, ``global`` or ``none``; default from the training data's normalisation
         (z-score per box -> ``local``).
@@ -350,16 +369,26 @@ def locate(
     maps = cands = None
     stage: dict[str, float] = {}
     data = volume.data
+    target = str((info.get("data") or {}).get("polarity") or DATASET_POLARITY)
+    invert, measured = (False, None) if polarity == "both" else resolve_inversion(
+        polarity, data, volume.voxel_size_angstrom, target=target, what=str(tomogram_path))
+    stage["polarity"] = time.perf_counter() - start
     if step != 1.0:
         data = resample_volume(volume.data, step)
-        stage["resample"] = time.perf_counter() - start
+        if invert:
+            np.negative(data, out=data)
+        stage["resample"] = time.perf_counter() - start - sum(stage.values())
         log.info("resampled %s from %g to %g Å: %s -> %s voxels", name,
                  volume.voxel_size_angstrom, float(trained), volume.data.shape, data.shape)
+    else:
+        data = invert_if(data, invert)
     if method == "candidates":
         cands = propose_candidates(
             data,
             sorted(set(located_radii.values())),
-            polarity="both" if polarity == "auto" else polarity,
+            # after any inversion the particles look as in training (a "mixed" run: as given)
+            polarity=("both" if polarity in ("auto", "both")
+                      else polarity if target == "mixed" else target),
             threshold=candidate_threshold,
             max_candidates=max_candidates,
             device=dev,
@@ -419,7 +448,7 @@ def locate(
              ", ".join(f"{k} {v:.1f} s" for k, v in stage.items()), out)
     return LocateResult(picks, outputs, maps, seconds, class_radii, normalize, cands,
                         {k: round(v, 3) for k, v in stage.items()}, threshold,
-                        threshold_source, step)
+                        threshold_source, step, invert, measured)
 
 
 def locate_many(

@@ -103,7 +103,10 @@ def write_subtomogram_dataset(
     c = d // 2
     with DatasetWriter(out_dir, box=d, class_map=class_map,
                        voxel_size_angstrom=config.voxel_size_angstrom, with_clean=True,
-                       normalization="zscore", provenance=provenance) as writer:
+                       normalization="zscore", provenance=provenance,
+                       # the CTF is negative at low frequency: protein dark; without it the
+                       # phase (density) is written as it is: protein bright
+                       polarity="dark" if sc.ctf else "bright") as writer:
         rows, noisy, clean = [], [], []
 
         def flush():

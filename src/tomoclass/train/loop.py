@@ -316,6 +316,7 @@ def _data_info(store: Any, n_train: int, n_val: int) -> dict[str, Any]:
     meta = getattr(store, "meta", None) or getattr(store, "info", None)
     if isinstance(meta, dict):
         info["normalization"] = meta.get("normalization")
+        info["polarity"] = meta.get("polarity")
     return info
 
 

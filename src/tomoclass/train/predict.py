@@ -53,6 +53,10 @@ class PredictionResult:
         Voxel size of the training data (Å).
     rescaled
         True when boxes were resampled to the training voxel size.
+    inverted
+        True when the boxes' contrast was inverted to the training data's polarity.
+    polarity
+        The tomogram's measured polarity (``polarity="auto"``), else None.
     """
 
     table: pd.DataFrame
@@ -61,6 +65,8 @@ class PredictionResult:
     voxel_size_angstrom: float
     training_voxel_size_angstrom: float
     rescaled: bool
+    inverted: bool = False
+    polarity: Any = None
 
 
 def _read_coords(coords: Any, tomogram_name: str, shape: tuple[int, int, int],
@@ -108,6 +114,7 @@ def predict_particles(
     tomogram_name: str | None = None,
     max_memory_bytes: int | None = None,
     progress: bool = False,
+    polarity: str = "auto",
 ) -> PredictionResult:
     """Classify the particles picked in a tomogram with a trained run.
 
@@ -138,6 +145,11 @@ def predict_particles(
         Refuse when the memory estimate for one batch exceeds this.
     progress
         Show a tqdm bar (particles/s).
+    polarity
+        How the particles look in the tomogram: ``"auto"`` (default) measures it
+        (:func:`tomoclass.data.polarity.measure_polarity`), ``"dark"`` or ``"bright"`` says
+        it. When it is not the training data's (``dark`` for tomoclass datasets) the boxes
+        are inverted before classification.
 
     Returns
     -------
@@ -153,6 +165,7 @@ def predict_particles(
         The batch does not fit in memory by the estimate.
     """
     from tomoclass.data.extract import iter_boxes, plan_extraction
+    from tomoclass.data.polarity import DATASET_POLARITY, resolve_inversion
     from tomoclass.io import Volume, read_volume
     from tomoclass.io.volume import warn_if_beam_along_y
     from tomoclass.train.loop import _autocast, select_device
@@ -180,6 +193,9 @@ def predict_particles(
             "resample boxes, or --voxel-size if the header is wrong",
             path=tomo_path, field="voxel_size_angstrom")
     do_rescale = rescale and abs(off) > 1e-3
+    target = (info.get("data") or {}).get("polarity") or DATASET_POLARITY
+    invert, measured = resolve_inversion(polarity, vol.data, vs, target=target,
+                                         what=str(tomo_path or name))
     table = _read_coords(coords, name, vol.shape, vs)
     plan = plan_extraction(vol.shape, table, box, source_voxel_size_angstrom=vs,
                            voxel_size_angstrom=train_vs if do_rescale else None, border="pad")
@@ -212,6 +228,8 @@ def predict_particles(
         bar = tqdm(total=len(plan.rows), unit="particle", desc="predict", leave=False)
     with torch.inference_mode():
         for start, boxes in iter_boxes(vol.data, plan, normalize=normalize, chunk=batch_size):
+            if invert:
+                np.negative(boxes, out=boxes)
             x = torch.from_numpy(boxes[:, None]).to(dev)
             if use_cl:
                 x = x.contiguous(memory_format=torch.channels_last_3d)
@@ -234,7 +252,7 @@ def predict_particles(
     for j, n in enumerate(names):
         out[f"{PROB_PREFIX}{n}"] = probs[:, j]
     out["padded"] = plan.padded
-    return PredictionResult(out, probs, class_map, vs, train_vs, do_rescale)
+    return PredictionResult(out, probs, class_map, vs, train_vs, do_rescale, invert, measured)
 
 
 def amp_dtype_for_inference(device: torch.device) -> torch.dtype | None:
