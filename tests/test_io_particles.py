@@ -185,6 +185,45 @@ def test_relion5_centred_equals_pixel_coordinates(tmp_path):
         read_particles(cen, tomogram_shape=shape)
 
 
+def test_star_written_with_relion5_centred_coordinates_too(tmp_path, caplog):
+    # with the tomograms' sizes and voxel size the writer adds RELION 5's centred Å columns;
+    # they read back to the same voxels, and without that context the voxel columns are read
+    shapes = {"t1": (50, 64, 80), "t2": (60, 100, 90)}
+    vs = 7.5
+    xyz = np.array([[10.0, 20.0, 30.0], [79.0, 0.0, 49.0], [40.25, 31.5, 24.0]])
+    df = pd.DataFrame({"tomogram": ["t1", "t2", "t2"], "x": xyz[:, 0], "y": xyz[:, 1],
+                       "z": xyz[:, 2], "class_name": "a"})
+    path = write_particles(tmp_path / "c.star", df, tomogram_shape=shapes,
+                           voxel_size_angstrom=vs)
+    raw = starfile.read(path)
+    sizes = np.array([shapes[t][::-1] for t in df["tomogram"]], float)
+    want = (xyz - sizes / 2.0) * vs
+    for k, a in enumerate("XYZ"):
+        np.testing.assert_allclose(raw[f"rlnCenteredCoordinate{a}Angst"], want[:, k], atol=1e-4)
+    plain = read_particles(path)
+    centred = read_particles(path, tomogram_shape=shapes, voxel_size_angstrom=vs)
+    for t in (plain, centred):
+        np.testing.assert_allclose(t[[S.X, S.Y, S.Z]], xyz, atol=1e-4)
+    # the two disagree (another tomogram size): the centred ones win, with a warning
+    with caplog.at_level("WARNING", logger="tomoclass.io.particles"):
+        other = read_particles(path, tomogram_shape={"t1": (50, 64, 90), "t2": shapes["t2"]},
+                               voxel_size_angstrom=vs)
+    assert other[S.X][0] == pytest.approx(15.0) and "differ by up to 5.0 voxels" in caplog.text
+    # one shape for every row; a table naming a tomogram with no size; one of the two alone
+    one = write_particles(tmp_path / "one.star", df.assign(tomogram="t1"),
+                          tomogram_shape=shapes["t1"], voxel_size_angstrom=vs)
+    assert starfile.read(one)["rlnCenteredCoordinateXAngst"][0] == pytest.approx(-225.0)
+    with pytest.raises(InputError, match="no tomogram size for tomogram 't2'"):
+        write_particles(tmp_path / "x.star", df, tomogram_shape={"t1": shapes["t1"]},
+                        voxel_size_angstrom=vs)
+    with pytest.raises(InputError, match="both"):
+        write_particles(tmp_path / "y.star", df, voxel_size_angstrom=vs)
+    assert not (tmp_path / "x.star").exists() and not (tmp_path / "y.star").exists()
+    # CSV and SHREC text carry voxels only
+    write_particles(tmp_path / "c.csv", df, tomogram_shape=shapes, voxel_size_angstrom=vs)
+    assert "Centered" not in (tmp_path / "c.csv").read_text()
+
+
 def test_origin_shifts_applied(tmp_path):
     p = _star(tmp_path / "o.star", {
         "rlnTomoName": ["t"], "rlnCoordinateX": [100.0], "rlnCoordinateY": [50.0],

@@ -329,6 +329,14 @@ def test_locate_several_tomograms_into_one_table(planted_run, tmp_path, capsys):
     import starfile
 
     assert set(starfile.read(out / "picks.star")["rlnTomoName"]) == {"TS_01", "TS_02"}
+    # RELION 5 centred coordinates beside the voxels, from each tomogram's size and voxel size
+    shape = _planted_tomogram().shape
+    centred = read_particles(out / "picks.star", voxel_size_angstrom=10.0,
+                             tomogram_shape={"TS_01": shape, "TS_02": shape})
+    np.testing.assert_allclose(centred[["x", "y", "z"]], both[["x", "y", "z"]], atol=1e-3)
+    raw = starfile.read(out / "TS_01_picks.star")
+    np.testing.assert_allclose(raw["rlnCenteredCoordinateZAngst"],
+                               (raw["rlnCoordinateZ"] - shape[0] / 2) * 10.0, atol=1e-3)
     assert len(read_particles(out / "picks.csv")) == 2 * len(PLANTED)
     # a table name for --out, a missing tomogram, a repeated name: one-line errors, nothing new
     for bad_args, words in (

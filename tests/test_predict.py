@@ -77,6 +77,8 @@ def test_cli_writes_relion_star_and_csv(world, tmp_path, capsys):
     assert [names[k - 1] for k in s["rlnClassNumber"]] == list(s["tomoclassClassName"])
     assert list(s["tomoclassClassName"]) == list(c["class_name"])
     np.testing.assert_allclose(s["rlnCoordinateX"], c["x"])
+    # RELION 5 centred coordinates too: the 40^3 tomogram at 10 Å has its centre at 20
+    np.testing.assert_allclose(s["rlnCenteredCoordinateXAngst"], (c["x"] - 20.0) * 10.0)
     np.testing.assert_allclose(s["rlnAutopickFigureOfMerit"], c["confidence"], rtol=1e-5)
     probs = s[[f"tomoclass_prob_{n}" for n in names]].to_numpy()
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-4)

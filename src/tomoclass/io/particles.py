@@ -161,6 +161,8 @@ def write_particles(
     class_map: Any = None,
     *,
     optics: Mapping[str, Any] | None = None,
+    voxel_size_angstrom: float | None = None,
+    tomogram_shape: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
 ) -> Path:
     """Write a schema table as STAR (RELION-compatible), CSV or SHREC'21 text, atomically.
 
@@ -181,6 +183,12 @@ def write_particles(
     optics
         STAR only: values of a one-row ``data_optics`` block (e.g. ``rlnImagePixelSize``,
         ``rlnImageSize``, ``rlnImageDimensionality``); rows then get ``rlnOpticsGroup`` 1.
+    voxel_size_angstrom, tomogram_shape
+        STAR only, both or neither: the tomograms' voxel size (Å) and ``(z, y, x)`` size (one
+        shape, or a mapping tomogram name -> shape). With them every row also gets RELION 5's
+        ``rlnCenteredCoordinateX/Y/ZAngst`` = ``(voxel - size / 2) * voxel_size_angstrom``,
+        the inverse of what :func:`read_particles` does with them, so that RELION 5 takes the
+        picks as they are.
 
     Returns
     -------
@@ -210,8 +218,14 @@ def write_particles(
         raise InputError(f"unknown table format {format!r} (one of {', '.join(WRITE_FORMATS)})",
                          path=path, field="format")
     table = _complete(df, path)
+    centred = None
+    if (voxel_size_angstrom is None) != (tomogram_shape is None):
+        raise InputError("centred coordinates need both voxel_size_angstrom and "
+                         "tomogram_shape", path=path, field="rlnCenteredCoordinateXAngst")
+    if voxel_size_angstrom is not None and fmt == "star":
+        centred = _centred_angstrom(table, float(voxel_size_angstrom), tomogram_shape, path)
     if fmt == "star":
-        _write_star(path, table, class_map, optics)
+        _write_star(path, table, class_map, optics, centred)
     elif fmt == "csv":
         # coordinates first: a row starting with a name like "#3" would read as a comment
         first = [S.X, S.Y, S.Z]
@@ -583,6 +597,13 @@ def _read_star(ctx: _Context) -> tuple[pd.DataFrame, list[int]]:
         tomos = [ctx.tomogram] * n
 
     centred = "rlnCenteredCoordinateXAngst" in cols
+    plain = "rlnCoordinateX" in cols
+    if centred and plain and (
+            ctx.voxel_size_angstrom is None
+            or any(ctx.shape_for(t) is None for t in set(tomos))):
+        # both kinds (tomoclass writes both): without the tomograms' size and voxel size the
+        # plain voxel coordinates are the ones that can be read
+        centred = False
     if centred:
         c = np.stack([numbers(f"rlnCenteredCoordinate{a}Angst") for a in "XYZ"], 1)
         vs = ctx.voxel_size_angstrom
@@ -602,6 +623,13 @@ def _read_star(ctx: _Context) -> tuple[pd.DataFrame, list[int]]:
             size_xyz = np.array(shape[::-1], dtype=np.float64)
             xyz[i] = c[i] / vs + size_xyz / 2.0
         vox_per_coord = None  # already in voxels
+        if plain and n and ctx.coordinate_pixel_size_angstrom is None:
+            other = np.stack([numbers(f"rlnCoordinate{a}") for a in "XYZ"], 1)
+            off = float(np.nanmax(np.abs(other - xyz)))
+            if off > 1.0:
+                log.warning("%s: rlnCoordinateX/Y/Z and rlnCenteredCoordinateX/Y/ZAngst differ "
+                            "by up to %.1f voxels (another tomogram size or voxel size?); the "
+                            "centred ones are used", path, off)
     else:
         xyz = np.stack([numbers(f"rlnCoordinate{a}") for a in "XYZ"], 1)
         if ctx.coordinate_pixel_size_angstrom is not None:
@@ -739,8 +767,24 @@ def _maybe_numeric(values: list[str]) -> Any:
         return [np.nan if v.lower().lstrip("+-") == "nan" else v for v in values]
 
 
+def _centred_angstrom(table: pd.DataFrame, voxel: float, shape: Any, path: Path) -> np.ndarray:
+    """RELION 5 centred coordinates (Å) of every row: ``(xyz - size_xyz / 2) * voxel``."""
+    sizes = np.empty((len(table), 3), dtype=np.float64)
+    if isinstance(shape, Mapping):
+        for i, tomo in enumerate(table[S.TOMOGRAM].astype(str)):
+            if tomo not in shape:
+                raise InputError(f"no tomogram size for tomogram {tomo!r}", path=path,
+                                 field="rlnCenteredCoordinateXAngst")
+            sizes[i] = np.asarray(shape[tomo], dtype=np.float64)[::-1]
+    else:
+        sizes[:] = np.asarray(shape, dtype=np.float64)[::-1]
+    xyz = table[[S.X, S.Y, S.Z]].to_numpy(np.float64)
+    return (xyz - sizes / 2.0) * voxel
+
+
 def _write_star(path: Path, table: pd.DataFrame, class_map: Any,
-                optics: Mapping[str, Any] | None = None) -> None:
+                optics: Mapping[str, Any] | None = None,
+                centred: np.ndarray | None = None) -> None:
     names = table[S.CLASS_NAME].astype(str)
     if class_map is None:
         order = sorted(n for n in names.unique() if n)
@@ -756,6 +800,8 @@ def _write_star(path: Path, table: pd.DataFrame, class_map: Any,
         "rlnCoordinateX": table[S.X].astype(float),
         "rlnCoordinateY": table[S.Y].astype(float),
         "rlnCoordinateZ": table[S.Z].astype(float),
+        **({} if centred is None else
+           {f"rlnCenteredCoordinate{a}Angst": centred[:, k] for k, a in enumerate("XYZ")}),
         "rlnAngleRot": table[S.ROT].astype(float),
         "rlnAngleTilt": table[S.TILT].astype(float),
         "rlnAnglePsi": table[S.PSI].astype(float),
@@ -775,7 +821,8 @@ def _write_star(path: Path, table: pd.DataFrame, class_map: Any,
         elif col not in S.PARTICLE_COLUMNS:
             out[_STAR_EXTRA + str(col)] = table[col].to_numpy()
     buf = _io.StringIO()
-    buf.write("# written by tomoclass; coordinates in voxels of rlnTomoName (0-based),\n")
+    buf.write("# written by tomoclass; coordinates in voxels of rlnTomoName (0-based)"
+              + (" and RELION 5 centred, in Å" if centred is not None else "") + ",\n")
     buf.write("# angles RELION ZYZ degrees, rlnClassNumber 1-based in the class map's order\n\n")
     if optics:
         out["rlnOpticsGroup"] = 1

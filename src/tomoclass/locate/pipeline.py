@@ -77,6 +77,9 @@ class LocateResult:
     polarity
         The tomogram's measured polarity (:class:`tomoclass.data.polarity.Polarity`,
         ``polarity="auto"``), else None.
+    tomogram_shape, voxel_size_angstrom
+        The tomogram's ``(z, y, x)`` size and voxel size (Å) as used (STAR tables also get
+        RELION 5 centred coordinates from them).
     """
 
     picks: pd.DataFrame
@@ -92,6 +95,8 @@ class LocateResult:
     step: float = 1.0
     inverted: bool = False
     polarity: Any = None
+    tomogram_shape: tuple[int, int, int] | None = None
+    voxel_size_angstrom: float | None = None
 
 
 def parse_radii(values: Sequence[str] | None) -> float | dict[str, float] | None:
@@ -440,7 +445,11 @@ def locate(
     outputs = []
     for ext in [suffix] + [e for e in (".star", ".csv", ".txt") if e != suffix]:
         path = out.with_suffix(ext)
-        write_particles(path, picks, class_map=class_map if ext == ".star" else None)
+        if ext == ".star":
+            write_particles(path, picks, class_map=class_map, tomogram_shape=volume.shape,
+                            voxel_size_angstrom=volume.voxel_size_angstrom)
+        else:
+            write_particles(path, picks)
         outputs.append(path)
     if score_maps_dir is not None and maps is not None:
         outputs.append(write_score_maps(maps, score_maps_dir, volume.voxel_size_angstrom * step))
@@ -448,7 +457,8 @@ def locate(
              ", ".join(f"{k} {v:.1f} s" for k, v in stage.items()), out)
     return LocateResult(picks, outputs, maps, seconds, class_radii, normalize, cands,
                         {k: round(v, 3) for k, v in stage.items()}, threshold,
-                        threshold_source, step, invert, measured)
+                        threshold_source, step, invert, measured, volume.shape,
+                        volume.voxel_size_angstrom)
 
 
 def locate_many(
@@ -510,7 +520,13 @@ def locate_many(
             voxel_size_angstrom=voxel_size_angstrom,
             score_maps_dir=None if maps is None else Path(maps) / p.stem, **kwargs))
     table = pd.concat([r.picks for r in results], ignore_index=True)
-    write_particles(out_dir / "picks.star", table, class_map=class_map)
+    vs = {r.voxel_size_angstrom for r in results}
+    centred = {}
+    if len(vs) == 1:  # RELION 5 centred coordinates need one voxel size for the table
+        centred = {"voxel_size_angstrom": vs.pop(),
+                   "tomogram_shape": {p.stem: r.tomogram_shape
+                                      for p, r in zip(paths, results, strict=True)}}
+    write_particles(out_dir / "picks.star", table, class_map=class_map, **centred)
     write_particles(out_dir / "picks.csv", table)
     return results
 

@@ -57,6 +57,9 @@ class PredictionResult:
         True when the boxes' contrast was inverted to the training data's polarity.
     polarity
         The tomogram's measured polarity (``polarity="auto"``), else None.
+    tomogram_shape
+        The tomogram's ``(z, y, x)`` size (STAR output also gets RELION 5 centred
+        coordinates from it and ``voxel_size_angstrom``).
     """
 
     table: pd.DataFrame
@@ -67,6 +70,7 @@ class PredictionResult:
     rescaled: bool
     inverted: bool = False
     polarity: Any = None
+    tomogram_shape: tuple[int, int, int] | None = None
 
 
 def _read_coords(coords: Any, tomogram_name: str, shape: tuple[int, int, int],
@@ -252,7 +256,8 @@ def predict_particles(
     for j, n in enumerate(names):
         out[f"{PROB_PREFIX}{n}"] = probs[:, j]
     out["padded"] = plan.padded
-    return PredictionResult(out, probs, class_map, vs, train_vs, do_rescale, invert, measured)
+    return PredictionResult(out, probs, class_map, vs, train_vs, do_rescale, invert, measured,
+                            tuple(vol.shape))
 
 
 def amp_dtype_for_inference(device: torch.device) -> torch.dtype | None:
@@ -266,12 +271,18 @@ def write_predictions(result: PredictionResult, path: str | os.PathLike[str]) ->
     """Write predictions as RELION STAR (``.star``) or CSV (``.csv``), atomically.
 
     STAR: ``rlnClassNumber`` (1-based, class-map order), ``tomoclassClassName``, the
-    confidence as ``rlnAutopickFigureOfMerit`` and every other column as
-    ``tomoclass_<column>`` (``tomoclass_prob_<class>``...). CSV: all columns by name.
+    confidence as ``rlnAutopickFigureOfMerit``, RELION 5 ``rlnCenteredCoordinateX/Y/ZAngst``
+    beside the voxel coordinates, and every other column as ``tomoclass_<column>``
+    (``tomoclass_prob_<class>``...). CSV: all columns by name.
     """
     from tomoclass.io import write_particles
 
     path = Path(path)
     table = result.table.drop(columns=["class_number"]) if path.suffix.lower() == ".star" \
         else result.table
-    return write_particles(path, table, class_map=result.class_map)
+    if path.suffix.lower() != ".star" or result.tomogram_shape is None:
+        return write_particles(path, table, class_map=result.class_map)
+    # the rows may name another tomogram than the file stem (--tomogram-name): one shape
+    return write_particles(path, table, class_map=result.class_map,
+                           tomogram_shape=result.tomogram_shape,
+                           voxel_size_angstrom=result.voxel_size_angstrom)
