@@ -146,3 +146,26 @@ def test_cli_relion5_centred_uses_tomogram_header(tmp_path, capsys):
 
     t = open_dataset(tmp_path / "ds").table
     assert (t["x"][0], t["y"][0], t["z"][0]) == (16.0, 14.0, 10.0)
+
+
+def test_cli_coordinates_in_unbinned_pixels(tmp_path, capsys, caplog):
+    # a Warp/RELION 4 table: model_3's particles in 2.5 Å tilt-series pixels (4x the voxels)
+    _setup(tmp_path)
+    xs = [8, 12, 16, 20]
+    rows = "".join(f"model_3.tomostar {4 * x} 40 36 1bxn\n" for x in xs)
+    (tmp_path / "warp.star").write_text(
+        "data_particles\nloop_\n_rlnMicrographName\n_rlnCoordinateX\n_rlnCoordinateY\n"
+        "_rlnCoordinateZ\n_tomoclassClassName\n" + rows)
+    base = ["extract", "--tomograms", str(tmp_path / "model_3.mrc"), "--tables",
+            str(tmp_path / "warp.star"), "--box", "8"]
+    assert main(base + ["--out", str(tmp_path / "ds"), "--coords-angpix", "2.5"]) == 0
+    from tomoclass.data import open_dataset
+
+    t = open_dataset(tmp_path / "ds").table
+    assert t["x"].tolist() == xs and set(t["y"]) == {10.0} and set(t["z"]) == {9.0}
+    # without it every particle is outside: a warning that names the option, then the error
+    with caplog.at_level("WARNING"):
+        assert main(base + ["--out", str(tmp_path / "ds2")]) == 2
+    assert "--coords-angpix" in caplog.text and "4 of 4 particles" in caplog.text
+    assert "every particle was skipped" in capsys.readouterr().err
+    assert not (tmp_path / "ds2").exists()

@@ -241,6 +241,31 @@ def test_coordinate_pixel_size_rescales(tmp_path):
     df = read_particles(p, coordinate_pixel_size_angstrom=2.5, voxel_size_angstrom=10.0)
     assert (df[S.X][0], df[S.Y][0], df[S.Z][0]) == pytest.approx((25.0, 10.0, 2.0))
     assert df[S.TOMOGRAM][0] == "b"
+    # the same for CSV and SHREC text; it needs the voxel size to scale to
+    (tmp_path / "b.csv").write_text("x,y,z,class_name\n100,40,8,a\n")
+    (tmp_path / "b_gt.txt").write_text("a 100 40 8 0 0 0\n")
+    for name in ("b.csv", "b_gt.txt"):
+        df = read_particles(tmp_path / name, coordinate_pixel_size_angstrom=2.5,
+                            voxel_size_angstrom=10.0)
+        assert (df[S.X][0], df[S.Y][0], df[S.Z][0]) == pytest.approx((25.0, 10.0, 2.0))
+        with pytest.raises(InputError, match="voxel_size_angstrom"):
+            read_particles(tmp_path / name, coordinate_pixel_size_angstrom=2.5)
+
+
+def test_coordinates_in_unbinned_pixels_get_a_hint(tmp_path):
+    # 4x too large for the tomogram (unbinned tilt-series pixels): the error says what to pass
+    (tmp_path / "u.csv").write_text("x,y,z,class_name\n300,200,40,a\n380,90,30,a\n")
+    with pytest.raises(InputError) as e:
+        read_particles(tmp_path / "u.csv", tomogram_shape=(50, 100, 100))
+    assert "outside tomogram" in str(e.value) and "--coords-angpix" in str(e.value)
+    ok = read_particles(tmp_path / "u.csv", tomogram_shape=(50, 100, 100),
+                        coordinate_pixel_size_angstrom=2.5, voxel_size_angstrom=10.0)
+    assert ok[S.X].tolist() == pytest.approx([75.0, 95.0])
+    # one particle just off the edge is no pixel-size problem: no hint
+    (tmp_path / "e.csv").write_text("x,y,z,class_name\n10,20,30,a\n100,20,30,a\n")
+    with pytest.raises(InputError) as e:
+        read_particles(tmp_path / "e.csv", tomogram_shape=(50, 100, 100))
+    assert "--coords-angpix" not in str(e.value)
 
 
 def test_warp_micrograph_name_gives_tomogram(tmp_path):

@@ -141,3 +141,24 @@ def test_a_tomogram_of_the_other_contrast_is_inverted_first(world, tmp_path, cap
                  "--coords", str(world / "picks.csv"), "--tomogram-name", "tomo", "--out",
                  str(tmp_path / "p.csv"), "--no-progress"]) == 0
     assert "contrast inverted" in capsys.readouterr().out
+
+
+def test_picks_in_another_pixel_size(world, tmp_path, capsys):
+    # the same picks in 2.5 Å tilt-series pixels (4x): scaled with --coords-angpix
+    picks = pd.read_csv(world / "picks.csv")
+    for c in "xyz":
+        picks[c] = picks[c] * 4
+    picks.to_csv(tmp_path / "unbinned.csv", index=False)
+    ref = predict_particles(world / "run", world / "tomo.mrc", world / "picks.csv")
+    got = predict_particles(world / "run", world / "tomo.mrc", tmp_path / "unbinned.csv",
+                            tomogram_name="tomo", coordinate_pixel_size_angstrom=2.5)
+    np.testing.assert_allclose(got.table[["x", "y", "z"]], ref.table[["x", "y", "z"]])
+    np.testing.assert_allclose(got.probabilities, ref.probabilities, atol=1e-6)
+    args = ["predict", "--run", str(world / "run"), "--tomogram", str(world / "tomo.mrc"),
+            "--coords", str(tmp_path / "unbinned.csv"), "--tomogram-name", "tomo", "--out",
+            str(tmp_path / "p.csv"), "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "outside tomogram" in err and "--coords-angpix" in err
+    assert main(args + ["--coords-angpix", "2.5"]) == 0
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 6

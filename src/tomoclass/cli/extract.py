@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "other tomograms are resampled")
     p.add_argument("--tomogram-voxel-size", type=float, default=None, metavar="A",
                    help="override wrong tomogram headers (Å)")
+    p.add_argument("--coords-angpix", type=float, default=None, metavar="A",
+                   help="pixel size (Å) of the tables' coordinates when it is not the "
+                        "tomograms' voxel size (RELION 4 / Warp: unbinned tilt-series pixels)")
     p.add_argument("--class-names", default=None,
                    help="names of numeric labels, comma-separated or 'shrec19'")
     p.add_argument("--classes", default=None,
@@ -80,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     tables = [read_particles(t, args.table_format, class_names=class_names,
                              known_classes=known, tomogram_shape=shape_opt,
                              voxel_size_angstrom=vols[0].voxel_size_angstrom,
+                             coordinate_pixel_size_angstrom=args.coords_angpix,
                              out_of_bounds="keep",
                              duplicates="drop" if args.drop_duplicates else "error")
               for t in args.tables]

@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--which", default="best", help="checkpoint: best (default), last, or an "
                    "epoch number")
     p.add_argument("--voxel-size", type=float, help="override the tomogram header (Å)")
+    p.add_argument("--coords-angpix", type=float, metavar="A",
+                   help="pixel size (Å) of the picks' coordinates when it is not the "
+                   "tomogram's voxel size (RELION 4 / Warp: unbinned tilt-series pixels)")
     p.add_argument("--rescale", action="store_true", help="resample boxes when the voxel size "
                    "differs from the training data's by more than 5%%")
     p.add_argument("--polarity", choices=POLARITY_CHOICES, default="auto",
@@ -58,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         voxel_size_angstrom=args.voxel_size, rescale=args.rescale, batch_size=args.batch_size,
         device=args.device, tomogram_name=args.tomogram_name, max_memory_bytes=max_mem,
         progress=not args.no_progress, polarity=args.polarity,
+        coordinate_pixel_size_angstrom=args.coords_angpix,
     )
     for out in args.out:
         write_predictions(res, out)

@@ -271,6 +271,12 @@ def extract_dataset(
             report.n_padded += int(plan.padded.sum())
             report.per_tomogram[p.name] = len(kept)
             report.n_written += len(kept)
+        if report.n_outside > 0.5 * (report.n_outside + report.n_written
+                                     + report.n_border_skipped):
+            log.warning("%d of %d particles lie outside their tomogram: are the coordinates in "
+                        "another pixel size (unbinned tilt-series pixels: --coords-angpix) or "
+                        "the voxel size wrong?", report.n_outside,
+                        report.n_outside + report.n_written + report.n_border_skipped)
         if report.n_written == 0:
             raise InputError("every particle was skipped (outside the tomogram or at the border)",
                              field="border")

@@ -101,8 +101,10 @@ def read_particles(
         Voxel size (Å) of the tomogram the coordinates should refer to. Needed for RELION 5
         centred coordinates and for origin shifts in Å.
     coordinate_pixel_size_angstrom
-        Pixel size (Å) of a STAR file's ``rlnCoordinateX/Y/Z`` when it differs from the
-        tomogram's voxel size (coordinates are rescaled by ``coordinate / voxel``). Default:
+        Pixel size (Å) of the table's coordinates (``rlnCoordinateX/Y/Z``, ``x y z``) when it
+        differs from the tomogram's voxel size, e.g. RELION 4 and Warp tables in unbinned
+        tilt-series pixels (Warp's ``--coords_angpix``); coordinates are rescaled by
+        ``coordinate / voxel``. Not applied to RELION 5 centred coordinates (in Å). Default:
         the coordinates are already in voxels of the tomogram.
     out_of_bounds
         ``"error"`` (default) or ``"skip"`` (drop rows outside ``tomogram_shape`` and log the
@@ -151,6 +153,12 @@ def read_particles(
         df, lines = _read_star(ctx)
     else:
         df, lines = _read_csv(ctx)
+    if coordinate_pixel_size_angstrom is not None and fmt != "star":  # STAR: in _read_star
+        if voxel_size_angstrom is None:
+            raise InputError("coordinate_pixel_size_angstrom needs voxel_size_angstrom too",
+                             path=path, field="voxel_size_angstrom")
+        scale = float(coordinate_pixel_size_angstrom) / float(voxel_size_angstrom)
+        df[[S.X, S.Y, S.Z]] = df[[S.X, S.Y, S.Z]].to_numpy(np.float64) * scale
     return _finalize(df, lines, ctx, known_classes, out_of_bounds, duplicates, allow_empty)
 
 
@@ -1033,10 +1041,15 @@ def _finalize(
                     keep[i] = False
                     continue
                 axis = "xyz"[int(np.argmax(bad))]
+                hint = ""
+                scaled = ctx.coordinate_pixel_size_angstrom is not None
+                if not scaled and np.max(xyz[:, :2] / size[:2]) > 1.5:
+                    hint = ("; if the coordinates are in another pixel size (unbinned "
+                            "tilt-series pixels), give it (--coords-angpix)")
                 raise InputError(
                     f"coordinate {axis}={xyz[i]['xyz'.index(axis)]:g} is outside tomogram "
-                    f"{tomo!r} of size (z, y, x)={tuple(shape)}", path=path, line=int(line_arr[i]),
-                    field=axis)
+                    f"{tomo!r} of size (z, y, x)={tuple(shape)}{hint}", path=path,
+                    line=int(line_arr[i]), field=axis)
         if not keep.all():
             log.warning("%s: skipped %d particle(s) outside the tomogram", path,
                         int((~keep).sum()))

@@ -74,7 +74,8 @@ class PredictionResult:
 
 
 def _read_coords(coords: Any, tomogram_name: str, shape: tuple[int, int, int],
-                 voxel_size_angstrom: float) -> pd.DataFrame:
+                 voxel_size_angstrom: float,
+                 coordinate_pixel_size_angstrom: float | None = None) -> pd.DataFrame:
     from tomoclass.io import read_particles
 
     if isinstance(coords, pd.DataFrame):
@@ -84,7 +85,8 @@ def _read_coords(coords: Any, tomogram_name: str, shape: tuple[int, int, int],
         source = Path(coords)
         table = read_particles(source, tomogram=tomogram_name,
                                tomogram_shape={tomogram_name: shape},
-                               voxel_size_angstrom=voxel_size_angstrom)
+                               voxel_size_angstrom=voxel_size_angstrom,
+                               coordinate_pixel_size_angstrom=coordinate_pixel_size_angstrom)
     for col in S.COORDS:
         if col not in table.columns:
             raise InputError("missing coordinate column", path=source, field=col)
@@ -119,6 +121,7 @@ def predict_particles(
     max_memory_bytes: int | None = None,
     progress: bool = False,
     polarity: str = "auto",
+    coordinate_pixel_size_angstrom: float | None = None,
 ) -> PredictionResult:
     """Classify the particles picked in a tomogram with a trained run.
 
@@ -154,6 +157,9 @@ def predict_particles(
         (:func:`tomoclass.data.polarity.measure_polarity`), ``"dark"`` or ``"bright"`` says
         it. When it is not the training data's (``dark`` for tomoclass datasets) the boxes
         are inverted before classification.
+    coordinate_pixel_size_angstrom
+        Pixel size (Å) of the picks' coordinates when they are not in voxels of the
+        tomogram (RELION 4 / Warp tables in unbinned tilt-series pixels); files only.
 
     Returns
     -------
@@ -200,7 +206,7 @@ def predict_particles(
     target = (info.get("data") or {}).get("polarity") or DATASET_POLARITY
     invert, measured = resolve_inversion(polarity, vol.data, vs, target=target,
                                          what=str(tomo_path or name))
-    table = _read_coords(coords, name, vol.shape, vs)
+    table = _read_coords(coords, name, vol.shape, vs, coordinate_pixel_size_angstrom)
     plan = plan_extraction(vol.shape, table, box, source_voxel_size_angstrom=vs,
                            voxel_size_angstrom=train_vs if do_rescale else None, border="pad")
     if plan.n_outside:
