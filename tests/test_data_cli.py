@@ -169,3 +169,24 @@ def test_cli_coordinates_in_unbinned_pixels(tmp_path, capsys, caplog):
     assert "--coords-angpix" in caplog.text and "4 of 4 particles" in caplog.text
     assert "every particle was skipped" in capsys.readouterr().err
     assert not (tmp_path / "ds2").exists()
+
+
+def test_cli_extracts_from_a_polnet_motif_list(tmp_path, capsys):
+    # PolNet's tomos_motif_list.csv: Å coordinates, tomogram from Tomo3D's stem, class Code
+    from test_io_particles import POLNET
+
+    from tomoclass.data import open_dataset
+
+    rng = np.random.default_rng(0)
+    for name in ("tomo_rec_0", "tomo_rec_1"):
+        write_volume(tmp_path / f"{name}.mrc",
+                     rng.normal(size=(130, 260, 260)).astype(np.float32), 10.0)
+    (tmp_path / "tomos_motif_list.csv").write_text(POLNET)
+    assert main(["extract", "--tomograms", str(tmp_path / "tomo_rec_0.mrc"),
+                 str(tmp_path / "tomo_rec_1.mrc"), "--tables",
+                 str(tmp_path / "tomos_motif_list.csv"), "--out", str(tmp_path / "ds"),
+                 "--box", "8", "--split", "stratified", "--test-fraction", "0"]) == 0
+    assert "wrote 3 subtomograms" in capsys.readouterr().out
+    t = open_dataset(tmp_path / "ds").table
+    assert sorted(t["class_name"]) == ["pdb_3j9i", "pdb_4v4r", "pdb_4v4r"]
+    assert sorted(t["x"]) == [64.0, 100.0, 200.0]

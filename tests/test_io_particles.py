@@ -336,3 +336,35 @@ def test_star_extra_text_column_with_missing_values_round_trips_twice(tmp_path):
     assert first["background_kind"].tolist()[2:] == ["random", "offcentre"]
     second = read_particles(write_particles(tmp_path / "b.star", first))
     assert second["background_kind"].isna().tolist() == [True, True, False, False]
+
+
+POLNET = (
+    "Density\tMicrographs\tPolyData\tTomo3D\tType\tLabel\tCode\tPolymer\tX\tY\tZ\tQ1\tQ2\tQ3\tQ4\n"
+    "out/tomos/tomo_den_0.mrc\tout/tomos/tomo_mics_0.mrc\tout/tomos/poly_0.vtp\t"
+    "out/tomos/tomo_rec_0.mrc\tSAWLC\t1\tpdb_4v4r\t0\t1000.0\t2500.0\t805.0\t1\t0\t0\t0\n"
+    "out/tomos/tomo_den_0.mrc\tout/tomos/tomo_mics_0.mrc\tout/tomos/poly_0.vtp\t"
+    "out/tomos/tomo_rec_0.mrc\tSAWLC\t2\tpdb_3j9i\t1\t2000.0\t300.0\t1200.0\t0.5\t0.5\t0.5\t0.5\n"
+    "out/tomos/tomo_den_1.mrc\tout/tomos/tomo_mics_1.mrc\tout/tomos/poly_1.vtp\t"
+    "out/tomos/tomo_rec_1.mrc\tSAWLC\t1\tpdb_4v4r\t0\t640.0\t640.0\t640.0\t1\t0\t0\t0\n"
+)
+
+
+def test_polnet_motif_list(tmp_path):
+    # PolNet (another group's simulator) writes a tab-separated motif list with coordinates in
+    # Å, the reconstruction's path and the structure's code: read as schema rows in voxels
+    path = tmp_path / "tomos_motif_list.csv"
+    path.write_text(POLNET)
+    df = read_particles(path, voxel_size_angstrom=10.0)
+    assert df[S.TOMOGRAM].tolist() == ["tomo_rec_0", "tomo_rec_0", "tomo_rec_1"]
+    assert df[S.CLASS_NAME].tolist() == ["pdb_4v4r", "pdb_3j9i", "pdb_4v4r"]
+    np.testing.assert_allclose(df[[S.X, S.Y, S.Z]].to_numpy()[:2], [[100, 250, 80.5],
+                                                                     [200, 30, 120]])
+    assert df[S.IS_PROTEIN].all() and df[S.ROT].isna().all()
+    assert df["Q1"].tolist() == [1.0, 0.5, 1.0] and df["Label"].tolist() == [1, 2, 1]
+    # the voxel size is required: the coordinates are in Å
+    with pytest.raises(InputError) as e:
+        read_particles(path)
+    assert "Å" in str(e.value) and "voxel size" in str(e.value)
+    # an ordinary tab-separated CSV is still a CSV
+    (tmp_path / "tab.csv").write_text("x\ty\tz\tclass\n1\t2\t3\ta\n")
+    assert read_particles(tmp_path / "tab.csv")[S.X].tolist() == [1.0]

@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tomograms", nargs="+", required=True, metavar="MRC",
                    help="tomogram files; rows are matched by tomogram name (file stem)")
     p.add_argument("--tables", nargs="+", required=True, metavar="TABLE",
-                   help="particle tables (SHREC txt, DeepFinder xml, RELION star, csv)")
+                   help="particle tables (SHREC txt, DeepFinder xml, RELION star, csv, PolNet "
+                        "tomos_motif_list.csv)")
     p.add_argument("--clean-tomograms", nargs="+", default=None, metavar="MRC",
                    help="noise-free volumes, one per tomogram in the same order (simulator's "
                         "*_density.mrc): their boxes go to clean.npy, not normalized")

@@ -1,4 +1,4 @@
-"""Particle tables: SHREC'19/'21 text, DeepFinder XML, RELION STAR and CSV, in one schema.
+"""Particle tables: SHREC'19/'21 text, DeepFinder XML, RELION STAR, CSV and PolNet motif lists.
 
 Every reader returns a :class:`pandas.DataFrame` with the columns of :mod:`tomoclass.io.schema`
 (coordinates in voxels of the tomogram, 0-based, angles as RELION ZYZ degrees); every writer takes
@@ -30,7 +30,7 @@ from tomoclass.io.euler import relion_to_zxz_pytom, zxz_pytom_to_relion
 log = logging.getLogger(__name__)
 
 #: Formats :func:`read_particles` understands ("shrec19", "shrec21" and "shrec" are one parser).
-READ_FORMATS = ("shrec19", "shrec21", "shrec", "deepfinder", "star", "csv")
+READ_FORMATS = ("shrec19", "shrec21", "shrec", "deepfinder", "star", "csv", "polnet")
 #: Formats :func:`write_particles` writes.
 WRITE_FORMATS = ("star", "csv", "shrec21", "shrec19")
 
@@ -80,7 +80,9 @@ def read_particles(
     path
         The table.
     format
-        One of :data:`READ_FORMATS` or ``"auto"`` (by suffix: ``.star``, ``.xml``, ``.csv``;
+        One of :data:`READ_FORMATS` or ``"auto"`` (by suffix: ``.star``, ``.xml``, ``.csv``
+        (a tab-separated one with PolNet's ``Tomo3D`` or ``Code`` and ``Q1`` columns is a PolNet
+        ``tomos_motif_list.csv``: coordinates in Å, so ``voxel_size_angstrom`` is needed);
         anything else is read as SHREC text).
     tomogram
         Tomogram name for formats that hold none (SHREC text, CSV without a ``tomogram``
@@ -143,7 +145,7 @@ def read_particles(
         path=path, tomogram=default_tomo, tomogram_given=tomogram is not None,
         class_names=None if class_names is None else list(class_names),
         tomogram_shape=tomogram_shape, voxel_size_angstrom=voxel_size_angstrom,
-        coordinate_pixel_size_angstrom=coordinate_pixel_size_angstrom,
+        coordinate_pixel_size_angstrom=coordinate_pixel_size_angstrom, header_names=[],
     )
     if fmt in ("shrec19", "shrec21", "shrec"):
         df, lines = _read_shrec(ctx)
@@ -151,9 +153,11 @@ def read_particles(
         df, lines = _read_deepfinder(ctx)
     elif fmt == "star":
         df, lines = _read_star(ctx)
+    elif fmt == "polnet":
+        df, lines = _read_polnet(ctx)
     else:
         df, lines = _read_csv(ctx)
-    if coordinate_pixel_size_angstrom is not None and fmt != "star":  # STAR: in _read_star
+    if coordinate_pixel_size_angstrom is not None and fmt not in ("star", "polnet"):
         if voxel_size_angstrom is None:
             raise InputError("coordinate_pixel_size_angstrom needs voxel_size_angstrom too",
                              path=path, field="voxel_size_angstrom")
@@ -267,7 +271,10 @@ def _detect_format(path: Path, fmt: str) -> str:
     fmt = fmt.lower()
     if fmt == "auto":
         suffix = path.suffix.lower()
-        return {".star": "star", ".xml": "deepfinder", ".csv": "csv"}.get(suffix, "shrec")
+        found = {".star": "star", ".xml": "deepfinder", ".csv": "csv"}.get(suffix, "shrec")
+        if found == "csv" and _is_polnet(path):
+            found = "polnet"
+        return found
     if fmt not in READ_FORMATS:
         raise InputError(f"unknown table format {fmt!r} (one of {', '.join(READ_FORMATS)})",
                          path=path, field="format")
@@ -895,9 +902,49 @@ _CSV_ALIASES = {
 }
 
 
-def _read_csv(ctx: _Context) -> tuple[pd.DataFrame, list[int]]:
+#: PolNet's ``tomos_motif_list.csv`` (tab-separated): the class is ``Code``, the tomogram the
+#: stem of ``Tomo3D`` (the reconstruction's path), coordinates ``X Y Z`` in Å.
+_POLNET_ALIASES = {"x": S.X, "y": S.Y, "z": S.Z, "code": S.CLASS_NAME, "tomo3d": S.TOMOGRAM}
+
+
+def _is_polnet(path: Path) -> bool:
+    """A PolNet motif list: a tab-separated header naming ``Tomo3D`` or ``Code`` and ``Q1``."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            head = fh.readline()
+    except OSError:
+        return False
+    cols = {c.strip().lower() for c in head.split("\t")}
+    return "\t" in head and {"x", "y", "z"} <= cols and ("tomo3d" in cols
+                                                       or {"code", "q1"} <= cols)
+
+
+def _read_polnet(ctx: _Context) -> tuple[pd.DataFrame, list[int]]:
+    """PolNet motif list -> schema: Å to voxels, tomogram from ``Tomo3D``, class ``Code``.
+
+    The quaternion ``Q1..Q4`` is kept as extra columns; it is not converted to RELION angles
+    (PolNet's rotation convention is not pinned down here), so the angles are NaN.
+    """
+    vs = ctx.voxel_size_angstrom
+    if vs is None or vs <= 0:
+        raise InputError("PolNet motif-list coordinates are in Å: give the tomograms' voxel "
+                         "size (voxel_size_angstrom / --voxel-size)", path=ctx.path, field="X")
+    df, lines = _read_csv(ctx, delimiter="\t", aliases=_POLNET_ALIASES)
+    df[[S.X, S.Y, S.Z]] = df[[S.X, S.Y, S.Z]].to_numpy(np.float64) / float(vs)
+    if not ctx.tomogram_given and "tomo3d" in [h.lower() for h in ctx.header_names]:
+        df[S.TOMOGRAM] = [_strip_tomo(str(v), path_like=True) for v in df[S.TOMOGRAM]]
+    df[S.IS_PROTEIN] = True  # every PolNet motif is a macromolecule (membranes are not listed)
+    return df, lines
+
+
+def _read_csv(ctx: _Context, *, delimiter: str | None = None,
+              aliases: Mapping[str, str] = _CSV_ALIASES) -> tuple[pd.DataFrame, list[int]]:
     text = _read_text(ctx.path)
-    reader = csv.reader(_io.StringIO(text))
+    if delimiter is None:  # comma, or tab for a tab-separated file without commas
+        first = next((ln for ln in text.splitlines()
+                      if ln.strip() and not ln.lstrip().startswith("#")), "")
+        delimiter = "\t" if "\t" in first and "," not in first else ","
+    reader = csv.reader(_io.StringIO(text), delimiter=delimiter)
     header: list[str] | None = None
     data: list[list[str]] = []
     lines: list[int] = []
@@ -921,8 +968,9 @@ def _read_csv(ctx: _Context) -> tuple[pd.DataFrame, list[int]]:
         raise InputError("no particles in the table (the file is empty)", path=ctx.path)
     mapped: dict[str, int] = {}
     extras: dict[str, int] = {}
+    ctx.header_names = list(header)
     for j, name in enumerate(header):
-        key = _CSV_ALIASES.get(name.lower())
+        key = aliases.get(name.lower())
         if key is not None:
             if key in mapped:
                 raise InputError("column appears twice", path=ctx.path, line=1, field=name)
