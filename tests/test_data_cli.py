@@ -190,3 +190,29 @@ def test_cli_extracts_from_a_polnet_motif_list(tmp_path, capsys):
     t = open_dataset(tmp_path / "ds").table
     assert sorted(t["class_name"]) == ["pdb_3j9i", "pdb_4v4r", "pdb_4v4r"]
     assert sorted(t["x"]) == [64.0, 100.0, 200.0]
+
+
+def test_cli_shrec_layout_one_folder_per_model(tmp_path, capsys):
+    # SHREC'19/'21 keep each model in its folder under generic names: the folder names the
+    # tomogram for the tomogram files and the tables alike
+    from tomoclass.data import open_dataset
+    from tomoclass.io import tomogram_name
+
+    rng = np.random.default_rng(0)
+    tomos, tables = [], []
+    for k in range(3):
+        d = tmp_path / f"model_{k}"
+        d.mkdir()
+        tomos.append(str(write_volume(d / "reconstruction.mrc",
+                                      rng.normal(size=(20, 28, 28)).astype(np.float32), 10.0)))
+        (d / "particle_locations.txt").write_text(
+            f"1bxn {8 + k} 10 9 0 0 0\n3qm1 {16 + k} 12 9 0 0 0\n")
+        tables.append(str(d / "particle_locations.txt"))
+    assert tomogram_name(tomos[1]) == tomogram_name(tables[1]) == "model_1"
+    assert main(["extract", "--tomograms", *tomos, "--tables", *tables, "--out",
+                 str(tmp_path / "ds"), "--box", "8", "--test-tomograms", "2"]) == 0
+    assert "wrote 6 subtomograms" in capsys.readouterr().out
+    t = open_dataset(tmp_path / "ds").table
+    assert sorted(set(t["tomogram"])) == ["model_0", "model_1", "model_2"]
+    assert (t[t["tomogram"] == "model_2"]["split"] == "test").all()
+    assert t[t["tomogram"] == "model_1"]["x"].tolist() == [9.0, 17.0]

@@ -349,3 +349,19 @@ def test_locate_several_tomograms_into_one_table(planted_run, tmp_path, capsys):
         assert len(err) == 1 and words in err[0]
     assert not (tmp_path / "x.star").exists()
     assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
+def test_locate_shrec_folders_of_reconstruction_mrc(planted_run, tmp_path, capsys):
+    # model_0/reconstruction.mrc, model_1/reconstruction.mrc: named by their folders
+    tomos = []
+    for k in range(2):
+        (tmp_path / f"model_{k}").mkdir()
+        tomos.append(str(write_volume(tmp_path / f"model_{k}" / "reconstruction.mrc",
+                                      _planted_tomogram(seed=k), 10.0)))
+    out = tmp_path / "picks"
+    assert main(["locate", "--run", str(planted_run), "--radius", "bright=3", "--radius",
+                 "dark=4", "--no-progress", "--device", "cpu", "--tomogram", *tomos, "--out",
+                 str(out)]) == 0
+    both = read_particles(out / "picks.star")
+    assert set(both["tomogram"]) == {"model_0", "model_1"}
+    assert (out / "model_0_picks.star").is_file() and (out / "model_1_picks.txt").is_file()

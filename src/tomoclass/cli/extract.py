@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import pandas as pd
 
@@ -13,7 +12,7 @@ from tomoclass.data.build import extract_dataset
 from tomoclass.data.classmap import ClassMap
 from tomoclass.data.polarity import POLARITY_CHOICES
 from tomoclass.data.store import parse_list
-from tomoclass.io.particles import READ_FORMATS, read_particles
+from tomoclass.io.particles import READ_FORMATS, read_particles, tomogram_name
 from tomoclass.io.volume import read_volume
 
 
@@ -78,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     # Tomogram headers give the sizes and voxel size RELION 5 centred coordinates need; bounds
     # are not checked here: extraction skips and counts out-of-tomogram particles.
     vols = [read_volume(t, args.tomogram_voxel_size, check="none") for t in args.tomograms]
-    shapes = {Path(v.path).name.split(".")[0]: v.shape for v in vols}
+    shapes = {tomogram_name(v.path): v.shape for v in vols}
     shape_opt = vols[0].shape if len(vols) == 1 else shapes
     known = parse_list(args.classes) if args.classes else None
     tables = [read_particles(t, args.table_format, class_names=class_names,

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(as reconstructed) or bright (inverted); boxes are inverted when it is not "
                    "the training data's")
     p.add_argument("--tomogram-name", help="this tomogram's name in a multi-tomogram table "
-                   "(default: the MRC file stem)")
+                   "(default: the MRC file stem, or its folder for reconstruction.mrc)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto")
     p.add_argument("--max-memory", help="refuse above this memory estimate, e.g. 4G")

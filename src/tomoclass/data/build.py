@@ -19,6 +19,7 @@ from tomoclass.data.polarity import DATASET_POLARITY, resolve_inversion
 from tomoclass.data.store import SPLIT, DatasetWriter, assign_splits, tomogram_number
 from tomoclass.errors import InputError, ResourceError
 from tomoclass.io import schema as S
+from tomoclass.io.particles import tomogram_name
 from tomoclass.io.volume import read_volume, warn_if_beam_along_y
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,10 @@ def check_disk_space(out: Path, nbytes: int, *, margin_bytes: int = 64 * 1024**2
 def match_tomograms(tomogram_paths: Sequence[Path], table: pd.DataFrame) -> dict[Path, np.ndarray]:
     """Map each tomogram file to the rows of ``table`` that belong to it.
 
-    A file matches the rows whose ``tomogram`` equals its stem; failing that, rows whose
-    tomogram name ends in the same number (``9`` <-> ``model_9.mrc``). With one file and one
+    A file matches the rows whose ``tomogram`` equals its name
+    (:func:`tomoclass.io.tomogram_name`: the stem, or the folder for generic names such as
+    SHREC's ``model_3/reconstruction.mrc``); failing that, rows whose tomogram name ends in
+    the same number (``9`` <-> ``model_9.mrc``). With one file and one
     tomogram name in the table, they are paired whatever their names.
 
     Returns
@@ -96,7 +99,7 @@ def match_tomograms(tomogram_paths: Sequence[Path], table: pd.DataFrame) -> dict
     out: dict[Path, np.ndarray] = {}
     for p in tomogram_paths:
         p = Path(p)
-        stem = p.name.split(".")[0]
+        stem = tomogram_name(p)
         rows = np.flatnonzero(names == stem)
         if len(rows) == 0:
             num = tomogram_number(stem)

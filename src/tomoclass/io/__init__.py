@@ -9,6 +9,7 @@ from tomoclass.io.particles import (
     SHREC19_CLASSES,
     WRITE_FORMATS,
     read_particles,
+    tomogram_name,
     write_particles,
 )
 from tomoclass.io.sizes import read_class_sizes
@@ -23,6 +24,7 @@ __all__ = [
     "read_class_sizes",
     "read_particles",
     "read_volume",
+    "tomogram_name",
     "write_particles",
     "write_volume",
 ]

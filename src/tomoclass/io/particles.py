@@ -281,14 +281,46 @@ def _detect_format(path: Path, fmt: str) -> str:
     return fmt
 
 
-def _default_tomogram(path: Path) -> str:
-    stem = path.name
-    for suffix in (".txt", ".star", ".csv", ".xml", ".coords"):
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
+#: File stems that name what a file holds, not which tomogram: SHREC'19/'21 keep every model in
+#: its own folder (``model_3/reconstruction.mrc``, ``model_3/particle_locations.txt``), so the
+#: folder names the tomogram.
+GENERIC_STEMS = frozenset({
+    "reconstruction", "grandmodel", "particle_locations", "class_mask", "occupancy_mask",
+    "tomogram", "tomo", "particles", "picks", "coords", "coordinates", "ground_truth", "gt",
+})
+
+
+_COMPRESSION_SUFFIXES = (".gz", ".bz2")
+_FILE_SUFFIXES = (".mrc", ".rec", ".map", ".st", ".mrcs", ".txt", ".star", ".csv", ".xml",
+                  ".coords", ".tomostar")
+
+
+def tomogram_name(path: str | os.PathLike[str]) -> str:
+    """The tomogram a file (a tomogram or a table of one) belongs to, from its path.
+
+    The file name without its extension (``TS_01.mrc``, ``TS_01.rec.gz`` -> ``TS_01``;
+    other dots are kept: ``TS_1.5.mrc`` -> ``TS_1.5``), a
+    table's ``particle_locations_`` prefix and ``_gt`` suffix removed; a generic name
+    (:data:`GENERIC_STEMS`: ``reconstruction``, ``particle_locations``, ...) gives the
+    folder's name instead (``model_3/reconstruction.mrc`` -> ``model_3``). Tables and
+    tomograms named this way match in ``extract``, ``predict`` and ``locate``.
+    """
+    p = Path(path)
+    stem = p.name
+    for group in (_COMPRESSION_SUFFIXES, _FILE_SUFFIXES):
+        for suffix in group:
+            if stem.lower().endswith(suffix) and len(stem) > len(suffix):
+                stem = stem[: -len(suffix)]
+                break
     stem = re.sub(r"^particle_locations_", "", stem)
     stem = re.sub(r"_gt$", "", stem)
+    if stem.lower() in GENERIC_STEMS and p.parent.name not in ("", ".", ".."):
+        return p.parent.name
     return stem
+
+
+def _default_tomogram(path: Path) -> str:
+    return tomogram_name(path)
 
 
 def _read_text(path: Path) -> str:

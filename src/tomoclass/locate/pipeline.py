@@ -17,7 +17,7 @@ import torch
 from tomoclass.data.extract import resample_volume
 from tomoclass.data.polarity import DATASET_POLARITY, invert_if, resolve_inversion
 from tomoclass.errors import InputError
-from tomoclass.io import read_volume, write_particles, write_volume
+from tomoclass.io import read_volume, tomogram_name, write_particles, write_volume
 from tomoclass.io.atomic import atomic_dir
 from tomoclass.io.volume import warn_if_beam_along_y
 from tomoclass.locate.calibration import run_threshold
@@ -362,7 +362,7 @@ def locate(
         located_radii, class_radii = class_radii, {n: r * step for n, r in class_radii.items()}
     else:
         located_radii = {n: r / step for n, r in class_radii.items()}
-    name = Path(tomogram_path).stem
+    name = tomogram_name(tomogram_path)
     if method == "candidates" and score_maps_dir is not None:
         raise InputError(
             "score maps need a dense method (--method boxes, stages or tiles); candidates "
@@ -483,7 +483,8 @@ def locate_many(
     run_dir, radii, voxel_size_angstrom, kwargs
         As for :func:`locate` (``score_maps_dir`` gets one subfolder per tomogram).
     tomograms
-        MRC paths; their stems name them and must differ.
+        MRC paths; their names (:func:`tomoclass.io.tomogram_name`: stem, or folder for
+        ``model_3/reconstruction.mrc``) name them and must differ.
     out_dir
         Folder for the tables (made if missing).
     sizes
@@ -503,7 +504,7 @@ def locate_many(
     for p in paths:
         if not p.is_file():
             raise InputError("tomogram not found", path=p, field="tomogram")
-    stems = [p.stem for p in paths]
+    stems = [tomogram_name(p) for p in paths]
     dup = sorted({s for s in stems if stems.count(s) > 1})
     if dup:
         raise InputError(f"several tomograms are named {dup[0]!r}; their picks would mix",
@@ -513,19 +514,19 @@ def locate_many(
     out_dir.mkdir(parents=True, exist_ok=True)
     maps = kwargs.pop("score_maps_dir", None)
     results = []
-    for p in paths:
+    for p, stem in zip(paths, stems, strict=True):
         results.append(locate(
-            run_dir, p, out_dir / f"{p.stem}_picks.star",
+            run_dir, p, out_dir / f"{stem}_picks.star",
             radii=radii_for_tomogram(p, sizes, radii, voxel_size_angstrom),
             voxel_size_angstrom=voxel_size_angstrom,
-            score_maps_dir=None if maps is None else Path(maps) / p.stem, **kwargs))
+            score_maps_dir=None if maps is None else Path(maps) / stem, **kwargs))
     table = pd.concat([r.picks for r in results], ignore_index=True)
     vs = {r.voxel_size_angstrom for r in results}
     centred = {}
     if len(vs) == 1:  # RELION 5 centred coordinates need one voxel size for the table
         centred = {"voxel_size_angstrom": vs.pop(),
-                   "tomogram_shape": {p.stem: r.tomogram_shape
-                                      for p, r in zip(paths, results, strict=True)}}
+                   "tomogram_shape": {s: r.tomogram_shape
+                                      for s, r in zip(stems, results, strict=True)}}
     write_particles(out_dir / "picks.star", table, class_map=class_map, **centred)
     write_particles(out_dir / "picks.csv", table)
     return results

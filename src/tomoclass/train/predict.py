@@ -147,7 +147,9 @@ def predict_particles(
     device
         ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:1"``, ...
     tomogram_name
-        Name of this tomogram in a multi-tomogram table (default: the MRC file stem).
+        Name of this tomogram in a multi-tomogram table (default:
+        :func:`tomoclass.io.tomogram_name` of the file: its stem, or its folder for a
+        generic name such as ``model_3/reconstruction.mrc``).
     max_memory_bytes
         Refuse when the memory estimate for one batch exceeds this.
     progress
@@ -177,6 +179,7 @@ def predict_particles(
     from tomoclass.data.extract import iter_boxes, plan_extraction
     from tomoclass.data.polarity import DATASET_POLARITY, resolve_inversion
     from tomoclass.io import Volume, read_volume
+    from tomoclass.io import tomogram_name as path_tomogram_name
     from tomoclass.io.volume import warn_if_beam_along_y
     from tomoclass.train.loop import _autocast, select_device
     from tomoclass.train.resources import check_fits, estimate_prediction
@@ -191,7 +194,8 @@ def predict_particles(
     if isinstance(vol, Volume):
         warn_if_beam_along_y(vol)
     tomo_path = getattr(vol, "path", None)
-    name = tomogram_name or (Path(tomo_path).stem if tomo_path is not None else "tomogram")
+    name = tomogram_name or (path_tomogram_name(tomo_path) if tomo_path is not None
+                             else "tomogram")
     train_vs = float(info["voxel_size_angstrom"])
     box = int(info["box"])
     vs = float(vol.voxel_size_angstrom)
