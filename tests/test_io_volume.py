@@ -232,3 +232,28 @@ def test_axis_order_that_is_not_a_permutation(tmp_path):
     with pytest.raises(InputError) as e:
         read_volume(p)
     _match(e, "bad.mrc", "mapc", "permutation")
+
+
+@pytest.mark.parametrize("signed_flag", [0, 1])
+def test_imod_byte_tomograms_keep_their_sign(tmp_path, signed_flag):
+    # IMOD writes mode 0 as unsigned bytes (stamp at byte 152, flag bit 1 clear); read as
+    # MRC2014's int8, 200 would become -56
+    values = np.arange(0, 256, 2, dtype=np.uint8).reshape(4, 4, 8)
+    p = tmp_path / "byte.mrc"
+    with mrcfile.new(p) as m:
+        m.set_data(values.view(np.int8))
+        m.voxel_size = 10.0
+        extra = bytearray(bytes(m.header.extra2))
+        extra[40:48] = np.array([1146047817, signed_flag], dtype="<i4").tobytes()
+        m.header.extra2 = bytes(extra)
+    v = read_volume(p)
+    if signed_flag:
+        assert v.data.dtype == np.int8 and int(v.data.min()) < 0
+    else:
+        assert v.data.dtype == np.uint8
+        np.testing.assert_array_equal(np.asarray(v.data), values)
+    # without the IMOD stamp mode 0 is MRC2014's signed int8
+    with mrcfile.new(tmp_path / "plain.mrc") as m:
+        m.set_data(values.view(np.int8))
+        m.voxel_size = 10.0
+    assert read_volume(tmp_path / "plain.mrc").data.dtype == np.int8

@@ -28,7 +28,8 @@ MAX_VOXEL_SIZE_ANGSTROM = 1000.0
 #: (``check="auto"``) are checked on a strided sample of z-sections so opening stays cheap.
 FULL_CHECK_MAX_BYTES = 256 * 1024**2
 
-#: MRC modes tomoclass reads: 0 int8, 1 int16, 2 float32, 6 uint16, 12 float16.
+#: MRC modes tomoclass reads: 0 int8 (uint8 when IMOD flags it unsigned), 1 int16, 2 float32,
+#: 6 uint16, 12 float16.
 SUPPORTED_MODES = {0: "int8", 1: "int16", 2: "float32", 6: "uint16", 12: "float16"}
 
 _COMPRESSED = (".gz", ".bz2")
@@ -162,6 +163,8 @@ def read_volume(
         if data is None:
             why = "; ".join(_short(w.message) for w in caught) or "no data block"
             raise InputError(f"cannot read the data ({why})", path=path)
+        if mode == 0 and _imod_unsigned_bytes(header):
+            data = data.view(np.uint8)  # same bytes, read 0..255 as IMOD wrote them
         if data.ndim == 3:
             data = _to_zyx(data, header, path)
         if data.ndim == 2 or (data.ndim == 3 and data.shape[0] == 1):
@@ -227,6 +230,24 @@ def warn_if_beam_along_y(volume: Volume) -> bool:
             "(trimvol -rx, or clip rotx)", volume.path, z, y, x)
         return True
     return False
+
+
+#: IMOD's stamp (header bytes 153-156) saying that its flags (bytes 157-160) are meaningful.
+IMOD_STAMP = 1146047817
+
+
+def _imod_unsigned_bytes(header: np.recarray) -> bool:
+    """True for a mode-0 file that IMOD wrote with unsigned bytes.
+
+    MRC2014 makes mode 0 signed (mrcfile reads int8), but IMOD writes bytes 0..255 and says
+    so: its stamp at byte 152 and flag bit 1 ("bytes are signed") clear. Read as int8, every
+    value above 127 would wrap to a negative one.
+    """
+    raw = bytes(header.extra2)
+    if len(raw) < 48:
+        return False
+    stamp, flags = np.frombuffer(raw[40:48], dtype=header.dtype.fields["nx"][0])
+    return int(stamp) == IMOD_STAMP and not int(flags) & 1
 
 
 def _to_zyx(data: np.ndarray, header: np.recarray, path: Path) -> np.ndarray:
