@@ -139,3 +139,10 @@ def test_hollow_particles_measure_dark_too():
         tomo[(r2 <= 6.0**2) & (r2 >= 4.0**2)] -= 1.0
     assert P.measure_polarity(tomo, 10.0).polarity == "dark"
     assert P.measure_polarity(-tomo, 10.0).polarity == "bright"
+
+
+def test_a_volume_too_small_to_measure_is_unclear():
+    res = P.measure_polarity(np.random.default_rng(0).normal(size=(6, 40, 40)), 10.0)
+    assert res.polarity == "unclear" and np.isnan(res.skewness)
+    with pytest.raises(InputError, match="3-D"):
+        P.measure_polarity(np.zeros((4, 4)), 10.0)

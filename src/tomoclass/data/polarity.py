@@ -55,6 +55,8 @@ MIN_NOISE_SE = 5.0
 NOISE_VOXELS_PER_SAMPLE = 10.0
 #: Octants (of 8) whose skewness must share the overall sign.
 MIN_AGREE = 7
+#: Smallest extent (after binning, voxels) measured; a smaller volume is "unclear".
+MIN_EXTENT = 8
 #: The measurement reads at most about this many voxels (a centred crop in y and x, all z).
 MAX_VOXELS = 16_000_000
 
@@ -107,6 +109,8 @@ def measure_polarity(data: Any, voxel_size_angstrom: float) -> Polarity:
     Returns
     -------
     Polarity
+        ``"unclear"`` (skewness NaN) for a volume under :data:`MIN_EXTENT` voxels along an
+        axis after binning.
     """
     from scipy import ndimage
 
@@ -116,6 +120,8 @@ def measure_polarity(data: Any, voxel_size_angstrom: float) -> Polarity:
     inner_vox = BAND_ANGSTROM[0] / float(voxel_size_angstrom)
     binning = max(1, int(math.floor(inner_vox / 2.0)))
     crop = _centred_crop(tuple(int(n) for n in data.shape), binning)
+    if min((c.stop - c.start) // binning for c in crop) < MIN_EXTENT:
+        return Polarity("unclear", float("nan"), 0, float("nan"), binning)
     vol = _binned(data, crop, binning)
     s_in = BAND_ANGSTROM[0] / (float(voxel_size_angstrom) * binning)
     s_out = BAND_ANGSTROM[1] / (float(voxel_size_angstrom) * binning)
@@ -228,9 +234,6 @@ def _binned(data: Any, crop: tuple[slice, slice, slice], b: int) -> np.ndarray:
     nz = (zs.stop - zs.start) // b
     ny = (ys.stop - ys.start) // b
     nx = (xs.stop - xs.start) // b
-    if min(nz, ny, nx) < 2:
-        raise InputError(f"tomogram of shape {tuple(np.shape(data))} is too small to measure "
-                         "its polarity", field="tomogram")
     out = np.empty((nz, ny, nx), dtype=np.float32)
     step = max(1, 64 // b) * b
     for z0 in range(0, nz * b, step):
