@@ -43,7 +43,7 @@ class ExtractReport:
     n_nonprotein
         Non-protein rows (vesicles, fiducials) left out.
     per_tomogram
-        Tomogram name -> rows written.
+        Tomogram name (:func:`tomoclass.io.tomogram_name`) -> rows written.
     inverted
         Tomogram name -> whether its contrast was inverted (its particles were bright).
     """
@@ -243,9 +243,10 @@ def extract_dataset(
         voxel_size_angstrom = next(iter(volumes.values())).voxel_size_angstrom
     measured = {}
     for p, v in volumes.items():
-        report.inverted[p.name], m = resolve_inversion(polarity, v.data, v.voxel_size_angstrom,
-                                                       what=str(p))
-        measured[p.name] = {"inverted": report.inverted[p.name],
+        name = tomogram_name(p)
+        report.inverted[name], m = resolve_inversion(polarity, v.data, v.voxel_size_angstrom,
+                                                     what=str(p))
+        measured[name] = {"inverted": report.inverted[name],
                             **({"measured": m.to_dict()} if m is not None else {})}
     prov = {"tomograms": [str(p) for p in paths], "box": box, "subvoxel": subvoxel,
             "border": border, "normalize": normalize, "split_method": split_method,
@@ -265,14 +266,14 @@ def extract_dataset(
             clean_chunks = (iter_boxes(cleans[p].data, plan, normalize="none", chunk=chunk)
                             if cleans else None)
             for start, boxes in iter_boxes(vol.data, plan, normalize=normalize, chunk=chunk):
-                if report.inverted[p.name]:
+                if report.inverted[tomogram_name(p)]:
                     np.negative(boxes, out=boxes)
                 clean = next(clean_chunks)[1] if clean_chunks is not None else None
                 w.append(boxes, kept.iloc[start:start + len(boxes)], clean=clean)
             report.n_outside += plan.n_outside
             report.n_border_skipped += plan.n_border_skipped
             report.n_padded += int(plan.padded.sum())
-            report.per_tomogram[p.name] = len(kept)
+            report.per_tomogram[tomogram_name(p)] = len(kept)
             report.n_written += len(kept)
         if report.n_outside > 0.5 * (report.n_outside + report.n_written
                                      + report.n_border_skipped):

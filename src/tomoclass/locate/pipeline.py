@@ -62,8 +62,9 @@ class LocateResult:
     candidates
         ``method="candidates"``: the proposals that were classified; else None.
     stage_seconds
-        Wall time per stage: ``propose``, ``classify``, ``pick`` (candidates) or ``score``,
-        ``pick`` (the dense methods).
+        Wall time per stage: ``polarity`` (its measurement, ``polarity="auto"``), with
+        ``rescale`` ``resample``, then ``propose``, ``classify``, ``pick`` (candidates) or
+        ``score``, ``pick`` (the dense methods).
     threshold, threshold_source
         The objectness threshold used and where it came from (``"given"``, ``"calibrated
         on FILE"``, ``"default"``).
