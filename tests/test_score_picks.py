@@ -287,3 +287,23 @@ def test_choose_threshold_from_one_matching_equals_scoring_each_threshold():
         np.testing.assert_allclose(c.sweep["f1"], ref["f1"])
         assert c.f1 == pytest.approx(ref["f1"].max())
         assert c.threshold == ref["threshold"][ref["f1"] == ref["f1"].max()].min()
+
+
+def test_score_picks_against_a_polnet_motif_list(tmp_path, capsys):
+    # PolNet's truth is in Å (--voxel-size converts it); picks in voxels of tomo_rec_0/1
+    from test_io_particles import POLNET
+
+    from tomoclass.cli.main import main
+
+    (tmp_path / "tomos_motif_list.csv").write_text(POLNET)
+    (tmp_path / "picks.csv").write_text(
+        "tomogram,x,y,z,class_name\ntomo_rec_0,101,250,80,pdb_4v4r\n"
+        "tomo_rec_0,200,31,120,pdb_3j9i\ntomo_rec_1,64,64,64,pdb_4v4r\n")
+    assert main(["score-picks", "--truth", str(tmp_path / "tomos_motif_list.csv"), "--picks",
+                 str(tmp_path / "picks.csv"), "--radius", "3", "--voxel-size", "10",
+                 "--json", str(tmp_path / "s.json")]) == 0
+    import json
+
+    got = json.loads((tmp_path / "s.json").read_text())
+    assert got["tp"] == 3 and got["f1"] == pytest.approx(1.0)
+    assert got["classification_accuracy"] == pytest.approx(1.0)

@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "precision/recall/F1, per-class F1 among hits and the confusion matrix."
         ),
     )
-    p.add_argument("--truth", required=True, help="ground truth (SHREC txt, STAR, CSV, XML)")
+    p.add_argument("--truth", required=True,
+                   help="ground truth (SHREC txt, STAR, CSV, XML, PolNet tomos_motif_list.csv)")
     p.add_argument("--picks", required=True, help="picks (STAR, CSV, SHREC txt)")
     p.add_argument(
         "--radius",
@@ -50,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=10.0,
         dest="voxel_size",
-        help="with --sizes: voxel size of the tomogram in Å (default 10, SHREC's)",
+        help="voxel size of the tomogram in Å (default 10, SHREC's): converts --sizes radii "
+        "and the Å coordinates of a PolNet tomos_motif_list.csv",
     )
     p.add_argument("--region", choices=REGIONS, default="sphere")
     p.add_argument("--matching", choices=MATCHINGS, default="greedy")
@@ -81,8 +83,12 @@ def run(args: argparse.Namespace) -> int:
     radii = merge_radii(args.sizes, args.radius, args.voxel_size)
     if radii is None:
         raise InputError("give --radius or --sizes", field="radius")
-    truth = read_particles(args.truth)
-    picks = read_particles(args.picks, allow_empty=True)
+    # a CSV may be a PolNet motif list, in Å: --voxel-size converts it (other CSVs ignore it)
+    def voxel_for(path: str) -> float | None:
+        return args.voxel_size if path.lower().endswith(".csv") else None
+
+    truth = read_particles(args.truth, voxel_size_angstrom=voxel_for(args.truth))
+    picks = read_particles(args.picks, allow_empty=True, voxel_size_angstrom=voxel_for(args.picks))
     result = score_picks(truth, picks, radii, region=args.region, matching=args.matching)
     print(result.to_markdown(), end="")
     sweep = None
