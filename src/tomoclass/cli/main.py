@@ -20,6 +20,7 @@ from tomoclass.errors import TomoclassError
 #: Subcommand modules, in the order of the pipeline.
 COMMAND_MODULES = (
     "simulate",
+    "inspect",
     "extract",
     "dataset",
     "models",

@@ -15,6 +15,8 @@ from tomoclass.data.extract import (
     plan_extraction,
     resample_volume,
 )
+from tomoclass.data.inspect import format_report, inspect_table, inspect_tomogram
+from tomoclass.data.polarity import Polarity, measure_polarity
 from tomoclass.data.store import (
     DatasetWriter,
     SubtomogramStore,
@@ -29,6 +31,7 @@ from tomoclass.data.store import (
 __all__ = [
     "PAPER_SIZE_GROUPS",
     "SIZE_GROUPS",
+    "Polarity",
     "ClassMap",
     "DatasetWriter",
     "ExtractReport",
@@ -40,8 +43,12 @@ __all__ = [
     "export_subtomograms",
     "extract_dataset",
     "extract_subtomograms",
+    "format_report",
     "import_subtomograms",
+    "inspect_table",
+    "inspect_tomogram",
     "match_tomograms",
+    "measure_polarity",
     "open_dataset",
     "plan_extraction",
     "resample_volume",

@@ -9,6 +9,7 @@ from tomoclass.io.particles import (
     SHREC19_CLASSES,
     WRITE_FORMATS,
     read_particles,
+    table_format,
     tomogram_name,
     write_particles,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "read_class_sizes",
     "read_particles",
     "read_volume",
+    "table_format",
     "tomogram_name",
     "write_particles",
     "write_volume",

@@ -267,6 +267,15 @@ class _Context:
         return tuple(int(n) for n in shp)  # type: ignore[return-value]
 
 
+def table_format(path: str | os.PathLike[str], format: str = "auto") -> str:
+    """The format :func:`read_particles` reads ``path`` as (one of :data:`READ_FORMATS`).
+
+    ``"auto"`` goes by the suffix (``.star``, ``.xml``, ``.csv``; a tab-separated ``.csv``
+    with PolNet's columns is ``"polnet"``; anything else SHREC text); another value is checked.
+    """
+    return _detect_format(Path(path), format)
+
+
 def _detect_format(path: Path, fmt: str) -> str:
     fmt = fmt.lower()
     if fmt == "auto":

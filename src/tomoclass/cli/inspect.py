@@ -1,0 +1,45 @@
+"""``tomoclass inspect``: what tomoclass makes of tomograms and particle tables, before a run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from tomoclass.data.inspect import format_report, inspect_table, inspect_tomogram
+from tomoclass.errors import InputError
+from tomoclass.io import READ_FORMATS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``inspect`` subcommand."""
+    p = sub.add_parser(
+        "inspect", help="check tomograms and particle tables before using them",
+        description="Print what tomoclass reads from tomograms (shape, voxel size, axis order, "
+        "contrast polarity, beam axis) and particle tables (format, classes, tomograms, "
+        "whether the coordinates fit the tomograms), with a note for each thing to act on.")
+    p.add_argument("--tomogram", nargs="*", default=[], metavar="MRC",
+                   help="tomograms (their sizes also check the tables' coordinates)")
+    p.add_argument("--table", nargs="*", default=[], metavar="TABLE",
+                   help="particle tables (SHREC txt, STAR, CSV, XML, PolNet motif list)")
+    p.add_argument("--voxel-size", type=float, metavar="A",
+                   help="override the tomogram header's voxel size (Å)")
+    p.add_argument("--coords-angpix", type=float, metavar="A",
+                   help="pixel size (Å) of the tables' coordinates, if not the tomograms'")
+    p.add_argument("--table-format", default="auto", choices=("auto",) + READ_FORMATS)
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Inspect every tomogram, then every table against them; print the reports."""
+    if not args.tomogram and not args.table:
+        raise InputError("give --tomogram and/or --table", field="tomogram")
+    infos = [inspect_tomogram(t, args.voxel_size) for t in args.tomogram]
+    infos += [inspect_table(t, args.tomogram, voxel_size_angstrom=args.voxel_size,
+                            coordinate_pixel_size_angstrom=args.coords_angpix,
+                            format=args.table_format) for t in args.table]
+    if args.json:
+        print(json.dumps(infos, indent=2))
+    else:
+        print("\n".join(format_report(i) for i in infos))
+    return 0
