@@ -159,6 +159,59 @@ def test_picks_in_another_pixel_size(world, tmp_path, capsys):
             str(tmp_path / "p.csv"), "--no-progress"]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "outside tomogram" in err and "--coords-angpix" in err
+    assert "outside the tomogram" in err and "--coords-angpix" in err
     assert main(args + ["--coords-angpix", "2.5"]) == 0
     assert len(pd.read_csv(tmp_path / "p.csv")) == 6
+
+
+def test_a_table_of_several_tomograms(world, tmp_path, capsys):
+    # a RELION particles.star of two tomograms (and a third not given): each tomogram
+    # classifies its own rows only (the table's rlnTomoName stands), one table comes out
+    import shutil
+
+    from tomoclass.train.predict import write_predictions
+
+    picks = pd.read_csv(world / "picks.csv")
+    shutil.copy(world / "tomo.mrc", tmp_path / "TS_01.mrc")
+    flipped = np.ascontiguousarray(np.asarray(read_volume(world / "tomo.mrc").data)[:, :, ::-1])
+    write_volume(tmp_path / "TS_02.mrc", flipped, 10.0)
+    rows = pd.concat([picks.assign(tomogram="TS_01"),
+                      picks.assign(tomogram="TS_02", x=39 - picks["x"]),
+                      picks.iloc[:2].assign(tomogram="TS_03")], ignore_index=True)
+    rows = rows.rename(columns={"class": "class_name"})
+    from tomoclass.io import write_particles
+
+    shapes = {"TS_01": (40, 40, 40), "TS_02": (40, 40, 40), "TS_03": (40, 40, 40)}
+    star = write_particles(tmp_path / "particles.star", rows, tomogram_shape=shapes,
+                           voxel_size_angstrom=10.0)
+    # RELION 5 keeps only the centred columns: the other tomograms' sizes are not needed
+    raw = starfile.read(star)
+    star5 = tmp_path / "relion5.star"
+    starfile.write({"particles": raw.drop(columns=["rlnCoordinateX", "rlnCoordinateY",
+                                                   "rlnCoordinateZ"])}, star5)
+    ref = predict_particles(world / "run", world / "tomo.mrc", world / "picks.csv")
+    for table in (star, star5):
+        one = predict_particles(world / "run", tmp_path / "TS_01.mrc", table)
+        assert len(one.table) == 6 and set(one.table["tomogram"]) == {"TS_01"}
+        np.testing.assert_allclose(one.table[["x", "y", "z"]], ref.table[["x", "y", "z"]],
+                                   atol=1e-3)
+        np.testing.assert_allclose(one.probabilities, ref.probabilities, atol=1e-5)
+    # both through the CLI: one table, rlnTomoName per row, centred coordinates per tomogram
+    out = tmp_path / "preds.star"
+    assert main(["predict", "--run", str(world / "run"), "--tomogram",
+                 str(tmp_path / "TS_01.mrc"), str(tmp_path / "TS_02.mrc"), "--coords",
+                 str(star5), "--out", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "TS_01.mrc: classified 6" in text and "TS_02.mrc: classified 6" in text
+    got = starfile.read(out)
+    assert (got["rlnTomoName"] == "TS_01").sum() == 6 and (got["rlnTomoName"] == "TS_02").sum() == 6
+    mirrored = got[got["rlnTomoName"] == "TS_02"]
+    np.testing.assert_allclose(mirrored["rlnCoordinateX"], 39 - picks["x"], atol=1e-3)
+    np.testing.assert_allclose(mirrored["rlnCenteredCoordinateXAngst"],
+                               (39 - picks["x"] - 20) * 10.0, atol=1e-2)
+    assert main(["predict", "--run", str(world / "run"), "--tomogram",
+                 str(tmp_path / "TS_01.mrc"), str(tmp_path / "TS_01.mrc"), "--coords",
+                 str(star5), "--out", str(tmp_path / "x.star"), "--no-progress"]) == 2
+    assert "TS_01" in capsys.readouterr().err and not (tmp_path / "x.star").exists()
+    with pytest.raises(InputError, match="no predictions"):
+        write_predictions([], tmp_path / "y.star")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tomoclass.data.polarity import POLARITY_CHOICES
 from tomoclass.errors import InputError
+from tomoclass.io import tomogram_name
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "rlnClassNumber 1-based + tomoclassClassName; or CSV).",
     )
     p.add_argument("--run", required=True, type=Path, help="run directory (or checkpoint .pt)")
-    p.add_argument("--tomogram", required=True, type=Path, help="tomogram (MRC)")
+    p.add_argument("--tomogram", required=True, type=Path, nargs="+",
+                   help="tomogram(s) (MRC); with several, each classifies the picks the table "
+                   "names it with (rlnTomoName / tomogram column), into one output table")
     p.add_argument("--coords", required=True, type=Path,
                    help="picks: .star, .csv, .xml or SHREC .txt (voxels of the tomogram)")
     p.add_argument("--out", required=True, type=Path, action="append",
@@ -56,21 +59,34 @@ def run(args: argparse.Namespace) -> int:
         max_mem = parse_bytes(args.max_memory)
     except ValueError as exc:
         raise InputError(str(exc), field="--max-memory") from None
-    res = predict_particles(
-        args.run, args.tomogram, args.coords, which=args.which,
-        voxel_size_angstrom=args.voxel_size, rescale=args.rescale, batch_size=args.batch_size,
-        device=args.device, tomogram_name=args.tomogram_name, max_memory_bytes=max_mem,
-        progress=not args.no_progress, polarity=args.polarity,
-        coordinate_pixel_size_angstrom=args.coords_angpix,
-    )
+    if len(args.tomogram) > 1:
+        if args.tomogram_name:
+            raise InputError("--tomogram-name names one tomogram; with several, each is named "
+                             "by its file", field="--tomogram-name")
+        names = [tomogram_name(t) for t in args.tomogram]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise InputError(f"several tomograms are named {dup[0]!r}; their picks would mix",
+                             field="--tomogram")
+    results = []
+    for tomo in args.tomogram:
+        res = predict_particles(
+            args.run, tomo, args.coords, which=args.which,
+            voxel_size_angstrom=args.voxel_size, rescale=args.rescale,
+            batch_size=args.batch_size, device=args.device, tomogram_name=args.tomogram_name,
+            max_memory_bytes=max_mem, progress=not args.no_progress, polarity=args.polarity,
+            coordinate_pixel_size_angstrom=args.coords_angpix,
+        )
+        results.append(res)
+        counts = res.table["class_name"].value_counts()
+        summary = ", ".join(f"{n} {counts.get(n, 0)}" for n in res.class_map.names)
+        note = (f"; boxes resampled from {res.voxel_size_angstrom:g} to "
+                f"{res.training_voxel_size_angstrom:g} Å" if res.rescaled else "")
+        if res.inverted:
+            note += "; contrast inverted to the training data's"
+        print(f"{tomo}: classified {len(res.table)} particles ({summary}){note}; mean "
+              f"confidence {res.table['confidence'].mean():.3f}")
     for out in args.out:
-        write_predictions(res, out)
-    counts = res.table["class_name"].value_counts()
-    summary = ", ".join(f"{n} {counts.get(n, 0)}" for n in res.class_map.names)
-    note = (f"; boxes resampled from {res.voxel_size_angstrom:g} to "
-            f"{res.training_voxel_size_angstrom:g} Å" if res.rescaled else "")
-    if res.inverted:
-        note += "; contrast inverted to the training data's"
-    print(f"classified {len(res.table)} particles ({summary}){note}; mean confidence "
-          f"{res.table['confidence'].mean():.3f}; wrote {', '.join(map(str, args.out))}")
+        write_predictions(results, out)
+    print(f"wrote {', '.join(map(str, args.out))}")
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,20 +74,47 @@ class PredictionResult:
     tomogram_shape: tuple[int, int, int] | None = None
 
 
+class _OneShape(Mapping):
+    """Every tomogram name -> one shape.
+
+    RELION 5 centred coordinates of rows of other tomograms are converted with it too; those
+    rows are dropped right after reading.
+    """
+
+    def __init__(self, shape: tuple[int, int, int]) -> None:
+        self._shape = shape
+
+    def __getitem__(self, key: str) -> tuple[int, int, int]:
+        return self._shape
+
+    def __iter__(self):  # noqa: ANN204
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
 def _read_coords(coords: Any, tomogram_name: str, shape: tuple[int, int, int],
                  voxel_size_angstrom: float,
                  coordinate_pixel_size_angstrom: float | None = None) -> pd.DataFrame:
+    """The picks of this tomogram; bounds are checked by the caller.
+
+    The rows the table names it with; all rows when the table names one tomogram (or none:
+    they are then given this tomogram's name).
+    """
     from tomoclass.io import read_particles
+    from tomoclass.io import tomogram_name as path_tomogram_name
 
     if isinstance(coords, pd.DataFrame):
         table = coords.copy()
         source = None
     else:
         source = Path(coords)
-        table = read_particles(source, tomogram=tomogram_name,
-                               tomogram_shape={tomogram_name: shape},
+        # the table's own tomogram names stand (a particles.star of many tomograms)
+        table = read_particles(source, tomogram_shape=_OneShape(shape),
                                voxel_size_angstrom=voxel_size_angstrom,
-                               coordinate_pixel_size_angstrom=coordinate_pixel_size_angstrom)
+                               coordinate_pixel_size_angstrom=coordinate_pixel_size_angstrom,
+                               out_of_bounds="keep")
     for col in S.COORDS:
         if col not in table.columns:
             raise InputError("missing coordinate column", path=source, field=col)
@@ -99,9 +127,14 @@ def _read_coords(coords: Any, tomogram_name: str, shape: tuple[int, int, int],
                     f"the table holds tomograms {', '.join(distinct[:6])} but none is named "
                     f"'{tomogram_name}'; pass --tomogram-name", path=source, field=S.TOMOGRAM)
             table = table[names == tomogram_name]
+            log.info("%d of %d picks in %s are of tomogram %s", len(table), len(names), source,
+                     tomogram_name)
         elif distinct and distinct[0] != tomogram_name:
-            log.info("using all %d picks of tomogram '%s' in %s for %s", len(table),
-                     distinct[0], source, tomogram_name)
+            if source is not None and distinct[0] == path_tomogram_name(source):
+                table[S.TOMOGRAM] = tomogram_name  # a table without tomogram names
+            else:
+                log.info("using all %d picks of tomogram '%s' in %s for %s", len(table),
+                         distinct[0], source, tomogram_name)
     if len(table) == 0:
         raise InputError("no particles to classify", path=source)
     return table.reset_index(drop=True)
@@ -215,10 +248,15 @@ def predict_particles(
                            voxel_size_angstrom=train_vs if do_rescale else None, border="pad")
     if plan.n_outside:
         first = int(np.setdiff1d(np.arange(len(table)), plan.rows)[0])
+        size = np.array(vol.shape[::-1], dtype=np.float64)
+        overshoot = float(np.max(table[[S.X, S.Y, S.Z]].to_numpy(np.float64).max(0) / size))
+        hint = ("; if the coordinates are in another pixel size (unbinned tilt-series pixels), "
+                "give it (--coords-angpix)"
+                if overshoot > 1.5 and coordinate_pixel_size_angstrom is None else "")
         raise InputError(
             f"{plan.n_outside} particle(s) lie outside the tomogram of size (z, y, x)="
             f"{vol.shape}, first at row {first + 1} (x={table[S.X].iloc[first]:g}, "
-            f"y={table[S.Y].iloc[first]:g}, z={table[S.Z].iloc[first]:g})",
+            f"y={table[S.Y].iloc[first]:g}, z={table[S.Z].iloc[first]:g}){hint}",
             path=tomo_path, field="x,y,z")
     check_fits(estimate_prediction(model, box, batch_size), device=dev, out_dir=Path.cwd(),
                max_memory_bytes=max_memory_bytes, what="prediction")
@@ -277,22 +315,31 @@ def amp_dtype_for_inference(device: torch.device) -> torch.dtype | None:
     return None
 
 
-def write_predictions(result: PredictionResult, path: str | os.PathLike[str]) -> Path:
+def write_predictions(result: PredictionResult | Sequence[PredictionResult],
+                      path: str | os.PathLike[str]) -> Path:
     """Write predictions as RELION STAR (``.star``) or CSV (``.csv``), atomically.
 
-    STAR: ``rlnClassNumber`` (1-based, class-map order), ``tomoclassClassName``, the
+    ``result`` may be several results (tomograms) of one run: one table, a ``rlnTomoName``
+    per row. STAR: ``rlnClassNumber`` (1-based, class-map order), ``tomoclassClassName``, the
     confidence as ``rlnAutopickFigureOfMerit``, RELION 5 ``rlnCenteredCoordinateX/Y/ZAngst``
-    beside the voxel coordinates, and every other column as ``tomoclass_<column>``
-    (``tomoclass_prob_<class>``...). CSV: all columns by name.
+    beside the voxel coordinates (when every tomogram has one voxel size), and every other
+    column as ``tomoclass_<column>`` (``tomoclass_prob_<class>``...). CSV: all columns by name.
     """
     from tomoclass.io import write_particles
 
+    results = [result] if isinstance(result, PredictionResult) else list(result)
+    if not results:
+        raise InputError("no predictions to write", path=path)
     path = Path(path)
-    table = result.table.drop(columns=["class_number"]) if path.suffix.lower() == ".star" \
-        else result.table
-    if path.suffix.lower() != ".star" or result.tomogram_shape is None:
-        return write_particles(path, table, class_map=result.class_map)
-    # the rows may name another tomogram than the file stem (--tomogram-name): one shape
-    return write_particles(path, table, class_map=result.class_map,
-                           tomogram_shape=result.tomogram_shape,
-                           voxel_size_angstrom=result.voxel_size_angstrom)
+    table = pd.concat([r.table for r in results], ignore_index=True)
+    class_map = results[0].class_map
+    if path.suffix.lower() != ".star":
+        return write_particles(path, table, class_map=class_map)
+    table = table.drop(columns=["class_number"])
+    shapes = {str(n): r.tomogram_shape for r in results
+              for n in r.table[S.TOMOGRAM].astype(str).unique()}
+    voxel = {r.voxel_size_angstrom for r in results}
+    if len(voxel) != 1 or any(v is None for v in shapes.values()):
+        return write_particles(path, table, class_map=class_map)
+    return write_particles(path, table, class_map=class_map, tomogram_shape=shapes,
+                           voxel_size_angstrom=voxel.pop())
