@@ -10,10 +10,13 @@ For ``locate --rescale``: classifies the boxes at a sample of ground-truth posit
 and records classification accuracy, the share called a particle (objectness >= 0.5), the
 share given the most common predicted class, and the radial power spectrum of each (central
 block, unit variance, 10 bins up to Nyquist), which tells a resampling artefact from a
-difference in the data. Writes JSON under benchmarks/results/.
+difference in the data. With ``--match`` each case is also classified with its boxes filtered
+to the training boxes' amplitude spectrum (:mod:`tomoclass.data.spectrum`, measured at the
+same positions, as ``predict`` does). Writes JSON under benchmarks/results/.
 
     PYTHONPATH=src python benchmarks/rescale_check.py --run RUN --which last \\
-        --reference T10.mrc T10_gt.txt --other T5.mrc T5_gt.txt [--n 240] [--out F.json]
+        --reference T10.mrc T10_gt.txt --other T5.mrc T5_gt.txt [--n 240] [--match] \\
+        [--out F.json]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 from provenance import git_commit, machine_info, write_result
 
 from tomoclass.data import resample_volume
+from tomoclass.data.spectrum import gain_grid, matching_gain, spectrum_at, training_spectrum
 from tomoclass.io import read_particles, read_volume
 from tomoclass.locate import classify_boxes
 from tomoclass.train import load_run
@@ -67,6 +71,8 @@ def main() -> int:
     ap.add_argument("--reference", nargs=2, required=True, metavar=("MRC", "TRUTH"))
     ap.add_argument("--other", nargs=2, required=True, metavar=("MRC", "TRUTH"))
     ap.add_argument("--n", type=int, default=240, help="ground-truth positions per tomogram")
+    ap.add_argument("--match", action="store_true",
+                    help="also classify with spectrum matching to the training boxes")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     model, cmap, info = load_run(args.run, args.which)
@@ -78,11 +84,20 @@ def main() -> int:
               "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "git_commit": git_commit(), "machine": machine_info(), "cases": {}}
 
+    train_spec = training_spectrum(info) if args.match else None
+
     def case(label: str, vol: np.ndarray, truth, scale: float) -> None:
         sel = truth.iloc[rng.choice(len(truth), min(args.n, len(truth)), replace=False)]
         zyx = np.rint(sel[["z", "y", "x"]].to_numpy(float) / scale).astype(int)
         zyx = np.clip(zyx, 0, np.array(vol.shape) - 1)
-        p = classify_boxes(model, vol, zyx, box=box, device="cpu", progress=False)
+        classify(label, vol, zyx, sel, None)
+        if train_spec is not None:
+            gain = matching_gain(train_spec, spectrum_at(vol, zyx, box, vs))
+            classify(f"{label}, spectrum matched", vol, zyx, sel, gain)
+
+    def classify(label, vol, zyx, sel, gain) -> None:
+        p = classify_boxes(model, vol, zyx, box=box, device="cpu", progress=False,
+                           box_filter=None if gain is None else gain_grid(gain, box))
         pred = np.array(names)[p.argmax(1)]
         obj = 1 - p[:, names.index("background")]
         top = max(set(pred), key=list(pred).count)
@@ -90,6 +105,8 @@ def main() -> int:
                "called_particle": round(float((obj >= 0.5).mean()), 3),
                "most_common_prediction": [str(top), round(float((pred == top).mean()), 3)],
                "spectrum": spectrum(vol), "shape_zyx": list(vol.shape)}
+        if gain is not None:
+            rec["gain"] = [round(float(g), 3) for g in gain]
         print(label, rec, flush=True)
         result["cases"][label] = rec
 

@@ -26,7 +26,7 @@ def planted_run(tmp_path, monkeypatch):
     return _save_planted_run(tmp_path / "run", "mixed")
 
 
-def _save_planted_run(run, polarity):
+def _save_planted_run(run, polarity, **data):
     net = PlantedNet()
     save_checkpoint(
         run / "checkpoints" / "best.pt",
@@ -41,7 +41,7 @@ def _save_planted_run(run, polarity):
             "epoch": 1,
             "box": 8,
             "voxel_size_angstrom": 10.0,
-            "data": {"normalization": "none", "polarity": polarity},
+            "data": {"normalization": "none", "polarity": polarity, **data},
         },
     )
     return run
@@ -365,3 +365,31 @@ def test_locate_shrec_folders_of_reconstruction_mrc(planted_run, tmp_path, capsy
     both = read_particles(out / "picks.star")
     assert set(both["tomogram"]) == {"model_0", "model_1"}
     assert (out / "model_0_picks.star").is_file() and (out / "model_1_picks.txt").is_file()
+
+
+def test_spectrum_matching_in_locate(planted_run, tmp_path):
+    # a run that records a training spectrum (here: boxes at the planted particles) gets
+    # the gain measured at the candidates; a run of boxes that were not z-scored cannot be
+    # matched, nor a dense method
+    from tomoclass.data.spectrum import spectrum_at
+    from tomoclass.errors import InputError
+    from tomoclass.locate import locate
+
+    tomo = _planted_tomogram()
+    path = write_volume(tmp_path / "planted.mrc", tomo, 10.0)
+    centres = np.array([c for _, c, _, _ in PLANTED])
+    own = spectrum_at(tomo, centres, 8, 10.0).to_dict()
+    run = _save_planted_run(tmp_path / "zrun", "mixed", normalization="zscore", spectrum=own)
+    radii = {"bright": 3.0, "dark": 4.0}
+    on = locate(run, path, tmp_path / "on.csv", radii=radii, device="cpu", progress=False,
+                match_spectrum="on")
+    gain = np.array(on.spectrum_gain)
+    assert len(gain) == 5 and gain[0] == 1.0 and np.all((gain >= 0.1) & (gain <= 10))
+    auto = locate(run, path, tmp_path / "auto.csv", radii=radii, device="cpu", progress=False)
+    assert auto.spectrum_gain is None  # same voxel size: auto leaves it off
+    with pytest.raises(InputError, match="z-scored"):
+        locate(planted_run, path, tmp_path / "x.csv", radii=radii, device="cpu",
+               progress=False, match_spectrum="on")
+    with pytest.raises(InputError, match="candidates"):
+        locate(run, path, tmp_path / "y.csv", radii=radii, device="cpu", progress=False,
+               match_spectrum="on", method="boxes")

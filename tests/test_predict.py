@@ -215,3 +215,44 @@ def test_a_table_of_several_tomograms(world, tmp_path, capsys):
     assert "TS_01" in capsys.readouterr().err and not (tmp_path / "x.star").exists()
     with pytest.raises(InputError, match="no predictions"):
         write_predictions([], tmp_path / "y.star")
+
+
+def test_spectrum_matching_in_predict(world, tmp_path, capsys):
+    # training records the dataset's spectrum; predict matches to it when it resamples
+    # (auto) or when asked, and a gain of one everywhere would change nothing
+    from scipy import ndimage
+
+    from tomoclass.data import spectrum as SP
+
+    spec = load_run(world / "run")[2]["data"]["spectrum"]
+    assert spec["box"] == BOX and len(spec["amplitude"]) == BOX // 2 + 1
+    plain = predict_particles(world / "run", world / "tomo.mrc", world / "picks.csv")
+    assert plain.spectrum_gain is None
+    on = predict_particles(world / "run", world / "tomo.mrc", world / "picks.csv",
+                           match_spectrum="on")
+    assert len(on.spectrum_gain) == BOX // 2 + 1 and on.spectrum_gain[0] == 1.0
+    np.testing.assert_allclose(on.probabilities.sum(1), 1.0, rtol=1e-5)
+    # the same tomogram at 5 Å: --rescale resamples the boxes, and auto matches spectra
+    fine = ndimage.zoom(np.asarray(read_volume(world / "tomo.mrc").data), 2, order=3)
+    write_volume(tmp_path / "fine.mrc", fine.astype(np.float32), 5.0)
+    picks = pd.read_csv(world / "picks.csv")
+    picks[["x", "y", "z"]] = picks[["x", "y", "z"]] * 2 + 0.5
+    picks.to_csv(tmp_path / "fine_picks.csv", index=False)
+    res = predict_particles(world / "run", tmp_path / "fine.mrc", tmp_path / "fine_picks.csv",
+                            rescale=True)
+    assert res.rescaled and res.spectrum_gain is not None
+    off = predict_particles(world / "run", tmp_path / "fine.mrc", tmp_path / "fine_picks.csv",
+                            rescale=True, match_spectrum="off")
+    assert off.spectrum_gain is None
+    assert main(["predict", "--run", str(world / "run"), "--tomogram", str(tmp_path / "fine.mrc"),
+                 "--coords", str(tmp_path / "fine_picks.csv"), "--rescale", "--out",
+                 str(tmp_path / "p.csv"), "--no-progress"]) == 0
+    assert "training boxes' spectrum" in capsys.readouterr().out
+    # identity gain: the filter leaves z-scored boxes as they are
+    import torch
+    boxes = torch.from_numpy(np.random.default_rng(0).standard_normal((3, 1, BOX, BOX, BOX))
+                             .astype(np.float32))
+    boxes = (boxes - boxes.mean(dim=(2, 3, 4), keepdim=True)) / boxes.std(
+        dim=(2, 3, 4), keepdim=True, unbiased=False)
+    np.testing.assert_allclose(SP.filter_boxes(boxes, torch.ones(BOX, BOX, BOX)), boxes,
+                               atol=1e-5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from tomoclass.data.spectrum import MATCH_CHOICES
 from tomoclass.errors import InputError
 from tomoclass.locate.pipeline import (
     METHODS,
@@ -81,6 +82,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "tomogram as given, candidates of both signs",
     )
     p.add_argument(
+        "--match-spectrum",
+        choices=MATCH_CHOICES,
+        default="auto",
+        help="candidates: filter boxes to the training boxes' amplitude spectrum: auto "
+        "(default: when --rescale resamples), on, off",
+    )
+    p.add_argument(
         "--candidate-threshold",
         type=float,
         default=3.0,
@@ -152,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         max_candidates=args.max_candidates,
         rescale=args.rescale,
         precision=args.precision,
+        match_spectrum=args.match_spectrum,
     )
     if len(args.tomogram) > 1:
         if args.out.lower().endswith((".star", ".csv", ".txt")):
@@ -182,6 +191,9 @@ def _summary(tomogram: str, result, *, several: bool) -> None:
         print(f"{tomogram}:")
     if result.step != 1.0:
         print(f"tomogram resampled by {result.step:.4g} (tomogram voxels per voxel located)")
+    if result.spectrum_gain is not None:
+        print("boxes filtered to the training boxes' spectrum (gain per band "
+              + " ".join(f"{g:.2f}" for g in result.spectrum_gain) + ")")
     if result.inverted:
         print("tomogram contrast inverted to the training data's polarity"
               + (f" (measured {result.polarity.describe()})" if result.polarity else ""))

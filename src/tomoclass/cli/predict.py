@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from tomoclass.data.polarity import POLARITY_CHOICES
+from tomoclass.data.spectrum import MATCH_CHOICES
 from tomoclass.errors import InputError
 from tomoclass.io import tomogram_name
 
@@ -38,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how particles look in the tomogram: auto (default: measured), dark "
                    "(as reconstructed) or bright (inverted); boxes are inverted when it is not "
                    "the training data's")
+    p.add_argument("--match-spectrum", choices=MATCH_CHOICES, default="auto",
+                   help="filter boxes to the training boxes' amplitude spectrum: auto (default: "
+                   "when --rescale resamples), on, off")
     p.add_argument("--tomogram-name", help="this tomogram's name in a multi-tomogram table "
                    "(default: the MRC file stem, or its folder for reconstruction.mrc)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -76,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, device=args.device, tomogram_name=args.tomogram_name,
             max_memory_bytes=max_mem, progress=not args.no_progress, polarity=args.polarity,
             coordinate_pixel_size_angstrom=args.coords_angpix,
+            match_spectrum=args.match_spectrum,
         )
         results.append(res)
         counts = res.table["class_name"].value_counts()
@@ -84,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{res.training_voxel_size_angstrom:g} Å" if res.rescaled else "")
         if res.inverted:
             note += "; contrast inverted to the training data's"
+        if res.spectrum_gain is not None:
+            note += "; boxes filtered to the training boxes' spectrum"
         print(f"{tomo}: classified {len(res.table)} particles ({summary}){note}; mean "
               f"confidence {res.table['confidence'].mean():.3f}")
     for out in args.out:

@@ -16,6 +16,7 @@ import torch
 
 from tomoclass.data.extract import resample_volume
 from tomoclass.data.polarity import DATASET_POLARITY, invert_if, resolve_inversion
+from tomoclass.data.spectrum import gain_grid, matching_gain, resolve_matching, spectrum_at
 from tomoclass.errors import InputError
 from tomoclass.io import read_volume, tomogram_name, write_particles, write_volume
 from tomoclass.io.atomic import atomic_dir
@@ -81,6 +82,8 @@ class LocateResult:
     tomogram_shape, voxel_size_angstrom
         The tomogram's ``(z, y, x)`` size and voxel size (Å) as used (STAR tables also get
         RELION 5 centred coordinates from them).
+    spectrum_gain
+        The per-band gain of spectrum matching (``match_spectrum``), else None.
     """
 
     picks: pd.DataFrame
@@ -98,6 +101,7 @@ class LocateResult:
     polarity: Any = None
     tomogram_shape: tuple[int, int, int] | None = None
     voxel_size_angstrom: float | None = None
+    spectrum_gain: list[float] | None = None
 
 
 def parse_radii(values: Sequence[str] | None) -> float | dict[str, float] | None:
@@ -225,6 +229,7 @@ def locate(
     max_candidates: int | None = None,
     rescale: bool = False,
     precision: str = "auto",
+    match_spectrum: str = "auto",
 ) -> LocateResult:
     """Find and classify the particles of one tomogram with a trained run.
 
@@ -297,6 +302,11 @@ def locate(
     precision
         Box classification arithmetic, ``"auto"``, ``"fp32"`` or ``"bf16"`` (see
         :func:`tomoclass.locate.score_tomogram`; ``"candidates"`` and ``"boxes"``).
+    match_spectrum
+        ``"candidates"`` only: filter each box so that the boxes at the candidates have the
+        training boxes' amplitude spectrum (:mod:`tomoclass.data.spectrum`). ``"auto"``
+        (default): when the tomogram is resampled (``rescale``) and the run records its
+        training spectrum; ``"on"``; ``"off"``. ``result.spectrum_gain`` is the gain used.
 
     Returns
     -------
@@ -371,6 +381,13 @@ def locate(
             field="score_maps",
         )
 
+    spectrum = resolve_matching(match_spectrum, info, resampled=step != 1.0)
+    if spectrum is not None and method != "candidates":
+        if match_spectrum == "on":
+            raise InputError("spectrum matching needs --method candidates", field="match_spectrum")
+        log.warning("spectra not matched: --method %s does not support it", method)
+        spectrum = None
+    box_filter = spectrum_gain = None
     start = time.perf_counter()
     maps = cands = None
     stage: dict[str, float] = {}
@@ -401,6 +418,13 @@ def locate(
             progress=progress,
         )
         stage["propose"] = time.perf_counter() - start - sum(stage.values())
+        if spectrum is not None and len(cands):
+            target_spec = spectrum_at(data, cands.zyx, box, volume.voxel_size_angstrom * step)
+            gain = matching_gain(spectrum, target_spec)
+            box_filter = gain_grid(gain, box)
+            spectrum_gain = [round(float(g), 4) for g in gain]
+            log.info("spectrum matched to the training boxes': gain per band %s",
+                     " ".join(f"{g:.2f}" for g in gain))
         cands, probs = _classify_candidates(
             model,
             data,
@@ -414,6 +438,7 @@ def locate(
             batch_size=batch_size,
             progress=progress,
             precision=precision,
+            box_filter=box_filter,
         )
         stage["classify"] = time.perf_counter() - start - sum(stage.values())
         picks = picks_from_boxes(
@@ -459,7 +484,7 @@ def locate(
     return LocateResult(picks, outputs, maps, seconds, class_radii, normalize, cands,
                         {k: round(v, 3) for k, v in stage.items()}, threshold,
                         threshold_source, step, invert, measured, volume.shape,
-                        volume.voxel_size_angstrom)
+                        volume.voxel_size_angstrom, spectrum_gain)
 
 
 def locate_many(

@@ -468,6 +468,7 @@ def classify_boxes(
     batch_size: int | None = None,
     progress: bool = True,
     precision: str = "auto",
+    box_filter: np.ndarray | None = None,
 ) -> np.ndarray:
     """Class probabilities of the boxes centred on given voxels, cut as training boxes are.
 
@@ -487,6 +488,10 @@ def classify_boxes(
     centres_zyx
         Integer array (N, 3) of voxel indices (z, y, x); centres outside the tomogram are
         allowed (their boxes are padded) up to ``box // 2`` voxels beyond it.
+    box_filter
+        A ``(box, box, box)`` gain on each box's FFT grid, applied after normalisation and
+        followed by z-scoring again (:func:`tomoclass.data.spectrum.filter_boxes`: spectrum
+        matching); None: none.
     box, normalize, device, batch_size, progress, precision
         As for :func:`score_tomogram`.
 
@@ -502,8 +507,8 @@ def classify_boxes(
         a bad normalisation or batch size.
     """
     return BoxClassifier(model, tomogram, box=box, normalize=normalize, device=device,
-                         batch_size=batch_size, precision=precision)(centres_zyx,
-                                                                     progress=progress)
+                         batch_size=batch_size, precision=precision,
+                         box_filter=box_filter)(centres_zyx, progress=progress)
 
 
 class BoxClassifier:
@@ -516,7 +521,7 @@ class BoxClassifier:
 
     Parameters
     ----------
-    model, tomogram, box, normalize, device, batch_size, precision
+    model, tomogram, box, normalize, device, batch_size, precision, box_filter
         As for :func:`classify_boxes`.
 
     Raises
@@ -527,7 +532,8 @@ class BoxClassifier:
 
     def __init__(self, model: nn.Module, tomogram: np.ndarray, *, box: int,
                  normalize: str = "local", device: torch.device | str | None = None,
-                 batch_size: int | None = None, precision: str = "auto") -> None:
+                 batch_size: int | None = None, precision: str = "auto",
+                 box_filter: np.ndarray | None = None) -> None:
         if tomogram.ndim != 3:
             raise InputError(f"tomogram must be 3-D (z, y, x), got shape {tomogram.shape}")
         if normalize not in NORMALIZATIONS:
@@ -539,6 +545,10 @@ class BoxClassifier:
         model = model.to(self.device).eval()
         self.n_out = _n_outputs(model, box, self.device)
         self.net, self.dtype = _inference_net(model, self.device, precision)
+        if box_filter is not None and np.shape(box_filter) != (box, box, box):
+            raise InputError(f"box filter of shape {np.shape(box_filter)} for {box}-voxel "
+                             "boxes", field="box_filter")
+        self.box_filter = box_filter
         self._cutter: _BoxCutter | None = None
 
     def __call__(self, centres_zyx: np.ndarray, *, progress: bool = True) -> np.ndarray:
@@ -563,7 +573,8 @@ class BoxClassifier:
             return np.empty((0, self.n_out), np.float32)
         if self._cutter is None:  # centres may be negative: shift them into the padded frame
             self._cutter = _BoxCutter(self.tomogram, self.box, self.normalize, self.device,
-                                      max_centre=shape - 1 + 2 * half, shift=half)
+                                      max_centre=shape - 1 + 2 * half, shift=half,
+                                      box_filter=self.box_filter)
         table = torch.from_numpy(c.astype(np.int64) + half).to(self.device)
         probs = _classify(self.net, self.dtype, self._cutter, len(c), lambda idx: table[idx],
                           self.n_out, self.batch_size, self.device, progress)
@@ -591,10 +602,13 @@ class _BoxCutter:
     """
 
     def __init__(self, tomogram: np.ndarray, box: int, normalize: str, device: torch.device,
-                 *, max_centre: np.ndarray, shift: int = 0) -> None:
+                 *, max_centre: np.ndarray, shift: int = 0,
+                 box_filter: np.ndarray | None = None) -> None:
         shape = np.array(tomogram.shape)
         half = box // 2
         self.box, self.normalize = box, normalize
+        self.grid = (None if box_filter is None
+                     else torch.as_tensor(box_filter, dtype=torch.float32, device=device))
         # padded[p] holds tomogram voxel p - half - shift; the box at shifted centre c is
         # padded[c : c + box].
         ext = np.asarray(max_centre) + box
@@ -627,6 +641,10 @@ class _BoxCutter:
             box_std = flat.pow(2).mean(dim=1, keepdim=True).sqrt()
             flat = torch.where(box_std > 0, flat / box_std.clamp_min(1e-30), 0.0)
             x = flat.reshape(x.shape)
+        if self.grid is not None:
+            from tomoclass.data.spectrum import filter_boxes
+
+            x = filter_boxes(x, self.grid)
         return x[:, None]
 
 

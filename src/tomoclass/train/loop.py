@@ -317,6 +317,11 @@ def _data_info(store: Any, n_train: int, n_val: int) -> dict[str, Any]:
     if isinstance(meta, dict):
         info["normalization"] = meta.get("normalization")
         info["polarity"] = meta.get("polarity")
+    if hasattr(store, "split_indices") and hasattr(store, "volumes"):
+        # what predict/locate match another tomogram's boxes to (tomoclass.data.spectrum)
+        from tomoclass.data.spectrum import dataset_spectrum
+
+        info["spectrum"] = dataset_spectrum(store).to_dict()
     return info
 
 

@@ -61,6 +61,8 @@ class PredictionResult:
     tomogram_shape
         The tomogram's ``(z, y, x)`` size (STAR output also gets RELION 5 centred
         coordinates from it and ``voxel_size_angstrom``).
+    spectrum_gain
+        The per-band gain of spectrum matching, else None.
     """
 
     table: pd.DataFrame
@@ -72,6 +74,7 @@ class PredictionResult:
     inverted: bool = False
     polarity: Any = None
     tomogram_shape: tuple[int, int, int] | None = None
+    spectrum_gain: list[float] | None = None
 
 
 class _OneShape(Mapping):
@@ -155,6 +158,7 @@ def predict_particles(
     progress: bool = False,
     polarity: str = "auto",
     coordinate_pixel_size_angstrom: float | None = None,
+    match_spectrum: str = "auto",
 ) -> PredictionResult:
     """Classify the particles picked in a tomogram with a trained run.
 
@@ -195,6 +199,11 @@ def predict_particles(
     coordinate_pixel_size_angstrom
         Pixel size (Å) of the picks' coordinates when they are not in voxels of the
         tomogram (RELION 4 / Warp tables in unbinned tilt-series pixels); files only.
+    match_spectrum
+        Filter each box so that the boxes at the picks have the training boxes' amplitude
+        spectrum (:mod:`tomoclass.data.spectrum`): ``"auto"`` (default) when boxes are
+        resampled (``rescale``) and the run records its training spectrum, ``"on"``,
+        ``"off"``. ``result.spectrum_gain`` is the gain used.
 
     Returns
     -------
@@ -211,6 +220,13 @@ def predict_particles(
     """
     from tomoclass.data.extract import iter_boxes, plan_extraction
     from tomoclass.data.polarity import DATASET_POLARITY, resolve_inversion
+    from tomoclass.data.spectrum import (
+        filter_boxes,
+        gain_grid,
+        matching_gain,
+        resolve_matching,
+        spectrum_at,
+    )
     from tomoclass.io import Volume, read_volume
     from tomoclass.io import tomogram_name as path_tomogram_name
     from tomoclass.io.volume import warn_if_beam_along_y
@@ -261,6 +277,15 @@ def predict_particles(
     check_fits(estimate_prediction(model, box, batch_size), device=dev, out_dir=Path.cwd(),
                max_memory_bytes=max_memory_bytes, what="prediction")
     normalize = (info.get("data") or {}).get("normalization") or "zscore"
+    grid = gain = None
+    spectrum = resolve_matching(match_spectrum, info, resampled=do_rescale)
+    if spectrum is not None:
+        target_spec = spectrum_at(vol.data, table[[S.Z, S.Y, S.X]].to_numpy(np.float64), box,
+                                  train_vs, source_voxel_size_angstrom=vs)
+        gain = matching_gain(spectrum, target_spec)
+        grid = torch.from_numpy(gain_grid(gain, box)).to(dev)
+        log.info("spectrum matched to the training boxes': gain per band %s",
+                 " ".join(f"{g:.2f}" for g in gain))
     dtype = amp_dtype_for_inference(dev)
     use_cl = dev.type == "cuda"
     if use_cl:
@@ -283,6 +308,8 @@ def predict_particles(
             if invert:
                 np.negative(boxes, out=boxes)
             x = torch.from_numpy(boxes[:, None]).to(dev)
+            if grid is not None:
+                x = filter_boxes(x, grid)
             if use_cl:
                 x = x.contiguous(memory_format=torch.channels_last_3d)
             with _autocast(dev, dtype):
@@ -305,7 +332,8 @@ def predict_particles(
         out[f"{PROB_PREFIX}{n}"] = probs[:, j]
     out["padded"] = plan.padded
     return PredictionResult(out, probs, class_map, vs, train_vs, do_rescale, invert, measured,
-                            tuple(vol.shape))
+                            tuple(vol.shape),
+                            None if gain is None else [round(float(g), 4) for g in gain])
 
 
 def amp_dtype_for_inference(device: torch.device) -> torch.dtype | None:
