@@ -10,7 +10,8 @@ matching filter; so does tomoclass:
 
 1. the training data's spectrum is measured once (:func:`dataset_spectrum`: the mean
    amplitude of the z-scored training boxes' Fourier transforms in radial bands one FFT
-   ring wide, ``box // 2`` up to Nyquist and one for the corners beyond) and stored with the run (``data.spectrum``);
+   ring wide, ``box // 2`` up to Nyquist and one for the corners beyond) and stored with
+   the run (``data.spectrum``);
 2. the target's spectrum is measured the same way on boxes cut as training boxes are, at the
    picks (``predict``) or the candidates (``locate``) (:func:`box_spectrum`);
 3. their ratio, clipped to :data:`GAIN_LIMITS`, is the radial gain applied in each box's
