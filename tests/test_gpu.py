@@ -155,6 +155,15 @@ def test_candidates_on_cuda_match_cpu(strict_fp32):
     pc = classify_boxes(model, tomo, cpu.zyx, box=12, device="cpu", progress=False)
     pg = classify_boxes(model, tomo, cpu.zyx, box=12, device="cuda", progress=False)
     assert np.abs(pg - pc).max() < 2e-2  # bf16 autocast on CUDA
+    # spectrum matching: the per-box filter runs on the GPU the same way
+    gain = np.linspace(0.5, 2.0, 7)
+    from tomoclass.data.spectrum import gain_grid
+
+    fc = classify_boxes(model, tomo, cpu.zyx, box=12, device="cpu", progress=False,
+                        box_filter=gain_grid(gain, 12))
+    fg = classify_boxes(model, tomo, cpu.zyx, box=12, device="cuda", progress=False,
+                        box_filter=gain_grid(gain, 12))
+    assert np.abs(fg - fc).max() < 2e-2
 
 
 def test_torchrun_on_one_gpu_uses_nccl_and_writes_one_run(dataset, tmp_path):

@@ -4,8 +4,8 @@ A classifier trained on one simulator, voxel size or reconstruction sees its tra
 noise texture as part of the signal. Boxes of a tomogram made otherwise (binned from a finer
 voxel size, another simulator or reconstruction) have another amplitude spectrum, and the
 classifier fails on them even where the particles are the same: on the simulator's 5 Å
-tomogram resampled to 10 Å, a 10 Å classifier's accuracy at the true positions fell from 0.588
-to 0.108 (``benchmarks/results/spectrum_20261126/``). DeePiCt answers this with a spectrum
+tomogram resampled to 10 Å, a 10 Å classifier's accuracy at the true positions fell from 0.583
+(its own 10 Å test tomogram) to 0.083 (``benchmarks/results/spectrum_20261126/``). DeePiCt answers this with a spectrum
 matching filter; so does tomoclass:
 
 1. the training data's spectrum is measured once (:func:`dataset_spectrum`: the mean
@@ -17,8 +17,8 @@ matching filter; so does tomoclass:
 3. their ratio, clipped to :data:`GAIN_LIMITS`, is the radial gain applied in each box's
    Fourier transform before the box is z-scored again and classified (:func:`filter_boxes`).
 
-With it the same classifier's accuracy on the resampled 5 Å tomogram is 0.575, on the
-reference 10 Å tomogram 0.596 (unchanged within noise). ``predict``/``locate`` use it when
+With it the same classifier's accuracy on the resampled 5 Å tomogram is 0.600, on the
+10 Å test tomogram 0.588 (unchanged within noise). ``predict``/``locate`` use it when
 they resample (``match_spectrum="auto"``) or when asked (``"on"``).
 """
 
