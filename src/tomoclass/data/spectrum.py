@@ -4,9 +4,9 @@ A classifier trained on one simulator, voxel size or reconstruction sees its tra
 noise texture as part of the signal. Boxes of a tomogram made otherwise (binned from a finer
 voxel size, another simulator or reconstruction) have another amplitude spectrum, and the
 classifier fails on them even where the particles are the same: on the simulator's 5 Å
-tomogram resampled to 10 Å, a 10 Å classifier's accuracy at the true positions fell from 0.583
-(its own 10 Å test tomogram) to 0.083 (``benchmarks/results/spectrum_20261126/``). DeePiCt answers this with a spectrum
-matching filter; so does tomoclass:
+tomogram resampled to 10 Å, a 10 Å classifier's accuracy at the true positions fell from
+0.583 (its own 10 Å test tomogram) to 0.083 (``benchmarks/results/spectrum_20261126/``).
+DeePiCt answers this with a spectrum matching filter; so does tomoclass:
 
 1. the training data's spectrum is measured once (:func:`dataset_spectrum`: the mean
    amplitude of the z-scored training boxes' Fourier transforms in radial bands one FFT

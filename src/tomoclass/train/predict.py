@@ -280,8 +280,10 @@ def predict_particles(
     grid = gain = None
     spectrum = resolve_matching(match_spectrum, info, resampled=do_rescale)
     if spectrum is not None:
+        # the boxes as they will be classified: resampled only with rescale
         target_spec = spectrum_at(vol.data, table[[S.Z, S.Y, S.X]].to_numpy(np.float64), box,
-                                  train_vs, source_voxel_size_angstrom=vs)
+                                  train_vs if do_rescale else vs,
+                                  source_voxel_size_angstrom=vs if do_rescale else None)
         gain = matching_gain(spectrum, target_spec)
         grid = torch.from_numpy(gain_grid(gain, box)).to(dev)
         log.info("spectrum matched to the training boxes': gain per band %s",
