@@ -114,10 +114,16 @@ def _read_coords(coords: Any, tomogram_name: str, shape: tuple[int, int, int],
     else:
         source = Path(coords)
         # the table's own tomogram names stand (a particles.star of many tomograms)
-        table = read_particles(source, tomogram_shape=_OneShape(shape),
-                               voxel_size_angstrom=voxel_size_angstrom,
-                               coordinate_pixel_size_angstrom=coordinate_pixel_size_angstrom,
-                               out_of_bounds="keep")
+        kw = {"voxel_size_angstrom": voxel_size_angstrom, "out_of_bounds": "keep",
+              "coordinate_pixel_size_angstrom": coordinate_pixel_size_angstrom}
+        try:
+            table = read_particles(source, tomogram_shape={tomogram_name: shape}, **kw)
+        except InputError as exc:
+            if exc.field != "rlnCenteredCoordinateXAngst":
+                raise
+            # RELION 5 centred rows of other tomograms (or of this one under another name):
+            # their sizes are unknown; this one's serves, the other rows are dropped below
+            table = read_particles(source, tomogram_shape=_OneShape(shape), **kw)
     for col in S.COORDS:
         if col not in table.columns:
             raise InputError("missing coordinate column", path=source, field=col)
