@@ -20,7 +20,7 @@ import numpy as np
 from tomoclass.data.polarity import measure_polarity
 from tomoclass.io import read_particles, read_volume, table_format, tomogram_name
 from tomoclass.io import schema as S
-from tomoclass.io.volume import THIN_Y_RATIO
+from tomoclass.io.volume import beam_along_y
 
 #: Share of a tomogram's particles outside it above which the table is flagged.
 OUTSIDE_FLAG = 0.5
@@ -60,7 +60,7 @@ def inspect_tomogram(path: str | os.PathLike[str],
     elif pol.polarity == "unclear":
         notes.append("contrast polarity unclear: pass --polarity dark|bright to extract, "
                      "predict and locate")
-    beam_y = y < THIN_Y_RATIO * min(z, x)
+    beam_y = beam_along_y((z, y, x))
     if beam_y:
         notes.append("thinnest along y: the beam may lie along y (IMOD before trimvol -rx); "
                      "tomoclass expects it along z")

@@ -212,6 +212,12 @@ def read_volume(
 THIN_Y_RATIO = 0.6
 
 
+def beam_along_y(shape_zyx: tuple[int, int, int]) -> bool:
+    """Whether a ``(z, y, x)`` shape is thinnest along y by :data:`THIN_Y_RATIO` (see below)."""
+    z, y, x = shape_zyx
+    return y < THIN_Y_RATIO * min(z, x)
+
+
 def warn_if_beam_along_y(volume: Volume) -> bool:
     """Log a warning (and return True) when a tomogram looks stored with the beam along y.
 
@@ -223,7 +229,7 @@ def warn_if_beam_along_y(volume: Volume) -> bool:
     is changed (a tall lamella crop may be thin in y on purpose).
     """
     z, y, x = volume.data.shape
-    if y < THIN_Y_RATIO * min(z, x):
+    if beam_along_y((z, y, x)):
         log.warning(
             "%s: thinnest along y (z, y, x = %d, %d, %d): it may be stored with the beam along "
             "y (IMOD's unrotated output); tomoclass expects the beam along z: rotate it first "
