@@ -8,7 +8,7 @@ from pathlib import Path
 from tomoclass.data.polarity import POLARITY_CHOICES
 from tomoclass.data.spectrum import MATCH_CHOICES
 from tomoclass.errors import InputError
-from tomoclass.io import tomogram_name
+from tomoclass.io.particles import distinct_tomogram_names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -67,11 +67,7 @@ def run(args: argparse.Namespace) -> int:
         if args.tomogram_name:
             raise InputError("--tomogram-name names one tomogram; with several, each is named "
                              "by its file", field="--tomogram-name")
-        names = [tomogram_name(t) for t in args.tomogram]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise InputError(f"several tomograms are named {dup[0]!r}; their picks would mix",
-                             field="--tomogram")
+        distinct_tomogram_names(args.tomogram)
     results = []
     for tomo in args.tomogram:
         res = predict_particles(

@@ -328,6 +328,16 @@ def tomogram_name(path: str | os.PathLike[str]) -> str:
     return stem
 
 
+def distinct_tomogram_names(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """:func:`tomogram_name` of each path; InputError when two share one (picks would mix)."""
+    names = [tomogram_name(p) for p in paths]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError(f"several tomograms are named {dup[0]!r}; their picks would mix",
+                         field="tomogram")
+    return names
+
+
 def _default_tomogram(path: Path) -> str:
     return tomogram_name(path)
 

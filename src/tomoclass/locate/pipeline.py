@@ -20,6 +20,7 @@ from tomoclass.data.spectrum import gain_grid, matching_gain, resolve_matching, 
 from tomoclass.errors import InputError
 from tomoclass.io import read_volume, tomogram_name, write_particles, write_volume
 from tomoclass.io.atomic import atomic_dir
+from tomoclass.io.particles import distinct_tomogram_names
 from tomoclass.io.volume import warn_if_beam_along_y
 from tomoclass.locate.calibration import run_threshold
 from tomoclass.locate.candidates import AUTO_RATIO, AUTO_SAMPLE, Candidates, propose_candidates
@@ -530,11 +531,7 @@ def locate_many(
     for p in paths:
         if not p.is_file():
             raise InputError("tomogram not found", path=p, field="tomogram")
-    stems = [tomogram_name(p) for p in paths]
-    dup = sorted({s for s in stems if stems.count(s) > 1})
-    if dup:
-        raise InputError(f"several tomograms are named {dup[0]!r}; their picks would mix",
-                         field="tomogram")
+    stems = distinct_tomogram_names(paths)
     _, class_map, _ = load_run(run_dir, kwargs.get("which", "best"))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
