@@ -35,6 +35,31 @@ log = logging.getLogger(__name__)
 
 NORMALIZATIONS = ("zscore", "none")
 
+#: Largest relative difference between a tomogram's voxel size and the training data's that
+#: ``predict`` and ``locate`` accept without resampling (:func:`resampling_step`).
+VOXEL_SIZE_TOLERANCE = 0.05
+
+
+def resampling_step(voxel_size_angstrom: float, training_voxel_size_angstrom: float, *,
+                    rescale: bool, path: object = None, what: str = "boxes") -> float:
+    """Tomogram voxels per training voxel to resample with, 1.0 for none.
+
+    A voxel size within :data:`VOXEL_SIZE_TOLERANCE` of the training data's is used as it is
+    (resampled only with ``rescale`` and over 0.1% off); beyond it, ``rescale`` resamples and
+    its absence is an InputError naming ``path`` and both sizes (``what`` says what
+    ``--rescale`` would resample).
+    """
+    off = voxel_size_angstrom / training_voxel_size_angstrom - 1.0
+    if abs(off) > VOXEL_SIZE_TOLERANCE and not rescale:
+        raise InputError(
+            f"voxel size {voxel_size_angstrom:g} Å differs from the training data's "
+            f"{training_voxel_size_angstrom:g} Å by {100 * off:+.1f}% (more than "
+            f"{100 * VOXEL_SIZE_TOLERANCE:g}%); pass --rescale to resample {what}, or "
+            "--voxel-size if the header is wrong", path=path, field="voxel_size_angstrom")
+    if rescale and abs(off) > 1e-3:
+        return training_voxel_size_angstrom / voxel_size_angstrom
+    return 1.0
+
 
 @dataclass
 class Extraction:

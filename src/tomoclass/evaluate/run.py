@@ -12,14 +12,16 @@ import torch
 from torch import nn
 
 from tomoclass.cam.score import DEFAULT_MASK_LEVEL, cam_score
+from tomoclass.data.extract import VOXEL_SIZE_TOLERANCE
 from tomoclass.errors import InputError
 from tomoclass.evaluate.metrics import metrics_from_labels
 from tomoclass.evaluate.report import EvaluationReport, predict_logits, write_report
 
 log = logging.getLogger(__name__)
 
-#: Largest relative voxel-size difference between training and evaluation data accepted.
-VOXEL_TOLERANCE = 0.05
+#: Largest relative voxel-size difference between training and evaluation data accepted:
+#: the one predict and locate apply to tomograms.
+VOXEL_TOLERANCE = VOXEL_SIZE_TOLERANCE
 
 
 class SplitInputs:

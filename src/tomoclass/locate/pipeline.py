@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tomoclass.data.extract import resample_volume
+from tomoclass.data.extract import resample_volume, resampling_step
 from tomoclass.data.polarity import DATASET_POLARITY, invert_if, resolve_inversion
 from tomoclass.data.spectrum import gain_grid, matching_gain, resolve_matching, spectrum_at
 from tomoclass.errors import InputError
@@ -39,8 +39,6 @@ POLARITIES = ("auto", "both", "dark", "bright")
 #: What :func:`locate` can score with (``auto`` picks ``stages`` when the net allows it).
 METHODS = ("candidates", "boxes", "stages", "tiles", "auto")
 
-#: Largest relative voxel-size difference between tomogram and training data accepted.
-VOXEL_SIZE_TOLERANCE = 0.05
 
 
 @dataclass(frozen=True)
@@ -353,17 +351,8 @@ def locate(
     trained = info.get("voxel_size_angstrom")
     step = 1.0
     if trained:
-        off = volume.voxel_size_angstrom / float(trained) - 1
-        if abs(off) > VOXEL_SIZE_TOLERANCE and not rescale:
-            raise InputError(
-                f"voxel size {volume.voxel_size_angstrom:g} Å differs from the training data's "
-                f"{float(trained):g} Å by more than {VOXEL_SIZE_TOLERANCE:.0%}; pass --rescale "
-                "to resample the tomogram, or --voxel-size if the header is wrong",
-                path=tomogram_path,
-                field="voxel_size_angstrom",
-            )
-        if rescale and abs(off) > 1e-3:
-            step = float(trained) / volume.voxel_size_angstrom
+        step = resampling_step(volume.voxel_size_angstrom, float(trained), rescale=rescale,
+                               path=tomogram_path, what="the tomogram")
     if normalize is None:
         data_norm = str((info.get("data") or {}).get("normalization") or "zscore")
         normalize = NORMALIZATION_FOR_DATA.get(data_norm, "local")

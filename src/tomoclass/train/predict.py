@@ -24,9 +24,6 @@ from tomoclass.io import schema as S
 
 log = logging.getLogger(__name__)
 
-#: Largest relative voxel-size difference between tomogram and training data accepted
-#: without ``rescale=True``.
-VOXEL_SIZE_TOLERANCE = 0.05
 
 #: Prefix of the per-class probability columns (``prob_<class name>``).
 PROB_PREFIX = "prob_"
@@ -224,7 +221,7 @@ def predict_particles(
     tomoclass.errors.ResourceError
         The batch does not fit in memory by the estimate.
     """
-    from tomoclass.data.extract import iter_boxes, plan_extraction
+    from tomoclass.data.extract import iter_boxes, plan_extraction, resampling_step
     from tomoclass.data.polarity import DATASET_POLARITY, resolve_inversion
     from tomoclass.data.spectrum import (
         filter_boxes,
@@ -254,14 +251,7 @@ def predict_particles(
     train_vs = float(info["voxel_size_angstrom"])
     box = int(info["box"])
     vs = float(vol.voxel_size_angstrom)
-    off = vs / train_vs - 1.0
-    if abs(off) > VOXEL_SIZE_TOLERANCE and not rescale:
-        raise InputError(
-            f"voxel size {vs:g} Å differs from the training data's {train_vs:g} Å by "
-            f"{100 * off:+.1f}% (more than {100 * VOXEL_SIZE_TOLERANCE:g}%); pass --rescale to "
-            "resample boxes, or --voxel-size if the header is wrong",
-            path=tomo_path, field="voxel_size_angstrom")
-    do_rescale = rescale and abs(off) > 1e-3
+    do_rescale = resampling_step(vs, train_vs, rescale=rescale, path=tomo_path) != 1.0
     target = (info.get("data") or {}).get("polarity") or DATASET_POLARITY
     invert, measured = resolve_inversion(polarity, vol.data, vs, target=target,
                                          what=str(tomo_path or name))
