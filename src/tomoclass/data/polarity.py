@@ -140,6 +140,14 @@ def measure_polarity(data: Any, voxel_size_angstrom: float) -> Polarity:
     return Polarity(call, float(total), agree, se, binning)
 
 
+def training_polarity(info: dict[str, Any]) -> str:
+    """The polarity a run was trained on, from ``load_run``'s info.
+
+    Runs that predate the record were trained on tomoclass datasets: :data:`DATASET_POLARITY`.
+    """
+    return str((info.get("data") or {}).get("polarity") or DATASET_POLARITY)
+
+
 def resolve_inversion(requested: str, data: Any, voxel_size_angstrom: float, *,
                       target: str = DATASET_POLARITY,
                       what: str = "tomogram") -> tuple[bool, Polarity | None]:

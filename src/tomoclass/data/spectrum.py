@@ -163,6 +163,18 @@ def gain_grid(gain: np.ndarray, box: int) -> np.ndarray:
     return np.asarray(gain, dtype=np.float32)[_band_index(box)]
 
 
+def box_filter_for(train: Spectrum, target: Spectrum) -> tuple[list[float], np.ndarray]:
+    """The filter ``predict`` and ``locate`` apply: gain per band and its box grid.
+
+    The gain takes ``target`` to ``train`` (:func:`matching_gain`; logged, and returned
+    rounded for the record); the grid is :func:`gain_grid` of it.
+    """
+    gain = matching_gain(train, target)
+    log.info("spectrum matched to the training boxes': gain per band %s",
+             " ".join(f"{g:.2f}" for g in gain))
+    return [round(float(g), 4) for g in gain], gain_grid(gain, train.box)
+
+
 def filter_boxes(x: Any, grid: Any) -> Any:
     """Apply a :func:`gain_grid` to boxes and z-score each again.
 

@@ -15,8 +15,8 @@ import pandas as pd
 import torch
 
 from tomoclass.data.extract import resample_volume, resampling_step
-from tomoclass.data.polarity import DATASET_POLARITY, invert_if, resolve_inversion
-from tomoclass.data.spectrum import gain_grid, matching_gain, resolve_matching, spectrum_at
+from tomoclass.data.polarity import invert_if, resolve_inversion, training_polarity
+from tomoclass.data.spectrum import box_filter_for, resolve_matching, spectrum_at
 from tomoclass.errors import InputError
 from tomoclass.io import read_volume, tomogram_name, write_particles, write_volume
 from tomoclass.io.atomic import atomic_dir
@@ -382,7 +382,7 @@ def locate(
     maps = cands = None
     stage: dict[str, float] = {}
     data = volume.data
-    target = str((info.get("data") or {}).get("polarity") or DATASET_POLARITY)
+    target = training_polarity(info)
     invert, measured = (False, None) if polarity == "both" else resolve_inversion(
         polarity, data, volume.voxel_size_angstrom, target=target, what=str(tomogram_path))
     stage["polarity"] = time.perf_counter() - start
@@ -410,11 +410,7 @@ def locate(
         stage["propose"] = time.perf_counter() - start - sum(stage.values())
         if spectrum is not None and len(cands):
             target_spec = spectrum_at(data, cands.zyx, box, volume.voxel_size_angstrom * step)
-            gain = matching_gain(spectrum, target_spec)
-            box_filter = gain_grid(gain, box)
-            spectrum_gain = [round(float(g), 4) for g in gain]
-            log.info("spectrum matched to the training boxes': gain per band %s",
-                     " ".join(f"{g:.2f}" for g in gain))
+            spectrum_gain, box_filter = box_filter_for(spectrum, target_spec)
         cands, probs = _classify_candidates(
             model,
             data,

@@ -222,14 +222,8 @@ def predict_particles(
         The batch does not fit in memory by the estimate.
     """
     from tomoclass.data.extract import iter_boxes, plan_extraction, resampling_step
-    from tomoclass.data.polarity import DATASET_POLARITY, resolve_inversion
-    from tomoclass.data.spectrum import (
-        filter_boxes,
-        gain_grid,
-        matching_gain,
-        resolve_matching,
-        spectrum_at,
-    )
+    from tomoclass.data.polarity import resolve_inversion, training_polarity
+    from tomoclass.data.spectrum import box_filter_for, filter_boxes, resolve_matching, spectrum_at
     from tomoclass.io import Volume, read_volume
     from tomoclass.io import tomogram_name as path_tomogram_name
     from tomoclass.io.volume import warn_if_beam_along_y
@@ -252,8 +246,7 @@ def predict_particles(
     box = int(info["box"])
     vs = float(vol.voxel_size_angstrom)
     do_rescale = resampling_step(vs, train_vs, rescale=rescale, path=tomo_path) != 1.0
-    target = (info.get("data") or {}).get("polarity") or DATASET_POLARITY
-    invert, measured = resolve_inversion(polarity, vol.data, vs, target=target,
+    invert, measured = resolve_inversion(polarity, vol.data, vs, target=training_polarity(info),
                                          what=str(tomo_path or name))
     table = _read_coords(coords, name, vol.shape, vs, coordinate_pixel_size_angstrom)
     plan = plan_extraction(vol.shape, table, box, source_voxel_size_angstrom=vs,
@@ -273,17 +266,15 @@ def predict_particles(
     check_fits(estimate_prediction(model, box, batch_size), device=dev, out_dir=Path.cwd(),
                max_memory_bytes=max_memory_bytes, what="prediction")
     normalize = (info.get("data") or {}).get("normalization") or "zscore"
-    grid = gain = None
+    grid = spectrum_gain = None
     spectrum = resolve_matching(match_spectrum, info, resampled=do_rescale)
     if spectrum is not None:
         # the boxes as they will be classified: resampled only with rescale
         target_spec = spectrum_at(vol.data, table[[S.Z, S.Y, S.X]].to_numpy(np.float64), box,
                                   train_vs if do_rescale else vs,
                                   source_voxel_size_angstrom=vs if do_rescale else None)
-        gain = matching_gain(spectrum, target_spec)
-        grid = torch.from_numpy(gain_grid(gain, box)).to(dev)
-        log.info("spectrum matched to the training boxes': gain per band %s",
-                 " ".join(f"{g:.2f}" for g in gain))
+        spectrum_gain, grid = box_filter_for(spectrum, target_spec)
+        grid = torch.from_numpy(grid).to(dev)
     dtype = amp_dtype_for_inference(dev)
     use_cl = dev.type == "cuda"
     if use_cl:
@@ -330,8 +321,7 @@ def predict_particles(
         out[f"{PROB_PREFIX}{n}"] = probs[:, j]
     out["padded"] = plan.padded
     return PredictionResult(out, probs, class_map, vs, train_vs, do_rescale, invert, measured,
-                            tuple(vol.shape),
-                            None if gain is None else [round(float(g), 4) for g in gain])
+                            tuple(vol.shape), spectrum_gain)
 
 
 def amp_dtype_for_inference(device: torch.device) -> torch.dtype | None:
