@@ -23,6 +23,7 @@ import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -478,6 +479,18 @@ def resample_volume(data: np.ndarray, step: float, *, slab: int = 16) -> np.ndar
         yx[z0:z0 + s] = a.transpose(1, 2, 0)
     out = wz @ yx.reshape(nz, -1)
     return np.ascontiguousarray(out, dtype=np.float32).reshape(tuple(new))
+
+
+def zscore_tensor(x: Any) -> Any:
+    """:func:`_zscore_inplace` for a torch tensor of boxes ``(B, ...)``, as a new tensor.
+
+    Each box to mean 0 and standard deviation 1 (a constant box becomes zeros). Typed
+    ``Any`` so that this module does not import torch.
+    """
+    flat = x.reshape(len(x), -1)
+    flat = flat - flat.mean(dim=1, keepdim=True)
+    std = flat.pow(2).mean(dim=1, keepdim=True).sqrt()
+    return (flat / std.clamp_min(1e-30)).where(std > 0, 0.0).reshape(x.shape)
 
 
 def _zscore_inplace(boxes: np.ndarray) -> None:

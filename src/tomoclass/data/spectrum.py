@@ -183,13 +183,11 @@ def filter_boxes(x: Any, grid: Any) -> Any:
     """
     import torch
 
+    from tomoclass.data.extract import zscore_tensor
+
     y = torch.fft.ifftn(torch.fft.fftn(x.float(), dim=(-3, -2, -1)) * grid,
                         dim=(-3, -2, -1)).real
-    flat = y.reshape(len(y), -1)
-    flat = flat - flat.mean(dim=1, keepdim=True)
-    std = flat.pow(2).mean(dim=1, keepdim=True).sqrt()
-    flat = torch.where(std > 0, flat / std.clamp_min(1e-30), 0.0)
-    return flat.reshape(y.shape).to(x.dtype)
+    return zscore_tensor(y).to(x.dtype)
 
 
 def training_spectrum(info: dict[str, Any]) -> Spectrum | None:

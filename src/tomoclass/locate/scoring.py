@@ -67,6 +67,7 @@ from scipy import ndimage
 from torch import nn
 from tqdm.auto import tqdm
 
+from tomoclass.data.extract import zscore_tensor
 from tomoclass.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -636,11 +637,7 @@ class _BoxCutter:
             fill = torch.where(count > 0, total / count.clamp_min(1), 0.0)
             x = torch.where(finite, x, fill[:, None, None, None])
         if self.normalize == "local":
-            flat = x.reshape(len(x), -1)
-            flat = flat - flat.mean(dim=1, keepdim=True)
-            box_std = flat.pow(2).mean(dim=1, keepdim=True).sqrt()
-            flat = torch.where(box_std > 0, flat / box_std.clamp_min(1e-30), 0.0)
-            x = flat.reshape(x.shape)
+            x = zscore_tensor(x)
         if self.grid is not None:
             from tomoclass.data.spectrum import filter_boxes
 
