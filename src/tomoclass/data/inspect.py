@@ -20,6 +20,7 @@ import numpy as np
 from tomoclass.data.polarity import measure_polarity
 from tomoclass.io import read_particles, read_volume, table_format, tomogram_name
 from tomoclass.io import schema as S
+from tomoclass.io.particles import OVERSHOOT_RATIO, outside_tomogram, overshoot
 from tomoclass.io.volume import beam_along_y
 
 #: Share of a tomogram's particles outside it above which the table is flagged.
@@ -138,15 +139,15 @@ def inspect_table(path: str | os.PathLike[str],
         k = int(file_of[sel][0])
         if k >= 0:
             shape = vols[k].shape
-            size = np.array(shape[::-1], dtype=np.float64)
-            outside = ((xyz < -0.5) | (xyz >= size - 0.5)).any(axis=1)
+            outside = outside_tomogram(xyz, shape).any(axis=1)
             rec["tomogram_file"] = str(vols[k].path)
             rec["shape_zyx"] = list(shape)
             rec["n_outside"] = int(outside.sum())
             if outside.mean() > OUTSIDE_FLAG:
-                ratio = float(np.max(xyz.max(0) / size))
+                ratio = overshoot(xyz, shape)
                 hint = ""
-                if ratio > 1.5 and coordinate_pixel_size_angstrom is None and voxel_size_angstrom:
+                if (ratio > OVERSHOOT_RATIO and coordinate_pixel_size_angstrom is None
+                        and voxel_size_angstrom):
                     hint = (f"; the coordinates reach {ratio:.1f}x the tomogram: if they are in "
                             "unbinned pixels, give their pixel size: --coords-angpix "
                             f"{voxel_size_angstrom / round(ratio):g}?")

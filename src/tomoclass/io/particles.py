@@ -328,6 +328,27 @@ def tomogram_name(path: str | os.PathLike[str]) -> str:
     return stem
 
 
+#: Coordinates reaching this many times a tomogram's extent are likely in another pixel size.
+OVERSHOOT_RATIO = 1.5
+#: What an out-of-bounds error then adds (after "; ").
+COORDS_ANGPIX_HINT = ("if the coordinates are in another pixel size (unbinned tilt-series "
+                      "pixels), give it (--coords-angpix)")
+
+
+def outside_tomogram(xyz: np.ndarray, shape_zyx: Sequence[int]) -> np.ndarray:
+    """(N, 3) bool: which coordinates (x, y, z voxels) lie outside ``[-0.5, n - 0.5)``."""
+    size = np.asarray(shape_zyx, dtype=np.float64)[::-1]
+    xyz = np.asarray(xyz, dtype=np.float64)
+    return (xyz < -0.5) | (xyz >= size - 0.5)
+
+
+def overshoot(xyz: np.ndarray, shape_zyx: Sequence[int]) -> float:
+    """Largest coordinate over the tomogram's extent, on the axes ``xyz`` has (x, y[, z])."""
+    xyz = np.asarray(xyz, dtype=np.float64)
+    size = np.asarray(shape_zyx, dtype=np.float64)[::-1][:xyz.shape[1]]
+    return float(np.max(xyz.max(axis=0) / size))
+
+
 def distinct_tomogram_names(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
     """:func:`tomogram_name` of each path; InputError when two share one (picks would mix)."""
     names = [tomogram_name(p) for p in paths]
@@ -1133,18 +1154,15 @@ def _finalize(
             shape = ctx.shape_for(tomo)
             if shape is None:
                 continue
-            size = np.array(shape[::-1], dtype=np.float64)
-            bad = (xyz[i] < -0.5) | (xyz[i] >= size - 0.5)
+            bad = outside_tomogram(xyz[i][None], shape)[0]
             if bad.any():
                 if out_of_bounds == "skip":
                     keep[i] = False
                     continue
                 axis = "xyz"[int(np.argmax(bad))]
-                hint = ""
                 scaled = ctx.coordinate_pixel_size_angstrom is not None
-                if not scaled and np.max(xyz[:, :2] / size[:2]) > 1.5:
-                    hint = ("; if the coordinates are in another pixel size (unbinned "
-                            "tilt-series pixels), give it (--coords-angpix)")
+                hint = ("; " + COORDS_ANGPIX_HINT
+                        if not scaled and overshoot(xyz[:, :2], shape) > OVERSHOOT_RATIO else "")
                 raise InputError(
                     f"coordinate {axis}={xyz[i]['xyz'.index(axis)]:g} is outside tomogram "
                     f"{tomo!r} of size (z, y, x)={tuple(shape)}{hint}", path=path,

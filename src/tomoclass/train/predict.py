@@ -226,6 +226,7 @@ def predict_particles(
     from tomoclass.data.spectrum import box_filter_for, filter_boxes, resolve_matching, spectrum_at
     from tomoclass.io import Volume, read_volume
     from tomoclass.io import tomogram_name as path_tomogram_name
+    from tomoclass.io.particles import COORDS_ANGPIX_HINT, OVERSHOOT_RATIO, overshoot
     from tomoclass.io.volume import warn_if_beam_along_y
     from tomoclass.train.loop import _autocast, select_device
     from tomoclass.train.resources import check_fits, estimate_prediction
@@ -253,11 +254,9 @@ def predict_particles(
                            voxel_size_angstrom=train_vs if do_rescale else None, border="pad")
     if plan.n_outside:
         first = int(np.setdiff1d(np.arange(len(table)), plan.rows)[0])
-        size = np.array(vol.shape[::-1], dtype=np.float64)
-        overshoot = float(np.max(table[[S.X, S.Y, S.Z]].to_numpy(np.float64).max(0) / size))
-        hint = ("; if the coordinates are in another pixel size (unbinned tilt-series pixels), "
-                "give it (--coords-angpix)"
-                if overshoot > 1.5 and coordinate_pixel_size_angstrom is None else "")
+        reach = overshoot(table[[S.X, S.Y, S.Z]].to_numpy(np.float64), vol.shape)
+        hint = ("; " + COORDS_ANGPIX_HINT
+                if reach > OVERSHOOT_RATIO and coordinate_pixel_size_angstrom is None else "")
         raise InputError(
             f"{plan.n_outside} particle(s) lie outside the tomogram of size (z, y, x)="
             f"{vol.shape}, first at row {first + 1} (x={table[S.X].iloc[first]:g}, "
