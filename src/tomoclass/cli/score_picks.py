@@ -14,7 +14,7 @@ from tomoclass.evaluate.picks import (
     score_picks,
     threshold_sweep,
 )
-from tomoclass.io import read_particles
+from tomoclass.io import read_particles, table_format
 from tomoclass.io.atomic import atomic_path
 from tomoclass.locate.calibration import save_threshold
 from tomoclass.locate.pipeline import merge_radii
@@ -83,9 +83,9 @@ def run(args: argparse.Namespace) -> int:
     radii = merge_radii(args.sizes, args.radius, args.voxel_size)
     if radii is None:
         raise InputError("give --radius or --sizes", field="radius")
-    # a CSV may be a PolNet motif list, in Å: --voxel-size converts it (other CSVs ignore it)
+    # a PolNet motif list is in Å: --voxel-size converts it (it would override STAR origins)
     def voxel_for(path: str) -> float | None:
-        return args.voxel_size if path.lower().endswith(".csv") else None
+        return args.voxel_size if table_format(path) == "polnet" else None
 
     truth = read_particles(args.truth, voxel_size_angstrom=voxel_for(args.truth))
     picks = read_particles(args.picks, allow_empty=True, voxel_size_angstrom=voxel_for(args.picks))
