@@ -305,7 +305,8 @@ def _classes_yaml(cm: Any) -> str:
     return yaml.safe_dump(entries, sort_keys=False)
 
 
-def _data_info(store: Any, n_train: int, n_val: int) -> dict[str, Any]:
+def _data_info(store: Any, n_train: int, n_val: int, *, spectrum: bool = True
+               ) -> dict[str, Any]:
     info: dict[str, Any] = {
         "path": str(_dataset_path(store)) if _dataset_path(store) is not None else None,
         "voxel_size_angstrom": float(store.voxel_size_angstrom),
@@ -317,7 +318,7 @@ def _data_info(store: Any, n_train: int, n_val: int) -> dict[str, Any]:
     if isinstance(meta, dict):
         info["normalization"] = meta.get("normalization")
         info["polarity"] = meta.get("polarity")
-    if hasattr(store, "split_indices") and hasattr(store, "volumes"):
+    if spectrum and hasattr(store, "split_indices") and hasattr(store, "volumes"):
         # what predict/locate match another tomogram's boxes to (tomoclass.data.spectrum)
         from tomoclass.data.spectrum import dataset_spectrum
 
@@ -524,7 +525,8 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
     else:
         model_for_train = model
 
-    data_info = _data_info(store, len(y_train), len(y_val))
+    # the spectrum is only written by the main process (config.yaml, checkpoints)
+    data_info = _data_info(store, len(y_train), len(y_val), spectrum=di.is_main)
     if di.is_main:
         out.mkdir(parents=True, exist_ok=True)
         ckpt_dir.mkdir(parents=True, exist_ok=True)
