@@ -26,6 +26,7 @@ from tomoclass.errors import InputError
 from tomoclass.io import schema as S
 from tomoclass.io.atomic import atomic_path
 from tomoclass.io.euler import relion_to_zxz_pytom, zxz_pytom_to_relion
+from tomoclass.io.star import write_star
 
 log = logging.getLogger(__name__)
 
@@ -907,58 +908,15 @@ def _write_star(path: Path, table: pd.DataFrame, class_map: Any,
             out["rlnImageName"] = table[col].astype(str).to_numpy()
         elif col not in S.PARTICLE_COLUMNS:
             out[_STAR_EXTRA + str(col)] = table[col].to_numpy()
-    buf = _io.StringIO()
-    buf.write("# written by tomoclass; coordinates in voxels of rlnTomoName (0-based)"
-              + (" and RELION 5 centred, in Å" if centred is not None else "") + ",\n")
-    buf.write("# angles RELION ZYZ degrees, rlnClassNumber 1-based in the class map's order\n\n")
+    comments = ("written by tomoclass; coordinates in voxels of rlnTomoName (0-based)"
+                + (" and RELION 5 centred, in Å" if centred is not None else "") + ",",
+                "angles RELION ZYZ degrees, rlnClassNumber 1-based in the class map's order")
+    blocks: dict[str, Any] = {}
     if optics:
         out["rlnOpticsGroup"] = 1
-        buf.write("data_optics\n\nloop_\n")
-        for j, lab in enumerate(optics, 1):
-            buf.write(f"_{lab} #{j}\n")
-        buf.write("\t".join(_star_value(v) for v in optics.values()) + "\n\n")
-    labels = list(out.columns)
-    buf.write("data_particles\n\nloop_\n")
-    for j, lab in enumerate(labels, 1):
-        buf.write(f"_{lab} #{j}\n")
-    cols = [out[lab].to_numpy() for lab in labels]
-    for i in range(len(out)):
-        buf.write("\t".join(_star_value(c[i]) for c in cols))
-        buf.write("\n")
-    buf.write("\n")
-    with atomic_path(path) as tmp:
-        tmp.write_text(buf.getvalue(), encoding="utf-8")
-
-
-def _star_value(v: Any) -> str:
-    if isinstance(v, (float, np.floating)):
-        return _fmt(float(v))
-    if isinstance(v, (bool, np.bool_)):
-        return str(int(v))
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    s = str(v)
-    if s == "":
-        return '""'
-    if "'" in s or '"' in s or "\n" in s or "\r" in s:
-        # starfile (and RELION's reader) cannot take quote characters inside a value
-        raise InputError(f"value {_show(s)} holds a quote or line break, which STAR cannot hold")
-    if s.lower().lstrip("+-") == "nan":
-        # starfile reads it back as a missing number whatever the quoting
-        raise InputError(f"value {_show(s)} would read back as a missing number from STAR")
-    if (any(ch.isspace() for ch in s) or "#" in s or s.startswith(("_", "data_", "loop_", "$"))
-            or _looks_numeric(s)):
-        return f'"{s}"'
-    return s
-
-
-def _looks_numeric(s: str) -> bool:
-    """True for names a STAR/pandas reader would take as a number (``NaN``, ``inf``, ``1e3``)."""
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
+        blocks["optics"] = pd.DataFrame({k: [v] for k, v in optics.items()})
+    blocks["particles"] = out
+    write_star(path, blocks, comments=comments)
 
 
 # ---------------------------------------------------------------------------------------------
