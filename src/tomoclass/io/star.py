@@ -15,6 +15,7 @@ is refused (neither RELION nor starfile can read it back).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,9 @@ FLOAT_FORMAT = "%.10g"
 NA_REP = "nan"
 
 Block = pd.DataFrame | dict[str, Any]
+
+#: Labels whose values are names (kept as text when read): ``rlnTomoName``, ``rlnImageName``...
+_TEXT_LABEL = re.compile(r"Name|File|Tomogram$")
 
 
 def read_star(path: str | os.PathLike[str]) -> dict[str, Block]:
@@ -58,6 +62,10 @@ def read_star(path: str | os.PathLike[str]) -> dict[str, Block]:
         import starfile
 
         blocks = starfile.read(path, always_dict=True)
+        text_labels = sorted({str(c) for b in blocks.values() if isinstance(b, pd.DataFrame)
+                              for c in b.columns if _TEXT_LABEL.search(str(c))})
+        if text_labels:  # names stay text: tomogram "01" is not the number 1
+            blocks = starfile.read(path, always_dict=True, parse_as_string=text_labels)
     except Exception as exc:  # a third-party parser on untrusted text: report, never crash
         text = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
         raise InputError(f"starfile cannot parse it ({type(exc).__name__}: {text})",
