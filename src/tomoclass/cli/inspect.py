@@ -26,6 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--coords-angpix", type=float, metavar="A",
                    help="pixel size (Å) of the tables' coordinates, if not the tomograms'")
     p.add_argument("--table-format", default="auto", choices=("auto",) + READ_FORMATS)
+    p.add_argument("--class-column", metavar="LABEL",
+                   help="STAR/CSV column holding the class (e.g. rlnParticleName)")
+    p.add_argument("--class-from-filename", nargs="?", const=True, default=False,
+                   metavar="REGEX", help="the class is each table's file name (one table per "
+                   "class), or the 'class' (else first) group of REGEX in it")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=run)
 
@@ -37,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
     infos = [inspect_tomogram(t, args.voxel_size) for t in args.tomogram]
     infos += [inspect_table(t, args.tomogram, voxel_size_angstrom=args.voxel_size,
                             coordinate_pixel_size_angstrom=args.coords_angpix,
-                            format=args.table_format) for t in args.table]
+                            format=args.table_format, class_column=args.class_column,
+                            class_from_filename=args.class_from_filename)
+              for t in args.table]
     if args.json:
         print(json.dumps(infos, indent=2))
     else:

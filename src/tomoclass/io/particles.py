@@ -25,6 +25,7 @@ import pandas as pd
 from tomoclass.errors import InputError
 from tomoclass.io import schema as S
 from tomoclass.io.atomic import atomic_path
+from tomoclass.io.classes import class_name_from_file, set_class_from_column
 from tomoclass.io.euler import relion_to_zxz_pytom, zxz_pytom_to_relion
 from tomoclass.io.star import write_star
 
@@ -73,6 +74,8 @@ def read_particles(
     out_of_bounds: str = "error",
     duplicates: str = "error",
     allow_empty: bool = False,
+    class_column: str | None = None,
+    class_from_filename: bool | str = False,
 ) -> pd.DataFrame:
     """Read a particle table into the tomoclass schema.
 
@@ -118,6 +121,14 @@ def read_particles(
         ``"error"`` (default), ``"drop"`` (keep the first, log the count) or ``"keep"``.
     allow_empty
         Return an empty table instead of raising for a file with no particles.
+    class_column
+        STAR or CSV: the column holding each row's class (e.g. ``rlnParticleName``), instead
+        of ``tomoclassClassName``/``rlnClassNumber``/``class``; numeric labels go through
+        ``class_names``.
+    class_from_filename
+        Every row's class is taken from the file name (one table per class): ``True`` -> the
+        name without extension(s); a regular expression -> its ``class`` group, else its
+        first group, else its whole match (:func:`tomoclass.io.classes.class_from_filename`).
 
     Returns
     -------
@@ -147,7 +158,11 @@ def read_particles(
         class_names=None if class_names is None else list(class_names),
         tomogram_shape=tomogram_shape, voxel_size_angstrom=voxel_size_angstrom,
         coordinate_pixel_size_angstrom=coordinate_pixel_size_angstrom, header_names=[],
+        class_column=class_column,
     )
+    if class_column is not None and fmt not in ("star", "csv", "polnet"):
+        raise InputError(f"a class column applies to STAR and CSV tables, not {fmt}", path=path,
+                         field=class_column)
     if fmt in ("shrec19", "shrec21", "shrec"):
         df, lines = _read_shrec(ctx)
     elif fmt == "deepfinder":
@@ -164,6 +179,13 @@ def read_particles(
                              path=path, field="voxel_size_angstrom")
         scale = float(coordinate_pixel_size_angstrom) / float(voxel_size_angstrom)
         df[[S.X, S.Y, S.Z]] = df[[S.X, S.Y, S.Z]].to_numpy(np.float64) * scale
+    if class_column is not None and fmt != "star":
+        df = set_class_from_column(df, class_column, path, ctx.header_names,
+                                   lambda v: _label_name(v, ctx, None, class_column))
+        df[S.IS_PROTEIN] = [_is_protein(v) for v in df[S.CLASS_NAME]]
+    if class_from_filename:
+        df[S.CLASS_NAME] = class_name_from_file(path, class_from_filename)
+        df[S.IS_PROTEIN] = [_is_protein(v) for v in df[S.CLASS_NAME]]
     return _finalize(df, lines, ctx, known_classes, out_of_bounds, duplicates, allow_empty)
 
 
@@ -745,7 +767,13 @@ def _read_star(ctx: _Context) -> tuple[pd.DataFrame, list[int]]:
 
     angles = np.stack([numbers(f"rlnAngle{a}", allow_nan=True, default=np.nan)
                        for a in ("Rot", "Tilt", "Psi")], 1)
-    if _STAR_NAME in cols:
+    if ctx.class_column is not None:
+        if ctx.class_column not in cols:
+            raise InputError(f"no such column (columns: {', '.join(cols)})", path=path,
+                             field=ctx.class_column)
+        names = [_label_name(v, ctx, ln, ctx.class_column)
+                 for v, ln in zip(cols[ctx.class_column], lines, strict=True)]
+    elif _STAR_NAME in cols:
         names = [v for v in cols[_STAR_NAME]]
     elif "rlnClassNumber" in cols:
         names = [_label_name(v, ctx, ln, "rlnClassNumber")

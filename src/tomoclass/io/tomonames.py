@@ -68,6 +68,25 @@ def resolve_tomogram_name(tomogram: str | os.PathLike[str], *, name: str | None 
     return stem
 
 
+def split_table_spec(spec: str | os.PathLike[str]) -> tuple[Path, str | None]:
+    """``TABLE=TOMOGRAM`` -> (table path, tomogram name); a plain path -> (path, None).
+
+    The tomogram name is what the table's rows are given, whatever the table says (DeepFinder
+    object lists all say ``tomo_idx="0"``); it pairs them with the tomogram file of that name
+    (:func:`tomoclass.io.tomogram_name`: ``tomo_3.mrc`` -> ``tomo_3``). A path that exists
+    as written is a path even when it holds ``=``.
+    """
+    text = str(spec)
+    if "=" not in text or Path(text).exists():
+        return Path(text), None
+    table, _, name = text.rpartition("=")
+    if not table or not name:
+        raise InputError(f"{text!r} is not TABLE=TOMOGRAM", field="--tables")
+    if name.lower().endswith((".mrc", ".rec", ".map")):
+        name = tomogram_name(name)  # the file itself named: its tomogram name
+    return Path(table), name
+
+
 def _from_tomograms_star(path: Path, stem: str, star: Path) -> str:
     table = None
     for block in read_star(star).values():
