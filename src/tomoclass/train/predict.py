@@ -365,7 +365,9 @@ def write_predictions(result: PredictionResult | Sequence[PredictionResult],
     STAR otherwise: ``rlnClassNumber`` (1-based, class-map order), ``tomoclassClassName``,
     the confidence as ``rlnAutopickFigureOfMerit``, RELION 5 ``rlnCenteredCoordinateX/Y/ZAngst``
     beside the voxel coordinates (when every tomogram has one voxel size), and every other
-    column as ``tomoclass_<column>`` (``tomoclass_prob_<class>``...). CSV: all columns by name.
+    column as ``tomoclass_<column>`` (``tomoclass_prob_<class>``...). CSV: all columns by name,
+    ``x, y, z`` in the picks' own units (scaled back to the pixel size given as
+    ``coordinate_pixel_size_angstrom``, e.g. unbinned tilt-series pixels).
 
     ``split_by_class`` also writes ``<stem>_<class><suffix>`` per predicted class.
     """
@@ -400,7 +402,7 @@ def write_predictions(result: PredictionResult | Sequence[PredictionResult],
                   if (names == c).any()]
     for out, part in parts:
         if not star:
-            write_particles(out, part, class_map=class_map)
+            write_particles(out, _in_input_units(part, results), class_map=class_map)
             continue
         part = part.drop(columns=["class_number"])
         if len(voxel) != 1 or any(v is None for v in shapes.values()):
@@ -409,3 +411,14 @@ def write_predictions(result: PredictionResult | Sequence[PredictionResult],
             write_particles(out, part, class_map=class_map, tomogram_shape=shapes,
                             voxel_size_angstrom=next(iter(voxel)))
     return path
+
+
+def _in_input_units(table: pd.DataFrame, results: Sequence[PredictionResult]) -> pd.DataFrame:
+    """``table`` with x, y, z back in the pixel size the picks came in (CSV output)."""
+    px = results[0].coordinate_pixel_size_angstrom
+    voxel = {r.voxel_size_angstrom for r in results}
+    if not px or len(voxel) != 1:
+        return table
+    table = table.copy()
+    table[[S.X, S.Y, S.Z]] = table[[S.X, S.Y, S.Z]].to_numpy(np.float64) * (voxel.pop() / px)
+    return table
