@@ -157,3 +157,33 @@ def test_tomograms_star_without_the_tomogram_is_an_error(tmp_path):
     with pytest.raises(InputError, match="--tomo-name"):
         resolve_tomogram_name(tmp_path / "TS_01.mrc", tomograms_star=tomos)
     assert resolve_tomogram_name(tmp_path / "x.mrc", name="TS_9") == "TS_9"
+
+
+def _warp_settings(tmp_path, names):
+    tomostar = tmp_path / "tomostar"
+    tomostar.mkdir()
+    for n in names:
+        (tomostar / f"{n}.tomostar").write_text("data_\n")
+    settings = tmp_path / "warp_tiltseries.settings"
+    settings.write_text(
+        '<?xml version="1.0" encoding="utf-8"?>\n<Settings><Import>'
+        '<Param Name="DataFolder" Value="tomostar" /><Param Name="Extension" '
+        'Value="*.tomostar" /><Param Name="PixelSize" Value="1.25" />'
+        '<Param Name="BinTimes" Value="1" /></Import><Tomo /></Settings>\n')
+    return settings
+
+
+def test_names_from_a_warp_settings_file(tmp_path, caplog):
+    from tomoclass.io.tomonames import read_warp_settings
+
+    settings = _warp_settings(tmp_path, ["lam1_ts_003", "lam1_ts_0031"])
+    assert read_warp_settings(settings)["tilt_series_pixel_size"] == 2.5  # 1.25 * 2**1
+    with caplog.at_level("INFO"):
+        got = resolve_tomogram_name(tmp_path / "lam1_ts_003_10.00Apx.mrc",
+                                    warp_settings=settings)
+    assert got == "lam1_ts_003" and "--coords-angpix 2.5" in caplog.text
+    with pytest.raises(InputError, match="lam1_ts_003"):
+        resolve_tomogram_name(tmp_path / "other.mrc", warp_settings=settings)
+    (tmp_path / "bad.settings").write_text("<Settings><Import>")
+    with pytest.raises(InputError, match="Warp settings"):
+        resolve_tomogram_name(tmp_path / "x.mrc", warp_settings=tmp_path / "bad.settings")

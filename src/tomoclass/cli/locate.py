@@ -150,6 +150,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "rlnTomoReconstructedTomogram is the file, else whose name the file name holds)",
     )
     p.add_argument(
+        "--warp-settings",
+        metavar="SETTINGS",
+        help="Warp settings file (warp_tiltseries.settings): the .tomostar files of its data "
+        "folder name the tomograms",
+    )
+    p.add_argument(
         "--split-by-class",
         action="store_true",
         help="also write <out stem>_<class>.star per class",
@@ -180,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         match_spectrum=args.match_spectrum,
         tomograms_star=args.tomograms_star,
+        warp_settings=args.warp_settings,
         split_by_class=args.split_by_class,
     )
     if len(args.tomogram) > 1:

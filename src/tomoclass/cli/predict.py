@@ -50,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="RELION 5 tomograms.star: each tomogram's rlnTomoName (the row whose "
                    "rlnTomoReconstructedTomogram is the file, else whose name the file name "
                    "holds)")
+    p.add_argument("--warp-settings", type=Path, metavar="SETTINGS",
+                   help="Warp settings file (warp_tiltseries.settings): the .tomostar files of "
+                   "its data folder name the tomograms")
     p.add_argument("--split-by-class", action="store_true",
                    help="also write <out stem>_<class>.star/.csv per predicted class")
     p.add_argument("--plain-star", action="store_true",
@@ -88,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             max_memory_bytes=max_mem, progress=not args.no_progress, polarity=args.polarity,
             coordinate_pixel_size_angstrom=args.coords_angpix,
             match_spectrum=args.match_spectrum, tomograms_star=args.tomograms_star,
+            warp_settings=args.warp_settings,
         )
         results.append(res)
         counts = res.table["class_name"].value_counts()

@@ -4,8 +4,10 @@ RELION 5 names a tomogram by its tilt series (``TS_01``) while its reconstructio
 ``rec_TS_01.mrc`` or Warp's ``TS_01_10.00Apx.mrc``. :func:`resolve_tomogram_name` takes the
 name, in this order, from: the name given (``--tomo-name``); a RELION 5 ``tomograms.star``
 (the row whose ``rlnTomoReconstructedTomogram`` is this file, else whose ``rlnTomoName`` the
-file name holds); Warp's reconstruction naming ``<tilt series>_<pixel size>Apx.mrc``; the file
-name (:func:`tomoclass.io.tomogram_name`). The last two are logged as assumptions.
+file name holds); a Warp settings file (``warp_tiltseries.settings``: the ``.tomostar`` files
+of its ``Import/DataFolder`` name the tilt series); Warp's reconstruction naming
+``<tilt series>_<pixel size>Apx.mrc``; the file name (:func:`tomoclass.io.tomogram_name`).
+The last two are logged as assumptions.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
 
 import pandas as pd
 
@@ -28,7 +32,8 @@ WARP_RECONSTRUCTION = re.compile(r"^(?P<name>.+)_(?P<apix>\d+(?:\.\d+)?)Apx$")
 
 
 def resolve_tomogram_name(tomogram: str | os.PathLike[str], *, name: str | None = None,
-                          tomograms_star: str | os.PathLike[str] | None = None) -> str:
+                          tomograms_star: str | os.PathLike[str] | None = None,
+                          warp_settings: str | os.PathLike[str] | None = None) -> str:
     """The tomogram's name in particle tables (``rlnTomoName``).
 
     Parameters
@@ -40,6 +45,9 @@ def resolve_tomogram_name(tomogram: str | os.PathLike[str], *, name: str | None 
     tomograms_star
         A RELION 5 ``tomograms.star`` (``data_global``: ``rlnTomoName`` and, after RELION's
         reconstruction, ``rlnTomoReconstructedTomogram``).
+    warp_settings
+        A Warp / WarpTools settings file (XML): the tilt-series names are the ``.tomostar``
+        files in its ``Import/DataFolder`` (relative to the settings file's folder).
 
     Returns
     -------
@@ -49,7 +57,8 @@ def resolve_tomogram_name(tomogram: str | os.PathLike[str], *, name: str | None 
     Raises
     ------
     InputError
-        ``tomograms_star`` has no ``rlnTomoName`` or no row for this tomogram.
+        ``tomograms_star`` has no ``rlnTomoName`` or no row for this tomogram;
+        ``warp_settings`` is not readable or names no ``.tomostar`` matching the file.
     """
     if name:
         return str(name)
@@ -57,6 +66,8 @@ def resolve_tomogram_name(tomogram: str | os.PathLike[str], *, name: str | None 
     stem = tomogram_name(path)
     if tomograms_star is not None:
         return _from_tomograms_star(path, stem, Path(tomograms_star))
+    if warp_settings is not None:
+        return _from_warp_settings(path, stem, Path(warp_settings))
     warp = WARP_RECONSTRUCTION.match(stem)
     if warp:
         log.info("%s: tomogram name '%s' assumed from Warp's reconstruction name "
@@ -105,14 +116,76 @@ def _from_tomograms_star(path: Path, stem: str, star: Path) -> str:
                 log.info("%s: tomogram name '%s' from %s (rlnTomoReconstructedTomogram)", path,
                          tomo_name, star)
                 return tomo_name
-    candidates = [n for n in names if n == stem]
-    if not candidates:  # rec_TS_01, TS_01_10.00Apx: the longest name the file name holds
-        candidates = sorted((n for n in names if re.search(
-            rf"(^|[^A-Za-z0-9]){re.escape(n)}($|[^A-Za-z0-9])", stem)), key=len, reverse=True)
-    if not candidates:
-        shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
-        raise InputError(f"no tomogram of {star} matches the file {path.name} (names: {shown});"
-                         " pass --tomo-name", path=star, field="rlnTomoName")
+    found = _name_in(stem, names)
+    if found is None:
+        raise InputError(f"no tomogram of {star} matches the file {path.name} (names: "
+                         f"{_show(names)}); pass --tomo-name", path=star, field="rlnTomoName")
     log.info("%s: tomogram name '%s' from %s (rlnTomoName found in the file name)", path,
-             candidates[0], star)
-    return candidates[0]
+             found, star)
+    return found
+
+
+def read_warp_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What tomoclass uses of a Warp / WarpTools settings file (``<Settings>`` XML).
+
+    Returns
+    -------
+    dict
+        ``data_folder`` (Path, resolved against the file's folder, or None), ``extension``
+        (e.g. ``*.tomostar``), ``pixel_size`` (``Import/PixelSize``, Å) and
+        ``tilt_series_pixel_size`` (``PixelSize * 2**BinTimes``, Warp's ``BinnedPixelSize``),
+        None where absent.
+    """
+    path = Path(path)
+    try:
+        root = ElementTree.parse(path).getroot()
+    except (OSError, ElementTree.ParseError) as exc:
+        raise InputError(f"not a readable Warp settings file ({exc})", path=path) from None
+    params = {p.get("Name"): p.get("Value") for p in root.findall("./Import/Param")}
+    folder = params.get("DataFolder") or None
+    data_folder = None if folder is None else (path.parent / folder.replace("\\", "/"))
+    try:
+        pixel = float(params["PixelSize"]) if params.get("PixelSize") else None
+        bin_times = float(params.get("BinTimes") or 0)
+    except ValueError:
+        raise InputError("PixelSize or BinTimes is not a number", path=path,
+                         field="Import/PixelSize") from None
+    return {"data_folder": data_folder, "extension": params.get("Extension"),
+            "pixel_size": pixel,
+            "tilt_series_pixel_size": None if pixel is None else pixel * 2.0 ** bin_times}
+
+
+def _from_warp_settings(path: Path, stem: str, settings: Path) -> str:
+    info = read_warp_settings(settings)
+    folder = info["data_folder"]
+    names = sorted(p.name[: -len(".tomostar")] for p in folder.glob("*.tomostar")) if (
+        folder is not None and folder.is_dir()) else []
+    if not names:
+        raise InputError(f"no .tomostar files in its data folder {folder} to name tomograms "
+                         "by; pass --tomo-name", path=settings, field="Import/DataFolder")
+    found = _name_in(stem, names)
+    if found is None:
+        raise InputError(f"no tilt series of {folder} matches the file {path.name} (names: "
+                         f"{_show(names)}); pass --tomo-name", path=settings,
+                         field="Import/DataFolder")
+    px = info["tilt_series_pixel_size"]
+    log.info("%s: tomogram name '%s' from the .tomostar files of %s%s", path, found, settings,
+             "" if px is None else f" (tilt-series pixel size {px:g} Å: --coords-angpix "
+             f"{px:g} for tables in its pixels)")
+    return found
+
+
+def _name_in(stem: str, names: list[str]) -> str | None:
+    """``stem`` if it is one of ``names``, else the longest name it holds as a whole word.
+
+    ``rec_TS_01`` -> ``TS_01``, not ``TS_011``; None when there is none.
+    """
+    if stem in names:
+        return stem
+    hits = sorted((n for n in names if re.search(
+        rf"(^|[^A-Za-z0-9]){re.escape(n)}($|[^A-Za-z0-9])", stem)), key=len, reverse=True)
+    return hits[0] if hits else None
+
+
+def _show(names: list[str]) -> str:
+    return ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")

@@ -234,6 +234,7 @@ def locate(
     tomo_name: str | None = None,
     tomograms_star: str | Path | None = None,
     split_by_class: bool = False,
+    warp_settings: str | Path | None = None,
 ) -> LocateResult:
     """Find and classify the particles of one tomogram with a trained run.
 
@@ -303,10 +304,10 @@ def locate(
         Torch device (default CUDA when present).
     progress
         Show progress bars.
-    tomo_name, tomograms_star
+    tomo_name, tomograms_star, warp_settings
         The tomogram's name in the tables (``rlnTomoName``), or a RELION 5 ``tomograms.star``
-        to find it in; default: Warp's ``<name>_<pixel>Apx`` or the file name, logged
-        (:func:`tomoclass.io.tomonames.resolve_tomogram_name`).
+        or a Warp settings file to find it in; default: Warp's ``<name>_<pixel>Apx`` or the
+        file name, logged (:func:`tomoclass.io.tomonames.resolve_tomogram_name`).
     split_by_class
         Also write ``<out stem>_<class>.star`` per class (same columns as the STAR).
     precision
@@ -374,7 +375,8 @@ def locate(
         located_radii, class_radii = class_radii, {n: r * step for n, r in class_radii.items()}
     else:
         located_radii = {n: r / step for n, r in class_radii.items()}
-    name = resolve_tomogram_name(tomogram_path, name=tomo_name, tomograms_star=tomograms_star)
+    name = resolve_tomogram_name(tomogram_path, name=tomo_name, tomograms_star=tomograms_star,
+                                 warp_settings=warp_settings)
     if method == "candidates" and score_maps_dir is not None:
         raise InputError(
             "score maps need a dense method (--method boxes, stages or tiles); candidates "

@@ -173,6 +173,7 @@ def predict_particles(
     coordinate_pixel_size_angstrom: float | None = None,
     match_spectrum: str = "auto",
     tomograms_star: str | os.PathLike[str] | None = None,
+    warp_settings: str | os.PathLike[str] | None = None,
 ) -> PredictionResult:
     """Classify the particles picked in a tomogram with a trained run.
 
@@ -219,8 +220,9 @@ def predict_particles(
         spectrum (:mod:`tomoclass.data.spectrum`): ``"auto"`` (default) when boxes are
         resampled (``rescale``) and the run records its training spectrum, ``"on"``,
         ``"off"``. ``result.spectrum_gain`` is the gain used.
-    tomograms_star
-        A RELION 5 ``tomograms.star`` naming the tomogram (``rlnTomoName``).
+    tomograms_star, warp_settings
+        A RELION 5 ``tomograms.star`` naming the tomogram (``rlnTomoName``), or a Warp
+        settings file whose data folder's ``.tomostar`` files name it.
 
     Returns
     -------
@@ -256,7 +258,8 @@ def predict_particles(
         warn_if_beam_along_y(vol)
     tomo_path = getattr(vol, "path", None)
     name = tomogram_name or (
-        resolve_tomogram_name(tomo_path, tomograms_star=tomograms_star)
+        resolve_tomogram_name(tomo_path, tomograms_star=tomograms_star,
+                              warp_settings=warp_settings)
         if tomo_path is not None else "tomogram")
     train_vs = float(info["voxel_size_angstrom"])
     box = int(info["box"])
