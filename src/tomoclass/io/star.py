@@ -112,7 +112,10 @@ def write_star(path: str | os.PathLike[str], blocks: Mapping[str, Block], *,
         except InputError as exc:
             raise InputError(exc.message, path=path, field=exc.field) from None
     writer = StarWriter(ready, float_format=FLOAT_FORMAT, na_rep=NA_REP)
-    text = "".join(f"# {c}\n" for c in comments) + writer.to_string()
+    # starfile's own header line carries the time of writing; the same table written twice
+    # must give the same bytes, so it is replaced by one without
+    text = ("".join(f"# {c}\n" for c in comments) + f"# written with starfile {_version()}\n\n\n"
+            + "".join(line + "\n" for line in writer.data_block_generator()))
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path
@@ -174,6 +177,15 @@ def _simple_value(v: Any) -> Any:
     if isinstance(v, (float, np.floating)):
         return NA_REP if np.isnan(v) else FLOAT_FORMAT % float(v)
     return quote_text(v)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("starfile")
+    except PackageNotFoundError:
+        return "?"
 
 
 def _looks_numeric(s: str) -> bool:
