@@ -128,7 +128,7 @@ def read_particles(
     class_from_filename
         Every row's class is taken from the file name (one table per class): ``True`` -> the
         name without extension(s); a regular expression -> its ``class`` group, else its
-        first group, else its whole match (:func:`tomoclass.io.classes.class_from_filename`).
+        first group, else its whole match (:func:`tomoclass.io.classes.class_name_from_file`).
 
     Returns
     -------
