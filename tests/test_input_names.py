@@ -103,6 +103,18 @@ def test_extract_names_each_tables_tomogram(tmp_path, capsys):
     assert sorted(table["tomogram"].value_counts().items()) == [("tomo_a", 2), ("tomo_b", 2)]
 
 
+def test_inspect_pairs_a_named_table_with_its_tomogram(tmp_path, capsys):
+    ta, tb = _tomogram(tmp_path / "tomo_a.mrc", 1), _tomogram(tmp_path / "tomo_b.mrc", 2)
+    xb = _objlist(tmp_path / "objl_b.xml", [2, 1])
+    assert main(["inspect", "--tomogram", str(ta), str(tb), "--table", str(xb), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)[-1]
+    assert info["unmatched_tomograms"] == ["0"] and "TABLE=TOMOGRAM" in " ".join(info["notes"])
+    assert main(["inspect", "--tomogram", str(ta), str(tb), "--table", f"{xb}=tomo_b",
+                 "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)[-1]
+    assert info["tomograms"]["tomo_b"]["tomogram_file"] == str(tb)
+
+
 def test_extract_takes_the_class_from_a_star_column(tmp_path, capsys):
     ta = _tomogram(tmp_path / "tomo_a.mrc", 1)
     star = _relion3_star(tmp_path / "run_data.star", ["ribo", "prot", "ribo"])

@@ -8,6 +8,7 @@ import json
 from tomoclass.data.inspect import format_report, inspect_table, inspect_tomogram
 from tomoclass.errors import InputError
 from tomoclass.io import READ_FORMATS
+from tomoclass.io.tomonames import split_table_spec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,8 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "whether the coordinates fit the tomograms), with a note for each thing to act on.")
     p.add_argument("--tomogram", nargs="*", default=[], metavar="MRC",
                    help="tomograms (their sizes also check the tables' coordinates)")
-    p.add_argument("--table", nargs="*", default=[], metavar="TABLE",
-                   help="particle tables (SHREC txt, STAR, CSV, XML, PolNet motif list)")
+    p.add_argument("--table", nargs="*", default=[], metavar="TABLE[=TOMOGRAM]",
+                   help="particle tables (SHREC txt, STAR, CSV, XML, PolNet motif list); "
+                   "TABLE=TOMOGRAM names the tomogram of every row, as extract --tables does")
     p.add_argument("--voxel-size", type=float, metavar="A",
                    help="override the tomogram header's voxel size (Å)")
     p.add_argument("--coords-angpix", type=float, metavar="A",
@@ -40,11 +42,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.tomogram and not args.table:
         raise InputError("give --tomogram and/or --table", field="tomogram")
     infos = [inspect_tomogram(t, args.voxel_size) for t in args.tomogram]
-    infos += [inspect_table(t, args.tomogram, voxel_size_angstrom=args.voxel_size,
+    specs = [split_table_spec(t) for t in args.table]
+    infos += [inspect_table(t, args.tomogram, voxel_size_angstrom=args.voxel_size, tomogram=tomo,
                             coordinate_pixel_size_angstrom=args.coords_angpix,
                             format=args.table_format, class_column=args.class_column,
                             class_from_filename=args.class_from_filename)
-              for t in args.table]
+              for t, tomo in specs]
     if args.json:
         print(json.dumps(infos, indent=2))
     else:
