@@ -73,6 +73,10 @@ def test_class_from_the_file_name(tmp_path, capsys):
     assert main(["inspect", "--table", str(a), str(b), "--json", "--class-from-filename"]) == 0
     infos = json.loads(capsys.readouterr().out)
     assert [i["classes"] for i in infos] == [{"ribosome": 2}, {"particles_class003": 2}]
+    assert main(["inspect", "--table", str(b), "--json", "--class-pattern", r"class(\d+)"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["classes"] == {"003": 2}
+    assert main(["inspect", "--table", str(a), "--class-pattern", r"class(\d+)"]) == 2
+    assert "--class-pattern" in capsys.readouterr().err
 
 
 def _tomogram(path, seed):

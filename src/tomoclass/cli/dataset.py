@@ -47,9 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("--class-column", metavar="LABEL",
                      help="STAR column holding the class (e.g. rlnParticleName); its values "
                      "are the class names")
-    imp.add_argument("--class-from-filename", nargs="?", const=True, default=False,
-                     metavar="REGEX", help="the class is the STAR file's name (one STAR per "
-                     "class), or the 'class' (else first) group of REGEX in it")
+    imp.add_argument("--class-from-filename", action="store_true",
+                     help="the class is the STAR file's name (one STAR per class)")
+    imp.add_argument("--class-pattern", metavar="REGEX",
+                     help="the class is the 'class' (else first) group of REGEX in the STAR's "
+                     "file name, e.g. 'class(\\d+)'")
     imp.add_argument("--voxel-size", type=float, default=None, metavar="A")
     imp.add_argument("--normalize", choices=("zscore", "none"), default="zscore")
     imp.add_argument("--polarity", choices=("dark", "bright"), default="dark",
@@ -108,7 +110,7 @@ def run_import(args: argparse.Namespace) -> int:
     out = import_subtomograms(args.star, args.out, class_names=names, root=args.root,
                               voxel_size_angstrom=args.voxel_size, normalize=args.normalize,
                               polarity=args.polarity, class_column=args.class_column,
-                              class_from_filename=args.class_from_filename)
+                              class_from_filename=args.class_pattern or args.class_from_filename)
     print(f"wrote {len(open_dataset(out))} subtomograms to {out}")
     return 0
 

@@ -48,9 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="names of numeric labels, comma-separated or 'shrec19'")
     p.add_argument("--class-column", metavar="LABEL",
                    help="STAR/CSV column holding the class (e.g. rlnParticleName)")
-    p.add_argument("--class-from-filename", nargs="?", const=True, default=False,
-                   metavar="REGEX", help="each table's class is its file name (one table per "
-                        "class), or the 'class' (else first) group of REGEX in it")
+    p.add_argument("--class-from-filename", action="store_true",
+                   help="each table's class is its file name (one table per class)")
+    p.add_argument("--class-pattern", metavar="REGEX",
+                   help="each table's class is the 'class' (else first) group of REGEX in its "
+                        "file name, e.g. 'class(\\d+)'")
     p.add_argument("--classes", default=None,
                    help="dataset class order, comma-separated (default: sorted names)")
     p.add_argument("--drop-duplicates", action="store_true",
@@ -93,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
                              voxel_size_angstrom=vols[0].voxel_size_angstrom,
                              coordinate_pixel_size_angstrom=args.coords_angpix,
                              out_of_bounds="keep", class_column=args.class_column,
-                             class_from_filename=args.class_from_filename,
+                             class_from_filename=args.class_pattern or args.class_from_filename,
                              duplicates="drop" if args.drop_duplicates else "error")
               for t, tomo in specs]
     table = pd.concat(tables, ignore_index=True)

@@ -30,9 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--table-format", default="auto", choices=("auto",) + READ_FORMATS)
     p.add_argument("--class-column", metavar="LABEL",
                    help="STAR/CSV column holding the class (e.g. rlnParticleName)")
-    p.add_argument("--class-from-filename", nargs="?", const=True, default=False,
-                   metavar="REGEX", help="the class is each table's file name (one table per "
-                   "class), or the 'class' (else first) group of REGEX in it")
+    p.add_argument("--class-from-filename", action="store_true",
+                   help="the class is each table's file name (one table per class)")
+    p.add_argument("--class-pattern", metavar="REGEX",
+                   help="the class is the 'class' (else first) group of REGEX in each table's "
+                   "file name, e.g. 'class(\\d+)'")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=run)
 
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     infos += [inspect_table(t, args.tomogram, voxel_size_angstrom=args.voxel_size, tomogram=tomo,
                             coordinate_pixel_size_angstrom=args.coords_angpix,
                             format=args.table_format, class_column=args.class_column,
-                            class_from_filename=args.class_from_filename)
+                            class_from_filename=args.class_pattern or args.class_from_filename)
               for t, tomo in specs]
     if args.json:
         print(json.dumps(infos, indent=2))

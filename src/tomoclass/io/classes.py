@@ -52,11 +52,11 @@ def class_name_from_file(path: str | os.PathLike[str], rule: bool | str = True) 
             pattern = re.compile(str(rule))
         except re.error as exc:
             raise InputError(f"invalid regular expression {rule!r} ({exc})",
-                             field="--class-from-filename") from None
+                             field="--class-pattern") from None
         match = pattern.search(name)
         if match is None:
             raise InputError(f"the file name {name!r} does not match {rule!r}", path=path,
-                             field="--class-from-filename")
+                             field="--class-pattern")
         if "class" in pattern.groupindex:
             found = match.group("class")
         elif pattern.groups:
