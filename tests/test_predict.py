@@ -161,7 +161,9 @@ def test_picks_in_another_pixel_size(world, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "outside the tomogram" in err and "--coords-angpix" in err
     assert main(args + ["--coords-angpix", "2.5"]) == 0
-    assert len(pd.read_csv(tmp_path / "p.csv")) == 6
+    out = pd.read_csv(tmp_path / "p.csv")
+    assert len(out) == 6  # coordinates back in the units they came in
+    np.testing.assert_allclose(out[["x", "y", "z"]], picks[["x", "y", "z"]], atol=1e-6)
 
 
 def test_a_table_of_several_tomograms(world, tmp_path, capsys, caplog):
@@ -207,10 +209,13 @@ def test_a_table_of_several_tomograms(world, tmp_path, capsys, caplog):
     assert "TS_01.mrc: classified 6" in text and "TS_02.mrc: classified 6" in text
     got = starfile.read(out)
     assert (got["rlnTomoName"] == "TS_01").sum() == 6 and (got["rlnTomoName"] == "TS_02").sum() == 6
+    # the input annotated: its rows of the two tomograms in file order, coordinates as given
+    # (RELION 5 centred Å only: no voxel columns are added)
+    assert "rlnCoordinateX" not in got.columns and len(got) == 12
     mirrored = got[got["rlnTomoName"] == "TS_02"]
-    np.testing.assert_allclose(mirrored["rlnCoordinateX"], 39 - picks["x"], atol=1e-3)
     np.testing.assert_allclose(mirrored["rlnCenteredCoordinateXAngst"],
                                (39 - picks["x"] - 20) * 10.0, atol=1e-2)
+    assert set(got["tomoclassClassName"]) <= {"class0", "class1", "class2"}
     assert main(["predict", "--run", str(world / "run"), "--tomogram",
                  str(tmp_path / "TS_01.mrc"), str(tmp_path / "TS_01.mrc"), "--coords",
                  str(star5), "--out", str(tmp_path / "x.star"), "--no-progress"]) == 2

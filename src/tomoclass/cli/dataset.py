@@ -38,11 +38,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.set_defaults(func=run_split)
 
     imp = acts.add_parser("import", help="from subtomogram MRCs + STAR (RELION/Warp layout)")
-    imp.add_argument("star", help="STAR with rlnImageName and a class column")
+    imp.add_argument("star", help="STAR with rlnImageName and a class column (coordinates "
+                     "not needed)")
     imp.add_argument("--out", required=True, help="dataset directory to write")
     imp.add_argument("--root", default=None, help="directory the image paths are relative to")
     imp.add_argument("--class-names", default=None,
                      help="names of rlnClassNumber 1..K, comma-separated or 'shrec19'")
+    imp.add_argument("--class-column", metavar="LABEL",
+                     help="STAR column holding the class (e.g. rlnParticleName); its values "
+                     "are the class names")
+    imp.add_argument("--class-from-filename", action="store_true",
+                     help="the class is the STAR file's name (one STAR per class)")
+    imp.add_argument("--class-pattern", metavar="REGEX",
+                     help="the class is the 'class' (else first) group of REGEX in the STAR's "
+                     "file name, e.g. 'class(\\d+)'")
     imp.add_argument("--voxel-size", type=float, default=None, metavar="A")
     imp.add_argument("--normalize", choices=("zscore", "none"), default="zscore")
     imp.add_argument("--polarity", choices=("dark", "bright"), default="dark",
@@ -100,7 +109,8 @@ def run_import(args: argparse.Namespace) -> int:
         names = parse_list(names)
     out = import_subtomograms(args.star, args.out, class_names=names, root=args.root,
                               voxel_size_angstrom=args.voxel_size, normalize=args.normalize,
-                              polarity=args.polarity)
+                              polarity=args.polarity, class_column=args.class_column,
+                              class_from_filename=args.class_pattern or args.class_from_filename)
     print(f"wrote {len(open_dataset(out))} subtomograms to {out}")
     return 0
 

@@ -13,6 +13,7 @@ from tomoclass.data.classmap import ClassMap
 from tomoclass.data.polarity import POLARITY_CHOICES
 from tomoclass.data.store import parse_list
 from tomoclass.io.particles import READ_FORMATS, read_particles, tomogram_name
+from tomoclass.io.tomonames import split_table_spec
 from tomoclass.io.volume import read_volume
 
 
@@ -25,9 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "particles.star, classes.yaml, dataset.yaml).")
     p.add_argument("--tomograms", nargs="+", required=True, metavar="MRC",
                    help="tomogram files; rows are matched by tomogram name (file stem)")
-    p.add_argument("--tables", nargs="+", required=True, metavar="TABLE",
+    p.add_argument("--tables", nargs="+", required=True, metavar="TABLE[=TOMOGRAM]",
                    help="particle tables (SHREC txt, DeepFinder xml, RELION star, csv, PolNet "
-                        "tomos_motif_list.csv)")
+                        "tomos_motif_list.csv); TABLE=TOMOGRAM gives every row of TABLE that "
+                        "tomogram's name (DeepFinder lists all say tomo_idx=\"0\")")
     p.add_argument("--clean-tomograms", nargs="+", default=None, metavar="MRC",
                    help="noise-free volumes, one per tomogram in the same order (simulator's "
                         "*_density.mrc): their boxes go to clean.npy, not normalized")
@@ -44,6 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "tomograms' voxel size (RELION 4 / Warp: unbinned tilt-series pixels)")
     p.add_argument("--class-names", default=None,
                    help="names of numeric labels, comma-separated or 'shrec19'")
+    p.add_argument("--class-column", metavar="LABEL",
+                   help="STAR/CSV column holding the class (e.g. rlnParticleName)")
+    p.add_argument("--class-from-filename", action="store_true",
+                   help="each table's class is its file name (one table per class)")
+    p.add_argument("--class-pattern", metavar="REGEX",
+                   help="each table's class is the 'class' (else first) group of REGEX in its "
+                        "file name, e.g. 'class(\\d+)'")
     p.add_argument("--classes", default=None,
                    help="dataset class order, comma-separated (default: sorted names)")
     p.add_argument("--drop-duplicates", action="store_true",
@@ -80,13 +89,15 @@ def run(args: argparse.Namespace) -> int:
     shapes = {tomogram_name(v.path): v.shape for v in vols}
     shape_opt = vols[0].shape if len(vols) == 1 else shapes
     known = parse_list(args.classes) if args.classes else None
-    tables = [read_particles(t, args.table_format, class_names=class_names,
+    specs = [split_table_spec(t) for t in args.tables]
+    tables = [read_particles(t, args.table_format, class_names=class_names, tomogram=tomo,
                              known_classes=known, tomogram_shape=shape_opt,
                              voxel_size_angstrom=vols[0].voxel_size_angstrom,
                              coordinate_pixel_size_angstrom=args.coords_angpix,
-                             out_of_bounds="keep",
+                             out_of_bounds="keep", class_column=args.class_column,
+                             class_from_filename=args.class_pattern or args.class_from_filename,
                              duplicates="drop" if args.drop_duplicates else "error")
-              for t in args.tables]
+              for t, tomo in specs]
     table = pd.concat(tables, ignore_index=True)
     class_map = ClassMap.from_names(known) if known else None
     split_options = {"seed": args.seed, "val_fraction": args.val_fraction}

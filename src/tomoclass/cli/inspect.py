@@ -8,6 +8,7 @@ import json
 from tomoclass.data.inspect import format_report, inspect_table, inspect_tomogram
 from tomoclass.errors import InputError
 from tomoclass.io import READ_FORMATS
+from tomoclass.io.tomonames import split_table_spec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,13 +20,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "whether the coordinates fit the tomograms), with a note for each thing to act on.")
     p.add_argument("--tomogram", nargs="*", default=[], metavar="MRC",
                    help="tomograms (their sizes also check the tables' coordinates)")
-    p.add_argument("--table", nargs="*", default=[], metavar="TABLE",
-                   help="particle tables (SHREC txt, STAR, CSV, XML, PolNet motif list)")
+    p.add_argument("--table", nargs="*", default=[], metavar="TABLE[=TOMOGRAM]",
+                   help="particle tables (SHREC txt, STAR, CSV, XML, PolNet motif list); "
+                   "TABLE=TOMOGRAM names the tomogram of every row, as extract --tables does")
     p.add_argument("--voxel-size", type=float, metavar="A",
                    help="override the tomogram header's voxel size (Å)")
     p.add_argument("--coords-angpix", type=float, metavar="A",
                    help="pixel size (Å) of the tables' coordinates, if not the tomograms'")
     p.add_argument("--table-format", default="auto", choices=("auto",) + READ_FORMATS)
+    p.add_argument("--class-column", metavar="LABEL",
+                   help="STAR/CSV column holding the class (e.g. rlnParticleName)")
+    p.add_argument("--class-from-filename", action="store_true",
+                   help="the class is each table's file name (one table per class)")
+    p.add_argument("--class-pattern", metavar="REGEX",
+                   help="the class is the 'class' (else first) group of REGEX in each table's "
+                   "file name, e.g. 'class(\\d+)'")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=run)
 
@@ -35,9 +44,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.tomogram and not args.table:
         raise InputError("give --tomogram and/or --table", field="tomogram")
     infos = [inspect_tomogram(t, args.voxel_size) for t in args.tomogram]
-    infos += [inspect_table(t, args.tomogram, voxel_size_angstrom=args.voxel_size,
+    specs = [split_table_spec(t) for t in args.table]
+    infos += [inspect_table(t, args.tomogram, voxel_size_angstrom=args.voxel_size, tomogram=tomo,
                             coordinate_pixel_size_angstrom=args.coords_angpix,
-                            format=args.table_format) for t in args.table]
+                            format=args.table_format, class_column=args.class_column,
+                            class_from_filename=args.class_pattern or args.class_from_filename)
+              for t, tomo in specs]
     if args.json:
         print(json.dumps(infos, indent=2))
     else:

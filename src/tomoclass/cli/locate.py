@@ -136,6 +136,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         "or bf16 (also on CPUs with AVX512-BF16/AMX; 1.12x faster classification measured on "
         "a Zen 4 CPU, same picks to 0.1%%)",
     )
+    p.add_argument(
+        "--tomo-name",
+        "--tomogram-name",
+        dest="tomo_name",
+        help="the tomogram's name in the tables (rlnTomoName; one tomogram only; default: from "
+        "--tomograms-star, else Warp's <name>_<pixel>Apx, else the file name, logged)",
+    )
+    p.add_argument(
+        "--tomograms-star",
+        metavar="STAR",
+        help="RELION 5 tomograms.star: each tomogram's rlnTomoName (the row whose "
+        "rlnTomoReconstructedTomogram is the file, else whose name the file name holds)",
+    )
+    p.add_argument(
+        "--warp-settings",
+        metavar="SETTINGS",
+        help="Warp settings file (warp_tiltseries.settings): the .tomostar files of its data "
+        "folder name the tomograms",
+    )
+    p.add_argument(
+        "--split-by-class",
+        action="store_true",
+        help="also write <out stem>_<class>.star per class",
+    )
     p.add_argument("--device", help="torch device (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -161,8 +185,14 @@ def run(args: argparse.Namespace) -> int:
         rescale=args.rescale,
         precision=args.precision,
         match_spectrum=args.match_spectrum,
+        tomograms_star=args.tomograms_star,
+        warp_settings=args.warp_settings,
+        split_by_class=args.split_by_class,
     )
     if len(args.tomogram) > 1:
+        if args.tomo_name:
+            raise InputError("--tomo-name names one tomogram; with several, use "
+                             "--tomograms-star or name the files", field="--tomo-name")
         if args.out.lower().endswith((".star", ".csv", ".txt")):
             raise InputError("with several tomograms --out is a folder, not a table",
                              path=args.out, field="out")
@@ -172,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         (tomogram,) = args.tomogram
         results = [locate(args.run, tomogram, args.out, score_maps_dir=args.score_maps,
+                          tomo_name=args.tomo_name,
                           radii=radii_for_tomogram(tomogram, args.sizes,
                                                    parse_radii(args.radius), args.voxel_size),
                           **common)]

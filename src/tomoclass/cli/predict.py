@@ -42,8 +42,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--match-spectrum", choices=MATCH_CHOICES, default="auto",
                    help="filter boxes to the training boxes' amplitude spectrum: auto (default: "
                    "when --rescale resamples), on, off")
-    p.add_argument("--tomogram-name", help="this tomogram's name in a multi-tomogram table "
-                   "(default: the MRC file stem, or its folder for reconstruction.mrc)")
+    p.add_argument("--tomogram-name", "--tomo-name", dest="tomogram_name",
+                   help="this tomogram's name in the table (rlnTomoName; default: from "
+                   "--tomograms-star, else Warp's <name>_<pixel>Apx, else the MRC file stem, "
+                   "or its folder for reconstruction.mrc; what was assumed is logged)")
+    p.add_argument("--tomograms-star", type=Path, metavar="STAR",
+                   help="RELION 5 tomograms.star: each tomogram's rlnTomoName (the row whose "
+                   "rlnTomoReconstructedTomogram is the file, else whose name the file name "
+                   "holds)")
+    p.add_argument("--warp-settings", type=Path, metavar="SETTINGS",
+                   help="Warp settings file (warp_tiltseries.settings): the .tomostar files of "
+                   "its data folder name the tomograms")
+    p.add_argument("--split-by-class", action="store_true",
+                   help="also write <out stem>_<class>.star/.csv per predicted class")
+    p.add_argument("--plain-star", action="store_true",
+                   help="write tomoclass's own STAR (voxel coordinates) instead of the input "
+                   "STAR annotated (every block and column kept, coordinates in input units)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto")
     p.add_argument("--max-memory", help="refuse above this memory estimate, e.g. 4G")
@@ -76,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, device=args.device, tomogram_name=args.tomogram_name,
             max_memory_bytes=max_mem, progress=not args.no_progress, polarity=args.polarity,
             coordinate_pixel_size_angstrom=args.coords_angpix,
-            match_spectrum=args.match_spectrum,
+            match_spectrum=args.match_spectrum, tomograms_star=args.tomograms_star,
+            warp_settings=args.warp_settings,
         )
         results.append(res)
         counts = res.table["class_name"].value_counts()
@@ -90,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{tomo}: classified {len(res.table)} particles ({summary}){note}; mean "
               f"confidence {res.table['confidence'].mean():.3f}")
     for out in args.out:
-        write_predictions(results, out)
+        write_predictions(results, out, annotate=not args.plain_star,
+                          split_by_class=args.split_by_class)
     print(f"wrote {', '.join(map(str, args.out))}")
     return 0

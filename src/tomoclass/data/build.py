@@ -219,7 +219,8 @@ def extract_dataset(
         raise InputError(
             "no table row matches a tomogram file (table tomograms: "
             f"{', '.join(map(str, pd.unique(table[S.TOMOGRAM])[:5]))}; files: "
-            f"{', '.join(p.name for p in paths[:5])})", field="tomogram")
+            f"{', '.join(p.name for p in paths[:5])}); name each table's tomogram: --tables "
+            "TABLE=TOMOGRAM (e.g. objl_0.xml=tomo_0)", field="tomogram")
     if report.n_unmatched:
         log.warning("%d particle(s) belong to tomograms not given; not extracted",
                     report.n_unmatched)

@@ -81,7 +81,9 @@ def inspect_table(path: str | os.PathLike[str],
                   tomograms: Sequence[str | os.PathLike[str]] = (),
                   *, voxel_size_angstrom: float | None = None,
                   coordinate_pixel_size_angstrom: float | None = None,
-                  format: str = "auto") -> dict[str, Any]:
+                  format: str = "auto", class_column: str | None = None,
+                  class_from_filename: bool | str = False,
+                  tomogram: str | None = None) -> dict[str, Any]:
     """Describe a particle table as tomoclass reads it, against its tomograms if given.
 
     Parameters
@@ -92,8 +94,11 @@ def inspect_table(path: str | os.PathLike[str],
         Tomogram files: their sizes (and the first one's voxel size, unless
         ``voxel_size_angstrom``) place RELION 5 centred and PolNet Å coordinates, and the
         coordinates are checked to lie inside them.
-    voxel_size_angstrom, coordinate_pixel_size_angstrom, format
+    voxel_size_angstrom, coordinate_pixel_size_angstrom, format, class_column, class_from_filename
         As for :func:`tomoclass.io.read_particles`.
+    tomogram
+        The tomogram every row belongs to (``TABLE=TOMOGRAM`` on the command line), as for
+        :func:`tomoclass.io.read_particles`.
 
     Returns
     -------
@@ -116,7 +121,8 @@ def inspect_table(path: str | os.PathLike[str],
                            tomogram_shape=(vols[0].shape if len(vols) == 1 else shapes or None),
                            voxel_size_angstrom=voxel_size_angstrom,
                            coordinate_pixel_size_angstrom=coordinate_pixel_size_angstrom,
-                           out_of_bounds="keep", duplicates="keep")
+                           out_of_bounds="keep", duplicates="keep", class_column=class_column,
+                           class_from_filename=class_from_filename, tomogram=tomogram)
     out: dict[str, Any] = {
         "path": str(path), "format": fmt, "n_rows": len(table),
         "n_protein": int(table[S.IS_PROTEIN].astype(bool).sum()),
@@ -158,9 +164,13 @@ def inspect_table(path: str | os.PathLike[str],
         out["tomograms"][label] = rec
     if out["unmatched_tomograms"]:
         out["notes"].append("no tomogram file for " + ", ".join(out["unmatched_tomograms"][:6])
-                            + f" (files: {', '.join(sorted(shapes)[:6])})")
+                            + f" (files: {', '.join(sorted(shapes)[:6])}; name the table's "
+                            "tomogram: TABLE=TOMOGRAM)")
     if (table[S.CLASS_NAME].astype(str) == "").all():
-        out["notes"].append("no class names: prediction tables only (give class names to train)")
+        from tomoclass.io.classes import star_class_hint
+
+        out["notes"].append("no class names: prediction tables only (give class names to train)"
+                            + (star_class_hint(path) if fmt == "star" else ""))
     return out
 
 

@@ -600,6 +600,8 @@ def import_subtomograms(
     split_options: Mapping[str, Any] | None = None,
     chunk: int = 256,
     polarity: str = "dark",
+    class_column: str | None = None,
+    class_from_filename: bool | str = False,
 ) -> Path:
     """Build a dataset from a folder of subtomogram MRCs listed in a STAR file.
 
@@ -607,7 +609,9 @@ def import_subtomograms(
     ----------
     star
         STAR with ``rlnImageName`` (path of each subtomogram MRC, relative to ``root``) and a
-        class (``tomoclassClassName``, or ``rlnClassNumber`` named through ``class_names``).
+        class (``class_column``, else ``tomoclassClassName``, else ``rlnClassNumber`` named
+        through ``class_names`` or kept as written); coordinates are not needed
+        (:func:`tomoclass.io.stacks.read_image_table`).
     out
         Dataset directory to write.
     class_names
@@ -629,6 +633,9 @@ def import_subtomograms(
         How the particles look in the subtomograms: ``"dark"`` (as reconstructed, RELION's and
         Warp's default) or ``"bright"`` (contrast inverted); stored as they are and recorded
         (see :class:`DatasetWriter`).
+    class_column, class_from_filename
+        Where the class is: a column of the STAR (e.g. ``rlnParticleName``; its values are the
+        class names) or the file name (one STAR per class).
 
     Raises
     ------
@@ -637,17 +644,21 @@ def import_subtomograms(
         sizes, ``N@stack`` 2D-stack names (RELION 5 2D stacks are not subtomograms).
     """
     from tomoclass.data.extract import _zscore_inplace  # shared normalization
+    from tomoclass.io.stacks import read_image_table
 
     star = Path(star)
-    table = read_particles(star, format="star", class_names=class_names, duplicates="keep")
+    table = read_image_table(star, class_column=class_column, class_names=class_names,
+                             class_from_filename=class_from_filename)
+    has_coordinates = bool(table.attrs.get("coordinates", True))
     if IMAGE_NAME not in table.columns:
         raise InputError("missing column: the subtomogram paths", path=star, field="rlnImageName")
     table = table[table[S.IS_PROTEIN]].reset_index(drop=True)
     if class_map is None:
         class_map = ClassMap.from_names(sorted(n for n in table[S.CLASS_NAME].unique()))
     if (table[S.CLASS_NAME] == "").any():
-        raise InputError("a row has no class (tomoclassClassName / rlnClassNumber)", path=star,
-                         field="rlnClassNumber")
+        raise InputError("a row has no class (tomoclassClassName / rlnClassNumber; name the "
+                         "column with --class-column)", path=star,
+                         field=class_column or "rlnClassNumber")
     roots = [Path(root)] if root is not None else [star.parent, *list(star.parent.parents)[:3]]
 
     def locate(name: str) -> Path:
@@ -670,7 +681,8 @@ def import_subtomograms(
     vs = first.voxel_size_angstrom
     with DatasetWriter(out, box=box, class_map=class_map, voxel_size_angstrom=vs,
                        normalization=normalize, polarity=polarity,
-                       provenance={"imported_from": str(star.resolve())}) as w:
+                       provenance={"imported_from": str(star.resolve()),
+                                   "coordinates": has_coordinates}) as w:
         for s in range(0, len(table), chunk):
             part = table.iloc[s:s + chunk]
             boxes = np.empty((len(part), box, box, box), dtype=np.float32)

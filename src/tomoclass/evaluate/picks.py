@@ -43,6 +43,7 @@ are not compared; otherwise picks are matched only to particles of the same tomo
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ from scipy.spatial import cKDTree
 
 from tomoclass.errors import InputError
 from tomoclass.io import schema
+
+log = logging.getLogger(__name__)
 
 #: Class name of non-particle picks; such picks are not scored.
 BACKGROUND = schema.BACKGROUND
@@ -213,6 +216,9 @@ def score_picks(
 
     truth_radius = _radii_for(truth, radii)
     spelling = _spelling(truth, picks)
+    mismatch = class_mismatch(truth, picks)
+    if mismatch:
+        log.warning("%s", mismatch)
 
     same_tomogram = truth[schema.TOMOGRAM].nunique() <= 1 and picks[schema.TOMOGRAM].nunique() <= 1
     groups = (
@@ -453,6 +459,28 @@ def choose_threshold(
         region=region,
         matching=matching,
     )
+
+
+def class_mismatch(truth: pd.DataFrame, picks: pd.DataFrame) -> str | None:
+    """One line when picks carry class names the ground truth does not have, else None.
+
+    Names are compared case-insensitively; picks without a class and background picks are
+    not counted. Such picks can be localization hits but never correctly classified.
+    """
+    t_keys = set(truth[schema.CLASS_NAME].fillna("").astype(str).str.casefold()) - {""}
+    p_names = picks[schema.CLASS_NAME].fillna("").astype(str)
+    p_names = p_names[(p_names != "") & (p_names.str.casefold() != BACKGROUND)]
+    foreign = sorted({n for n in p_names if n.casefold() not in t_keys})
+    if not foreign or not t_keys:
+        return None
+    n_rows = int(p_names.str.casefold().isin({f.casefold() for f in foreign}).sum())
+
+    def show(names: Sequence[str]) -> str:
+        return ", ".join(list(names)[:5]) + (", ..." if len(names) > 5 else "")
+
+    return (f"{n_rows} of {len(p_names)} picks have class names the ground truth does not have "
+            f"({show(foreign)}; truth: {show(sorted(set(truth[schema.CLASS_NAME].astype(str))))}"
+            "): they can never count as correctly classified; rename the classes to match")
 
 
 def _prepare(df: pd.DataFrame, what: str) -> pd.DataFrame:

@@ -25,7 +25,9 @@ import pandas as pd
 from tomoclass.errors import InputError
 from tomoclass.io import schema as S
 from tomoclass.io.atomic import atomic_path
+from tomoclass.io.classes import class_name_from_file, set_class_from_column
 from tomoclass.io.euler import relion_to_zxz_pytom, zxz_pytom_to_relion
+from tomoclass.io.star import write_star
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,8 @@ def read_particles(
     out_of_bounds: str = "error",
     duplicates: str = "error",
     allow_empty: bool = False,
+    class_column: str | None = None,
+    class_from_filename: bool | str = False,
 ) -> pd.DataFrame:
     """Read a particle table into the tomoclass schema.
 
@@ -117,6 +121,14 @@ def read_particles(
         ``"error"`` (default), ``"drop"`` (keep the first, log the count) or ``"keep"``.
     allow_empty
         Return an empty table instead of raising for a file with no particles.
+    class_column
+        STAR or CSV: the column holding each row's class (e.g. ``rlnParticleName``), instead
+        of ``tomoclassClassName``/``rlnClassNumber``/``class``; numeric labels go through
+        ``class_names``.
+    class_from_filename
+        Every row's class is taken from the file name (one table per class): ``True`` -> the
+        name without extension(s); a regular expression -> its ``class`` group, else its
+        first group, else its whole match (:func:`tomoclass.io.classes.class_name_from_file`).
 
     Returns
     -------
@@ -146,7 +158,11 @@ def read_particles(
         class_names=None if class_names is None else list(class_names),
         tomogram_shape=tomogram_shape, voxel_size_angstrom=voxel_size_angstrom,
         coordinate_pixel_size_angstrom=coordinate_pixel_size_angstrom, header_names=[],
+        class_column=class_column,
     )
+    if class_column is not None and fmt not in ("star", "csv", "polnet"):
+        raise InputError(f"a class column applies to STAR and CSV tables, not {fmt}", path=path,
+                         field=class_column)
     if fmt in ("shrec19", "shrec21", "shrec"):
         df, lines = _read_shrec(ctx)
     elif fmt == "deepfinder":
@@ -163,6 +179,13 @@ def read_particles(
                              path=path, field="voxel_size_angstrom")
         scale = float(coordinate_pixel_size_angstrom) / float(voxel_size_angstrom)
         df[[S.X, S.Y, S.Z]] = df[[S.X, S.Y, S.Z]].to_numpy(np.float64) * scale
+    if class_column is not None and fmt != "star":
+        df = set_class_from_column(df, class_column, path, ctx.header_names,
+                                   lambda v: _label_name(v, ctx, None, class_column))
+        df[S.IS_PROTEIN] = [_is_protein(v) for v in df[S.CLASS_NAME]]
+    if class_from_filename:
+        df[S.CLASS_NAME] = class_name_from_file(path, class_from_filename)
+        df[S.IS_PROTEIN] = [_is_protein(v) for v in df[S.CLASS_NAME]]
     return _finalize(df, lines, ctx, known_classes, out_of_bounds, duplicates, allow_empty)
 
 
@@ -744,7 +767,13 @@ def _read_star(ctx: _Context) -> tuple[pd.DataFrame, list[int]]:
 
     angles = np.stack([numbers(f"rlnAngle{a}", allow_nan=True, default=np.nan)
                        for a in ("Rot", "Tilt", "Psi")], 1)
-    if _STAR_NAME in cols:
+    if ctx.class_column is not None:
+        if ctx.class_column not in cols:
+            raise InputError(f"no such column (columns: {', '.join(cols)})", path=path,
+                             field=ctx.class_column)
+        names = [_label_name(v, ctx, ln, ctx.class_column)
+                 for v, ln in zip(cols[ctx.class_column], lines, strict=True)]
+    elif _STAR_NAME in cols:
         names = [v for v in cols[_STAR_NAME]]
     elif "rlnClassNumber" in cols:
         names = [_label_name(v, ctx, ln, "rlnClassNumber")
@@ -907,58 +936,15 @@ def _write_star(path: Path, table: pd.DataFrame, class_map: Any,
             out["rlnImageName"] = table[col].astype(str).to_numpy()
         elif col not in S.PARTICLE_COLUMNS:
             out[_STAR_EXTRA + str(col)] = table[col].to_numpy()
-    buf = _io.StringIO()
-    buf.write("# written by tomoclass; coordinates in voxels of rlnTomoName (0-based)"
-              + (" and RELION 5 centred, in Å" if centred is not None else "") + ",\n")
-    buf.write("# angles RELION ZYZ degrees, rlnClassNumber 1-based in the class map's order\n\n")
+    comments = ("written by tomoclass; coordinates in voxels of rlnTomoName (0-based)"
+                + (" and RELION 5 centred, in Å" if centred is not None else "") + ",",
+                "angles RELION ZYZ degrees, rlnClassNumber 1-based in the class map's order")
+    blocks: dict[str, Any] = {}
     if optics:
         out["rlnOpticsGroup"] = 1
-        buf.write("data_optics\n\nloop_\n")
-        for j, lab in enumerate(optics, 1):
-            buf.write(f"_{lab} #{j}\n")
-        buf.write("\t".join(_star_value(v) for v in optics.values()) + "\n\n")
-    labels = list(out.columns)
-    buf.write("data_particles\n\nloop_\n")
-    for j, lab in enumerate(labels, 1):
-        buf.write(f"_{lab} #{j}\n")
-    cols = [out[lab].to_numpy() for lab in labels]
-    for i in range(len(out)):
-        buf.write("\t".join(_star_value(c[i]) for c in cols))
-        buf.write("\n")
-    buf.write("\n")
-    with atomic_path(path) as tmp:
-        tmp.write_text(buf.getvalue(), encoding="utf-8")
-
-
-def _star_value(v: Any) -> str:
-    if isinstance(v, (float, np.floating)):
-        return _fmt(float(v))
-    if isinstance(v, (bool, np.bool_)):
-        return str(int(v))
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    s = str(v)
-    if s == "":
-        return '""'
-    if "'" in s or '"' in s or "\n" in s or "\r" in s:
-        # starfile (and RELION's reader) cannot take quote characters inside a value
-        raise InputError(f"value {_show(s)} holds a quote or line break, which STAR cannot hold")
-    if s.lower().lstrip("+-") == "nan":
-        # starfile reads it back as a missing number whatever the quoting
-        raise InputError(f"value {_show(s)} would read back as a missing number from STAR")
-    if (any(ch.isspace() for ch in s) or "#" in s or s.startswith(("_", "data_", "loop_", "$"))
-            or _looks_numeric(s)):
-        return f'"{s}"'
-    return s
-
-
-def _looks_numeric(s: str) -> bool:
-    """True for names a STAR/pandas reader would take as a number (``NaN``, ``inf``, ``1e3``)."""
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
+        blocks["optics"] = pd.DataFrame({k: [v] for k, v in optics.items()})
+    blocks["particles"] = out
+    write_star(path, blocks, comments=comments)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,9 +18,11 @@ from tomoclass.data.extract import resample_volume, resampling_step
 from tomoclass.data.polarity import invert_if, resolve_inversion, training_polarity
 from tomoclass.data.spectrum import box_filter_for, resolve_matching, spectrum_at
 from tomoclass.errors import InputError
-from tomoclass.io import read_volume, tomogram_name, write_particles, write_volume
+from tomoclass.io import read_volume, write_particles, write_volume
+from tomoclass.io.annotate import class_file
 from tomoclass.io.atomic import atomic_dir
 from tomoclass.io.particles import distinct_tomogram_names
+from tomoclass.io.tomonames import resolve_tomogram_name
 from tomoclass.io.volume import warn_if_beam_along_y
 from tomoclass.locate.calibration import run_threshold
 from tomoclass.locate.candidates import AUTO_RATIO, AUTO_SAMPLE, Candidates, propose_candidates
@@ -229,6 +231,10 @@ def locate(
     rescale: bool = False,
     precision: str = "auto",
     match_spectrum: str = "auto",
+    tomo_name: str | None = None,
+    tomograms_star: str | Path | None = None,
+    split_by_class: bool = False,
+    warp_settings: str | Path | None = None,
 ) -> LocateResult:
     """Find and classify the particles of one tomogram with a trained run.
 
@@ -298,6 +304,12 @@ def locate(
         Torch device (default CUDA when present).
     progress
         Show progress bars.
+    tomo_name, tomograms_star, warp_settings
+        The tomogram's name in the tables (``rlnTomoName``), or a RELION 5 ``tomograms.star``
+        or a Warp settings file to find it in; default: Warp's ``<name>_<pixel>Apx`` or the
+        file name, logged (:func:`tomoclass.io.tomonames.resolve_tomogram_name`).
+    split_by_class
+        Also write ``<out stem>_<class>.star`` per class (same columns as the STAR).
     precision
         Box classification arithmetic, ``"auto"``, ``"fp32"`` or ``"bf16"`` (see
         :func:`tomoclass.locate.score_tomogram`; ``"candidates"`` and ``"boxes"``).
@@ -363,7 +375,8 @@ def locate(
         located_radii, class_radii = class_radii, {n: r * step for n, r in class_radii.items()}
     else:
         located_radii = {n: r / step for n, r in class_radii.items()}
-    name = tomogram_name(tomogram_path)
+    name = resolve_tomogram_name(tomogram_path, name=tomo_name, tomograms_star=tomograms_star,
+                                 warp_settings=warp_settings)
     if method == "candidates" and score_maps_dir is not None:
         raise InputError(
             "score maps need a dense method (--method boxes, stages or tiles); candidates "
@@ -458,8 +471,15 @@ def locate(
     for ext in [suffix] + [e for e in (".star", ".csv", ".txt") if e != suffix]:
         path = out.with_suffix(ext)
         if ext == ".star":
-            write_particles(path, picks, class_map=class_map, tomogram_shape=volume.shape,
-                            voxel_size_angstrom=volume.voxel_size_angstrom)
+            parts = [(path, picks)]
+            if split_by_class:
+                names = picks["class_name"].astype(str)
+                parts += [(class_file(path, c), picks[names == c]) for c in class_map.names
+                          if (names == c).any()]
+            for where, part in parts:
+                write_particles(where, part, class_map=class_map, tomogram_shape=volume.shape,
+                                voxel_size_angstrom=volume.voxel_size_angstrom)
+            outputs.extend(w for w, _ in parts[1:])
         else:
             write_particles(path, picks)
         outputs.append(path)

@@ -21,6 +21,7 @@ import torch
 
 from tomoclass.errors import InputError
 from tomoclass.io import schema as S
+from tomoclass.io.annotate import INPUT_ROW
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,11 @@ class PredictionResult:
         coordinates from it and ``voxel_size_angstrom``).
     spectrum_gain
         The per-band gain of spectrum matching, else None.
+    source
+        The table file the picks came from (None for a DataFrame); a STAR source is
+        annotated by :func:`write_predictions` (``table["input_row"]`` is its row).
+    coordinate_pixel_size_angstrom
+        Pixel size (Å) of the source's coordinates when not the tomogram's voxels.
     """
 
     table: pd.DataFrame
@@ -72,6 +78,8 @@ class PredictionResult:
     polarity: Any = None
     tomogram_shape: tuple[int, int, int] | None = None
     spectrum_gain: list[float] | None = None
+    source: Path | None = None
+    coordinate_pixel_size_angstrom: float | None = None
 
 
 class _OneShape(Mapping):
@@ -108,6 +116,7 @@ def _read_coords(coords: Any, tomogram_name: str, shape: tuple[int, int, int],
     if isinstance(coords, pd.DataFrame):
         table = coords.copy()
         source = None
+        table[INPUT_ROW] = np.arange(len(table))
     else:
         source = Path(coords)
         # the table's own tomogram names stand (a particles.star of many tomograms)
@@ -121,6 +130,7 @@ def _read_coords(coords: Any, tomogram_name: str, shape: tuple[int, int, int],
             # RELION 5 centred rows of other tomograms (or of this one under another name):
             # their sizes are unknown; this one's serves, the other rows are dropped below
             table = read_particles(source, tomogram_shape=_OneShape(shape), **kw)
+        table[INPUT_ROW] = np.arange(len(table))  # read_particles drops no row here
     for col in S.COORDS:
         if col not in table.columns:
             raise InputError("missing coordinate column", path=source, field=col)
@@ -162,6 +172,8 @@ def predict_particles(
     polarity: str = "auto",
     coordinate_pixel_size_angstrom: float | None = None,
     match_spectrum: str = "auto",
+    tomograms_star: str | os.PathLike[str] | None = None,
+    warp_settings: str | os.PathLike[str] | None = None,
 ) -> PredictionResult:
     """Classify the particles picked in a tomogram with a trained run.
 
@@ -187,9 +199,10 @@ def predict_particles(
     device
         ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:1"``, ...
     tomogram_name
-        Name of this tomogram in a multi-tomogram table (default:
-        :func:`tomoclass.io.tomogram_name` of the file: its stem, or its folder for a
-        generic name such as ``model_3/reconstruction.mrc``).
+        Name of this tomogram in a multi-tomogram table (default: from ``tomograms_star``,
+        else :func:`tomoclass.io.tomonames.resolve_tomogram_name` of the file: Warp's
+        ``<name>_<pixel>Apx``, else its stem, or its folder for a generic name such as
+        ``model_3/reconstruction.mrc``; what was assumed is logged).
     max_memory_bytes
         Refuse when the memory estimate for one batch exceeds this.
     progress
@@ -207,6 +220,9 @@ def predict_particles(
         spectrum (:mod:`tomoclass.data.spectrum`): ``"auto"`` (default) when boxes are
         resampled (``rescale``) and the run records its training spectrum, ``"on"``,
         ``"off"``. ``result.spectrum_gain`` is the gain used.
+    tomograms_star, warp_settings
+        A RELION 5 ``tomograms.star`` naming the tomogram (``rlnTomoName``), or a Warp
+        settings file whose data folder's ``.tomostar`` files name it.
 
     Returns
     -------
@@ -225,8 +241,8 @@ def predict_particles(
     from tomoclass.data.polarity import resolve_inversion, training_polarity
     from tomoclass.data.spectrum import box_filter_for, filter_boxes, resolve_matching, spectrum_at
     from tomoclass.io import Volume, read_volume
-    from tomoclass.io import tomogram_name as path_tomogram_name
     from tomoclass.io.particles import COORDS_ANGPIX_HINT, OVERSHOOT_RATIO, overshoot
+    from tomoclass.io.tomonames import resolve_tomogram_name
     from tomoclass.io.volume import warn_if_beam_along_y
     from tomoclass.train.loop import _autocast, select_device
     from tomoclass.train.resources import check_fits, estimate_prediction
@@ -241,8 +257,10 @@ def predict_particles(
     if isinstance(vol, Volume):
         warn_if_beam_along_y(vol)
     tomo_path = getattr(vol, "path", None)
-    name = tomogram_name or (path_tomogram_name(tomo_path) if tomo_path is not None
-                             else "tomogram")
+    name = tomogram_name or (
+        resolve_tomogram_name(tomo_path, tomograms_star=tomograms_star,
+                              warp_settings=warp_settings)
+        if tomo_path is not None else "tomogram")
     train_vs = float(info["voxel_size_angstrom"])
     box = int(info["box"])
     vs = float(vol.voxel_size_angstrom)
@@ -320,7 +338,9 @@ def predict_particles(
         out[f"{PROB_PREFIX}{n}"] = probs[:, j]
     out["padded"] = plan.padded
     return PredictionResult(out, probs, class_map, vs, train_vs, do_rescale, invert, measured,
-                            tuple(vol.shape), spectrum_gain)
+                            tuple(vol.shape), spectrum_gain,
+                            None if isinstance(coords, pd.DataFrame) else Path(coords),
+                            coordinate_pixel_size_angstrom)
 
 
 def amp_dtype_for_inference(device: torch.device) -> torch.dtype | None:
@@ -331,16 +351,31 @@ def amp_dtype_for_inference(device: torch.device) -> torch.dtype | None:
 
 
 def write_predictions(result: PredictionResult | Sequence[PredictionResult],
-                      path: str | os.PathLike[str]) -> Path:
+                      path: str | os.PathLike[str], *, annotate: bool = True,
+                      split_by_class: bool = False) -> Path:
     """Write predictions as RELION STAR (``.star``) or CSV (``.csv``), atomically.
 
     ``result`` may be several results (tomograms) of one run: one table, a ``rlnTomoName``
-    per row. STAR: ``rlnClassNumber`` (1-based, class-map order), ``tomoclassClassName``, the
-    confidence as ``rlnAutopickFigureOfMerit``, RELION 5 ``rlnCenteredCoordinateX/Y/ZAngst``
+    per row.
+
+    STAR, picks read from a STAR file (``annotate``, default): the user's table annotated by
+    :func:`tomoclass.io.annotate.annotate_star`: every block and column kept, coordinates in
+    the units they came in, the rows classified, plus ``tomoclassClassName``,
+    ``tomoclass_class_number``, ``tomoclass_confidence``, ``tomoclass_prob_<class>`` (and
+    ``rlnClassNumber``, ``rlnAutopickFigureOfMerit``, ``rlnTomoName`` and RELION 5 centred Å
+    coordinates where the table has none).
+
+    STAR otherwise: ``rlnClassNumber`` (1-based, class-map order), ``tomoclassClassName``,
+    the confidence as ``rlnAutopickFigureOfMerit``, RELION 5 ``rlnCenteredCoordinateX/Y/ZAngst``
     beside the voxel coordinates (when every tomogram has one voxel size), and every other
-    column as ``tomoclass_<column>`` (``tomoclass_prob_<class>``...). CSV: all columns by name.
+    column as ``tomoclass_<column>`` (``tomoclass_prob_<class>``...). CSV: all columns by name,
+    ``x, y, z`` in the picks' own units (scaled back to the pixel size given as
+    ``coordinate_pixel_size_angstrom``, e.g. unbinned tilt-series pixels).
+
+    ``split_by_class`` also writes ``<stem>_<class><suffix>`` per predicted class.
     """
     from tomoclass.io import write_particles
+    from tomoclass.io.annotate import annotate_star, class_file
 
     results = [result] if isinstance(result, PredictionResult) else list(result)
     if not results:
@@ -348,13 +383,45 @@ def write_predictions(result: PredictionResult | Sequence[PredictionResult],
     path = Path(path)
     table = pd.concat([r.table for r in results], ignore_index=True)
     class_map = results[0].class_map
-    if path.suffix.lower() != ".star":
-        return write_particles(path, table, class_map=class_map)
-    table = table.drop(columns=["class_number"])
     shapes = {str(n): r.tomogram_shape for r in results
               for n in r.table[S.TOMOGRAM].astype(str).unique()}
     voxel = {r.voxel_size_angstrom for r in results}
-    if len(voxel) != 1 or any(v is None for v in shapes.values()):
-        return write_particles(path, table, class_map=class_map)
-    return write_particles(path, table, class_map=class_map, tomogram_shape=shapes,
-                           voxel_size_angstrom=voxel.pop())
+    sources = {r.source for r in results}
+    source = sources.pop() if len(sources) == 1 else None
+    star = path.suffix.lower() == ".star"
+    if (star and annotate and source is not None and source.suffix.lower() == ".star"
+            and INPUT_ROW in table.columns):
+        one_voxel = len(voxel) == 1 and all(v is not None for v in shapes.values())
+        annotate_star(source, table.sort_values(INPUT_ROW, kind="stable"), path,
+                      list(class_map.names), split_by_class=split_by_class,
+                      voxel_size_angstrom=voxel.pop() if one_voxel else None,
+                      tomogram_shapes=shapes if one_voxel else None,
+                      coordinate_pixel_size_angstrom=results[0].coordinate_pixel_size_angstrom)
+        return path
+    parts = [(path, table)]
+    if split_by_class:
+        names = table[S.CLASS_NAME].astype(str)
+        parts += [(class_file(path, c), table[names == c]) for c in class_map.names
+                  if (names == c).any()]
+    for out, part in parts:
+        if not star:
+            write_particles(out, _in_input_units(part, results), class_map=class_map)
+            continue
+        part = part.drop(columns=["class_number"])
+        if len(voxel) != 1 or any(v is None for v in shapes.values()):
+            write_particles(out, part, class_map=class_map)
+        else:
+            write_particles(out, part, class_map=class_map, tomogram_shape=shapes,
+                            voxel_size_angstrom=next(iter(voxel)))
+    return path
+
+
+def _in_input_units(table: pd.DataFrame, results: Sequence[PredictionResult]) -> pd.DataFrame:
+    """``table`` with x, y, z back in the pixel size the picks came in (CSV output)."""
+    px = results[0].coordinate_pixel_size_angstrom
+    voxel = {r.voxel_size_angstrom for r in results}
+    if not px or len(voxel) != 1:
+        return table
+    table = table.copy()
+    table[[S.X, S.Y, S.Z]] = table[[S.X, S.Y, S.Z]].to_numpy(np.float64) * (voxel.pop() / px)
+    return table
