@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         class_names = parse_list(class_names)
     # Tomogram headers give the sizes and voxel size RELION 5 centred coordinates need; bounds
     # are not checked here: extraction skips and counts out-of-tomogram particles.
-    vols = [read_volume(t, args.tomogram_voxel_size, check="none") for t in args.tomograms]
+    vols = [read_volume(t, args.tomogram_voxel_size, check="none",
+                        override_option="--tomogram-voxel-size") for t in args.tomograms]
     shapes = {tomogram_name(v.path): v.shape for v in vols}
     shape_opt = vols[0].shape if len(vols) == 1 else shapes
     known = parse_list(args.classes) if args.classes else None

@@ -24,6 +24,10 @@ from tomoclass.io.volume import read_volume, warn_if_beam_along_y
 
 log = logging.getLogger(__name__)
 
+#: The option that overrides tomogram headers in ``extract`` (its ``--voxel-size`` is the
+#: dataset's), named in voxel-size errors.
+_OVERRIDE = "--tomogram-voxel-size"
+
 
 @dataclass
 class ExtractReport:
@@ -224,7 +228,8 @@ def extract_dataset(
         log.warning("%d particle(s) belong to tomograms not given; not extracted",
                     report.n_unmatched)
     check_disk_space(Path(out), int(used.sum()) * box**3 * 4 * (2 if clean_tomograms else 1))
-    volumes = {p: read_volume(p, tomogram_voxel_size_angstrom) for p in paths if len(matched[p])}
+    volumes = {p: read_volume(p, tomogram_voxel_size_angstrom, override_option=_OVERRIDE)
+               for p in paths if len(matched[p])}
     for v in volumes.values():
         warn_if_beam_along_y(v)
     cleans: dict[Path, Any] = {}
@@ -235,7 +240,7 @@ def extract_dataset(
         for p, c in zip(paths, clean_tomograms, strict=True):
             if p not in volumes:
                 continue
-            cleans[p] = read_volume(c, tomogram_voxel_size_angstrom)
+            cleans[p] = read_volume(c, tomogram_voxel_size_angstrom, override_option=_OVERRIDE)
             if cleans[p].shape != volumes[p].shape:
                 raise InputError(f"clean volume of shape {cleans[p].shape} for a tomogram of "
                                  f"shape {volumes[p].shape}", path=c, field="shape")

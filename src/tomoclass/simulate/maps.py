@@ -18,8 +18,9 @@ from scipy import ndimage
 from tomoclass.errors import InputError
 
 __all__ = [
-    "RG_PLAUSIBLE_ANGSTROM", "MAP_VOXEL_SIZE_HINT", "map_radius_of_gyration_angstrom",
-    "check_map_size", "check_map_not_inverted", "soft_sphere_mask", "map_mask",
+    "RG_PLAUSIBLE_ANGSTROM", "MAP_VOXEL_SIZE_HINT", "MAP_VOXEL_SIZE_OPTION",
+    "map_radius_of_gyration_angstrom", "check_map_size", "check_map_not_inverted",
+    "soft_sphere_mask", "map_mask",
 ]
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,8 @@ log = logging.getLogger(__name__)
 RG_PLAUSIBLE_ANGSTROM = (11.0, 600.0)
 
 #: How a user gives a map's voxel size (there is no ``--voxel-size`` for maps).
-MAP_VOXEL_SIZE_HINT = ("give the map's voxel size with --map-voxel-size (Å; one per map) or "
-                       "map_voxel_size_angstrom in the config's class entry")
+MAP_VOXEL_SIZE_OPTION = "--map-voxel-size (or map_voxel_size_angstrom in the config's class)"
+MAP_VOXEL_SIZE_HINT = f"give the map's voxel size with {MAP_VOXEL_SIZE_OPTION}"
 
 #: Fraction of the maximum above which a map voxel counts as particle for the size check.
 _SUPPORT = 0.2

@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from tomoclass.errors import InputError
 from tomoclass.simulate.maps import (
-    MAP_VOXEL_SIZE_HINT,
+    MAP_VOXEL_SIZE_OPTION,
     check_map_not_inverted,
     check_map_size,
     map_mask,
@@ -275,16 +275,9 @@ def _read_map(path: Path, voxel_size_angstrom: float | None) -> tuple[np.ndarray
     """Read a 3D map (:func:`tomoclass.io.read_volume`): data (z, y, x) float32, voxel size Å."""
     from tomoclass.io import read_volume
 
-    try:
-        vol = read_volume(path, voxel_size_angstrom=voxel_size_angstrom, mmap=False,
-                          check="full")
-    except InputError as exc:
-        if exc.field not in ("voxel_size", "voxel_size_angstrom"):
-            raise
-        # read_volume's hint names --voxel-size, which for simulate is the *target* size
-        msg = exc.message.split("; ")[0].replace(" with --voxel-size", "")
-        raise InputError(f"{msg}; {MAP_VOXEL_SIZE_HINT}", path=path,
-                         field=exc.field) from None
+    # simulate's --voxel-size-angstrom is the *target* size: errors name --map-voxel-size
+    vol = read_volume(path, voxel_size_angstrom=voxel_size_angstrom, mmap=False, check="full",
+                      override_option=MAP_VOXEL_SIZE_OPTION)
     return np.asarray(vol.data, dtype=np.float32), float(vol.voxel_size_angstrom)
 
 
