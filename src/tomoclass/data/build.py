@@ -115,6 +115,22 @@ def match_tomograms(tomogram_paths: Sequence[Path], table: pd.DataFrame) -> dict
     return out
 
 
+#: How to give a dataset a validation split (``train`` needs one), for messages.
+VALIDATION_SPLIT_HINT = (
+    "give --val-tomograms NAMES or --val-fraction F (e.g. 0.1: a share of each class's training "
+    "particles) to extract, or reassign an existing dataset with 'tomoclass dataset split DS "
+    "--test-tomograms ... --val-fraction 0.1'")
+
+
+def _warn_if_no_validation(split: np.ndarray) -> None:
+    """Warn when a dataset is about to be written without validation rows."""
+    if len(split) and not (split == "val").any():
+        counts = ", ".join(f"{int((split == s).sum())} {s}" for s in ("train", "test")
+                           if (split == s).any())
+        log.warning("no validation split (%s): 'tomoclass train' needs one; %s", counts,
+                    VALIDATION_SPLIT_HINT)
+
+
 def extract_dataset(
     out: str | os.PathLike[str],
     tomograms: Sequence[str | os.PathLike[str]],
@@ -227,6 +243,7 @@ def extract_dataset(
     if report.n_unmatched:
         log.warning("%d particle(s) belong to tomograms not given; not extracted",
                     report.n_unmatched)
+    _warn_if_no_validation(table[SPLIT].to_numpy()[used])
     check_disk_space(Path(out), int(used.sum()) * box**3 * 4 * (2 if clean_tomograms else 1))
     volumes = {p: read_volume(p, tomogram_voxel_size_angstrom, override_option=_OVERRIDE)
                for p in paths if len(matched[p])}

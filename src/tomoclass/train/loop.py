@@ -182,7 +182,9 @@ def check_dataset(store: Any, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]
             path=star, field="class_id",
         )
     if val.size == 0:
-        raise InputError(f"no particles in validation split '{cfg.val_split}'",
+        raise InputError(f"no particles in validation split '{cfg.val_split}'; give the dataset "
+                         f"one: tomoclass dataset split {where or 'DS'} --test-tomograms ... "
+                         "--val-fraction 0.1 (or --val-tomograms NAMES)",
                          path=star, field="split")
     if cfg.batch_size > train.size:
         raise InputError(
