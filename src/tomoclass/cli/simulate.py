@@ -44,6 +44,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     pt = ss.add_parser("tomograms", help="write tomograms with SHREC'21 ground truth")
     _common(pt)
     pt.add_argument("--prefix", default="tomo", help="tomogram file name prefix")
+    bg = pt.add_argument_group("background boxes for a detector (docs/locate.md), written as "
+                               "<name>_background.star beside each ground truth")
+    bg.add_argument("--background", type=int, default=0, metavar="N",
+                    help="N random positions per tomogram inside no particle")
+    bg.add_argument("--background-offcentre", type=int, default=0, metavar="N",
+                    help="N positions per tomogram off a particle's centre by more than its "
+                    "radius")
+    bg.add_argument("--background-max-offset", type=float, default=None, metavar="VOXELS",
+                    help="largest off-centre shift (default twice the largest radius; use half "
+                    "the box you will extract)")
     _generated(pt, "tomogram", TomogramConfig)
     _generated(pt, "microscope", MicroscopeConfig)
     pt.set_defaults(func=run_tomograms)
@@ -186,6 +196,14 @@ def run_tomograms(args: argparse.Namespace) -> int:
         written = simulate_tomograms(args.out, templates, cfg, prefix=args.prefix, progress=tick)
     for w in written:
         print(f"wrote {w['tomogram']} (+ labels, SHREC'21 ground truth, tilts, meta)")
+    if args.background or args.background_offcentre:
+        from tomoclass.data.background import write_background_tables
+
+        for path in write_background_tables(
+                written, {t.name: t.radius_voxels for t in templates},
+                n_random=args.background, n_offcentre=args.background_offcentre,
+                seed=cfg.seed, max_offset=args.background_max_offset):
+            print(f"wrote {path} (background boxes: extract it with the ground truth)")
     return 0
 
 

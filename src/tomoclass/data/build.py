@@ -131,6 +131,26 @@ def _warn_if_no_validation(split: np.ndarray) -> None:
                     VALIDATION_SPLIT_HINT)
 
 
+def _with_background(table: pd.DataFrame, tomograms: Sequence[str | os.PathLike[str]],
+                     options: Mapping[str, Any], *, box: int, border: str,
+                     tomogram_voxel_size_angstrom: float | None) -> pd.DataFrame:
+    """``table`` plus background rows for every tomogram file that has rows."""
+    from tomoclass.data.background import background_for_tomograms
+
+    truths = {}
+    for path, rows in match_tomograms([Path(t) for t in tomograms], table).items():
+        if len(rows):
+            shape = read_volume(path, tomogram_voxel_size_angstrom, check="none",
+                                override_option=_OVERRIDE).shape
+            truth = table.iloc[rows]
+            truths[str(truth[S.TOMOGRAM].iloc[0])] = (truth, shape)
+    opts = dict(options)
+    opts.setdefault("max_offset", box / 2)
+    bg = background_for_tomograms(truths, box=box if border == "skip" else None, **opts)
+    log.info("added %d background boxes (%d tomograms)", len(bg), len(truths))
+    return pd.concat([table, bg], ignore_index=True)
+
+
 def extract_dataset(
     out: str | os.PathLike[str],
     tomograms: Sequence[str | os.PathLike[str]],
@@ -150,6 +170,7 @@ def extract_dataset(
     provenance: Mapping[str, Any] | None = None,
     clean_tomograms: Sequence[str | os.PathLike[str]] | None = None,
     polarity: str = "auto",
+    background: Mapping[str, Any] | None = None,
 ) -> ExtractReport:
     """Extract every particle of ``table`` from its tomogram into a new dataset directory.
 
@@ -196,6 +217,13 @@ def extract_dataset(
         (:func:`tomoclass.data.polarity.measure_polarity`), ``"dark"``/``"bright"`` says it
         for all. Boxes of bright tomograms are inverted: a dataset holds dark particles
         (``dataset.yaml``: ``polarity: dark``), whatever mix of conventions it came from.
+    background
+        Add background boxes (a detector's non-particle class) to every tomogram with rows:
+        keyword arguments of :func:`tomoclass.data.background.background_for_tomograms`
+        (``n_random``, ``n_offcentre``, ``radii``, ``seed``, optional ``max_offset``, default
+        ``box / 2``). Centres may lie anywhere in the tomogram (their boxes padded like the
+        particles'), or where the whole box fits with ``border="skip"``. The rows join the
+        split like any class; ``background`` is appended to a given ``class_map`` lacking it.
 
     Returns
     -------
@@ -223,6 +251,11 @@ def extract_dataset(
     if len(table) == 0:
         raise InputError("no particles to extract (after leaving out non-protein rows)",
                          field="tables")
+    if background:
+        table = _with_background(table, tomograms, background, box=box, border=border,
+                                 tomogram_voxel_size_angstrom=tomogram_voxel_size_angstrom)
+        if class_map is not None and S.BACKGROUND not in class_map:
+            class_map = ClassMap([*class_map.names, S.BACKGROUND], [*class_map.size_groups, ""])
     if class_map is None:
         class_map = ClassMap.from_names(sorted(table[S.CLASS_NAME].astype(str).unique()))
     for name in pd.unique(table[S.CLASS_NAME].astype(str)):
