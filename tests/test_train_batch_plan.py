@@ -7,6 +7,7 @@ import logging
 
 import pytest
 import torch
+import yaml
 from test_train_support import TINY_KWARGS, TINY_MODEL, make_dataset, one_thread
 from torch import nn
 
@@ -96,6 +97,8 @@ def test_fit_plans_the_batch_and_says_so(tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         fit(cfg, ds, tmp_path / "run", progress=False, max_memory_bytes=(lean + plain) // 2)
     assert "training plan" in caplog.text and "memory-efficient" in caplog.text
+    recorded = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["batch_plan"]
+    assert recorded["memory_efficient"] and recorded["chosen"] and recorded["batch_size"] == 6
     # explicit settings that do not fit are still refused, naming the way out
     with pytest.raises(ResourceError, match="accumulation-steps"):
         fit(cfg.model_copy(update={"accumulation_steps": 1,

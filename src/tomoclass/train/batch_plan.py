@@ -71,6 +71,12 @@ class BatchPlan:
         """Largest number of samples in one forward/backward."""
         return math.ceil(self.batch_size / self.accumulation_steps)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for the run's ``config.yaml``."""
+        return {"batch_size": self.batch_size, "accumulation_steps": self.accumulation_steps,
+                "micro_batch": self.micro_batch, "memory_efficient": self.memory_efficient,
+                "memory_estimate_bytes": int(self.memory_bytes), "chosen": self.chosen}
+
 
 def _memory(params: int, act_per_sample: int, micro: int) -> int:
     # same model as resources.estimate_training: weights, gradients and two Adam moments,

@@ -547,6 +547,7 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
             "device": str(device),
             "amp": str(dtype).removeprefix("torch.") if dtype else "off",
             "channels_last_3d": use_cl,
+            "batch_plan": plan.to_dict(),
             "versions": versions(),
             "git_commit": git_commit(),
             "command": [str(a) for a in sys.argv],
