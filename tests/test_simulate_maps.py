@@ -114,3 +114,13 @@ def test_cli_map_options_per_map_and_recorded(tmp_path, capsys):
                "--map-mask-radius", "50"])
     assert rc == 2 and "--map-mask-radius" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_tomogram_meta_records_the_map_voxel_size(tmp_path):
+    a = _write(tmp_path / "a.mrc", _ball(24, 3.0), 10.0)
+    out = tmp_path / "t"
+    assert main(["-q", "simulate", "tomograms", "--classes", str(a), "globule", "--shape-zyx",
+                 "24", "48", "48", "--n-particles", "3", "--tilt-step-deg", "10",
+                 "--out", str(out)]) == 0
+    meta = yaml.safe_load((out / "tomo_000_meta.yaml").read_text())
+    assert meta["info"]["map_voxel_size_angstrom"] == {"a": 10.0}  # the phantom is no map
