@@ -67,6 +67,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how particles look in the tomograms: auto (default: measured per "
                         "tomogram), dark (as reconstructed) or bright (inverted); boxes of "
                         "bright tomograms are inverted so the dataset holds dark particles")
+    p.add_argument("--background", type=int, default=0, metavar="N",
+                   help="add N random background boxes per tomogram: the 'background' class "
+                   "a detector for 'tomoclass locate' needs (docs/locate.md)")
+    p.add_argument("--background-offcentre", type=int, default=0, metavar="N",
+                   help="add N background boxes per tomogram next to particles, off their "
+                   "centres by more than their radius and at most box / 2")
+    p.add_argument("--background-radius", nargs="+", default=None, metavar="R|NAME=R",
+                   help="particle radius in voxels (all classes, or per class) that background "
+                   "boxes keep clear of (default box / 4)")
     p.add_argument("--split", choices=("tomogram", "stratified"), default="tomogram",
                    help="by tomogram (SHREC: test 9) or stratified by class")
     p.add_argument("--test-tomograms", default="9",
@@ -85,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         class_names = parse_list(class_names)
     # Tomogram headers give the sizes and voxel size RELION 5 centred coordinates need; bounds
     # are not checked here: extraction skips and counts out-of-tomogram particles.
-    vols = [read_volume(t, args.tomogram_voxel_size, check="none") for t in args.tomograms]
+    vols = [read_volume(t, args.tomogram_voxel_size, check="none",
+                        override_option="--tomogram-voxel-size") for t in args.tomograms]
     shapes = {tomogram_name(v.path): v.shape for v in vols}
     shape_opt = vols[0].shape if len(vols) == 1 else shapes
     known = parse_list(args.classes) if args.classes else None
@@ -112,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         include_nonprotein=args.include_nonprotein, subvoxel=args.subvoxel, border=args.border,
         normalize=args.normalize, split_method=args.split, split_options=split_options,
         clean_tomograms=args.clean_tomograms, polarity=args.polarity,
+        background=_background(args),
         provenance={"tables": [str(t) for t in args.tables], "argv": sys.argv[1:]})
     print(f"wrote {report.n_written} subtomograms to {report.path}")
     print(json.dumps({"per_tomogram": report.per_tomogram, "padded": report.n_padded,
@@ -121,3 +132,13 @@ def run(args: argparse.Namespace) -> int:
                       "nonprotein_left_out": report.n_nonprotein,
                       "inverted": sorted(n for n, i in report.inverted.items() if i)}))
     return 0
+
+
+def _background(args: argparse.Namespace) -> dict | None:
+    """The ``background`` option of :func:`extract_dataset` from ``--background*``."""
+    if not (args.background or args.background_offcentre):
+        return None
+    from tomoclass.locate.pipeline import parse_radii
+
+    return {"n_random": args.background, "n_offcentre": args.background_offcentre,
+            "radii": parse_radii(args.background_radius) or args.box / 4, "seed": args.seed}

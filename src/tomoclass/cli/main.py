@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tomoclass",
         description="Classify macromolecules in cryo-electron tomograms.",
+        allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"tomoclass {__version__}")
     parser.add_argument(
@@ -51,7 +52,22 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"tomoclass.cli.{name}")
         module.register(sub)
+    _no_abbreviations(parser)
     return parser
+
+
+def _no_abbreviations(parser: argparse.ArgumentParser) -> None:
+    """Refuse option prefixes in ``parser`` and every subparser below it.
+
+    argparse expands an unambiguous prefix (``--voxel-size`` -> ``--voxel-size-angstrom``) by
+    default, so a mistyped or half-remembered option silently becomes another one. Subparsers
+    made by ``add_parser`` do not inherit ``allow_abbrev``, hence the walk.
+    """
+    parser.allow_abbrev = False
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                _no_abbreviations(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -44,6 +44,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     pt = ss.add_parser("tomograms", help="write tomograms with SHREC'21 ground truth")
     _common(pt)
     pt.add_argument("--prefix", default="tomo", help="tomogram file name prefix")
+    bg = pt.add_argument_group("background boxes for a detector (docs/locate.md), written as "
+                               "<name>_background.star beside each ground truth")
+    bg.add_argument("--background", type=int, default=0, metavar="N",
+                    help="N random positions per tomogram inside no particle")
+    bg.add_argument("--background-offcentre", type=int, default=0, metavar="N",
+                    help="N positions per tomogram off a particle's centre by more than its "
+                    "radius")
+    bg.add_argument("--background-max-offset", type=float, default=None, metavar="VOXELS",
+                    help="largest off-centre shift (default twice the largest radius; use half "
+                    "the box you will extract)")
     _generated(pt, "tomogram", TomogramConfig)
     _generated(pt, "microscope", MicroscopeConfig)
     pt.set_defaults(func=run_tomograms)
@@ -63,6 +73,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed (overrides the config)")
     p.add_argument("--classes", nargs="+", metavar="SOURCE", default=None,
                    help="class sources: phantom names or PDB/mmCIF/MRC files (replaces the list)")
+    g = p.add_argument_group("density maps (one value for every map, or one per map in order)")
+    g.add_argument("--map-voxel-size", type=float, nargs="+", metavar="A", default=None,
+                   help="voxel size of the map(s) in Å, overriding the header (not the target "
+                   "size: that is --voxel-size-angstrom)")
+    g.add_argument("--map-mask-radius", type=float, nargs="+", metavar="A", default=None,
+                   help="keep a soft sphere of this radius (Å) about each map's box centre")
+    g.add_argument("--map-mask", nargs="+", metavar="MRC", default=None,
+                   help="mask file(s) on the map's grid (0-1) to multiply each map with")
     top = {name: SimulationConfig.model_fields[name] for name in _TOP_FIELDS}
     for name, f in top.items():
         _add_field(p, "", name, f)
@@ -115,7 +133,33 @@ def build_config(args: argparse.Namespace) -> SimulationConfig:
         data["seed"] = args.seed
     if getattr(args, "classes", None):
         data["classes"] = [{"source": s} for s in args.classes]
+    _map_options(args, data["classes"])
     return SimulationConfig.from_dict(data, path=getattr(args, "config", None))
+
+
+_MAP_OPTIONS = (("map_voxel_size", "map_voxel_size_angstrom"),
+                ("map_mask_radius", "map_mask_radius_angstrom"), ("map_mask", "map_mask"))
+
+
+def _map_options(args: argparse.Namespace, classes: list[dict]) -> None:
+    """Apply ``--map-voxel-size`` / ``--map-mask-radius`` / ``--map-mask`` to the map classes."""
+    from tomoclass.errors import InputError
+    from tomoclass.simulate.structures import MAP_SUFFIXES
+
+    maps = [c for c in classes if str(c.get("source", "")).lower().endswith(MAP_SUFFIXES)]
+    for option, key in _MAP_OPTIONS:
+        values = getattr(args, option, None)
+        if not values:
+            continue
+        flag = "--" + option.replace("_", "-")
+        if not maps:
+            raise InputError(f"{flag} applies to density maps (.mrc, .map) but no class is one",
+                             field=flag)
+        if len(values) not in (1, len(maps)):
+            raise InputError(f"{flag} takes one value for every map or one per map "
+                             f"({len(maps)} maps), got {len(values)}", field=flag)
+        for c, v in zip(maps, values * len(maps) if len(values) == 1 else values, strict=True):
+            c[key] = str(v) if key == "map_mask" else v
 
 
 def run_subtomograms(args: argparse.Namespace) -> int:
@@ -125,6 +169,7 @@ def run_subtomograms(args: argparse.Namespace) -> int:
 
     cfg = build_config(args)
     templates = load_class_templates(cfg)
+    _report_maps(templates)
     n = cfg.subtomograms.n_per_class * len(templates)
     with tqdm(total=n, unit="subtomo", desc="simulate", disable=args.quiet or None) as bar:
         out = write_subtomogram_dataset(args.out, templates, cfg, processes=args.processes,
@@ -141,6 +186,7 @@ def run_tomograms(args: argparse.Namespace) -> int:
 
     cfg = build_config(args)
     templates = load_class_templates(cfg)
+    _report_maps(templates)
     stages = 5 * cfg.tomogram.n_tomograms
     with tqdm(total=stages, unit="stage", desc="tomograms", disable=args.quiet or None) as bar:
         def tick(name: str) -> None:
@@ -150,7 +196,25 @@ def run_tomograms(args: argparse.Namespace) -> int:
         written = simulate_tomograms(args.out, templates, cfg, prefix=args.prefix, progress=tick)
     for w in written:
         print(f"wrote {w['tomogram']} (+ labels, SHREC'21 ground truth, tilts, meta)")
+    if args.background or args.background_offcentre:
+        from tomoclass.data.background import write_background_tables
+
+        for path in write_background_tables(
+                written, {t.name: t.radius_voxels for t in templates},
+                n_random=args.background, n_offcentre=args.background_offcentre,
+                seed=cfg.seed, max_offset=args.background_max_offset):
+            print(f"wrote {path} (background boxes: extract it with the ground truth)")
     return 0
+
+
+def _report_maps(templates) -> None:
+    """Print the voxel size each map was read at (also recorded in the output's metadata)."""
+    from tomoclass.simulate.output import map_voxel_sizes
+
+    for name, vs in map_voxel_sizes(templates).items():
+        t = next(t for t in templates if t.name == name)
+        print(f"class {name}: map {t.source} read at {vs:g} Å/voxel, radius of gyration "
+              f"{t.radius_of_gyration_angstrom:.0f} Å")
 
 
 def run_config(args: argparse.Namespace) -> int:

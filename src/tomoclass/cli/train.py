@@ -44,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="training config YAML (instead of --preset)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, help="global batch size (all processes)")
+    p.add_argument("--accumulation-steps", type=int, metavar="K")
     p.add_argument("--lr", type=float, dest="base_lr",
                    help="base lr at --lr-reference-batch (linear scaling rule)")
     p.add_argument("--lr-reference-batch", type=int)
@@ -85,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         k: getattr(args, k) for k in (
             "model", "epochs", "batch_size", "base_lr", "lr_reference_batch", "optimizer",
             "warmup_epochs", "lr_step_epochs", "seed", "deterministic", "augment",
-            "checkpoint_every", "bn_recalibration_samples", "num_workers", "device", "amp")
+            "checkpoint_every", "bn_recalibration_samples", "num_workers", "device", "amp",
+            "accumulation_steps")
     }
     if args.model_arg:
         overrides["model_kwargs"] = dict(args.model_arg)

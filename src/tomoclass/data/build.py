@@ -24,6 +24,10 @@ from tomoclass.io.volume import read_volume, warn_if_beam_along_y
 
 log = logging.getLogger(__name__)
 
+#: The option that overrides tomogram headers in ``extract`` (its ``--voxel-size`` is the
+#: dataset's), named in voxel-size errors.
+_OVERRIDE = "--tomogram-voxel-size"
+
 
 @dataclass
 class ExtractReport:
@@ -111,6 +115,42 @@ def match_tomograms(tomogram_paths: Sequence[Path], table: pd.DataFrame) -> dict
     return out
 
 
+#: How to give a dataset a validation split (``train`` needs one), for messages.
+VALIDATION_SPLIT_HINT = (
+    "give --val-tomograms NAMES or --val-fraction F (e.g. 0.1: a share of each class's training "
+    "particles) to extract, or reassign an existing dataset with 'tomoclass dataset split DS "
+    "--test-tomograms ... --val-fraction 0.1'")
+
+
+def _warn_if_no_validation(split: np.ndarray) -> None:
+    """Warn when a dataset is about to be written without validation rows."""
+    if len(split) and not (split == "val").any():
+        counts = ", ".join(f"{int((split == s).sum())} {s}" for s in ("train", "test")
+                           if (split == s).any())
+        log.warning("no validation split (%s): 'tomoclass train' needs one; %s", counts,
+                    VALIDATION_SPLIT_HINT)
+
+
+def _with_background(table: pd.DataFrame, tomograms: Sequence[str | os.PathLike[str]],
+                     options: Mapping[str, Any], *, box: int, border: str,
+                     tomogram_voxel_size_angstrom: float | None) -> pd.DataFrame:
+    """``table`` plus background rows for every tomogram file that has rows."""
+    from tomoclass.data.background import background_for_tomograms
+
+    truths = {}
+    for path, rows in match_tomograms([Path(t) for t in tomograms], table).items():
+        if len(rows):
+            shape = read_volume(path, tomogram_voxel_size_angstrom, check="none",
+                                override_option=_OVERRIDE).shape
+            truth = table.iloc[rows]
+            truths[str(truth[S.TOMOGRAM].iloc[0])] = (truth, shape)
+    opts = dict(options)
+    opts.setdefault("max_offset", box / 2)
+    bg = background_for_tomograms(truths, box=box if border == "skip" else None, **opts)
+    log.info("added %d background boxes (%d tomograms)", len(bg), len(truths))
+    return pd.concat([table, bg], ignore_index=True)
+
+
 def extract_dataset(
     out: str | os.PathLike[str],
     tomograms: Sequence[str | os.PathLike[str]],
@@ -130,6 +170,7 @@ def extract_dataset(
     provenance: Mapping[str, Any] | None = None,
     clean_tomograms: Sequence[str | os.PathLike[str]] | None = None,
     polarity: str = "auto",
+    background: Mapping[str, Any] | None = None,
 ) -> ExtractReport:
     """Extract every particle of ``table`` from its tomogram into a new dataset directory.
 
@@ -176,6 +217,13 @@ def extract_dataset(
         (:func:`tomoclass.data.polarity.measure_polarity`), ``"dark"``/``"bright"`` says it
         for all. Boxes of bright tomograms are inverted: a dataset holds dark particles
         (``dataset.yaml``: ``polarity: dark``), whatever mix of conventions it came from.
+    background
+        Add background boxes (a detector's non-particle class) to every tomogram with rows:
+        keyword arguments of :func:`tomoclass.data.background.background_for_tomograms`
+        (``n_random``, ``n_offcentre``, ``radii``, ``seed``, optional ``max_offset``, default
+        ``box / 2``). Centres may lie anywhere in the tomogram (their boxes padded like the
+        particles'), or where the whole box fits with ``border="skip"``. The rows join the
+        split like any class; ``background`` is appended to a given ``class_map`` lacking it.
 
     Returns
     -------
@@ -203,6 +251,11 @@ def extract_dataset(
     if len(table) == 0:
         raise InputError("no particles to extract (after leaving out non-protein rows)",
                          field="tables")
+    if background:
+        table = _with_background(table, tomograms, background, box=box, border=border,
+                                 tomogram_voxel_size_angstrom=tomogram_voxel_size_angstrom)
+        if class_map is not None and S.BACKGROUND not in class_map:
+            class_map = ClassMap([*class_map.names, S.BACKGROUND], [*class_map.size_groups, ""])
     if class_map is None:
         class_map = ClassMap.from_names(sorted(table[S.CLASS_NAME].astype(str).unique()))
     for name in pd.unique(table[S.CLASS_NAME].astype(str)):
@@ -224,8 +277,10 @@ def extract_dataset(
     if report.n_unmatched:
         log.warning("%d particle(s) belong to tomograms not given; not extracted",
                     report.n_unmatched)
+    _warn_if_no_validation(table[SPLIT].to_numpy()[used])
     check_disk_space(Path(out), int(used.sum()) * box**3 * 4 * (2 if clean_tomograms else 1))
-    volumes = {p: read_volume(p, tomogram_voxel_size_angstrom) for p in paths if len(matched[p])}
+    volumes = {p: read_volume(p, tomogram_voxel_size_angstrom, override_option=_OVERRIDE)
+               for p in paths if len(matched[p])}
     for v in volumes.values():
         warn_if_beam_along_y(v)
     cleans: dict[Path, Any] = {}
@@ -236,7 +291,7 @@ def extract_dataset(
         for p, c in zip(paths, clean_tomograms, strict=True):
             if p not in volumes:
                 continue
-            cleans[p] = read_volume(c, tomogram_voxel_size_angstrom)
+            cleans[p] = read_volume(c, tomogram_voxel_size_angstrom, override_option=_OVERRIDE)
             if cleans[p].shape != volumes[p].shape:
                 raise InputError(f"clean volume of shape {cleans[p].shape} for a tomogram of "
                                  f"shape {volumes[p].shape}", path=c, field="shape")

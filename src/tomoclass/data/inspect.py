@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from tomoclass.data.polarity import measure_polarity
+from tomoclass.errors import InputError
 from tomoclass.io import read_particles, read_volume, table_format, tomogram_name
 from tomoclass.io import schema as S
 from tomoclass.io.particles import OVERSHOOT_RATIO, outside_tomogram, overshoot
@@ -111,10 +112,14 @@ def inspect_table(path: str | os.PathLike[str],
     """
     from tomoclass.data.build import match_tomograms
 
-    vols = [read_volume(t, check="none") for t in tomograms]
+    vols = [read_volume(t, voxel_size_angstrom, check="none") for t in tomograms]
     shapes = {tomogram_name(v.path): v.shape for v in vols}
     if voxel_size_angstrom is None and vols:
         voxel_size_angstrom = vols[0].voxel_size_angstrom
+    if coordinate_pixel_size_angstrom is not None and voxel_size_angstrom is None:
+        raise InputError("--coords-angpix needs the tomograms' voxel size to convert the "
+                         "coordinates: give --voxel-size A or the tomograms (--tomogram)",
+                         path=path, field="--coords-angpix")
     fmt = table_format(path, format)
     # as extract reads it: one tomogram file gives its size to every row
     table = read_particles(path, fmt,

@@ -22,6 +22,13 @@ at 5 Å, -0.12 with white noise of twice the tomogram's standard deviation added
 when the skewness is five standard errors of pure noise of that size (and at least
 :data:`MIN_SKEW`) and at least 7 of the tomogram's 8 octants agree in sign; otherwise it is
 ``"unclear"`` and nothing is inverted (pass the polarity by hand then).
+
+A clear call is trusted all the way (:func:`candidate_polarity`): after inverting to the
+training polarity, ``locate`` proposes candidates of that sign only. Only an unclear call leaves
+the choice to the detector (candidates of both signs, a vote on the strongest of each): a weak
+detector that calls bright blobs particles in a clearly dark tomogram (8/8 octants) otherwise
+kept both signs, twice the candidates and time and a lower localization F1 (issue 20: 0.552
+against 0.649 with ``dark``).
 """
 
 from __future__ import annotations
@@ -195,6 +202,35 @@ def resolve_inversion(requested: str, data: Any, voxel_size_angstrom: float, *,
         return True, measured
     log.info("%s: particles look %s", what, measured.describe())
     return False, measured
+
+
+def candidate_polarity(requested: str, measured: Polarity | None, target: str) -> str:
+    """Which sign of candidates to propose once :func:`resolve_inversion` has run.
+
+    Parameters
+    ----------
+    requested
+        ``"auto"``, ``"dark"``, ``"bright"`` or ``"both"`` (the tomogram as given).
+    measured
+        The measurement of ``"auto"`` (None otherwise, and for ``"mixed"`` runs).
+    target
+        The training polarity (``"dark"``, ``"bright"`` or ``"mixed"``).
+
+    Returns
+    -------
+    str
+        ``"dark"``/``"bright"``: only that sign (after any inversion the particles look as in
+        training, so it is ``target``; a ``"mixed"`` run takes the user's word); ``"both"``:
+        both signs, and for ``"auto"`` the detector chooses among them (an unclear measurement,
+        or a ``"mixed"`` run with nothing measured).
+    """
+    if requested == "both":
+        return "both"
+    if target == "mixed":
+        return requested if requested in ("dark", "bright") else "both"
+    if requested == "auto" and (measured is None or measured.polarity == "unclear"):
+        return "both"
+    return target
 
 
 class Inverted:

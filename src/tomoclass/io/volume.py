@@ -61,22 +61,28 @@ class Volume:
 
 
 def check_voxel_size(value: float, *, path: str | os.PathLike[str] | None = None,
-                     field: str = "voxel_size_angstrom") -> float:
-    """Return ``value`` as float if it is a plausible voxel size in Å, else raise InputError."""
+                     field: str = "voxel_size_angstrom",
+                     override_option: str = "--voxel-size") -> float:
+    """Return ``value`` as float if it is a plausible voxel size in Å, else raise InputError.
+
+    ``override_option`` is the command-line option the message tells the user to give (each
+    command names its own: ``extract`` overrides tomogram headers with
+    ``--tomogram-voxel-size``, ``simulate`` map headers with ``--map-voxel-size``).
+    """
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise InputError(f"voxel size {value!r} is not a number", path=path, field=field) from None
     if not np.isfinite(v) or v <= 0:
         raise InputError(
-            f"voxel size is {v:g} Å; give the real one with --voxel-size (Å)",
+            f"voxel size is {v:g} Å; give the real one with {override_option} (Å)",
             path=path, field=field,
         )
     if not MIN_VOXEL_SIZE_ANGSTROM <= v <= MAX_VOXEL_SIZE_ANGSTROM:
         raise InputError(
             f"voxel size {v:g} Å is outside the plausible range "
             f"{MIN_VOXEL_SIZE_ANGSTROM:g}-{MAX_VOXEL_SIZE_ANGSTROM:g} Å; "
-            "override it with --voxel-size",
+            f"override it with {override_option}",
             path=path, field=field,
         )
     return v
@@ -89,6 +95,7 @@ def read_volume(
     *,
     check: str = "auto",
     allow_2d: bool = False,
+    override_option: str = "--voxel-size",
 ) -> Volume:
     """Open an MRC/REC volume, memory-mapped by default.
 
@@ -109,6 +116,8 @@ def read_volume(
         tomogram can go unnoticed: use ``"full"`` when that matters), ``"none"`` skips it.
     allow_2d
         Accept a single image (returned as shape ``(1, y, x)``). By default a 2D file is an error.
+    override_option
+        The command-line option that overrides the voxel size, named in voxel-size errors.
 
     Returns
     -------
@@ -184,18 +193,20 @@ def read_volume(
                 sizes = sizes[:2]
             if np.any(sizes <= 0) or not np.all(np.isfinite(sizes)):
                 raise InputError(
-                    f"header voxel size is {sizes[0]:g} Å; give the real one with --voxel-size (Å)",
+                    f"header voxel size is {sizes[0]:g} Å; give the real one with "
+                    f"{override_option} (Å)",
                     path=path, field="voxel_size",
                 )
             if np.max(sizes) - np.min(sizes) > 1e-3 * np.max(sizes):
                 raise InputError(
                     f"anisotropic voxel size {tuple(round(s, 4) for s in sizes)} Å (x, y, z); "
-                    "give the isotropic value with --voxel-size",
+                    f"give the isotropic value with {override_option}",
                     path=path, field="voxel_size",
                 )
-            voxel = check_voxel_size(sizes[0], path=path, field="voxel_size")
+            voxel = check_voxel_size(sizes[0], path=path, field="voxel_size",
+                                     override_option=override_option)
         else:
-            voxel = check_voxel_size(voxel_size_angstrom, path=path)
+            voxel = check_voxel_size(voxel_size_angstrom, path=path, field=override_option)
         if not use_mmap:
             data = np.array(data, copy=True, order="C")
         if check != "none":

@@ -138,7 +138,8 @@ def _classes(names: tuple[str, ...], radii: float | Mapping[str, float], thresho
     if background.casefold() not in keys:
         raise InputError(
             f"the classifier has no '{background}' class (classes: {', '.join(names)}); train "
-            "it with background boxes (tomoclass.locate.background_boxes) to locate particles",
+            "one on a dataset with background boxes (tomoclass extract ... --background N "
+            "--background-offcentre N) to locate particles",
             field="class_names",
         )
     bg = keys.index(background.casefold())

@@ -15,7 +15,12 @@ import pandas as pd
 import torch
 
 from tomoclass.data.extract import resample_volume, resampling_step
-from tomoclass.data.polarity import invert_if, resolve_inversion, training_polarity
+from tomoclass.data.polarity import (
+    candidate_polarity,
+    invert_if,
+    resolve_inversion,
+    training_polarity,
+)
 from tomoclass.data.spectrum import box_filter_for, resolve_matching, spectrum_at
 from tomoclass.errors import InputError
 from tomoclass.io import read_volume, write_particles, write_volume
@@ -278,8 +283,10 @@ def locate(
         (``dark`` for tomoclass datasets), the tomogram is inverted (lazily, as it is read)
         before anything else, and candidates are proposed with the training polarity.
         ``"auto"`` (default) measures it first
-        (:func:`tomoclass.data.polarity.measure_polarity`; inverts only a clear call), then,
-        for ``"candidates"``, proposes blobs of both signs, classifies the strongest
+        (:func:`tomoclass.data.polarity.measure_polarity`; inverts only a clear call). A
+        clear call is trusted: candidates of the training polarity only
+        (:func:`tomoclass.data.polarity.candidate_polarity`). When it is unclear (or the run
+        is ``mixed``), ``"candidates"`` proposes blobs of both signs, classifies the strongest
         ``AUTO_SAMPLE`` (256) of each sign, and drops a sign whose share of particles
         (objectness at least ``threshold``) is below ``AUTO_RATIO`` (1/4) of the other's.
         ``"both"``: the tomogram as given, candidates of both signs.
@@ -408,13 +415,14 @@ def locate(
                  volume.voxel_size_angstrom, float(trained), volume.data.shape, data.shape)
     else:
         data = invert_if(data, invert)
+    signs = candidate_polarity(polarity, measured, target)
     if method == "candidates":
         cands = propose_candidates(
             data,
             sorted(set(located_radii.values())),
-            # after any inversion the particles look as in training (a "mixed" run: as given)
-            polarity=("both" if polarity in ("auto", "both")
-                      else polarity if target == "mixed" else target),
+            # after any inversion the particles look as in training (a "mixed" run: as given);
+            # a clear measurement is trusted, only an unclear one leaves both signs
+            polarity=signs,
             threshold=candidate_threshold,
             max_candidates=max_candidates,
             device=dev,
@@ -428,7 +436,7 @@ def locate(
             model,
             data,
             cands,
-            auto=polarity == "auto",
+            auto=polarity == "auto" and signs == "both",
             threshold=threshold,
             background=[n.casefold() for n in names].index(BACKGROUND),
             box=box,

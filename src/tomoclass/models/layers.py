@@ -51,6 +51,10 @@ class DenseLayer(nn.Module):
         only active when gradients are needed.
     """
 
+    #: Children whose outputs memory-efficient mode recomputes instead of storing (read by
+    #: the training memory estimate, ``tomoclass.train.resources``).
+    recomputed_children = ("norm1", "relu1", "conv1", "norm2")
+
     def __init__(
         self,
         in_channels: int,

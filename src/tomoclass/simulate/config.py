@@ -39,6 +39,13 @@ class ClassSpec(_Model):
     map_voxel_size_angstrom: float | None = Field(
         None, gt=0.0, description="override of an MRC header's voxel size (Å)"
     )
+    map_mask_radius_angstrom: float | None = Field(
+        None, gt=0.0, description="maps: keep a soft sphere of this radius about the box "
+        "centre (Å; drops membranes and neighbours an in-cell average brings along)"
+    )
+    map_mask: str | None = Field(
+        None, description="maps: mask MRC on the map's grid (0-1) to multiply the map with"
+    )
 
 
 class MicroscopeConfig(_Model):

@@ -97,6 +97,7 @@ def write_subtomogram_dataset(
         "tool": f"tomoclass {__version__} simulate subtomograms",
         "seed": config.seed,
         "class_sources": [t.source for t in templates],
+        "map_voxel_size_angstrom": map_voxel_sizes(templates),
         "clean_units": "protein density (1 = 1.35 g/cm3), not normalised",
         "config": config.to_dict(),
     }
@@ -204,6 +205,12 @@ def _write_mrc(path: Path, data: np.ndarray, voxel_size_angstrom: float, label: 
     return Path(path)
 
 
+def map_voxel_sizes(templates: list[Template]) -> dict[str, float]:
+    """``{class name: voxel size (Å) of its source map}`` for the classes made from maps."""
+    return {t.name: float(t.source_voxel_size_angstrom) for t in templates
+            if np.isfinite(t.source_voxel_size_angstrom)}
+
+
 def simulate_tomograms(
     out_dir: str | os.PathLike,
     templates: list[Template],
@@ -219,6 +226,7 @@ def simulate_tomograms(
     written = []
     for i in range(config.tomogram.n_tomograms):
         result = simulate_tomogram(templates, config, index=i, progress=progress)
+        result.info["map_voxel_size_angstrom"] = map_voxel_sizes(templates)
         written.append(write_tomogram(out_dir, result, f"{prefix}_{i:03d}", config))
         del result
     return written

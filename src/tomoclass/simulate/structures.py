@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 
@@ -21,6 +22,12 @@ import numpy as np
 from scipy import ndimage
 
 from tomoclass.errors import InputError
+from tomoclass.simulate.maps import (
+    MAP_VOXEL_SIZE_OPTION,
+    check_map_not_inverted,
+    check_map_size,
+    map_mask,
+)
 from tomoclass.simulate.phantoms import PROTEIN_DA_PER_A3
 from tomoclass.simulate.template import (
     Template,
@@ -34,6 +41,8 @@ __all__ = ["load_atomic_model", "template_from_atoms", "template_from_model", "t
 
 MODEL_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pdb.gz", ".ent.gz", ".cif.gz", ".mmcif.gz")
 MAP_SUFFIXES = (".mrc", ".map", ".mrcs", ".rec", ".mrc.gz", ".map.gz")
+
+log = logging.getLogger(__name__)
 
 
 def _name_of(path: Path) -> str:
@@ -188,6 +197,9 @@ def template_from_map(
     resolution_angstrom: float = 20.0,
     map_voxel_size_angstrom: float | None = None,
     name: str | None = None,
+    mask_radius_angstrom: float | None = None,
+    mask_path: str | os.PathLike | None = None,
+    mask_edge_angstrom: float | None = None,
 ) -> Template:
     """Read an MRC density map and resample it into a :class:`Template`.
 
@@ -203,19 +215,40 @@ def template_from_map(
         Override of the header's voxel size (headers are sometimes wrong, e.g. 1 Å for 1 nm).
     name
         Template name (default: the file stem).
+    mask_radius_angstrom, mask_edge_angstrom
+        Keep only a soft sphere of this radius about the box centre (edge width default: the
+        resolution), e.g. to drop the membrane an in-cell average brings along.
+    mask_path
+        A mask MRC on the map's grid (0-1) to multiply the map with (after background
+        subtraction).
+
+    The voxel size used is logged and kept as ``source_voxel_size_angstrom``; a particle whose
+    radius of gyration is implausible at that voxel size is warned about
+    (:func:`~tomoclass.simulate.maps.check_map_size`).
 
     Raises
     ------
     InputError
-        Unreadable file, non-3D data, NaN/inf values, empty density, or no usable voxel size.
+        Unreadable file, non-3D data, NaN/inf values, empty density, a map that looks inverted
+        (protein dark), a bad mask, or no usable voxel size (the message names
+        ``--map-voxel-size``).
     """
     path = Path(path)
     data, src_vs = _read_map(path, map_voxel_size_angstrom)
+    log.info("%s: map voxel size %g Å (%s)", path, src_vs,
+             "header" if map_voxel_size_angstrom is None else "given")
     border = np.concatenate([data[[0, -1]].ravel(), data[:, [0, -1]].ravel(),
                              data[:, :, [0, -1]].ravel()])
     d = data.astype(np.float32) - np.float32(np.median(border))
+    check_map_not_inverted(d, src_vs, resolution_angstrom, path=path)
+    mask = map_mask(d.shape, src_vs, radius_angstrom=mask_radius_angstrom, mask_path=mask_path,
+                    edge_angstrom=resolution_angstrom if mask_edge_angstrom is None
+                    else mask_edge_angstrom)
+    if mask is not None:
+        d *= mask
     if float(d.max()) <= 0:
         raise InputError("map holds no positive density above its background", path=path)
+    check_map_size(d, src_vs, path=path, given=map_voxel_size_angstrom is not None)
     sigma = max(resolution_angstrom, 0.0)
     # low-pass at the target resolution and at least the target Nyquist, in source voxels
     eff = max(sigma, 2.0 * voxel_size_angstrom if voxel_size_angstrom > src_vs else 0.0)
@@ -234,6 +267,7 @@ def template_from_map(
     return Template(
         name=name or _name_of(path), density=dens, voxel_size_angstrom=float(voxel_size_angstrom),
         size_group=size_group_for_mass(mass_kda), source=str(path), mass_kda=mass_kda,
+        source_voxel_size_angstrom=src_vs,
     )
 
 
@@ -241,7 +275,9 @@ def _read_map(path: Path, voxel_size_angstrom: float | None) -> tuple[np.ndarray
     """Read a 3D map (:func:`tomoclass.io.read_volume`): data (z, y, x) float32, voxel size Å."""
     from tomoclass.io import read_volume
 
-    vol = read_volume(path, voxel_size_angstrom=voxel_size_angstrom, mmap=False, check="full")
+    # simulate's --voxel-size-angstrom is the *target* size: errors name --map-voxel-size
+    vol = read_volume(path, voxel_size_angstrom=voxel_size_angstrom, mmap=False, check="full",
+                      override_option=MAP_VOXEL_SIZE_OPTION)
     return np.asarray(vol.data, dtype=np.float32), float(vol.voxel_size_angstrom)
 
 
@@ -253,6 +289,8 @@ def load_template(
     assembly: bool = True,
     map_voxel_size_angstrom: float | None = None,
     name: str | None = None,
+    mask_radius_angstrom: float | None = None,
+    mask_path: str | os.PathLike | None = None,
 ) -> Template:
     """Load a template from a phantom name, an atomic model or a map, chosen by the spec.
 
@@ -267,6 +305,9 @@ def load_template(
         For atomic models: build the first biological assembly (else the asymmetric unit).
     map_voxel_size_angstrom
         For maps: override of the header voxel size (Å).
+    mask_radius_angstrom, mask_path
+        For maps: a soft spherical mask radius (Å) and/or a mask file (see
+        :func:`template_from_map`).
     name
         Class name (default: phantom name or file stem).
 
@@ -294,7 +335,8 @@ def load_template(
     if any(low.endswith(s) for s in MAP_SUFFIXES):
         return template_from_map(path, voxel_size_angstrom=voxel_size_angstrom,
                                  resolution_angstrom=resolution_angstrom,
-                                 map_voxel_size_angstrom=map_voxel_size_angstrom, name=name)
+                                 map_voxel_size_angstrom=map_voxel_size_angstrom, name=name,
+                                 mask_radius_angstrom=mask_radius_angstrom, mask_path=mask_path)
     return template_from_model(path, voxel_size_angstrom=voxel_size_angstrom,
                                resolution_angstrom=resolution_angstrom, assembly=assembly,
                                name=name)
@@ -315,5 +357,6 @@ def load_class_templates(config) -> list[Template]:
             spec.source, voxel_size_angstrom=config.voxel_size_angstrom,
             resolution_angstrom=config.resolution_angstrom, assembly=config.assembly,
             map_voxel_size_angstrom=spec.map_voxel_size_angstrom, name=spec.name,
+            mask_radius_angstrom=spec.map_mask_radius_angstrom, mask_path=spec.map_mask,
         ))
     return out

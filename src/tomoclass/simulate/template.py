@@ -41,6 +41,8 @@ class Template:
         Mass in kDa when known (atomic models, phantoms from their volume), else NaN.
     n_chains
         Chains in the atomic model used (assembly copies included); 0 if not from a model.
+    source_voxel_size_angstrom
+        For maps: the map's voxel size used (header or override, Å); NaN otherwise.
     """
 
     name: str
@@ -51,6 +53,7 @@ class Template:
     symmetry: str = ""
     mass_kda: float = float("nan")
     n_chains: int = 0
+    source_voxel_size_angstrom: float = float("nan")
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property

@@ -67,6 +67,10 @@ class TrainConfig(BaseModel):
         0, ge=0, description="after each epoch, recompute batch-norm statistics on this many "
         "training subtomograms (precise BN; 0: off)")
     max_grad_norm: float | None = Field(None, gt=0, description="clip gradients to this norm")
+    accumulation_steps: int | None = Field(
+        None, ge=1, description="micro-batches per optimizer step (gradient accumulation; "
+        "the effective batch stays batch_size). Default: chosen to fit the free memory "
+        "(docs/training.md, 'Batch plan')")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

@@ -44,6 +44,7 @@ from tomoclass.errors import InputError, TomoclassError
 from tomoclass.io.atomic import atomic_path
 from tomoclass.train import checkpoint as ckpt_mod
 from tomoclass.train import metrics as M
+from tomoclass.train.batch_plan import forward_backward, plan_for_run
 from tomoclass.train.config import CONFIG_FORMAT_VERSION, TrainConfig
 from tomoclass.train.distributed import (
     DistInfo,
@@ -53,7 +54,7 @@ from tomoclass.train.distributed import (
     init_distributed,
     shutdown,
 )
-from tomoclass.train.resources import check_fits, estimate_training
+from tomoclass.train.resources import available_memory_bytes, check_fits, estimate_training
 from tomoclass.train.schedule import WarmupStepSchedule
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,9 @@ def check_dataset(store: Any, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]
             path=star, field="class_id",
         )
     if val.size == 0:
-        raise InputError(f"no particles in validation split '{cfg.val_split}'",
+        raise InputError(f"no particles in validation split '{cfg.val_split}'; give the dataset "
+                         f"one: tomoclass dataset split {where or 'DS'} --test-tomograms ... "
+                         "--val-fraction 0.1 (or --val-tomograms NAMES)",
                          path=star, field="split")
     if cfg.batch_size > train.size:
         raise InputError(
@@ -455,8 +458,13 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
                          f"'{cfg.model}' accepts ({min_box}); extract larger boxes",
                          path=_dataset_path(store), field="box")
     n_keep = 2 + (cfg.epochs // cfg.checkpoint_every if cfg.checkpoint_every else 0)
+    limit = _limit(device, max_memory_bytes) if check_resources else None
+    plan = plan_for_run(model, int(store.box), per_rank_batch, available_bytes=limit,
+                        accumulation_steps=cfg.accumulation_steps, model_kwargs=cfg.model_kwargs)
+    if di.is_main and (plan.chosen or plan.accumulation_steps > 1):
+        log.info("%s", plan.message)
     if check_resources:
-        est = estimate_training(model, int(store.box), per_rank_batch, n_keep)
+        est = estimate_training(model, int(store.box), plan.micro_batch, n_keep)
         check_fits(est, device=device, out_dir=out, max_memory_bytes=max_memory_bytes,
                    what="training")
     use_cl = cfg.channels_last and device.type == "cuda"
@@ -539,6 +547,7 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
             "device": str(device),
             "amp": str(dtype).removeprefix("torch.") if dtype else "off",
             "channels_last_3d": use_cl,
+            "batch_plan": plan.to_dict(),
             "versions": versions(),
             "git_commit": git_commit(),
             "command": [str(a) for a in sys.argv],
@@ -602,16 +611,14 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
                 if use_cl:
                     xb = xb.contiguous(memory_format=torch.channels_last_3d)
                 yb = yb.to(device, non_blocking=pin)
-                with _autocast(device, dtype):
-                    logits = model_for_train(xb)
-                loss = F.cross_entropy(logits.float(), yb)
+                optimizer.zero_grad(set_to_none=True)
+                loss, logits = forward_backward(model_for_train, xb, yb, plan.accumulation_steps,
+                                                scaler, lambda: _autocast(device, dtype))
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(
                         f"loss became {loss.item()} at epoch {epoch + 1}, step "
                         f"{schedule.step_count + 1} (lr {schedule.lr:.3g}); lower the "
                         "learning rate (--lr)")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
                 if cfg.max_grad_norm:
                     scaler.unscale_(optimizer)
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -698,6 +705,11 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
         tb.close()
     epochs_done = history[-1]["epoch"] if history else start_epoch
     return FitResult(out, epochs_done, best_epoch, best_f1, history, interrupted)
+
+
+def _limit(device: torch.device, max_memory_bytes: int | None) -> int:
+    avail = available_memory_bytes(device)
+    return avail if max_memory_bytes is None else min(avail, max_memory_bytes)
 
 
 def _has_batchnorm(model: nn.Module) -> bool:

@@ -67,10 +67,14 @@ class Estimate:
 def activation_bytes_per_sample(model: nn.Module, box: int) -> int:
     """Sum of all leaf-module output sizes for one (1, 1, box, box, box) float32 input.
 
-    Runs a copy of ``model`` on the meta device, so it costs neither memory nor time.
+    Runs a copy of ``model`` on the meta device, so it costs neither memory nor time. In
+    memory-efficient mode the outputs a layer recomputes in the backward pass (its
+    ``recomputed_children``) are not kept, so they are not counted.
     """
     meta = copy.deepcopy(model).to("meta")
     total = 0
+    skip = {id(getattr(m, name)) for m in meta.modules() if getattr(m, "memory_efficient", False)
+            for name in getattr(m, "recomputed_children", ())}
 
     def hook(_m: nn.Module, _inp: object, out: object) -> None:
         nonlocal total
@@ -78,7 +82,7 @@ def activation_bytes_per_sample(model: nn.Module, box: int) -> int:
             total += out.numel() * 4
 
     handles = [m.register_forward_hook(hook) for m in meta.modules()
-               if len(list(m.children())) == 0]
+               if len(list(m.children())) == 0 and id(m) not in skip]
     try:
         with torch.no_grad():
             meta(torch.empty((1, 1, box, box, box), device="meta"))
@@ -151,6 +155,7 @@ def check_fits(est: Estimate, *, device: torch.device, out_dir: str | Path,
         raise ResourceError(
             f"{what} needs about {human(est.memory_bytes)} of memory but {which} is "
             f"{human(limit)}; lower the batch size"
+            + (", or keep it and raise --accumulation-steps" if what == "training" else "")
         )
     out = Path(out_dir)
     probe = out
