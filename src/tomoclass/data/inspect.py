@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from tomoclass.data.polarity import measure_polarity
 from tomoclass.io import read_particles, read_volume, table_format, tomogram_name
@@ -48,8 +49,10 @@ def inspect_tomogram(path: str | os.PathLike[str],
     import mrcfile
 
     vol = read_volume(path, voxel_size_angstrom)
-    with mrcfile.open(path, header_only=True, permissive=True) as m:
-        order = [int(m.header.mapc), int(m.header.mapr), int(m.header.maps)]
+    order = [1, 2, 3]  # OME-Zarr folders are (z, y, x) by their axes metadata
+    if not Path(path).is_dir():
+        with mrcfile.open(path, header_only=True, permissive=True) as m:
+            order = [int(m.header.mapc), int(m.header.mapr), int(m.header.maps)]
     z, y, x = vol.shape
     idx = np.unique(np.linspace(0, z - 1, min(16, z)).astype(int))
     sample = np.asarray(vol.data[idx], dtype=np.float64)
@@ -81,7 +84,7 @@ def inspect_table(path: str | os.PathLike[str],
                   tomograms: Sequence[str | os.PathLike[str]] = (),
                   *, voxel_size_angstrom: float | None = None,
                   coordinate_pixel_size_angstrom: float | None = None,
-                  format: str = "auto") -> dict[str, Any]:
+                  format: str = "auto", table: pd.DataFrame | None = None) -> dict[str, Any]:
     """Describe a particle table as tomoclass reads it, against its tomograms if given.
 
     Parameters
@@ -94,6 +97,9 @@ def inspect_table(path: str | os.PathLike[str],
         coordinates are checked to lie inside them.
     voxel_size_angstrom, coordinate_pixel_size_angstrom, format
         As for :func:`tomoclass.io.read_particles`.
+    table
+        A table already read (copick picks, :func:`tomoclass.io.copick_io.read_picks`): it is
+        described instead of reading ``path`` (then only a label), with format ``copick``.
 
     Returns
     -------
@@ -110,13 +116,15 @@ def inspect_table(path: str | os.PathLike[str],
     shapes = {tomogram_name(v.path): v.shape for v in vols}
     if voxel_size_angstrom is None and vols:
         voxel_size_angstrom = vols[0].voxel_size_angstrom
-    fmt = table_format(path, format)
+    fmt = table_format(path, format) if table is None else "copick"
     # as extract reads it: one tomogram file gives its size to every row
-    table = read_particles(path, fmt,
-                           tomogram_shape=(vols[0].shape if len(vols) == 1 else shapes or None),
-                           voxel_size_angstrom=voxel_size_angstrom,
-                           coordinate_pixel_size_angstrom=coordinate_pixel_size_angstrom,
-                           out_of_bounds="keep", duplicates="keep")
+    if table is None:
+        table = read_particles(path, fmt,
+                               tomogram_shape=(vols[0].shape if len(vols) == 1
+                                               else shapes or None),
+                               voxel_size_angstrom=voxel_size_angstrom,
+                               coordinate_pixel_size_angstrom=coordinate_pixel_size_angstrom,
+                               out_of_bounds="keep", duplicates="keep")
     out: dict[str, Any] = {
         "path": str(path), "format": fmt, "n_rows": len(table),
         "n_protein": int(table[S.IS_PROTEIN].astype(bool).sum()),

@@ -26,6 +26,7 @@ from tomoclass.errors import InputError
 from tomoclass.io import schema as S
 from tomoclass.io.atomic import atomic_path
 from tomoclass.io.euler import relion_to_zxz_pytom, zxz_pytom_to_relion
+from tomoclass.io.omezarr import zarr_tomogram_name
 
 log = logging.getLogger(__name__)
 
@@ -315,6 +316,8 @@ def tomogram_name(path: str | os.PathLike[str]) -> str:
     tomograms named this way match in ``extract``, ``predict`` and ``locate``.
     """
     p = Path(path)
+    if (zarr_name := zarr_tomogram_name(p)) is not None:  # TS_01.zarr[/1], copick's run
+        return zarr_name
     stem = p.name
     for group in (_COMPRESSION_SUFFIXES, _FILE_SUFFIXES):
         for suffix in group:

@@ -90,7 +90,7 @@ def read_volume(
     check: str = "auto",
     allow_2d: bool = False,
 ) -> Volume:
-    """Open an MRC/REC volume, memory-mapped by default.
+    """Open an MRC/REC volume, memory-mapped by default (or an OME-Zarr folder, in memory).
 
     Parameters
     ----------
@@ -127,6 +127,11 @@ def read_volume(
     path = Path(path)
     if check not in ("auto", "full", "sample", "none"):
         raise InputError(f"check must be auto/full/sample/none, not {check!r}", field="check")
+    if path.is_dir():
+        from tomoclass.io.omezarr import is_omezarr, read_omezarr
+
+        if is_omezarr(path):  # OME-Zarr (Portal, copick): see tomoclass.io.omezarr
+            return read_omezarr(path, voxel_size_angstrom, check=check)
     if not path.is_file():
         raise InputError("no such file", path=path)
     compressed = path.suffix.lower() in _COMPRESSED
