@@ -67,6 +67,9 @@ class TrainConfig(BaseModel):
         0, ge=0, description="after each epoch, recompute batch-norm statistics on this many "
         "training subtomograms (precise BN; 0: off)")
     max_grad_norm: float | None = Field(None, gt=0, description="clip gradients to this norm")
+    init: str | None = Field(
+        None, description="fine-tune: start from this run directory, checkpoint or pretrained "
+        "name (backbone copied; new classifier head when the classes differ)")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
