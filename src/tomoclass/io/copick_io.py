@@ -261,7 +261,7 @@ def write_picks(
         if runs[run_name].get_picks(object_name=obj, user_id=user_id, session_id=session_id):
             raise InputError(f"run {run_name!r} already has {obj!r} picks by {user_id!r} in "
                              f"session {session_id!r}; choose another session id "
-                             "(--copick-session)", path=_config_path(root), field="session")
+                             "(--copick-out-session)", path=_config_path(root), field="session")
     sizes = keep[S.TOMOGRAM].astype(str).map(
         voxel_size_angstrom if isinstance(voxel_size_angstrom, dict)
         else lambda _: float(voxel_size_angstrom))
