@@ -109,3 +109,35 @@ def test_train_init_by_name_fine_tunes_on_other_classes(registered, tmp_path, ca
     assert cfg["model_kwargs"] == TINY_KWARGS
     _, class_map, _ = load_run(tmp_path / "ft")
     assert list(class_map.names) == ["class1", "lab_y"]
+
+
+def test_predict_by_name_writes_picks_into_copick(registered, tmp_path, capsys):
+    pytest.importorskip("copick", reason="copick not installed (pip install '.[copick]')")
+    import numpy as np
+    import pandas as pd
+
+    from tomoclass.io import copick_io, write_volume
+
+    copick = copick_io.import_copick()
+    from copick.models import PickableObject
+
+    cfg = tmp_path / "proj" / "copick.json"
+    root = copick.new_config(str(cfg), str(tmp_path / "proj" / "overlay"), pickable_objects=[
+        PickableObject(name=f"class{i}", is_particle=True, label=i + 1) for i in range(3)])
+    root.new_run("TS_01")
+    rng = np.random.default_rng(2)
+    write_volume(tmp_path / "rec_TS_01.mrc", rng.normal(size=(24, 24, 24)).astype(np.float32),
+                 10.0)
+    xyz = np.array([[8.0, 9.0, 10.0], [15.0, 12.0, 9.0], [11.0, 16.0, 14.0]])
+    pd.DataFrame(xyz, columns=["x", "y", "z"]).to_csv(tmp_path / "picks.csv", index=False)
+    rc = main(["predict", "--run", "tiny-cls", "--tomogram", str(tmp_path / "rec_TS_01.mrc"),
+               "--coords", str(tmp_path / "picks.csv"), "--out", str(tmp_path / "p.csv"),
+               "--polarity", "dark", "--no-progress", "--copick-out", str(cfg),
+               "--copick-out-run", "TS_01"])
+    assert rc == 0, capsys.readouterr().err
+    assert "copick" in capsys.readouterr().out
+    run = copick.from_file(str(cfg)).get_run("TS_01")
+    picks = run.get_picks(user_id="tomoclass", session_id="0")
+    got = np.concatenate([p.full_positions() for p in picks])
+    assert len(got) == 3
+    np.testing.assert_allclose(sorted(map(tuple, got)), sorted(map(tuple, xyz * 10.0)))
