@@ -177,3 +177,34 @@ def test_omezarr_levels_units_and_names(tmp_path):
 
     with pytest.raises(InputError, match="no pyramid level '5'; the levels are 0, 1"):
         read_omezarr(path, level="5")
+
+
+@pytest.mark.slow
+def test_copick_round_trip_read_train_predict_write(project, tmp_path, capsys):
+    """The issue's check: a copick project is read, trained on and written back to."""
+    from test_train_support import one_thread, tiny_model_args
+
+    one_thread()
+    ds, run = tmp_path / "ds", tmp_path / "run"
+    assert main(["extract", "--copick-config", str(project), "--voxel-spacing", "10",
+                 "--box", "12", "--polarity", "dark", "--test-tomograms", "",
+                 "--val-tomograms", "TS_02", "--out", str(ds)]) == 0
+    assert main(["train", "--no-progress", "--data", str(ds), "--out", str(run),
+                 *tiny_model_args(), "--epochs", "1", "--batch-size", "3",
+                 "--lr-reference-batch", "3", "--checkpoint-every", "0"]) == 0
+    root = copick_io.open_project(project)
+    (tomo,) = copick_io.tomogram_paths(root, copick_io.select_runs(root, ["TS_01"]), SPACING,
+                                       "wbp")
+    pd.DataFrame({"x": [6.0, 15.0], "y": [7.0, 14.0], "z": [8.0, 10.0]}).to_csv(
+        tmp_path / "c.csv", index=False)
+    capsys.readouterr()
+    assert main(["predict", "--run", str(run), "--tomogram", str(tomo), "--coords",
+                 str(tmp_path / "c.csv"), "--out", str(tmp_path / "p.star"), "--polarity",
+                 "dark", "--no-progress", "--copick-out", str(project),
+                 "--copick-out-session", "9"]) == 0
+    assert "copick" in capsys.readouterr().out
+    picks = copick.from_file(str(project)).get_run("TS_01").get_picks(user_id="tomoclass",
+                                                                      session_id="9")
+    got = np.concatenate([p.full_positions() for p in picks])
+    np.testing.assert_allclose(sorted(map(tuple, got)), [(60, 70, 80), (150, 140, 100)])
+    assert {p.pickable_object_name for p in picks} <= {"ribosome", "apoferritin"}
