@@ -141,3 +141,14 @@ def test_predict_by_name_writes_picks_into_copick(registered, tmp_path, capsys):
     got = np.concatenate([p.full_positions() for p in picks])
     assert len(got) == 3
     np.testing.assert_allclose(sorted(map(tuple, got)), sorted(map(tuple, xyz * 10.0)))
+
+
+def test_evaluate_by_name_needs_out(registered, tmp_path, capsys):
+    ds = make_dataset(tmp_path / "ds", n_per_class=(1, 1, 1), n_val_per_class=1, box=12)
+    rc = main(["evaluate", "--run", "tiny-cls", "--data", str(ds), "--split", "val"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "give --out" in err[0]
+    assert not (tmp_path / "tiny-cls").exists()
+    assert main(["evaluate", "--run", "tiny-cls", "--data", str(ds), "--split", "val",
+                 "--out", str(tmp_path / "ev")]) == 0
+    assert (tmp_path / "ev" / "report.json").is_file()
