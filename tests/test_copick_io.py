@@ -208,3 +208,17 @@ def test_copick_round_trip_read_train_predict_write(project, tmp_path, capsys):
     got = np.concatenate([p.full_positions() for p in picks])
     np.testing.assert_allclose(sorted(map(tuple, got)), [(60, 70, 80), (150, 140, 100)])
     assert {p.pickable_object_name for p in picks} <= {"ribosome", "apoferritin"}
+
+
+def test_view_builds_layers_of_a_copick_run(project, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "napari", None)
+    rc = main(["view", "--copick-config", str(project), "--voxel-spacing", "10",
+               "--copick-run", "TS_02"])
+    out, err = capsys.readouterr()
+    assert "image: TS_02" in out and "points: apoferritin (2)" in out
+    assert "points: ribosome (1)" in out
+    assert rc == 2 and "tomoclass[napari]" in err  # napari made unimportable
+    assert main(["view", "--copick-config", str(project), "--voxel-spacing", "10"]) == 2
+    assert "one --copick-run" in capsys.readouterr().err

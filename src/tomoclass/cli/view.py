@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from tomoclass.cli import copick_args
 from tomoclass.errors import InputError
 from tomoclass.io import READ_FORMATS
 
@@ -28,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-score", type=float, help="hide picks scoring below this")
     p.add_argument("--show-background", action="store_true",
                    help="also show background / non-protein rows")
+    copick_args.add_input_args(p)
     p.set_defaults(func=run)
 
 
@@ -36,9 +38,14 @@ def run(args: argparse.Namespace) -> int:
     from tomoclass.view.layers import build_layers
     from tomoclass.view.napari_app import open_viewer
 
-    if not (args.tomogram or args.picks or args.score_maps or args.cam):
+    tomograms, copick_table = copick_args.read_inputs(args)
+    if len(tomograms) > 1 or (tomograms and args.tomogram):
+        raise InputError("view shows one tomogram: give one --copick-run", field="--copick-run")
+    tomogram = args.tomogram or (tomograms[0] if tomograms else None)
+    picks = list(args.picks) + ([copick_table] if copick_table is not None else [])
+    if not (tomogram or picks or args.score_maps or args.cam):
         raise InputError("give --tomogram, --picks, --score-maps and/or --cam", field="tomogram")
-    layers = build_layers(args.tomogram, args.picks, args.score_maps, args.cam,
+    layers = build_layers(tomogram, picks, args.score_maps, args.cam,
                           voxel_size_angstrom=args.voxel_size, table_format=args.table_format,
                           min_score=args.min_score, include_background=args.show_background)
     for _, kwargs, kind in layers:
