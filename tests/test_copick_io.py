@@ -177,6 +177,9 @@ def test_omezarr_levels_units_and_names(tmp_path):
 
     with pytest.raises(InputError, match="no pyramid level '5'; the levels are 0, 1"):
         read_omezarr(path, level="5")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(InputError, match="neither an MRC file nor an OME-Zarr image"):
+        read_volume(tmp_path / "plain")
 
 
 @pytest.mark.slow

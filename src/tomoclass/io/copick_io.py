@@ -256,8 +256,7 @@ def write_picks(
         raise InputError(f"class {', '.join(map(repr, unknown))} is not a pickable object of the "
                          f"copick configuration (objects: {', '.join(sorted(objects))}); add it "
                          "to pickable_objects", path=_config_path(root), field="class_name")
-    groups = list(keep.groupby(["_run", S.CLASS_NAME], sort=True))
-    for (run_name, obj), _ in groups:
+    for (run_name, obj), _ in keep.groupby(["_run", S.CLASS_NAME], sort=True):
         if runs[run_name].get_picks(object_name=obj, user_id=user_id, session_id=session_id):
             raise InputError(f"run {run_name!r} already has {obj!r} picks by {user_id!r} in "
                              f"session {session_id!r}; choose another session id "
