@@ -101,6 +101,8 @@ def test_extract_and_inspect_from_copick(project, tmp_path, capsys):
     assert infos[1]["tomograms"]["TS_01"]["n_outside"] == 0
     assert main(["extract", "--copick-config", str(project), "--out", str(tmp_path / "x")]) == 2
     assert "--voxel-spacing" in capsys.readouterr().err
+    assert main(["inspect", "--tomogram", "t.mrc", "--object", "ribosome"]) == 2
+    assert "--object selects from a copick project" in capsys.readouterr().err
 
 
 def test_picks_written_back_are_read_by_copick(project):

@@ -31,6 +31,11 @@ def add_input_args(p: argparse.ArgumentParser) -> None:
 def read_inputs(args: argparse.Namespace) -> tuple[list, pd.DataFrame | None]:
     """``(tomogram paths, picks table)`` of the copick options; ``([], None)`` without them."""
     if not getattr(args, "copick_config", None):
+        for opt in ("copick_run", "voxel_spacing", "object", "copick_user", "copick_session"):
+            if getattr(args, opt, None) is not None:
+                flag = "--" + opt.replace("_", "-")
+                raise InputError(f"{flag} selects from a copick project: give --copick-config",
+                                 field=flag)
         return [], None
     from tomoclass.io import copick_io
 
