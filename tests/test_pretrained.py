@@ -152,3 +152,17 @@ def test_evaluate_by_name_needs_out(registered, tmp_path, capsys):
     assert main(["evaluate", "--run", "tiny-cls", "--data", str(ds), "--split", "val",
                  "--out", str(tmp_path / "ev")]) == 0
     assert (tmp_path / "ev" / "report.json").is_file()
+
+
+def test_calibrated_threshold_travels_with_the_name(registered, source_run, tmp_path, capsys):
+    import shutil
+
+    from tomoclass.locate.calibration import run_threshold, save_threshold
+
+    run = tmp_path / "calibrated"
+    shutil.copytree(source_run, run)
+    save_threshold(run, "best", 0.37, {"truth": "held_out_gt.txt"})
+    assert main(["models", "--add-pretrained", "tiny-cal", "--from-run", str(run)]) == 0
+    assert "use it as --run tiny-cal" in capsys.readouterr().out
+    assert run_threshold("tiny-cal") == (0.37, "calibrated, recorded with pretrained tiny-cal")
+    assert run_threshold("tiny-cls") == (0.5, "default")  # registered without calibration

@@ -33,6 +33,8 @@ def list_pretrained(args: argparse.Namespace) -> int:
         return 0
     for m in models:
         kind = "detector (has background)" if m.detector else "classifier"
+        if m.threshold is not None:
+            kind += f", locate threshold {m.threshold:g}"
         print(f"{m.name}: {m.model}, {len(m.classes)} classes, {kind}, "
               f"{m.voxel_size_angstrom or '?'} Å, box {m.box or '?'}; file {_status(m)}")
         print(f"  classes: {', '.join(m.classes)}")
@@ -51,13 +53,16 @@ def list_pretrained(args: argparse.Namespace) -> int:
 
 def add_pretrained(args: argparse.Namespace) -> int:
     """Register ``--from-run`` as ``--add-pretrained NAME`` and print the entry."""
+    from tomoclass.locate.calibration import run_threshold
     from tomoclass.train.pretrained import register_run
 
     if not args.from_run:
         raise InputError("--add-pretrained needs --from-run RUN", field="--from-run")
+    threshold, source = run_threshold(args.from_run, args.which)
     entry = register_run(args.from_run, args.add_pretrained, which=args.which,
                          directory=args.pretrained_dir, training_command=args.training_command,
-                         metrics_file=args.metrics, description=args.description)
+                         metrics_file=args.metrics, description=args.description,
+                         threshold=threshold if source.startswith("calibrated") else None)
     print(f"registered {entry.name}: {entry.directory}/{entry.file} (sha256 {entry.sha256}); "
           f"use it as --run {entry.name}")
     return 0

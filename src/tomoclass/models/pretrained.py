@@ -13,12 +13,14 @@ A name found in the first is not looked up in the second. ``registry.json`` is::
      "models": {"NAME": {"file": "NAME.pt", "sha256": "...", "bytes": 123,
                          "model": "dilated_densenet3d", "classes": [...],
                          "voxel_size_angstrom": 10.0, "box": 32, "detector": true,
+                         "threshold": 0.62,
                          "training_command": "tomoclass train ...", "commit": "abc123",
                          "metrics": {...}, "description": "..."}}}
 
 Wherever a run directory is accepted (``--run``), a registered name is too: it resolves to the
 checkpoint file after its sha256 is checked (:func:`resolve_pretrained`; the checkpoint is
-then loaded with ``torch.load(weights_only=True)`` like any other).
+then loaded with ``torch.load(weights_only=True)`` like any other). ``threshold`` is a detector's
+calibrated ``locate`` threshold (``score-picks --calibrate``), which ``locate --run NAME`` uses.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class PretrainedModel:
     voxel_size_angstrom: float | None = None
     box: int | None = None
     detector: bool = False
+    threshold: float | None = None
     training_command: str = ""
     commit: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)

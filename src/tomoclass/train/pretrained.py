@@ -111,14 +111,15 @@ def initialize_from(model: nn.Module, source: str | os.PathLike[str],
 def register_run(run: str | os.PathLike[str], name: str, *, which: str = "best",
                  directory: str | os.PathLike[str] | None = None,
                  training_command: str | None = None, metrics_file: str | None = None,
-                 description: str = "") -> PretrainedModel:
+                 description: str = "", threshold: float | None = None) -> PretrainedModel:
     """Register checkpoint ``which`` of a run as pretrained model ``name``.
 
     The entry records the model, classes, voxel size and box from the checkpoint; whether it
     has a ``background`` class (a detector for ``locate``); the training command and git
     commit from the run's ``config.yaml`` (``training_command`` overrides the command); and
     metrics: the checkpoint epoch's validation record, each ``evaluation_*/report.json`` of the
-    run, and the JSON object of ``metrics_file`` (e.g. a ``score-picks`` result) if given.
+    run, and the JSON object of ``metrics_file`` (e.g. a ``score-picks`` result) if given;
+    ``threshold``, a detector's calibrated ``locate`` threshold (the CLI passes the run's).
     """
     path = checkpoint_path(run, which)
     ck = ckpt_mod.load_checkpoint(path)
@@ -139,6 +140,7 @@ def register_run(run: str | os.PathLike[str], name: str, *, which: str = "best",
     meta = {"model": ck["model_name"], "classes": classes,
             "voxel_size_angstrom": ck.get("voxel_size_angstrom"), "box": ck.get("box"),
             "detector": "background" in [c.casefold() for c in classes],
+            "threshold": None if threshold is None else float(threshold),
             "training_command": command, "commit": config.get("git_commit"),
             "metrics": metrics, "description": description}
     return add_pretrained(name, path, meta, directory)
