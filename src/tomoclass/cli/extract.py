@@ -8,10 +8,12 @@ import sys
 
 import pandas as pd
 
+from tomoclass.cli import copick_args
 from tomoclass.data.build import extract_dataset
 from tomoclass.data.classmap import ClassMap
 from tomoclass.data.polarity import POLARITY_CHOICES
 from tomoclass.data.store import parse_list
+from tomoclass.errors import InputError
 from tomoclass.io.particles import READ_FORMATS, read_particles, tomogram_name
 from tomoclass.io.tomonames import split_table_spec
 from tomoclass.io.volume import read_volume
@@ -24,9 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Extract a box around every particle of the tables from its tomogram "
                     "(memory-mapped) and write a dataset directory (subtomograms.npy, "
                     "particles.star, classes.yaml, dataset.yaml).")
-    p.add_argument("--tomograms", nargs="+", required=True, metavar="MRC",
-                   help="tomogram files; rows are matched by tomogram name (file stem)")
-    p.add_argument("--tables", nargs="+", required=True, metavar="TABLE[=TOMOGRAM]",
+    p.add_argument("--tomograms", nargs="+", default=[], metavar="MRC",
+                   help="tomogram files (MRC or OME-Zarr); rows are matched by tomogram name "
+                   "(file stem); required unless --copick-config")
+    p.add_argument("--tables", nargs="+", default=[], metavar="TABLE[=TOMOGRAM]",
                    help="particle tables (SHREC txt, DeepFinder xml, RELION star, csv, PolNet "
                         "tomos_motif_list.csv); TABLE=TOMOGRAM gives every row of TABLE that "
                         "tomogram's name (DeepFinder lists all say tomo_idx=\"0\")")
@@ -84,6 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-fraction", type=float, default=0.0)
     p.add_argument("--test-fraction", type=float, default=0.1, help="stratified split only")
     p.add_argument("--seed", type=int, default=0)
+    copick_args.add_input_args(p)
     p.set_defaults(func=run)
 
 
@@ -94,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
         class_names = parse_list(class_names)
     # Tomogram headers give the sizes and voxel size RELION 5 centred coordinates need; bounds
     # are not checked here: extraction skips and counts out-of-tomogram particles.
+    copick_tomograms, copick_table = copick_args.read_inputs(args)
+    args.tomograms = list(args.tomograms) + copick_tomograms
+    if not args.tomograms or not (args.tables or copick_table is not None):
+        raise InputError("give --tomograms and --tables, or --copick-config", field="--tomograms")
     vols = [read_volume(t, args.tomogram_voxel_size, check="none",
                         override_option="--tomogram-voxel-size") for t in args.tomograms]
     shapes = {tomogram_name(v.path): v.shape for v in vols}
@@ -108,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
                              class_from_filename=args.class_pattern or args.class_from_filename,
                              duplicates="drop" if args.drop_duplicates else "error")
               for t, tomo in specs]
-    table = pd.concat(tables, ignore_index=True)
+    table = pd.concat(tables + ([copick_table] if copick_table is not None else []),
+                      ignore_index=True)
     class_map = ClassMap.from_names(known) if known else None
     split_options = {"seed": args.seed, "val_fraction": args.val_fraction}
     if args.split == "tomogram":

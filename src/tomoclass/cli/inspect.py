@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from tomoclass.cli import copick_args
 from tomoclass.data.inspect import format_report, inspect_table, inspect_tomogram
 from tomoclass.errors import InputError
 from tomoclass.io import READ_FORMATS
@@ -36,13 +37,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the class is the 'class' (else first) group of REGEX in each table's "
                    "file name, e.g. 'class(\\d+)'")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    copick_args.add_input_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Inspect every tomogram, then every table against them; print the reports."""
-    if not args.tomogram and not args.table:
-        raise InputError("give --tomogram and/or --table", field="tomogram")
+    copick_tomograms, copick_table = copick_args.read_inputs(args)
+    args.tomogram = list(args.tomogram) + [str(p) for p in copick_tomograms]
+    if not args.tomogram and not args.table and copick_table is None:
+        raise InputError("give --tomogram and/or --table (or --copick-config)", field="tomogram")
     infos = [inspect_tomogram(t, args.voxel_size) for t in args.tomogram]
     specs = [split_table_spec(t) for t in args.table]
     infos += [inspect_table(t, args.tomogram, voxel_size_angstrom=args.voxel_size, tomogram=tomo,
@@ -50,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
                             format=args.table_format, class_column=args.class_column,
                             class_from_filename=args.class_pattern or args.class_from_filename)
               for t, tomo in specs]
+    if copick_table is not None:
+        infos.append(inspect_table(f"{args.copick_config} (picks)", args.tomogram,
+                                   voxel_size_angstrom=args.voxel_spacing, table=copick_table))
     if args.json:
         print(json.dumps(infos, indent=2))
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from tomoclass.cli import copick_args
 from tomoclass.data.spectrum import MATCH_CHOICES
 from tomoclass.errors import InputError
 from tomoclass.locate.pipeline import (
@@ -162,6 +163,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", help="torch device (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    copick_args.add_output_args(p)
     p.set_defaults(func=run)
 
 
@@ -208,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
                           **common)]
     for tomogram, result in zip(args.tomogram, results, strict=True):
         _summary(tomogram, result, several=len(results) > 1)
+    copick_args.write_output(args, [r.picks for r in results], args.tomogram, args.voxel_size)
     if len(results) > 1:
         total = sum(len(r.picks) for r in results)
         print(f"{total} picks in {len(results)} tomograms -> {args.out}/picks.star, picks.csv")

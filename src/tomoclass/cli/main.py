@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "locate",
     "score_picks",
     "cam",
+    "view",
     "demo",
 )
 

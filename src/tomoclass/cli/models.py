@@ -22,6 +22,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-classes", type=int, default=12,
                    help="classes of the built models (default 12, as SHREC'19)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    g = p.add_argument_group("pretrained models (usable as --run NAME)")
+    g.add_argument("--pretrained", action="store_true",
+                   help="list the registered pretrained models, their provenance and whether "
+                   "their file is present with the registered sha256")
+    g.add_argument("--add-pretrained", metavar="NAME",
+                   help="register a run's checkpoint as pretrained model NAME (copied)")
+    g.add_argument("--from-run", metavar="RUN", help="the run (or .pt) for --add-pretrained")
+    g.add_argument("--which", default="best", help="its checkpoint (default best)")
+    g.add_argument("--pretrained-dir", metavar="DIR",
+                   help="pretrained directory to add to (default $TOMOCLASS_PRETRAINED_DIR or "
+                   "~/.cache/tomoclass/pretrained)")
+    g.add_argument("--training-command", help="record this command (default: the run's)")
+    g.add_argument("--metrics", metavar="JSON",
+                   help="record this JSON too (e.g. score-picks output on a held-out tomogram)")
+    g.add_argument("--description", default="", help="one line on what the model is for")
     p.set_defaults(func=run)
 
 
@@ -30,7 +45,11 @@ def _rf(rf: tuple[int, int, int]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print one row per model."""
+    """Print one row per model (or the pretrained models, or register one)."""
+    if args.add_pretrained or args.pretrained:
+        from tomoclass.cli.pretrained_list import add_pretrained, list_pretrained
+
+        return add_pretrained(args) if args.add_pretrained else list_pretrained(args)
     rows = summarize_models(num_classes=args.num_classes, input_size=args.input_size)
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=2))

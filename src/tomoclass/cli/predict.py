@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tomoclass.cli import copick_args
 from tomoclass.data.polarity import POLARITY_CHOICES
 from tomoclass.data.spectrum import MATCH_CHOICES
 from tomoclass.errors import InputError
@@ -62,6 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--max-memory", help="refuse above this memory estimate, e.g. 4G")
     p.add_argument("--no-progress", action="store_true")
+    copick_args.add_output_args(p)
     p.set_defaults(func=run)
 
 
@@ -108,4 +110,5 @@ def run(args: argparse.Namespace) -> int:
         write_predictions(results, out, annotate=not args.plain_star,
                           split_by_class=args.split_by_class)
     print(f"wrote {', '.join(map(str, args.out))}")
+    copick_args.write_output(args, [r.table for r in results], args.tomogram, args.voxel_size)
     return 0

@@ -63,6 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"])
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                    help="continue RUN/checkpoints/last.pt (or the given checkpoint)")
+    p.add_argument("--init", metavar="RUN_OR_NAME")
     p.add_argument("--max-memory", help="refuse to start above this memory estimate, "
                    "e.g. 8G")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -87,10 +88,15 @@ def run(args: argparse.Namespace) -> int:
             "model", "epochs", "batch_size", "base_lr", "lr_reference_batch", "optimizer",
             "warmup_epochs", "lr_step_epochs", "seed", "deterministic", "augment",
             "checkpoint_every", "bn_recalibration_samples", "num_workers", "device", "amp",
-            "accumulation_steps")
+            "accumulation_steps", "init")
     }
     if args.model_arg:
         overrides["model_kwargs"] = dict(args.model_arg)
+    if args.init and args.model is None and not args.resume:  # the source's architecture
+        from tomoclass.train.pretrained import init_model
+
+        overrides["model"], kwargs = init_model(args.init)
+        overrides["model_kwargs"] = {**kwargs, **overrides.get("model_kwargs", {})}
     if args.resume and args.model is None:
         ck_path = args.out / "checkpoints" / "last.pt" if args.resume is True else args.resume
         overrides["model"] = load_checkpoint(ck_path)["model_name"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from tomoclass.data.polarity import measure_polarity
 from tomoclass.errors import InputError
@@ -49,8 +50,10 @@ def inspect_tomogram(path: str | os.PathLike[str],
     import mrcfile
 
     vol = read_volume(path, voxel_size_angstrom)
-    with mrcfile.open(path, header_only=True, permissive=True) as m:
-        order = [int(m.header.mapc), int(m.header.mapr), int(m.header.maps)]
+    order = [1, 2, 3]  # OME-Zarr folders are (z, y, x) by their axes metadata
+    if not Path(path).is_dir():
+        with mrcfile.open(path, header_only=True, permissive=True) as m:
+            order = [int(m.header.mapc), int(m.header.mapr), int(m.header.maps)]
     z, y, x = vol.shape
     idx = np.unique(np.linspace(0, z - 1, min(16, z)).astype(int))
     sample = np.asarray(vol.data[idx], dtype=np.float64)
@@ -84,7 +87,8 @@ def inspect_table(path: str | os.PathLike[str],
                   coordinate_pixel_size_angstrom: float | None = None,
                   format: str = "auto", class_column: str | None = None,
                   class_from_filename: bool | str = False,
-                  tomogram: str | None = None) -> dict[str, Any]:
+                  tomogram: str | None = None,
+                  table: pd.DataFrame | None = None) -> dict[str, Any]:
     """Describe a particle table as tomoclass reads it, against its tomograms if given.
 
     Parameters
@@ -100,6 +104,9 @@ def inspect_table(path: str | os.PathLike[str],
     tomogram
         The tomogram every row belongs to (``TABLE=TOMOGRAM`` on the command line), as for
         :func:`tomoclass.io.read_particles`.
+    table
+        A table already read (copick picks, :func:`tomoclass.io.copick_io.read_picks`): it is
+        described instead of reading ``path`` (then only a label), with format ``copick``.
 
     Returns
     -------
@@ -120,14 +127,17 @@ def inspect_table(path: str | os.PathLike[str],
         raise InputError("--coords-angpix needs the tomograms' voxel size to convert the "
                          "coordinates: give --voxel-size A or the tomograms (--tomogram)",
                          path=path, field="--coords-angpix")
-    fmt = table_format(path, format)
+    fmt = table_format(path, format) if table is None else "copick"
     # as extract reads it: one tomogram file gives its size to every row
-    table = read_particles(path, fmt,
-                           tomogram_shape=(vols[0].shape if len(vols) == 1 else shapes or None),
-                           voxel_size_angstrom=voxel_size_angstrom,
-                           coordinate_pixel_size_angstrom=coordinate_pixel_size_angstrom,
-                           out_of_bounds="keep", duplicates="keep", class_column=class_column,
-                           class_from_filename=class_from_filename, tomogram=tomogram)
+    if table is None:
+        table = read_particles(path, fmt,
+                               tomogram_shape=(vols[0].shape if len(vols) == 1
+                                               else shapes or None),
+                               voxel_size_angstrom=voxel_size_angstrom,
+                               coordinate_pixel_size_angstrom=coordinate_pixel_size_angstrom,
+                               out_of_bounds="keep", duplicates="keep",
+                               class_column=class_column,
+                               class_from_filename=class_from_filename, tomogram=tomogram)
     out: dict[str, Any] = {
         "path": str(path), "format": fmt, "n_rows": len(table),
         "n_protein": int(table[S.IS_PROTEIN].astype(bool).sum()),

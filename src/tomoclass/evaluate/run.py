@@ -219,6 +219,9 @@ def evaluate_run(
     from tomoclass.train import load_run
     from tomoclass.train.loop import select_device
 
+    if out_dir is None and not Path(run_dir).is_dir():  # a .pt file or a pretrained name
+        raise InputError("the run is a checkpoint file or pretrained name, not a run directory "
+                         "to write the report into: give --out", path=run_dir, field="--out")
     dev = select_device(device)
     model, class_map, info = load_run(run_dir, which, map_location=dev)
     store = open_dataset(dataset_dir)

@@ -27,6 +27,7 @@ from tomoclass.io import schema as S
 from tomoclass.io.atomic import atomic_path
 from tomoclass.io.classes import class_name_from_file, set_class_from_column
 from tomoclass.io.euler import relion_to_zxz_pytom, zxz_pytom_to_relion
+from tomoclass.io.omezarr import zarr_tomogram_name
 from tomoclass.io.star import write_star
 
 log = logging.getLogger(__name__)
@@ -338,6 +339,8 @@ def tomogram_name(path: str | os.PathLike[str]) -> str:
     tomograms named this way match in ``extract``, ``predict`` and ``locate``.
     """
     p = Path(path)
+    if (zarr_name := zarr_tomogram_name(p)) is not None:  # TS_01.zarr[/1], copick's run
+        return zarr_name
     stem = p.name
     for group in (_COMPRESSION_SUFFIXES, _FILE_SUFFIXES):
         for suffix in group:

@@ -97,7 +97,7 @@ def read_volume(
     allow_2d: bool = False,
     override_option: str = "--voxel-size",
 ) -> Volume:
-    """Open an MRC/REC volume, memory-mapped by default.
+    """Open an MRC/REC volume, memory-mapped by default (or an OME-Zarr folder, in memory).
 
     Parameters
     ----------
@@ -136,6 +136,13 @@ def read_volume(
     path = Path(path)
     if check not in ("auto", "full", "sample", "none"):
         raise InputError(f"check must be auto/full/sample/none, not {check!r}", field="check")
+    if path.is_dir():
+        from tomoclass.io.omezarr import is_omezarr, read_omezarr
+
+        if is_omezarr(path):  # OME-Zarr (Portal, copick): see tomoclass.io.omezarr
+            return read_omezarr(path, voxel_size_angstrom, check=check)
+        raise InputError("a folder, neither an MRC file nor an OME-Zarr image (no multiscales "
+                         "metadata)", path=path)
     if not path.is_file():
         raise InputError("no such file", path=path)
     compressed = path.suffix.lower() in _COMPRESSED

@@ -71,6 +71,9 @@ class TrainConfig(BaseModel):
         None, ge=1, description="micro-batches per optimizer step (gradient accumulation; "
         "the effective batch stays batch_size). Default: chosen to fit the free memory "
         "(docs/training.md, 'Batch plan')")
+    init: str | None = Field(
+        None, description="fine-tune: start from this run directory, checkpoint or pretrained "
+        "name (backbone copied; new classifier head when the classes differ)")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

@@ -452,6 +452,10 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
     per_rank_batch = cfg.batch_size // di.world_size
 
     model = build_model(cfg.model, num_classes, cfg.model_kwargs)
+    if cfg.init and resume_path is None:  # fine-tuning (train/pretrained.py)
+        from tomoclass.train.pretrained import initialize_from
+
+        initialize_from(model, cfg.init, list(class_names))
     min_box = getattr(model, "min_input_size", None)
     if min_box and int(store.box) < min_box:
         raise InputError(f"subtomograms of {store.box} voxels are smaller than model "

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from tomoclass.errors import InputError
+from tomoclass.models.pretrained import looks_like_name, resolve_pretrained
 from tomoclass.train import checkpoint as ckpt_mod
 
 
@@ -21,14 +22,21 @@ def _class_map(names: list[str], size_groups: list[str]) -> Any:
 def checkpoint_path(run_dir: str | Path, which: str = "best") -> Path:
     """Path of checkpoint ``which`` (``best``, ``last``, ``epoch_005`` or a 5) in a run.
 
+    ``run_dir`` may also be a ``.pt`` file, or the name of a pretrained model
+    (:mod:`tomoclass.models.pretrained`: its file, once its sha256 is checked; ``which`` is
+    then ignored).
+
     Raises
     ------
     InputError
-        Not a run directory, or no such checkpoint (the message lists those present).
+        Not a run directory, or no such checkpoint (the message lists those present); an
+        unknown or unverifiable pretrained name.
     """
     run = Path(run_dir)
     if run.is_file() and run.suffix == ".pt":
         return run
+    if not run.exists() and looks_like_name(run_dir):  # a pretrained name: checked file
+        return resolve_pretrained(str(run_dir))
     ckdir = run / "checkpoints"
     if not ckdir.is_dir():
         raise InputError("not a tomoclass run directory (no checkpoints/)", path=run)
