@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from tomoclass.errors import InputError
-from tomoclass.evaluate.metrics import ClassificationMetrics
 from tomoclass.io.atomic import atomic_dir
+from tomoclass.metrics import ClassificationMetrics
 
 REPORT_JSON = "report.json"
 FORMAT_VERSION = 1
