@@ -28,30 +28,26 @@ from tomoclass.io.atomic import atomic_path
 from tomoclass.simulate.subtomograms import iter_subtomograms
 from tomoclass.simulate.template import Template
 from tomoclass.simulate.tomogram import TomogramResult, particles_table, simulate_tomogram
+from tomoclass.splits import stratified_splits
 
 __all__ = ["write_subtomogram_dataset", "write_tomogram", "simulate_tomograms", "split_labels"]
 
 
 def split_labels(n_per_class: int, n_classes: int, *, seed: int, val_fraction: float,
                  test_fraction: float) -> np.ndarray:
-    """Split of every stream position: exact per-class fractions, shuffled per class by seed.
+    """Split of every stream position: :func:`tomoclass.splits.stratified_splits` of its class.
 
     Returns
     -------
     numpy.ndarray
         ``(n_per_class * n_classes,)`` of ``"train"``/``"val"``/``"test"``, where stream
-        position ``i`` is the ``i // n_classes``-th sample of class ``i % n_classes``.
+        position ``i`` is the ``i // n_classes``-th sample of class ``i % n_classes``: the
+        split :func:`tomoclass.data.assign_splits` gives the same table with
+        ``method="stratified"`` (per class, counts rounded halves up, one seeded shuffle).
     """
-    n_val = int(round(val_fraction * n_per_class))
-    n_test = int(round(test_fraction * n_per_class))
-    out = np.empty(n_per_class * n_classes, dtype=object)
-    for c in range(n_classes):
-        base = np.array(["train"] * n_per_class, dtype=object)
-        perm = np.random.default_rng([seed, 0x5EED, c]).permutation(n_per_class)
-        base[perm[:n_val]] = "val"
-        base[perm[n_val:n_val + n_test]] = "test"
-        out[c::n_classes] = base
-    return out
+    classes = np.tile(np.arange(n_classes), n_per_class)
+    return stratified_splits(classes, val_fraction=val_fraction, test_fraction=test_fraction,
+                             seed=seed)
 
 
 def write_subtomogram_dataset(
