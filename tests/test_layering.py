@@ -22,8 +22,8 @@ SRC = Path(tomoclass.__file__).resolve().parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
     ("tomoclass",),  # the package's __init__: __version__ and the error classes
-    ("io", "metrics", "provenance"),
-    ("splits",),
+    ("io", "metrics"),
+    ("provenance", "splits"),
     ("simulate",),
     ("data",),
     ("models",),

@@ -17,6 +17,7 @@ from tomoclass.data.extract import (
 )
 from tomoclass.data.inspect import format_report, inspect_table, inspect_tomogram
 from tomoclass.data.polarity import Polarity, measure_polarity
+from tomoclass.data.selection import select_particles
 from tomoclass.data.store import (
     DatasetWriter,
     SubtomogramStore,
@@ -52,6 +53,7 @@ __all__ = [
     "open_dataset",
     "plan_extraction",
     "resample_volume",
+    "select_particles",
     "set_splits",
     "write_dataset",
 ]

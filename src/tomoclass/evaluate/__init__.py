@@ -9,13 +9,18 @@
 
 - :mod:`~tomoclass.evaluate.picks`: :func:`score_picks` (SHREC hit-box scoring of picks:
   localization P/R/F1, per-class F1 among hits), :func:`choose_threshold` (the
-  pick threshold with the best F1 on a labelled tomogram).
+  pick threshold with the best F1 on a labelled tomogram);
+- :mod:`~tomoclass.evaluate.localization`: :func:`per_class_localization` (found, missed and
+  false picks per ground-truth class, from a pick score);
+- :mod:`~tomoclass.evaluate.seeds`: the multi-seed Table 2 / Fig. 4 (mean ± s.d. over seeds
+  beside the paper's values, the paired dilated-minus-plain difference).
 
 Evaluating a trained run on a dataset (loading the run, the CAM score) is a workflow:
 :func:`tomoclass.workflows.evaluate.evaluate_run`.
 """
 
 from tomoclass.evaluate.compare import Comparison, EpochCurve, compare_runs, write_comparison
+from tomoclass.evaluate.localization import per_class_localization
 from tomoclass.evaluate.metrics import (
     SIZE_GROUPS,
     ClassificationMetrics,
@@ -46,6 +51,7 @@ __all__ = [
     "confusion_matrix",
     "load_report",
     "metrics_from_labels",
+    "per_class_localization",
     "score_picks",
     "threshold_sweep",
     "write_comparison",
