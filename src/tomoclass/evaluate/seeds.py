@@ -96,10 +96,12 @@ def summarize_seeds(runs: Runs, class_names: Sequence[str]) -> dict[str, Any]:
 
 def paper_group_f1(paper_f1: Mapping[str, Mapping[str, float]], class_names: Sequence[str],
                    size_groups: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Mean of the paper's per-class F1 per size group, ``{model: {group: mean}}``."""
-    return {m: {g: float(np.mean([f1[n] for n, gg in zip(class_names, size_groups, strict=True)
-                                  if gg == g])) for g in GROUPS}
-            for m, f1 in paper_f1.items()}
+    """Mean of the paper's per-class F1 per size group, ``{model: {group: mean}}`` (NaN: none)."""
+    def mean(f1: Mapping[str, float], g: str) -> float:
+        v = [f1[n] for n, gg in zip(class_names, size_groups, strict=True) if gg == g]
+        return float(np.mean(v)) if v else float("nan")
+
+    return {m: {g: mean(f1, g) for g in GROUPS} for m, f1 in paper_f1.items()}
 
 
 def _f(x: float | None, nd: int = 3) -> str:
@@ -186,8 +188,9 @@ def _difference_lines(d: Mapping[str, Any] | None, paper_f1: Mapping[str, Mappin
     if not d:
         return []
     hi, lo = paper_f1[PAIRED[0]], paper_f1[PAIRED[1]]
-    pm_paper = {g: float(np.mean([hi[n] - lo[n] for n, gg in zip(names, size_groups, strict=True)
-                                  if gg == g])) for g in GROUPS}
+    diffs = {g: [hi[n] - lo[n] for n, gg in zip(names, size_groups, strict=True) if gg == g]
+             for g in GROUPS}
+    pm_paper = {g: float(np.mean(v)) if v else float("nan") for g, v in diffs.items()}
     pm_all = float(np.mean([hi[n] - lo[n] for n in names]))
     lines = ["", "## Dilated minus plain DenseNet (paired by seed)", "",
              f"Seeds {d['seeds']}. Mean ± s.d. [min, max] over seeds.", "",
