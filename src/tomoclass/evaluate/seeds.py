@@ -24,6 +24,7 @@ from tomoclass.metrics import SIZE_GROUPS
 __all__ = [
     "MODELS",
     "PAIRED",
+    "format_mean_sd",
     "paper_group_f1",
     "plot_epoch_curves",
     "plot_group_f1",
@@ -108,7 +109,8 @@ def _f(x: float | None, nd: int = 3) -> str:
     return "–" if x is None else f"{x:.{nd}f}"
 
 
-def _ms(s: dict[str, Any]) -> str:
+def format_mean_sd(s: Mapping[str, Any]) -> str:
+    """``mean ± s.d.`` of a :func:`seed_stats` record (``–`` without values)."""
     if s["mean"] is None:
         return "–"
     return _f(s["mean"]) + (f" ± {s['sd']:.3f}" if s.get("sd") is not None else "")
@@ -159,8 +161,8 @@ def table2_sections(
             pm = per_model[m]
             n_seeds = len(pm["seeds"])
             lines.append(f"| {m} | ours ({n_seeds} seed{'s' if n_seeds != 1 else ''}) | "
-                         + " | ".join(_ms(pm["f1"][n]) for n in names)
-                         + f" | {_ms(pm['macro_f1'])} |")
+                         + " | ".join(format_mean_sd(pm["f1"][n]) for n in names)
+                         + f" | {format_mean_sd(pm['macro_f1'])} |")
         pv = [paper_f1[m][n] for n in names]
         lines.append(f"| {m} | paper | " + " | ".join(_f(v) for v in pv)
                      + f" | {_f(float(np.mean(pv)))} |")
@@ -169,8 +171,9 @@ def table2_sections(
               "| model | source | " + " | ".join(GROUPS) + " |", "|---|---|" + "---|" * 4]
     for m in MODELS:
         if m in per_model:
+            groups = per_model[m]["group_f1"]
             lines.append(f"| {m} | ours | "
-                         + " | ".join(_ms(per_model[m]["group_f1"][g]) for g in GROUPS) + " |")
+                         + " | ".join(format_mean_sd(groups[g]) for g in GROUPS) + " |")
         lines.append(f"| {m} | paper | "
                      + " | ".join(_f(paper_groups[m][g]) for g in GROUPS) + " |")
     lines += _difference_lines(summary.get("dilated_minus_plain"), paper_f1, names, size_groups)
@@ -195,11 +198,11 @@ def _difference_lines(d: Mapping[str, Any] | None, paper_f1: Mapping[str, Mappin
     lines = ["", "## Dilated minus plain DenseNet (paired by seed)", "",
              f"Seeds {d['seeds']}. Mean ± s.d. [min, max] over seeds.", "",
              "| quantity | ours | paper |", "|---|---|---|",
-             f"| macro F1 | {_ms(d['macro_f1'])} [{_f(d['macro_f1']['min'])}, "
+             f"| macro F1 | {format_mean_sd(d['macro_f1'])} [{_f(d['macro_f1']['min'])}, "
              f"{_f(d['macro_f1']['max'])}] | {_f(pm_all)} |"]
     for g in GROUPS:
         s = d["group_f1"][g]
-        lines.append(f"| {g} F1 | {_ms(s)} [{_f(s['min'])}, {_f(s['max'])}] | "
+        lines.append(f"| {g} F1 | {format_mean_sd(s)} [{_f(s['min'])}, {_f(s['max'])}] | "
                      f"{_f(pm_paper[g])} |")
     mean = d["macro_f1"]["mean"]
     verdict = ("the dilated net scores higher on average" if mean is not None and mean > 0
@@ -222,7 +225,7 @@ def _cam_lines(per_model: Mapping[str, Any], runs: Runs) -> list[str]:
              "particle mask (docs/cam.md); DenseNets by the paper's Eq. 1, shrec_cnn by "
              f"Grad-CAM. A uniform map would score {_f(chance[0] if chance else None)}.", "",
              "| model | mean CAM score over classes |", "|---|---|"]
-    return lines + [f"| {m} | {_ms(s)} |" for m, s in cam_rows]
+    return lines + [f"| {m} | {format_mean_sd(s)} |" for m, s in cam_rows]
 
 
 def plot_group_f1(summary: Mapping[str, Any], paper_groups: Mapping[str, Mapping[str, float]],
