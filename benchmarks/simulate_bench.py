@@ -50,7 +50,7 @@ print(json.dumps({"count": count, "wall_s": wall, "parent_cpu_s": cpu}))
 DATASET_CHILD = r"""
 import json, sys, tempfile, time
 from tomoclass.simulate.config import SimulationConfig
-from tomoclass.simulate.output import write_subtomogram_dataset
+from tomoclass.data.simulated import write_subtomogram_dataset
 from tomoclass.simulate.structures import load_class_templates
 n = int(sys.argv[1])
 cfg = SimulationConfig()

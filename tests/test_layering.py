@@ -37,11 +37,7 @@ RANK = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
 
 #: Imports against the layering that exist today, as (file under src/tomoclass, imported unit).
 #: Each is for a later session to remove; when one is gone, delete its line here.
-KNOWN_EXCEPTIONS = {
-    # The simulator writes the dataset store itself (issue 19 item 2: writing the store is
-    # the data stage's or a workflow's job; the simulator should return volumes and tables).
-    ("simulate/output.py", "data"),
-}
+KNOWN_EXCEPTIONS: set[tuple[str, str]] = set()
 
 
 def _unit_of(path: Path) -> str:

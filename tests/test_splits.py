@@ -38,3 +38,16 @@ def test_stratified_splits_is_seeded_per_class():
                                              seed=2))
     for c in ("a", "b"):
         assert ((a[classes == c] == "test").sum(), (a[classes == c] == "val").sum()) == (4, 2)
+
+
+def test_a_simulated_dataset_is_split_as_the_store_splits_its_table(tmp_path):
+    from tomoclass.cli.main import main
+    from tomoclass.data import open_dataset
+
+    out = tmp_path / "ds"
+    assert main(["-q", "simulate", "subtomograms", "--classes", "globule", "dimer",
+                 "--box-size", "16", "--n-per-class", "5", "--out", str(out), "--seed", "3"]) == 0
+    table = open_dataset(out).table.sort_values("index")
+    store = assign_splits(table, "stratified", val_fraction=0.1, test_fraction=0.1, seed=3)
+    assert list(table["split"]) == list(store)  # 0.1 * 5 = 0.5 -> 1 val and 1 test per class
+    assert (table["split"] == "val").sum() == 2 and (table["split"] == "test").sum() == 2

@@ -120,7 +120,7 @@ def build_config(args: argparse.Namespace) -> SimulationConfig:
 
 def run_subtomograms(args: argparse.Namespace) -> int:
     """Simulate a subtomogram dataset into ``--out``."""
-    from tomoclass.simulate.output import write_subtomogram_dataset
+    from tomoclass.data.simulated import write_subtomogram_dataset
     from tomoclass.simulate.structures import load_class_templates
 
     cfg = build_config(args)

@@ -56,6 +56,7 @@ __all__ = [
     "select_particles",
     "set_splits",
     "write_dataset",
+    "write_subtomogram_dataset",
 ]
 
 
@@ -64,4 +65,8 @@ def __getattr__(name: str) -> Any:
         from tomoclass.data import torch_dataset
 
         return getattr(torch_dataset, name)
+    if name == "write_subtomogram_dataset":  # imports the simulator: only when asked for
+        from tomoclass.data.simulated import write_subtomogram_dataset
+
+        return write_subtomogram_dataset
     raise AttributeError(f"module 'tomoclass.data' has no attribute {name!r}")
