@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from tomoclass.errors import InputError
-from tomoclass.evaluate.report import EvaluationReport, _fmt, load_report
+from tomoclass.evaluate.report import EvaluationReport, format_score, load_report
 from tomoclass.io.atomic import atomic_dir
 from tomoclass.metrics import SIZE_GROUPS
 
@@ -149,7 +149,7 @@ class Comparison:
             methods = ", ".join(f"{lbl}: {r.cam['method']}" for lbl, r in
                                 zip(self.labels, self.reports, strict=True) if r.cam)
             lines += ["", f"Methods: {methods}. A map spread evenly over the box would score "
-                      f"the mask volume fraction ({', '.join(_fmt(c) for c in chance)})."]
+                      f"the mask volume fraction ({', '.join(format_score(c) for c in chance)})."]
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict[str, Any]:
@@ -195,7 +195,7 @@ def _best_mask(values: np.ndarray) -> np.ndarray:
 
 
 def _cell(v: float, bold: bool) -> str:
-    s = _fmt(v)
+    s = format_score(v)
     return f"**{s}**" if bold and s != "–" else s
 
 
