@@ -128,3 +128,29 @@ def test_each_stage_imports_only_downward():
 )
 def test_imports_are_found_at_any_depth(source, expected):
     assert [u for u, _ in imported_units(source, "tomoclass.evaluate.report")] == expected
+
+
+#: Private names imported across modules today, as (file, module, name); for a later session
+#: (both files are being restructured: the inference layer and the extraction split).
+KNOWN_PRIVATE_IMPORTS = {
+    ("data/store.py", "tomoclass.data.extract", "_zscore_inplace"),
+    ("train/predict.py", "tomoclass.train.loop", "_autocast"),
+}
+
+
+def _private_imports(root: Path, prefix: str) -> set[tuple[str, str, str]]:
+    found = set()
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(
+                    prefix):
+                found |= {(path.relative_to(root).as_posix(), node.module, a.name)
+                          for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")}
+    return found
+
+
+def test_no_private_name_is_imported_across_modules():
+    found = _private_imports(SRC, "tomoclass")
+    assert found - KNOWN_PRIVATE_IMPORTS == set()
+    assert KNOWN_PRIVATE_IMPORTS - found == set(), "fixed, so remove from KNOWN_PRIVATE_IMPORTS"
