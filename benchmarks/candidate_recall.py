@@ -23,12 +23,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from provenance import git_commit, machine_info, write_result
 from scipy.spatial import cKDTree
 
 from tomoclass.io import read_particles, read_volume
 from tomoclass.locate import propose_candidates
+from tomoclass.provenance import git_commit, machine_info, write_result
 
+RESULTS = Path(__file__).resolve().parent / "results"
 
 def _radii(path: Path) -> dict[str, float]:
     data = json.loads(path.read_text())
@@ -77,7 +78,7 @@ def main() -> int:
             print(Path(mrc).stem, rows[-1], flush=True)
         result["tomograms"][Path(mrc).stem] = {"seconds_propose": round(seconds, 1),
                                                "rows": rows}
-    print(f"wrote {write_result('candidate_recall', result, args.out)}")
+    print(f"wrote {write_result('candidate_recall', result, args.out, results_dir=RESULTS)}")
     return 0
 
 

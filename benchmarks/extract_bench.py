@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from provenance import git_commit as _git_commit
-from provenance import write_result
 from synthetic import write_noise_tomogram
 
 from tomoclass.data.extract import extract_subtomograms
 from tomoclass.io import read_volume
+from tomoclass.provenance import git_commit, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 
@@ -45,7 +45,7 @@ def main() -> int:
     result: dict = {
         "benchmark": "extract", "shape_zyx": shape, "box": args.box, "n_boxes": args.n,
         "dtype": "float32", "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "git_commit": _git_commit(), "nproc": os.cpu_count(),
+        "git_commit": git_commit(), "nproc": os.cpu_count(),
         "loadavg_before": os.getloadavg(),
         "note": "shared machine (about 6 developers on 2 cores); page cache warm (file just "
                 "written); single process, no threads",
@@ -81,7 +81,7 @@ def main() -> int:
     text = json.dumps(result, indent=2)
     print(text)
     if not args.quick:
-        out = write_result("extract", result, args.out)
+        out = write_result("extract", result, args.out, results_dir=RESULTS)
         print(f"wrote {out}")
     return 0
 

@@ -21,10 +21,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from provenance import git_commit as _git_commit
-from provenance import write_result
+
+from tomoclass.provenance import git_commit, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
 #: Used only when no model can be imported: the paper net's training rate measured earlier on
 #: this CPU, as stated in the issue brief (about 5 samples/s).
 REFERENCE_TRAIN_SAMPLES_PER_S = 5.0
@@ -115,7 +116,7 @@ def main() -> int:
         args.n, args.train_steps = 128, 1
     result: dict = {
         "benchmark": "loader", "n_samples": args.n, "box": args.box, "batch": args.batch,
-        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(), "git_commit": _git_commit(),
+        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(), "git_commit": git_commit(),
         "nproc": os.cpu_count(), "loadavg_before": os.getloadavg(),
         "note": "shared machine (about 6 developers on 2 cores): absolute rates vary with load; "
                 "loader and training measured back to back in one run",
@@ -147,7 +148,7 @@ def main() -> int:
     text = json.dumps(result, indent=2)
     print(text)
     if not args.quick:
-        out = write_result("loader", result)
+        out = write_result("loader", result, results_dir=RESULTS)
         print(f"wrote {out}")
     return 0
 

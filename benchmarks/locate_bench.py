@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from provenance import git_commit as _git_commit
 
 from tomoclass.locate import find_peaks, model_geometry, plan_tiles, score_tomogram
 from tomoclass.locate.scoring import _default_tile_voxels, _padded_extent, choose_tile
 from tomoclass.models import get_model
+from tomoclass.provenance import git_commit
 
 
 def timing(args: argparse.Namespace, device: torch.device) -> dict:
@@ -120,8 +120,7 @@ def timing(args: argparse.Namespace, device: torch.device) -> dict:
 
 
 def accuracy(args: argparse.Namespace, device: torch.device) -> dict:
-    from shrec12_locate import per_class_localization
-
+    from tomoclass.evaluate import per_class_localization
     from tomoclass.evaluate.picks import score_picks
     from tomoclass.io import read_particles
     from tomoclass.locate import locate, parse_radii
@@ -338,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "locate",
         "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "nproc": os.cpu_count(),
         "loadavg_before": os.getloadavg(),
         "machine": platform.platform(),

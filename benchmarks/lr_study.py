@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from tomoclass.simulate import SimulationConfig, load_class_templates, write_subtomogram_dataset
+from tomoclass.data import write_subtomogram_dataset
+from tomoclass.simulate import SimulationConfig, load_class_templates
 from tomoclass.train import TrainingDiverged, fit, preset
 
 

@@ -24,11 +24,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from provenance import git_commit, machine_info, write_result
 
 from tomoclass.data.polarity import Inverted, measure_polarity
 from tomoclass.io import read_particles, read_volume, write_volume
+from tomoclass.provenance import git_commit, machine_info, write_result
 
+RESULTS = Path(__file__).resolve().parent / "results"
 
 def _measure(data, voxel: float) -> dict:
     t = time.perf_counter()
@@ -92,7 +93,7 @@ def main() -> int:
                        "seconds": round(time.perf_counter() - t, 1)}
                 result["predict"][label] = rec
                 print(label, rec, flush=True)
-    print(f"wrote {write_result('polarity_check', result, args.out)}")
+    print(f"wrote {write_result('polarity_check', result, args.out, results_dir=RESULTS)}")
     return 0
 
 

@@ -12,8 +12,9 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from provenance import git_commit, machine_info, write_result
+from tomoclass.provenance import git_commit, machine_info, write_result
 
+RESULTS = Path(__file__).resolve().parent / "results"
 
 def main(argv=None) -> int:
     """Write ``benchmarks/results/demo_<UTC time>.json`` from ``DEMO_OUT/demo.json``."""
@@ -29,7 +30,7 @@ def main(argv=None) -> int:
               "commit": commit, "machine": machine_info(),
               "wall_seconds_make_demo": args.wall_seconds,
               "note": args.note, **demo}
-    out = write_result("demo", record)
+    out = write_result("demo", record, results_dir=RESULTS)
     print(out)
     return 0
 

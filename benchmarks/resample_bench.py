@@ -20,12 +20,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from provenance import git_commit, machine_info, write_result
 from synthetic import write_noise_tomogram
 
 from tomoclass.data import resample_volume
 from tomoclass.io import read_volume
+from tomoclass.provenance import git_commit, machine_info, write_result
 
+RESULTS = Path(__file__).resolve().parent / "results"
 
 def _rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -64,7 +65,7 @@ def main() -> int:
             del out
     result["load_average_after"] = list(os.getloadavg())
     if not args.quick:
-        print(f"wrote {write_result('resample', result, args.out)}")
+        print(f"wrote {write_result('resample', result, args.out, results_dir=RESULTS)}")
     return 0
 
 

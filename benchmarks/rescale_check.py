@@ -26,35 +26,16 @@ import datetime as dt
 from pathlib import Path
 
 import numpy as np
-from provenance import git_commit, machine_info, write_result
+from spectra import fourier_crop, radial_power
 
 from tomoclass.data import resample_volume
 from tomoclass.data.spectrum import gain_grid, matching_gain, spectrum_at, training_spectrum
 from tomoclass.io import read_particles, read_volume
 from tomoclass.locate import classify_boxes
+from tomoclass.provenance import git_commit, machine_info, write_result
 from tomoclass.train import load_run
 
-
-def fourier_crop(vol: np.ndarray, factor: int) -> np.ndarray:
-    """Keep the frequencies below the binned grid's Nyquist (sizes divided by ``factor``)."""
-    f = np.fft.rfftn(vol)
-    n = np.array(vol.shape)
-    m = n // factor
-    kz = np.r_[0:m[0] // 2, n[0] - m[0] // 2:n[0]]
-    ky = np.r_[0:m[1] // 2, n[1] - m[1] // 2:n[1]]
-    out = np.fft.irfftn(f[np.ix_(kz, ky, np.arange(m[2] // 2 + 1))], s=tuple(m), axes=(0, 1, 2))
-    return out.astype(np.float32) / np.float32(factor**3)
-
-
-def radial_power(v: np.ndarray, n_bins: int) -> np.ndarray:
-    """Mean power of ``v - mean`` in ``n_bins`` radial frequency bands up to Nyquist."""
-    v = v - v.mean()
-    p = np.abs(np.fft.fftn(v)) ** 2 / v.size
-    f = np.sqrt(sum(np.meshgrid(*[np.fft.fftfreq(n) ** 2 for n in v.shape], indexing="ij")))
-    idx = np.digitize(f.ravel(), np.linspace(0, 0.5, n_bins + 1))
-    return np.array([p.ravel()[idx == i].mean() for i in range(1, n_bins + 1)],
-                    dtype=np.float64)
-
+RESULTS = Path(__file__).resolve().parent / "results"
 
 def spectrum(vol: np.ndarray) -> list[float]:
     """:func:`radial_power` of the central block at unit variance, 10 bands."""
@@ -122,7 +103,7 @@ def main() -> int:
     if abs(step - round(step)) < 1e-6 and step > 1:
         case(f"other ({other.voxel_size_angstrom:g} A), Fourier crop",
              fourier_crop(data, int(round(step))), truth, step)
-    print(f"wrote {write_result('rescale_check', result, args.out)}")
+    print(f"wrote {write_result('rescale_check', result, args.out, results_dir=RESULTS)}")
     return 0
 
 

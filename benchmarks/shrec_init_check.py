@@ -3,8 +3,8 @@ against He (what tomoclass uses for this batch-norm-free net), Adam at several l
 
     PYTHONPATH=src python benchmarks/shrec_init_check.py --lrs 1e-4,1e-3 --steps 25
 
-Data: 4 classes of Gaussian blobs of different radius in noise (tests/test_train_support's
-``blob_volumes``), z-scored per box, 24^3, batch 16, fresh samples every step. A net that
+Data: 4 classes of Gaussian blobs of different radius in noise (``synthetic.blob_volumes``,
+the training tests' data), z-scored per box, 24^3, batch 16, fresh samples every step. A net that
 learns pulls the loss below ln(4) = 1.386 within a few dozen steps; a dead one stays there.
 Writes ``benchmarks/results/shrec_init_<UTC time>.json``.
 """
@@ -18,16 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from provenance import git_commit, machine_info, write_result
+from synthetic import blob_volumes
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+from tomoclass.models import get_model
+from tomoclass.models.layers import init_weights
+from tomoclass.provenance import git_commit, machine_info, write_result
 
-from test_train_support import blob_volumes  # noqa: E402
-
-from tomoclass.models import get_model  # noqa: E402
-from tomoclass.models.layers import init_weights  # noqa: E402
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def run(init: str, lr: float, steps: int, batch: int, box: int, seed: int) -> dict:
@@ -71,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         "git_commit": git_commit(), "machine": machine_info(),
         "data": {"classes": 4, "box": args.box, "batch": args.batch, "steps": args.steps,
                  "what": "Gaussian blobs of radius 1.5 + 1.5 k voxels plus noise (s.d. 0.3)"},
-        "runs": runs}, args.out)
+        "runs": runs}, args.out, results_dir=RESULTS)
     print(f"wrote {path}")
     return 0
 

@@ -25,7 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from provenance import git_commit as _git_commit
+import tomoclass
+from tomoclass.provenance import git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +50,7 @@ print(json.dumps({"count": count, "wall_s": wall, "parent_cpu_s": cpu}))
 DATASET_CHILD = r"""
 import json, sys, tempfile, time
 from tomoclass.simulate.config import SimulationConfig
-from tomoclass.simulate.output import write_subtomogram_dataset
+from tomoclass.data.simulated import write_subtomogram_dataset
 from tomoclass.simulate.structures import load_class_templates
 n = int(sys.argv[1])
 cfg = SimulationConfig()
@@ -90,7 +91,8 @@ print(json.dumps({"wall_s": time.perf_counter() - t0, "stages_s": stages,
 
 
 def _child(code: str, *args) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    # the child imports the tomoclass this process runs (installed, or on $PYTHONPATH)
+    env = dict(os.environ, PYTHONPATH=str(Path(tomoclass.__file__).resolve().parents[1]))
     proc = subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -116,7 +118,7 @@ def main(argv=None) -> int:
     result = {
         "benchmark": "simulate",
         "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "nproc": os.cpu_count(),
         "loadavg_before": os.getloadavg(),
         "python": platform.python_version(),

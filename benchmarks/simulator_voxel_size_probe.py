@@ -20,11 +20,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from provenance import git_commit, machine_info, write_result
-from rescale_check import fourier_crop, radial_power
+from spectra import fourier_crop, radial_power
 
 from tomoclass.io import read_volume
+from tomoclass.provenance import git_commit, machine_info, write_result
 
+RESULTS = Path(__file__).resolve().parent / "results"
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -64,7 +65,7 @@ def main() -> int:
                "snr": (power[("signal", k)] / power[("noise", k)]).round(4).tolist()}
         print(label, rec)
         out[label] = rec
-    print(f"wrote {write_result('simulator_voxel_size', out, args.out)}")
+    print(f"wrote {write_result('simulator_voxel_size', out, args.out, results_dir=RESULTS)}")
     return 0
 
 

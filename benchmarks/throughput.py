@@ -41,22 +41,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from plain_reference import load_from, plain_dilated_densenet
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "src"))
-
-from plain_reference import load_from, plain_dilated_densenet  # noqa: E402
-from provenance import git_commit  # noqa: E402
-
-from tomoclass.models import (  # noqa: E402
+import tomoclass
+from tomoclass.models import (
     count_flops,
     get_model,
     list_models,
     optimize_for_inference,
 )
+from tomoclass.provenance import git_commit
+
+HERE = Path(__file__).resolve().parent
 
 SIZE = 32
 NUM_CLASSES = 12
@@ -158,8 +156,7 @@ def make_infer(model: nn.Module, batch: int, device: torch.device, amp: bool) ->
 
 
 _MEMORY_CHILD = r"""
-import json, sys, torch
-sys.path.insert(0, {src!r})
+import json, torch
 from tomoclass.models import get_model
 def status_kb(key):
     for line in open('/proc/self/status'):
@@ -197,12 +194,15 @@ def peak_train_memory_per_sample(name: str, memory_efficient: bool, batch: int,
         torch.cuda.synchronize()
         extra = torch.cuda.max_memory_allocated() - base
         return {"mib_per_sample": extra / batch / 2**20, "method": "cuda max_memory_allocated"}
-    code = _MEMORY_CHILD.format(src=str(HERE.parent / "src"), name=name, me=memory_efficient,
-                                batch=batch)
+    code = _MEMORY_CHILD.format(name=name, me=memory_efficient, batch=batch)
     # A fixed mmap threshold makes glibc return every freed large block at once, so the
-    # peak RSS follows the live tensors instead of the allocator's high-water heap.
+    # peak RSS follows the live tensors instead of the allocator's high-water heap. The child
+    # imports the tomoclass this process runs (installed, or on $PYTHONPATH).
+    src = str(Path(tomoclass.__file__).resolve().parents[1])
     env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()),
-               MALLOC_MMAP_THRESHOLD_="65536")
+               MALLOC_MMAP_THRESHOLD_="65536",
+               PYTHONPATH=os.pathsep.join([src] + ([os.environ["PYTHONPATH"]]
+                                                  if os.environ.get("PYTHONPATH") else [])))
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          check=True)
     d = json.loads(res.stdout.strip().splitlines()[-1])

@@ -269,7 +269,7 @@ def test_cam_volumes_are_mrc_with_input_voxel_size(tmp_path):
 
 
 def test_choose_particles_spreads_over_classes_and_is_seeded():
-    from tomoclass.cam.run import choose_particles
+    from tomoclass.workflows.cam import choose_particles
 
     labels = np.array([0] * 10 + [1] * 2 + [2] * 5)
     picks = choose_particles(labels, 7, seed=4)

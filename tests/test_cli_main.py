@@ -1,11 +1,47 @@
+import argparse
+
+import pytest
+
 from tomoclass.cli.main import COMMAND_MODULES, build_parser, main
 
 
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(actions[0].choices) if actions else {}
+
+
+def _leaves(parser: argparse.ArgumentParser, path: str = "") -> dict[str, argparse.ArgumentParser]:
+    """Every runnable command (``simulate tomograms``, ``dataset info``, ``train``...)."""
+    subs = _subcommands(parser)
+    if not subs:
+        return {path: parser}
+    out = {}
+    for name, sub in subs.items():
+        out.update(_leaves(sub, f"{path} {name}".strip()))
+    return out
+
+
 def test_every_subcommand_registers():
-    parser = build_parser()
-    text = parser.format_help()
-    for name in COMMAND_MODULES:
-        assert name.replace("_", "-") in text
+    subs = _subcommands(build_parser())
+    assert set(subs) == {name.replace("_", "-") for name in COMMAND_MODULES}
+    leaves = _leaves(build_parser())
+    assert {p.split()[0] for p in leaves} == set(subs)
+    for path, sub in leaves.items():
+        assert callable(sub.get_default("func")), path
+
+
+@pytest.mark.parametrize("name", [n.replace("_", "-") for n in COMMAND_MODULES])
+def test_each_subcommand_parses_its_help(name, capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args([name, "--help"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: tomoclass {name}")
+
+
+def test_unknown_subcommand_is_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["no-such-command"])
+    assert exc.value.code == 2
 
 
 def test_version_exits_zero(capsys):

@@ -11,8 +11,8 @@ import pytest
 import tomoclass.data as tdata
 from tomoclass.cli.main import main
 from tomoclass.errors import InputError
-from tomoclass.evaluate.run import evaluate_run
 from tomoclass.train import fit, preset
+from tomoclass.workflows.evaluate import evaluate_run
 
 # trains two tiny nets for 2 epochs (~8 s on an idle 2-core machine), then evaluates them
 pytestmark = pytest.mark.slow

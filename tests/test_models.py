@@ -290,6 +290,11 @@ def test_parameter_count_of_the_paper_net():
     assert count_parameters(_model("dilated_densenet3d")) == count_parameters(_model("densenet3d"))
 
 
+def test_paper_net_has_226_691_parameters():
+    # the 3D-Dilated-DenseNet of Gao et al. (growth 12, blocks of 6, 5 classes)
+    assert count_parameters(_model("dilated_densenet3d")) == 226_691
+
+
 def test_bad_options_raise():
     with pytest.raises(ValueError, match="layers_per_block"):
         get_model("dilated_densenet3d", num_classes=2, dilations=[1, 2, 3])

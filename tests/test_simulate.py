@@ -335,3 +335,21 @@ def test_white_noise_spectrum_is_the_fft_of_real_white_noise(shape):
     # Gaussian voxel values (central limit over the coefficients)
     assert stats.kstest(xs[:, 5], "norm").pvalue > 1e-3
     assert abs(stats.kurtosis(xs.ravel())) < 0.1
+
+
+def test_microscope_defaults_are_declared_once():
+    import inspect
+
+    from tomoclass.simulate.config import MicroscopeConfig
+    from tomoclass.simulate.fourier import ctf_zeros_inv_angstrom
+
+    mc = MicroscopeConfig()
+    for fn in (ctf, ctf_zeros_inv_angstrom, apply_imaging):
+        params = inspect.signature(fn).parameters
+        for name in ("voltage_kv", "spherical_aberration_mm", "amplitude_contrast"):
+            assert params[name].default == getattr(mc, name), (fn.__name__, name)
+    assert inspect.signature(apply_imaging).parameters["tilt_range_deg"].default == tuple(
+        mc.tilt_range_deg)
+    wedge = inspect.signature(missing_wedge_mask).parameters
+    assert (wedge["tilt_min_deg"].default, wedge["tilt_max_deg"].default) == tuple(
+        mc.tilt_range_deg)

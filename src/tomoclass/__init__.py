@@ -1,8 +1,9 @@
 """tomoclass: macromolecule classification in cryo-electron tomograms.
 
-The package is laid out as the pipeline data flows through::
+The package is laid out as the pipeline data flows through; each stage imports only the
+ones before it (``docs/architecture.md``)::
 
-    io -> simulate -> data -> models -> train -> evaluate -> cam -> cli
+    io -> simulate -> data -> models -> train -> locate / evaluate / cam -> workflows -> cli
 """
 
 __version__ = "0.1.0"

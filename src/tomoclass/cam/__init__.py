@@ -4,8 +4,8 @@
 - :func:`cam_score` -> :class:`CamScore`: share of positive CAM energy inside the particle's
   ground-truth mask (:func:`particle_mask`), averaged per class;
 - :func:`cam_figure` (Fig. 5 layout) and :func:`write_cam_volumes` (MRC);
-- :func:`tomoclass.cam.run.cam_for_runs`: the figure and maps for trained runs on a dataset
-  (what ``tomoclass cam`` calls).
+- the figure and maps for trained runs on a dataset (what ``tomoclass cam`` calls) are a
+  workflow: :func:`tomoclass.workflows.cam.cam_for_runs`.
 """
 
 from tomoclass.cam.figure import CamPanel, cam_figure

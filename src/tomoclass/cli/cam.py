@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Draw the figure (and maps) and say where they are."""
-    from tomoclass.cam.run import cam_for_runs
+    from tomoclass.workflows.cam import cam_for_runs
 
     res = cam_for_runs(args.run, args.data, args.out, n=args.n, split=args.split,
                        which=args.checkpoint, target=args.target, mrc_dir=args.mrc_dir,

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from tomoclass.errors import InputError
     from tomoclass.evaluate.compare import compare_runs, unique_labels, write_comparison
     from tomoclass.evaluate.report import load_report
-    from tomoclass.evaluate.run import checkpoint_curve, evaluate_run
+    from tomoclass.workflows.evaluate import checkpoint_curve, evaluate_run
 
     if args.data is not None:
         reports = [evaluate_run(r, args.data, args.split, device=args.device) for r in args.runs]

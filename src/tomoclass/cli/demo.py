@@ -1,4 +1,4 @@
-"""``tomoclass demo``: the whole pipeline on built-in phantoms (see :mod:`tomoclass.demo`)."""
+"""``tomoclass demo``: the pipeline on built-in phantoms (:mod:`tomoclass.workflows.demo`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from tomoclass.demo import DemoConfig, run_demo
+from tomoclass.workflows.demo import DemoConfig, run_demo
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, write the report, print its summary."""
-    from tomoclass.evaluate.run import evaluate_run
+    from tomoclass.workflows.evaluate import evaluate_run
 
     rep = evaluate_run(args.run, args.data, args.split, out_dir=args.out,
                        which=args.checkpoint, cam=not args.no_cam, mask_level=args.mask_level,

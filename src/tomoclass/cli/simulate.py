@@ -164,7 +164,7 @@ def _map_options(args: argparse.Namespace, classes: list[dict]) -> None:
 
 def run_subtomograms(args: argparse.Namespace) -> int:
     """Simulate a subtomogram dataset into ``--out``."""
-    from tomoclass.simulate.output import write_subtomogram_dataset
+    from tomoclass.data.simulated import write_subtomogram_dataset
     from tomoclass.simulate.structures import load_class_templates
 
     cfg = build_config(args)

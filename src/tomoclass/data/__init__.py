@@ -17,6 +17,7 @@ from tomoclass.data.extract import (
 )
 from tomoclass.data.inspect import format_report, inspect_table, inspect_tomogram
 from tomoclass.data.polarity import Polarity, measure_polarity
+from tomoclass.data.selection import select_particles
 from tomoclass.data.store import (
     DatasetWriter,
     SubtomogramStore,
@@ -52,8 +53,10 @@ __all__ = [
     "open_dataset",
     "plan_extraction",
     "resample_volume",
+    "select_particles",
     "set_splits",
     "write_dataset",
+    "write_subtomogram_dataset",
 ]
 
 
@@ -62,4 +65,8 @@ def __getattr__(name: str) -> Any:
         from tomoclass.data import torch_dataset
 
         return getattr(torch_dataset, name)
+    if name == "write_subtomogram_dataset":  # imports the simulator: only when asked for
+        from tomoclass.data.simulated import write_subtomogram_dataset
+
+        return write_subtomogram_dataset
     raise AttributeError(f"module 'tomoclass.data' has no attribute {name!r}")

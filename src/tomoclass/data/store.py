@@ -26,7 +26,7 @@ import datetime as dt
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,9 @@ from tomoclass.io.atomic import atomic_dir
 from tomoclass.io.particles import IMAGE_NAME, read_particles, write_particles
 from tomoclass.io.volume import check_voxel_size, read_volume, write_volume
 
+# the split rule is tomoclass.splits' (the simulator applies the same one)
+from tomoclass.splits import assign_splits, tomogram_number  # noqa: F401
+
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
@@ -56,101 +59,6 @@ META_FILE = "dataset.yaml"
 CLASS_ID, SPLIT, INDEX = "class_id", "split", "index"
 
 _NPY_HEADER_BYTES = 128  # fixed so the streaming writer can rewrite the row count in place
-
-
-# ---------------------------------------------------------------------------------------------
-# splits
-
-
-def tomogram_number(name: str) -> int | None:
-    """Trailing integer of a tomogram name (``"model_9"`` -> 9, ``"9"`` -> 9), else None."""
-    m = re.search(r"(\d+)$", str(name))
-    return int(m.group(1)) if m else None
-
-
-def _matches(name: str, wanted: Iterable[str | int]) -> bool:
-    num = tomogram_number(name)
-    for w in wanted:
-        if str(w) == str(name):
-            return True
-        if num is not None and str(w).isdigit() and int(w) == num:
-            return True
-    return False
-
-
-def assign_splits(
-    table: pd.DataFrame,
-    method: str = "tomogram",
-    *,
-    test_tomograms: Sequence[str | int] = ("9",),
-    val_tomograms: Sequence[str | int] = (),
-    val_fraction: float = 0.0,
-    test_fraction: float = 0.1,
-    seed: int = 0,
-) -> np.ndarray:
-    """Assign ``train``/``val``/``test`` to every row.
-
-    Parameters
-    ----------
-    table
-        Particle table (``tomogram`` and ``class_name`` columns).
-    method
-        ``"tomogram"``: rows of ``test_tomograms`` are test, of ``val_tomograms`` val, the rest
-        train (default: the SHREC convention, train on tomograms 0-8 and test on 9). A tomogram
-        matches by its exact name or, for a number, by the trailing integer of its name
-        (``9`` matches ``model_9``). If ``val_fraction`` > 0 and no ``val_tomograms`` are given,
-        that fraction of each class's training rows becomes val (seeded).
-        ``"stratified"``: per class, ``test_fraction`` and ``val_fraction`` of the rows (rounded,
-        halves up, seeded shuffle) go to test and val.
-    test_tomograms, val_tomograms
-        Tomogram names or numbers of the test / val splits (method ``"tomogram"``).
-    val_fraction, test_fraction
-        Fractions per class (``test_fraction`` only for ``"stratified"``).
-    seed
-        Seed of the shuffles (same seed, same split).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(n,)`` array of split names.
-
-    Raises
-    ------
-    InputError
-        Unknown method, fractions outside [0, 1) or summing to 1 or more.
-    """
-    n = len(table)
-    if method not in ("tomogram", "stratified"):
-        raise InputError(f"split method must be 'tomogram' or 'stratified', not {method!r}",
-                         field="split")
-    for name, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 <= f < 1.0:
-            raise InputError(f"{name} must be in [0, 1), not {f}", field=name)
-    rng = np.random.default_rng(seed)
-    split = np.full(n, "train", dtype=object)
-    classes = table[S.CLASS_NAME].astype(str).to_numpy() if n else np.array([], dtype=object)
-    if method == "tomogram":
-        tomos = table[S.TOMOGRAM].astype(str).to_numpy()
-        cache: dict[str, str] = {}
-        for t in pd.unique(tomos):
-            cache[t] = ("test" if _matches(t, test_tomograms)
-                        else "val" if _matches(t, val_tomograms) else "train")
-        split[:] = [cache[t] for t in tomos]
-        if val_fraction > 0 and not val_tomograms:
-            for c in pd.unique(classes):
-                idx = np.flatnonzero((classes == c) & (split == "train"))
-                k = int(np.floor(val_fraction * len(idx) + 0.5))
-                split[rng.permutation(idx)[:k]] = "val"
-    else:
-        if val_fraction + test_fraction >= 1.0:
-            raise InputError("val_fraction + test_fraction must be below 1", field="split")
-        for c in pd.unique(classes):
-            idx = rng.permutation(np.flatnonzero(classes == c))
-            k_test = int(np.floor(test_fraction * len(idx) + 0.5))
-            k_val = int(np.floor(val_fraction * len(idx) + 0.5))
-            split[idx[:k_test]] = "test"
-            split[idx[k_test:k_test + k_val]] = "val"
-    return split.astype(str)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,17 +4,23 @@
   recall, F1 (the paper's Eq. 2) and their macro, support-weighted and size-group means;
 - :mod:`~tomoclass.evaluate.report`: :class:`EvaluationReport` (Markdown, JSON, confusion
   CSV and heatmap), :func:`load_report`;
-- :mod:`~tomoclass.evaluate.run`: :func:`evaluate_run` (a run's checkpoint on a dataset split,
-  with the CAM score when the dataset has clean volumes);
 - :mod:`~tomoclass.evaluate.compare`: :func:`compare_runs` / :func:`write_comparison` (the
   paper's Table 2, Fig. 4A and Fig. 4B, CAM scores side by side).
 
 - :mod:`~tomoclass.evaluate.picks`: :func:`score_picks` (SHREC hit-box scoring of picks:
   localization P/R/F1, per-class F1 among hits), :func:`choose_threshold` (the
-  pick threshold with the best F1 on a labelled tomogram).
+  pick threshold with the best F1 on a labelled tomogram);
+- :mod:`~tomoclass.evaluate.localization`: :func:`per_class_localization` (found, missed and
+  false picks per ground-truth class, from a pick score);
+- :mod:`~tomoclass.evaluate.seeds`: the multi-seed Table 2 / Fig. 4 (mean ± s.d. over seeds
+  beside the paper's values, the paired dilated-minus-plain difference).
+
+Evaluating a trained run on a dataset (loading the run, the CAM score) is a workflow:
+:func:`tomoclass.workflows.evaluate.evaluate_run`.
 """
 
 from tomoclass.evaluate.compare import Comparison, EpochCurve, compare_runs, write_comparison
+from tomoclass.evaluate.localization import per_class_localization
 from tomoclass.evaluate.metrics import (
     SIZE_GROUPS,
     ClassificationMetrics,
@@ -30,7 +36,6 @@ from tomoclass.evaluate.picks import (
     threshold_sweep,
 )
 from tomoclass.evaluate.report import EvaluationReport, load_report, write_report
-from tomoclass.evaluate.run import evaluate_model, evaluate_run
 
 __all__ = [
     "SIZE_GROUPS",
@@ -44,10 +49,9 @@ __all__ = [
     "classification_metrics",
     "compare_runs",
     "confusion_matrix",
-    "evaluate_model",
-    "evaluate_run",
     "load_report",
     "metrics_from_labels",
+    "per_class_localization",
     "score_picks",
     "threshold_sweep",
     "write_comparison",

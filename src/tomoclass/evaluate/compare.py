@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from tomoclass.errors import InputError
-from tomoclass.evaluate.metrics import SIZE_GROUPS
-from tomoclass.evaluate.report import EvaluationReport, _fmt
+from tomoclass.evaluate.report import EvaluationReport, format_score, load_report
 from tomoclass.io.atomic import atomic_dir
+from tomoclass.metrics import SIZE_GROUPS
 
 #: Value of ``group`` that asks Fig. 4B for the macro F1 over all classes.
 MACRO = "macro"
@@ -149,7 +149,7 @@ class Comparison:
             methods = ", ".join(f"{lbl}: {r.cam['method']}" for lbl, r in
                                 zip(self.labels, self.reports, strict=True) if r.cam)
             lines += ["", f"Methods: {methods}. A map spread evenly over the box would score "
-                      f"the mask volume fraction ({', '.join(_fmt(c) for c in chance)})."]
+                      f"the mask volume fraction ({', '.join(format_score(c) for c in chance)})."]
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict[str, Any]:
@@ -195,7 +195,7 @@ def _best_mask(values: np.ndarray) -> np.ndarray:
 
 
 def _cell(v: float, bold: bool) -> str:
-    s = _fmt(v)
+    s = format_score(v)
     return f"**{s}**" if bold and s != "–" else s
 
 
@@ -424,7 +424,7 @@ def compare_runs(
         Size group of the Fig. 4B curves ("tiny" as in the paper, or "macro").
     curves
         Fig. 4B curves computed elsewhere (e.g. from periodic checkpoints by
-        :func:`tomoclass.evaluate.run.checkpoint_curve`); default: from each run's
+        :func:`tomoclass.workflows.evaluate.checkpoint_curve`); default: from each run's
         ``metrics.jsonl``.
 
     Raises
@@ -432,8 +432,6 @@ def compare_runs(
     InputError
         Fewer than one run, or a run without an evaluation.
     """
-    from tomoclass.evaluate.report import load_report
-
     if not paths:
         raise InputError("compare needs at least one run")
     if reports is None:

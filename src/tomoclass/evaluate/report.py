@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from tomoclass.errors import InputError
-from tomoclass.evaluate.metrics import ClassificationMetrics
 from tomoclass.io.atomic import atomic_dir
+from tomoclass.metrics import ClassificationMetrics
 
 REPORT_JSON = "report.json"
 FORMAT_VERSION = 1
@@ -81,8 +81,12 @@ def predict_logits(
     return np.concatenate(out).astype(np.float32)
 
 
-def _fmt(x: float | None, digits: int = 3) -> str:
+def format_score(x: float | None, digits: int = 3) -> str:
+    """A score with ``digits`` decimals for the Markdown tables; ``–`` for None or NaN."""
     return "–" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+_fmt = format_score  # the short name of this module's tables
 
 
 @dataclass

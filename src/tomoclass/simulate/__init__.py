@@ -18,11 +18,7 @@ from tomoclass.simulate.fourier import (
     electron_wavelength_angstrom,
     missing_wedge_mask,
 )
-from tomoclass.simulate.output import (
-    simulate_tomograms,
-    write_subtomogram_dataset,
-    write_tomogram,
-)
+from tomoclass.simulate.output import simulate_tomograms, write_tomogram
 from tomoclass.simulate.phantoms import list_phantoms, phantom, phantom_library
 from tomoclass.simulate.rotation import matrix_to_euler, particle_matrix, random_euler
 from tomoclass.simulate.structures import (
@@ -77,6 +73,5 @@ __all__ = [
     "simulate_tomograms",
     "template_from_map",
     "template_from_model",
-    "write_subtomogram_dataset",
     "write_tomogram",
 ]

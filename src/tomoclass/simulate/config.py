@@ -15,6 +15,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tomoclass.errors import InputError
+from tomoclass.simulate.fourier import (
+    AMPLITUDE_CONTRAST,
+    SPHERICAL_ABERRATION_MM,
+    TILT_RANGE_DEG,
+    VOLTAGE_KV,
+)
 from tomoclass.simulate.phantoms import list_phantoms
 
 __all__ = [
@@ -51,14 +57,20 @@ class ClassSpec(_Model):
 class MicroscopeConfig(_Model):
     """Imaging: optics and tilt scheme (SHREC'21-like defaults)."""
 
-    voltage_kv: float = Field(300.0, gt=0.0, le=3000.0, description="acceleration voltage (kV)")
-    spherical_aberration_mm: float = Field(2.7, ge=0.0, le=20.0, description="Cs (mm)")
-    amplitude_contrast: float = Field(0.07, ge=0.0, lt=1.0, description="amplitude contrast")
+    voltage_kv: float = Field(
+        VOLTAGE_KV, gt=0.0, le=3000.0, description="acceleration voltage (kV)"
+    )
+    spherical_aberration_mm: float = Field(
+        SPHERICAL_ABERRATION_MM, ge=0.0, le=20.0, description="Cs (mm)"
+    )
+    amplitude_contrast: float = Field(
+        AMPLITUDE_CONTRAST, ge=0.0, lt=1.0, description="amplitude contrast"
+    )
     defocus_um: tuple[float, float] = Field(
         (2.5, 3.5), description="defocus range (µm, underfocus positive), drawn uniformly"
     )
     b_factor_angstrom2: float = Field(0.0, ge=0.0, description="CTF envelope B-factor (Å²)")
-    tilt_range_deg: tuple[float, float] = Field((-60.0, 60.0), description="tilt range (deg)")
+    tilt_range_deg: tuple[float, float] = Field(TILT_RANGE_DEG, description="tilt range (deg)")
     tilt_step_deg: float = Field(2.0, gt=0.0, le=90.0, description="tilt increment (deg)")
 
     @model_validator(mode="after")

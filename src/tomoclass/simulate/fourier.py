@@ -25,6 +25,10 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "AMPLITUDE_CONTRAST",
+    "SPHERICAL_ABERRATION_MM",
+    "TILT_RANGE_DEG",
+    "VOLTAGE_KV",
     "electron_wavelength_angstrom",
     "interaction_constant",
     "frequency_grid",
@@ -35,6 +39,17 @@ __all__ = [
     "rfft_weights",
     "white_noise_spectrum",
 ]
+
+# Microscope defaults (SHREC'21-like), declared once: the CTF functions below, the simulator's
+# imaging (tomoclass.simulate.subtomograms) and its configuration (MicroscopeConfig) use them.
+#: Acceleration voltage (kV).
+VOLTAGE_KV = 300.0
+#: Spherical aberration Cs (mm).
+SPHERICAL_ABERRATION_MM = 2.7
+#: Amplitude contrast fraction.
+AMPLITUDE_CONTRAST = 0.07
+#: Tilt range of the tilt series (degrees).
+TILT_RANGE_DEG = (-60.0, 60.0)
 
 _M0C2_KEV = 510.99895  # electron rest energy
 _HC_KEV_ANGSTROM = 12.398419843320026
@@ -87,9 +102,9 @@ def ctf(
     k2_inv_angstrom2,
     *,
     defocus_um,
-    voltage_kv: float = 300.0,
-    spherical_aberration_mm: float = 2.7,
-    amplitude_contrast: float = 0.07,
+    voltage_kv: float = VOLTAGE_KV,
+    spherical_aberration_mm: float = SPHERICAL_ABERRATION_MM,
+    amplitude_contrast: float = AMPLITUDE_CONTRAST,
     b_factor_angstrom2: float = 0.0,
     phase_shift_deg: float = 0.0,
 ) -> np.ndarray:
@@ -131,9 +146,9 @@ def ctf_zeros_inv_angstrom(
     *,
     defocus_um: float,
     k_max_inv_angstrom: float,
-    voltage_kv: float = 300.0,
-    spherical_aberration_mm: float = 2.7,
-    amplitude_contrast: float = 0.07,
+    voltage_kv: float = VOLTAGE_KV,
+    spherical_aberration_mm: float = SPHERICAL_ABERRATION_MM,
+    amplitude_contrast: float = AMPLITUDE_CONTRAST,
     phase_shift_deg: float = 0.0,
 ) -> np.ndarray:
     """Theoretical CTF zero crossings ``|k|`` (1/Å) below ``k_max_inv_angstrom``, ascending.
@@ -167,7 +182,11 @@ def ctf_zeros_inv_angstrom(
 
 
 def missing_wedge_mask(
-    shape, *, tilt_min_deg: float = -60.0, tilt_max_deg: float = 60.0, rfft: bool = True
+    shape,
+    *,
+    tilt_min_deg: float = TILT_RANGE_DEG[0],
+    tilt_max_deg: float = TILT_RANGE_DEG[1],
+    rfft: bool = True,
 ) -> np.ndarray:
     """Fourier mask of the frequencies a single-axis tilt series measures (1) or misses (0).
 

@@ -1,9 +1,8 @@
-"""Writing simulations to disk: the subtomogram dataset store and tomogram files.
+"""Writing simulations to disk: tomogram files, and the split of a subtomogram stream.
 
-Subtomogram datasets are written with :class:`tomoclass.data.DatasetWriter` (the store of
-``docs/architecture.md``: ``subtomograms.npy``, ``clean.npy``, ``particles.star``,
-``classes.yaml``, ``dataset.yaml``), one batch at a time so memory stays flat; the directory
-appears only when complete.
+A simulated subtomogram stream becomes a dataset store in the data stage
+(:func:`tomoclass.data.write_subtomogram_dataset`, which applies :func:`split_labels`): the
+simulator does not import the stage above it.
 
 Tomograms are written as ``<name>.mrc`` (float32 reconstruction), ``<name>_labels.mrc``
 (int16 class labels, 0 = background, ``k + 1`` = class ``k``), ``<name>_gt.txt`` (SHREC'21
@@ -19,124 +18,33 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import yaml
 
 from tomoclass import __version__
-from tomoclass.io import schema, write_particles, write_volume
+from tomoclass.io import write_particles, write_volume
 from tomoclass.io.atomic import atomic_path
-from tomoclass.simulate.subtomograms import iter_subtomograms
 from tomoclass.simulate.template import Template
 from tomoclass.simulate.tomogram import TomogramResult, particles_table, simulate_tomogram
+from tomoclass.splits import stratified_splits
 
-__all__ = ["write_subtomogram_dataset", "write_tomogram", "simulate_tomograms", "split_labels"]
+__all__ = ["write_tomogram", "simulate_tomograms", "split_labels"]
 
 
 def split_labels(n_per_class: int, n_classes: int, *, seed: int, val_fraction: float,
                  test_fraction: float) -> np.ndarray:
-    """Split of every stream position: exact per-class fractions, shuffled per class by seed.
+    """Split of every stream position: :func:`tomoclass.splits.stratified_splits` of its class.
 
     Returns
     -------
     numpy.ndarray
         ``(n_per_class * n_classes,)`` of ``"train"``/``"val"``/``"test"``, where stream
-        position ``i`` is the ``i // n_classes``-th sample of class ``i % n_classes``.
+        position ``i`` is the ``i // n_classes``-th sample of class ``i % n_classes``: the
+        split :func:`tomoclass.data.assign_splits` gives the same table with
+        ``method="stratified"`` (per class, counts rounded halves up, one seeded shuffle).
     """
-    n_val = int(round(val_fraction * n_per_class))
-    n_test = int(round(test_fraction * n_per_class))
-    out = np.empty(n_per_class * n_classes, dtype=object)
-    for c in range(n_classes):
-        base = np.array(["train"] * n_per_class, dtype=object)
-        perm = np.random.default_rng([seed, 0x5EED, c]).permutation(n_per_class)
-        base[perm[:n_val]] = "val"
-        base[perm[n_val:n_val + n_test]] = "test"
-        out[c::n_classes] = base
-    return out
-
-
-def write_subtomogram_dataset(
-    out_dir: str | os.PathLike,
-    templates: list[Template],
-    config,
-    *,
-    processes: int = 1,
-    progress: Callable[[int], None] | None = None,
-) -> Path:
-    """Simulate ``config.subtomograms`` and write them as a dataset store.
-
-    Parameters
-    ----------
-    out_dir
-        Dataset directory to create (replaced atomically if it exists).
-    templates
-        Class templates (class ``k`` = ``templates[k]``).
-    config
-        :class:`~tomoclass.simulate.config.SimulationConfig`.
-    processes
-        Worker processes for the simulation (output identical for any value).
-    progress
-        Called with the number of subtomograms just written (for progress bars).
-
-    Returns
-    -------
-    Path
-        ``out_dir``, written by :class:`tomoclass.data.DatasetWriter`.
-        ``subtomograms.npy`` holds the noisy volumes, each z-scored (zero mean, unit standard
-        deviation); ``clean.npy`` the clean particles in density units; the table's ``index``
-        is the stream position.
-    """
-    from tomoclass.data import ClassMap, DatasetWriter
-
-    sc = config.subtomograms
-    n_classes = len(templates)
-    d = sc.box_size
-    splits = split_labels(sc.n_per_class, n_classes, seed=config.seed,
-                          val_fraction=sc.val_fraction, test_fraction=sc.test_fraction)
-    class_map = ClassMap([t.name for t in templates], [t.size_group for t in templates])
-    provenance = {
-        "tool": f"tomoclass {__version__} simulate subtomograms",
-        "seed": config.seed,
-        "class_sources": [t.source for t in templates],
-        "map_voxel_size_angstrom": map_voxel_sizes(templates),
-        "clean_units": "protein density (1 = 1.35 g/cm3), not normalised",
-        "config": config.to_dict(),
-    }
-    c = d // 2
-    with DatasetWriter(out_dir, box=d, class_map=class_map,
-                       voxel_size_angstrom=config.voxel_size_angstrom, with_clean=True,
-                       normalization="zscore", provenance=provenance,
-                       # the CTF is negative at low frequency: protein dark; without it the
-                       # phase (density) is written as it is: protein bright
-                       polarity="dark" if sc.ctf else "bright") as writer:
-        rows, noisy, clean = [], [], []
-
-        def flush():
-            if rows:
-                writer.append(np.stack(noisy), pd.DataFrame(rows), clean=np.stack(clean))
-                rows.clear()
-                noisy.clear()
-                clean.clear()
-
-        for st in iter_subtomograms(templates, config, processes=processes):
-            p = st.params
-            v = st.noisy
-            sd = float(v.std())
-            noisy.append((v - v.mean()) / np.float32(sd if sd > 0 else 1.0))
-            clean.append(st.clean)
-            rows.append({
-                schema.TOMOGRAM: "simulated", schema.X: c + p.shift_zyx[2],
-                schema.Y: c + p.shift_zyx[1], schema.Z: c + p.shift_zyx[0],
-                schema.CLASS_NAME: p.class_name, schema.ROT: p.rot, schema.TILT: p.tilt,
-                schema.PSI: p.psi, schema.SCORE: np.nan, schema.IS_PROTEIN: True,
-                "split": splits[p.index], "defocus_um": p.defocus_um, "snr": p.snr,
-                "n_neighbours": len(p.neighbours),
-            })
-            if len(rows) >= sc.batch_size:
-                flush()
-            if progress is not None:
-                progress(1)
-        flush()
-    return Path(out_dir)
+    classes = np.tile(np.arange(n_classes), n_per_class)
+    return stratified_splits(classes, val_fraction=val_fraction, test_fraction=test_fraction,
+                             seed=seed)
 
 
 def write_tomogram(out_dir: str | os.PathLike, result: TomogramResult, name: str,

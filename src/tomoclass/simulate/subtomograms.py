@@ -36,6 +36,10 @@ import scipy.fft
 
 from tomoclass.errors import InputError
 from tomoclass.simulate.fourier import (
+    AMPLITUDE_CONTRAST,
+    SPHERICAL_ABERRATION_MM,
+    TILT_RANGE_DEG,
+    VOLTAGE_KV,
     ctf,
     frequency_grid,
     missing_wedge_mask,
@@ -216,11 +220,11 @@ def apply_imaging(
     *,
     voxel_size_angstrom: float,
     defocus_um: np.ndarray | None = None,
-    voltage_kv: float = 300.0,
-    spherical_aberration_mm: float = 2.7,
-    amplitude_contrast: float = 0.07,
+    voltage_kv: float = VOLTAGE_KV,
+    spherical_aberration_mm: float = SPHERICAL_ABERRATION_MM,
+    amplitude_contrast: float = AMPLITUDE_CONTRAST,
     b_factor_angstrom2: float = 0.0,
-    tilt_range_deg: tuple[float, float] | None = (-60.0, 60.0),
+    tilt_range_deg: tuple[float, float] | None = TILT_RANGE_DEG,
     snr: np.ndarray | None = None,
     noise: np.ndarray | None = None,
     noise_spectrum: np.ndarray | None = None,

@@ -3,15 +3,15 @@
 Training needs only the confusion matrix (it sums across DDP ranks) and macro F1 from it.
 The rule itself, including undefined ratios (a class with neither support nor predictions
 has F1 NaN and is left out of the macro mean), lives in one place,
-:mod:`tomoclass.evaluate.metrics`, so validation during training and ``tomoclass evaluate``
-can never disagree.
+:mod:`tomoclass.metrics` (below both ``train`` and ``evaluate``), so validation during
+training and ``tomoclass evaluate`` can never disagree.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from tomoclass.evaluate.metrics import classification_metrics, confusion_matrix
+from tomoclass.metrics import classification_metrics, confusion_matrix
 
 __all__ = ["accuracy", "confusion_matrix", "macro_f1", "per_class_f1"]
 

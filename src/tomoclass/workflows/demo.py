@@ -20,7 +20,17 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
+from tomoclass.data import ClassMap, extract_dataset
 from tomoclass.errors import InputError
+from tomoclass.evaluate.compare import compare_runs, write_comparison
+from tomoclass.io import read_particles
+from tomoclass.io.atomic import atomic_path
+from tomoclass.simulate import ClassSpec, SimulationConfig, load_class_templates, simulate_tomograms
+from tomoclass.train import fit, preset
+from tomoclass.workflows.cam import cam_for_runs
+from tomoclass.workflows.evaluate import evaluate_run
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +105,6 @@ class DemoResult:
 
 
 def _simulation_config(cfg: DemoConfig):
-    from tomoclass.simulate import ClassSpec, SimulationConfig
 
     n_tomo = cfg.n_train + cfg.n_val + cfg.n_test
     return SimulationConfig(
@@ -131,14 +140,6 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None, *,
     DemoResult
         Macro F1 per model on the test tomogram, stage timings and the report's path.
     """
-    from tomoclass.cam.run import cam_for_runs
-    from tomoclass.data import ClassMap, extract_dataset
-    from tomoclass.evaluate.compare import compare_runs, write_comparison
-    from tomoclass.evaluate.run import evaluate_run
-    from tomoclass.io import read_particles
-    from tomoclass.simulate import load_class_templates, simulate_tomograms
-    from tomoclass.train import fit, preset
-
     cfg = config or DemoConfig()
     if not cfg.models:
         raise InputError("the demo needs at least one model", field="models")
@@ -163,7 +164,6 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None, *,
     lap("simulate")
 
     # 2. extract subtomograms at the ground-truth positions, split by tomogram
-    import pandas as pd
 
     # each ground-truth file names its tomogram (tomo_000_gt.txt -> tomo_000)
     table = pd.concat([read_particles(w["ground_truth"]) for w in written], ignore_index=True)
@@ -219,7 +219,6 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None, *,
 
 
 def _write_report(result: DemoResult, cfg: DemoConfig, extract, comparison) -> None:
-    from tomoclass.io.atomic import atomic_path
 
     total = sum(result.seconds.values())
     chance = 1.0 / len(cfg.classes)

@@ -1,4 +1,8 @@
-"""Evaluate a trained run on a split of a dataset: :func:`evaluate_run`."""
+"""Evaluate a trained run on a split of a dataset: :func:`evaluate_run`.
+
+A workflow (above ``train``, ``evaluate`` and ``cam``): it loads the run, opens the dataset,
+and composes :mod:`tomoclass.evaluate`'s metrics and report with :mod:`tomoclass.cam`'s score.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,14 @@ import torch
 from torch import nn
 
 from tomoclass.cam.score import DEFAULT_MASK_LEVEL, cam_score
+from tomoclass.data import SubtomogramDataset, open_dataset
 from tomoclass.data.extract import VOXEL_SIZE_TOLERANCE
 from tomoclass.errors import InputError
-from tomoclass.evaluate.metrics import metrics_from_labels
+from tomoclass.evaluate.compare import MACRO, EpochCurve
 from tomoclass.evaluate.report import EvaluationReport, predict_logits, write_report
+from tomoclass.metrics import metrics_from_labels
+from tomoclass.train import load_run
+from tomoclass.train.loop import select_device
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +49,6 @@ class SplitInputs:
     """
 
     def __init__(self, store: Any, split: str) -> None:
-        from tomoclass.data import SubtomogramDataset
-
         table_rows = split_rows(store, split)  # clear error for an empty/unknown split first
         self.dataset = SubtomogramDataset(store, split=split, augment=False)
         self.labels = np.asarray(self.dataset.labels, dtype=np.int64)
@@ -215,10 +221,6 @@ def evaluate_run(
         Unknown run/checkpoint/split, dataset classes the run lacks, or a voxel size more
         than 5% off the training data's.
     """
-    from tomoclass.data import open_dataset
-    from tomoclass.train import load_run
-    from tomoclass.train.loop import select_device
-
     if out_dir is None and not Path(run_dir).is_dir():  # a .pt file or a pretrained name
         raise InputError("the run is a checkpoint file or pretrained name, not a run directory "
                          "to write the report into: give --out", path=run_dir, field="--out")
@@ -275,10 +277,6 @@ def checkpoint_curve(
     tomoclass.evaluate.compare.EpochCurve
         Empty when the run has no periodic checkpoints.
     """
-    from tomoclass.evaluate.compare import MACRO, EpochCurve
-    from tomoclass.train import load_run
-    from tomoclass.train.loop import select_device
-
     dev = select_device(device)
     epochs, values, used = [], [], group
     for ck in sorted((Path(run_dir) / "checkpoints").glob("epoch_*.pt")):

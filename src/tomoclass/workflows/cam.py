@@ -1,4 +1,8 @@
-"""CAM figures (and MRC maps) for trained runs on a dataset: :func:`cam_for_runs`."""
+"""CAM figures (and MRC maps) for trained runs on a dataset: :func:`cam_for_runs`.
+
+A workflow (above ``train`` and ``cam``): it loads the runs and the dataset split, then draws
+:mod:`tomoclass.cam`'s maps and figure.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,12 @@ from tomoclass.cam.figure import CamPanel, cam_figure
 from tomoclass.cam.maps import class_activation_maps
 from tomoclass.cam.score import DEFAULT_MASK_LEVEL
 from tomoclass.cam.volumes import write_cam_volumes
+from tomoclass.data import open_dataset
 from tomoclass.errors import InputError
+from tomoclass.evaluate.compare import unique_labels
+from tomoclass.train import load_run
+from tomoclass.train.loop import select_device
+from tomoclass.workflows.evaluate import SplitInputs, check_voxel_size, class_remap
 
 
 def choose_particles(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
@@ -112,12 +121,6 @@ def cam_for_runs(
     device
         "auto", "cpu", "cuda", ...
     """
-    from tomoclass.data import open_dataset
-    from tomoclass.evaluate.compare import unique_labels
-    from tomoclass.evaluate.run import SplitInputs, check_voxel_size, class_remap
-    from tomoclass.train import load_run
-    from tomoclass.train.loop import select_device
-
     if not runs:
         raise InputError("cam needs at least one --run")
     if target not in ("predicted", "true"):
