@@ -101,6 +101,60 @@ def test_angles_through_star_still_realign(simulated, tmp_path):
                      ref) > 0.97
 
 
+def test_relion5_subtomogram_prerotation_is_composed(tmp_path):
+    sub = np.array([[40.0, 70.0, -20.0], [0.0, 0.0, 0.0], [-150.0, 30.0, 80.0]])
+    part = np.array([[10.0, 90.0, 0.0], [30.0, 50.0, -70.0], [0.0, 0.0, 0.0]])
+    origin = np.array([[10.0, -20.0, 30.0], [5.0, 0.0, 0.0], [0.0, 15.0, -25.0]])  # Å
+    coords = np.array([[40.0, 50.0, 20.0], [10.0, 12.0, 14.0], [30.0, 31.0, 32.0]])
+    df = pd.DataFrame({
+        "rlnTomoName": ["TS_01"] * 3,
+        **{f"rlnCoordinate{a}": coords[:, i] for i, a in enumerate("XYZ")},
+        **{f"rlnTomoSubtomogram{a}": sub[:, i] for i, a in enumerate(("Rot", "Tilt", "Psi"))},
+        **{f"rlnAngle{a}": part[:, i] for i, a in enumerate(("Rot", "Tilt", "Psi"))},
+        **{f"rlnOrigin{a}Angst": origin[:, i] for i, a in enumerate("XYZ")}})
+    path = tmp_path / "particles.star"
+    starfile.write({"particles": df}, path)
+    back = read_particles(path, voxel_size_angstrom=10.0)
+    for i, row in back.iterrows():
+        a = euler_angles2matrix(*sub[i]) @ euler_angles2matrix(*part[i])  # getMatrix3x3
+        np.testing.assert_allclose(euler_angles2matrix(row.rot, row.tilt, row.psi), a,
+                                   atol=1e-9)
+        # getPosition: coordinate - A_subtomogram @ origin / pixel size
+        expected = coords[i] - euler_angles2matrix(*sub[i]) @ origin[i] / 10.0
+        np.testing.assert_allclose([row.x, row.y, row.z], expected, atol=1e-9)
+    # without rlnAngle* columns the pre-rotation is the orientation (RELION: identity)
+    starfile.write({"particles": df.drop(columns=["rlnAngleRot", "rlnAngleTilt",
+                                                  "rlnAnglePsi"])}, path, overwrite=True)
+    only = read_particles(path, voxel_size_angstrom=10.0)
+    for i, row in only.iterrows():
+        np.testing.assert_allclose(euler_angles2matrix(row.rot, row.tilt, row.psi),
+                                   euler_angles2matrix(*sub[i]), atol=1e-9)
+
+
+def test_relion5_reading_agrees_with_copicks_reader(tmp_path):
+    relion = pytest.importorskip("copick.util.relion")
+    rng = np.random.default_rng(2)
+    n = 5
+    df = pd.DataFrame({
+        "rlnTomoName": ["TS_01"] * n,
+        **{f"rlnCoordinate{a}": rng.uniform(20, 40, n) for a in "XYZ"},
+        **{f"rlnTomoSubtomogram{a}": rng.uniform(-180, 180, n) for a in ("Rot", "Psi")},
+        "rlnTomoSubtomogramTilt": rng.uniform(1, 179, n),
+        **{f"rlnAngle{a}": rng.uniform(-180, 180, n) for a in ("Rot", "Psi")},
+        "rlnAngleTilt": rng.uniform(1, 179, n),
+        **{f"rlnOrigin{a}Angst": rng.uniform(-30, 30, n) for a in "XYZ"}})
+    path = tmp_path / "particles.star"
+    starfile.write({"particles": df}, path)
+    back = read_particles(path, voxel_size_angstrom=10.0)
+    df = starfile.read(path)  # the values as written (copick's reader takes a table)
+    rotations, offsets = relion.relion_rows_to_poses(df)
+    ours = relion_matrix(back.rot.to_numpy(), back.tilt.to_numpy(), back.psi.to_numpy())
+    np.testing.assert_allclose(ours, rotations, atol=1e-9)
+    coords = df[[f"rlnCoordinate{a}" for a in "XYZ"]].to_numpy()
+    np.testing.assert_allclose(back[["x", "y", "z"]].to_numpy(), coords - offsets / 10.0,
+                               atol=1e-9)
+
+
 def test_copick_picks_carry_the_rotation_both_ways(simulated, tmp_path):
     pytest.importorskip("copick")
     from tomoclass.io import copick_io
@@ -140,3 +194,19 @@ def test_copick_picks_carry_the_rotation_both_ways(simulated, tmp_path):
     back = back.sort_values("x").reset_index(drop=True)
     for st, (_, row) in zip(subs, back.iterrows(), strict=True):
         assert _corr(_realigned(st.clean, row.rot, row.tilt, row.psi), ref) > 0.97
+
+
+def test_relion5_prerotation_that_is_not_a_number_names_line_and_field(tmp_path):
+    from tomoclass.errors import InputError
+
+    df = pd.DataFrame({"rlnTomoName": ["TS_01"] * 2, "rlnCoordinateX": [1.0, 2.0],
+                       "rlnCoordinateY": 3.0, "rlnCoordinateZ": 4.0,
+                       "rlnTomoSubtomogramRot": [10.0, np.nan], "rlnTomoSubtomogramTilt": 20.0,
+                       "rlnTomoSubtomogramPsi": 30.0, "rlnAngleRot": 0.0, "rlnAngleTilt": 0.0,
+                       "rlnAnglePsi": 0.0})
+    path = tmp_path / "bad.star"
+    starfile.write({"particles": df}, path)
+    with pytest.raises(InputError) as e:
+        read_particles(path)
+    assert e.value.field == "rlnTomoSubtomogramRot" and e.value.line is not None
+    assert "NaN subtomogram pre-rotation" in str(e.value)
