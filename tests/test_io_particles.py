@@ -39,7 +39,8 @@ def test_zxz_to_zyz_is_the_same_rotation():
     zyz = zxz_pytom_to_relion(phi, psi, theta)
     from scipy.spatial.transform import Rotation
     for (a, b, c), (rot, tilt, ps) in zip(np.stack([phi, psi, theta], 1), zyz, strict=True):
-        m_zxz = Rotation.from_euler("ZXZ", [a, c, b], degrees=True).as_matrix()
+        # PyTom's triple is read the way RELION's is: both scipy rotations are the same
+        m_zxz = Rotation.from_euler("ZXZ", [a, c, b], degrees=True).inv().as_matrix()
         np.testing.assert_allclose(m_zxz, relion_matrix(rot, tilt, ps), atol=1e-9)
     back = relion_to_zxz_pytom(zyz[:, 0], zyz[:, 1], zyz[:, 2])
     np.testing.assert_allclose(back, np.stack([phi, psi, theta], 1), atol=1e-6)

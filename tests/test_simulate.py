@@ -49,7 +49,7 @@ def _com_near(vol, p_xyz, radius=2.5):
 @pytest.mark.parametrize("angles", [(30.0, 50.0, -70.0), (-120.0, 100.0, 15.0), (90, 90, 0)])
 def test_rotation_moves_features_where_scipy_puts_them(angles):
     vol, spots = _blobs()
-    r = Rotation.from_euler("ZYZ", angles, degrees=True).as_matrix()
+    r = Rotation.from_euler("ZYZ", angles, degrees=True).inv().as_matrix()  # RELION's matrix
     np.testing.assert_allclose(particle_matrix(*angles), r, atol=1e-12)
     out = rotate_volume(vol, particle_matrix(*angles), order=3)
     for v, _ in spots.values():

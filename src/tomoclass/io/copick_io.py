@@ -10,8 +10,10 @@ where runs live. tomoclass maps it onto its own terms:
   object name. copick stores locations in Å (voxel centre ``i`` at ``i * voxel_size``, as its
   RELION and Dynamo converters assume) with a 4x4 object-to-tomogram transform whose
   translation is a refined shift; tomoclass tables hold voxels, so positions are divided by the
-  voxel spacing. Rotations convert to RELION angles the way copick writes RELION STAR files
-  (``copick.util.formats._relion_eulers``: angles of the inverse rotation, intrinsic ZYZ).
+  voxel spacing. A pick's rotation (object to tomogram) is the active reference -> particle
+  rotation, which is RELION's own matrix of its angles (:func:`tomoclass.io.euler.relion_matrix`,
+  RELION's ``Euler_angles2matrix``); copick's RELION converters use the same rule
+  (``copick.util.formats._relion_eulers``, ``copick.util.relion.relion_rows_to_poses``).
 
 Needs the optional extra ``tomoclass[copick]``.
 """
@@ -20,16 +22,15 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.spatial.transform import Rotation
 
 from tomoclass.errors import InputError
 from tomoclass.io import schema as S
+from tomoclass.io.euler import relion_angles, relion_matrix
 
 #: copick user id tomoclass writes picks under unless told otherwise (a "tool" in copick's terms).
 DEFAULT_USER = "tomoclass"
@@ -290,17 +291,19 @@ def write_picks(
 def relion_angles_of(rotations: np.ndarray) -> np.ndarray:
     """RELION (rot, tilt, psi) in degrees of copick object-to-tomogram rotations (N, 3, 3).
 
-    As copick's own STAR writer (``copick.util.formats._relion_eulers``): intrinsic ZYZ angles
-    of the inverse rotation. Gimbal lock (tilt 0 or 180) picks one equivalent triple silently.
+    A copick rotation takes the object (reference) into the tomogram, which is what RELION's
+    matrix of its angles does (:func:`tomoclass.io.euler.relion_angles`); copick's own STAR
+    writer (``copick.util.formats._relion_eulers``) gives the same angles. Gimbal lock (tilt 0
+    or 180) picks one equivalent triple silently.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return Rotation.from_matrix(rotations).inv().as_euler("ZYZ", degrees=True)
+    return relion_angles(rotations)
 
 
 def rotation_of_relion(angles: np.ndarray) -> np.ndarray:
-    """Object-to-tomogram rotations (N, 3, 3) of RELION angles (N, 3).
+    """Object-to-tomogram rotations (N, 3, 3) of RELION angles (N, 3) in degrees.
 
-    The inverse of :func:`relion_angles_of`.
+    RELION's matrix of the angles (:func:`tomoclass.io.euler.relion_matrix`); the inverse of
+    :func:`relion_angles_of`.
     """
-    return Rotation.from_euler("ZYZ", angles, degrees=True).inv().as_matrix()
+    angles = np.asarray(angles, dtype=float).reshape(-1, 3)
+    return relion_matrix(angles[:, 0], angles[:, 1], angles[:, 2])

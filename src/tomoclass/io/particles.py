@@ -26,7 +26,12 @@ from tomoclass.errors import InputError
 from tomoclass.io import schema as S
 from tomoclass.io.atomic import atomic_path
 from tomoclass.io.classes import class_name_from_file, set_class_from_column
-from tomoclass.io.euler import relion_to_zxz_pytom, zxz_pytom_to_relion
+from tomoclass.io.euler import (
+    relion_angles,
+    relion_matrix,
+    relion_to_zxz_pytom,
+    zxz_pytom_to_relion,
+)
 from tomoclass.io.omezarr import zarr_tomogram_name
 from tomoclass.io.star import write_star
 
@@ -754,7 +759,11 @@ def _read_star(ctx: _Context) -> tuple[pd.DataFrame, list[int]]:
         else:
             vox_per_coord = 1.0
 
-    # Origin shifts: the particle centre is coordinate - origin (RELION convention).
+    # RELION 5 subtomogram pre-rotation A_sub: the orientation is A_sub @ A_particle and the
+    # origin shifts are in the pre-rotated frame (ParticleSet::getMatrix3x3 / getPosition).
+    a_sub = _star_subtomogram_matrices(cols, numbers, path, lines)
+
+    # Origin shifts: the particle centre is coordinate - A_sub @ origin (RELION convention).
     if any(f"rlnOrigin{a}Angst" in cols for a in "XYZ"):
         shift_a = np.stack([numbers(f"rlnOrigin{a}Angst", default=0.0) for a in "XYZ"], 1)
         if np.any(shift_a != 0):
@@ -763,13 +772,12 @@ def _read_star(ctx: _Context) -> tuple[pd.DataFrame, list[int]]:
                 raise InputError(
                     "origin shifts in Å need the voxel size (voxel_size_angstrom / --voxel-size)",
                     path=path, field="rlnOriginXAngst")
-            xyz = xyz - shift_a / vs
+            xyz = xyz - _rotated(a_sub, shift_a) / vs
     if any(f"rlnOrigin{a}" in cols for a in "XYZ"):  # RELION <3.1: shifts in pixels
         shift_p = np.stack([numbers(f"rlnOrigin{a}", default=0.0) for a in "XYZ"], 1)
-        xyz = xyz - shift_p * (vox_per_coord or 1.0)
+        xyz = xyz - _rotated(a_sub, shift_p) * (vox_per_coord or 1.0)
 
-    angles = np.stack([numbers(f"rlnAngle{a}", allow_nan=True, default=np.nan)
-                       for a in ("Rot", "Tilt", "Psi")], 1)
+    angles = _star_angles(cols, numbers, a_sub, n)
     if ctx.class_column is not None:
         if ctx.class_column not in cols:
             raise InputError(f"no such column (columns: {', '.join(cols)})", path=path,
@@ -808,6 +816,46 @@ def _read_star(ctx: _Context) -> tuple[pd.DataFrame, list[int]]:
         if lab.startswith(_STAR_EXTRA) and len(lab) > len(_STAR_EXTRA):
             df[lab[len(_STAR_EXTRA):]] = _maybe_numeric(values)
     return df, lines
+
+
+def _star_subtomogram_matrices(cols: Mapping[str, Any], numbers: Any, path: Path,
+                               lines: Sequence[int]) -> np.ndarray | None:
+    """RELION 5's ``rlnTomoSubtomogramRot/Tilt/Psi`` as matrices (n, 3, 3), or None."""
+    labels = [f"rlnTomoSubtomogram{a}" for a in ("Rot", "Tilt", "Psi")]
+    if not any(lab in cols for lab in labels):
+        return None
+    sub = np.stack([numbers(lab, allow_nan=True, default=0.0) for lab in labels], 1)
+    bad = np.argwhere(np.isnan(sub))
+    if len(bad):
+        row, col = bad[0]
+        raise InputError("NaN subtomogram pre-rotation angle (RELION needs a number)",
+                         path=path, line=lines[row], field=labels[col])
+    return relion_matrix(sub[:, 0], sub[:, 1], sub[:, 2])
+
+
+def _rotated(a_sub: np.ndarray | None, shifts: np.ndarray) -> np.ndarray:
+    return shifts if a_sub is None else np.einsum("nij,nj->ni", a_sub, shifts)
+
+
+def _star_angles(cols: Mapping[str, Any], numbers: Any, a_sub: np.ndarray | None,
+                 n: int) -> np.ndarray:
+    """Each row's orientation in the tomogram: ``rlnAngle*`` after the subtomogram pre-rotation.
+
+    RELION composes ``A = A_subtomogram @ A_particle`` (``ParticleSet::getMatrix3x3``,
+    ``src/jaz/tomography/particle_set.cpp``), a missing ``rlnAngle*`` column counting as no
+    rotation; rows whose own angles are NaN (no orientation) stay NaN.
+    """
+    labels = [f"rlnAngle{a}" for a in ("Rot", "Tilt", "Psi")]
+    if a_sub is not None and not any(lab in cols for lab in labels):
+        return relion_angles(a_sub)
+    angles = np.stack([numbers(lab, allow_nan=True, default=np.nan) for lab in labels], 1)
+    if a_sub is None:
+        return angles
+    ok = np.all(np.isfinite(angles), axis=1)
+    if ok.any():
+        a_part = relion_matrix(angles[ok, 0], angles[ok, 1], angles[ok, 2])
+        angles[ok] = relion_angles(a_sub[ok] @ a_part)
+    return angles
 
 
 def _starfile_columns(

@@ -10,8 +10,9 @@ A particle table is a :class:`pandas.DataFrame` with these columns (extra column
 ``class_name`` (str)
     Class label as the source names it (PDB id, phantom name, ...); "" when unknown.
 ``rot``, ``tilt``, ``psi`` (float, degrees)
-    Orientation as RELION's ZYZ Euler angles (rotate the reference by rot about z, tilt
-    about the new y, psi about the new z). NaN when the source has none.
+    Orientation as RELION's ZYZ Euler angles, with RELION's meaning: RELION's matrix of them
+    (:func:`tomoclass.io.euler.relion_matrix`, ``Euler_angles2matrix``) rotates the reference
+    into the particle. NaN when the source has none.
 ``score`` (float)
     Confidence or probability; NaN when the source has none.
 ``is_protein`` (bool)

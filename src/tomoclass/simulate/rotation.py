@@ -7,11 +7,14 @@ Conventions
   (the FFT centre, as in RELION).
 * Euler angles ``(rot, tilt, psi)`` in degrees are the project's RELION ZYZ convention
   (:mod:`tomoclass.io.schema`, :mod:`tomoclass.io.euler`): the *active* rotation that turns the
-  reference (template) into the particle is ``R = Rz(rot) @ Ry(tilt) @ Rz(psi)`` (intrinsic
-  z, y', z''), i.e. ``scipy.spatial.transform.Rotation.from_euler("ZYZ", [rot, tilt, psi],
-  degrees=True).as_matrix()``. A feature at ``v`` (x, y, z) in the reference is at ``R @ v``
-  in the particle: ``particle(x) = reference(R.T @ x)``. (RELION's own
-  ``Euler_angles2matrix`` returns ``R.T``.)
+  reference (template) into the particle is RELION's own matrix of the angles,
+  ``Euler_angles2matrix(rot, tilt, psi)`` (``src/euler.cpp``) =
+  ``A = Rz(-psi) @ Ry(-tilt) @ Rz(-rot)`` =
+  ``scipy.spatial.transform.Rotation.from_euler("ZYZ", [rot, tilt, psi], degrees=True).inv()``,
+  as RELION's tomography ``ParticleSet::getMatrix4x4`` maps particle (reference) coordinates
+  into the tomogram. A feature at ``v`` (x, y, z) in the reference is at ``A @ v`` in the
+  particle: ``particle(x) = reference(A.T @ x)``, so that RELION averaging the particle with
+  these angles re-aligns it to the reference.
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ __all__ = [
 def particle_matrix(rot_deg, tilt_deg, psi_deg) -> np.ndarray:
     """Active rotation matrix taking the reference onto a particle with RELION angles.
 
-    ``R = Rz(rot) @ Ry(tilt) @ Rz(psi)``, equal to
-    ``Rotation.from_euler("ZYZ", [rot, tilt, psi], degrees=True).as_matrix()``, written out
-    so that it is cheap for single particles.
+    RELION's ``Euler_angles2matrix(rot, tilt, psi)``: ``A = Rz(-psi) @ Ry(-tilt) @ Rz(-rot)``,
+    equal to ``Rotation.from_euler("ZYZ", [rot, tilt, psi], degrees=True).inv().as_matrix()``
+    and to :func:`tomoclass.io.euler.relion_matrix`, written out so that it is cheap for single
+    particles.
 
     Parameters
     ----------
@@ -52,13 +56,13 @@ def particle_matrix(rot_deg, tilt_deg, psi_deg) -> np.ndarray:
     ca, sa, cb, sb, cg, sg = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(g), np.sin(g)
     m = np.empty(a.shape + (3, 3))
     m[..., 0, 0] = ca * cb * cg - sa * sg
-    m[..., 0, 1] = -ca * cb * sg - sa * cg
-    m[..., 0, 2] = ca * sb
-    m[..., 1, 0] = sa * cb * cg + ca * sg
+    m[..., 0, 1] = sa * cb * cg + ca * sg
+    m[..., 0, 2] = -sb * cg
+    m[..., 1, 0] = -ca * cb * sg - sa * cg
     m[..., 1, 1] = -sa * cb * sg + ca * cg
-    m[..., 1, 2] = sa * sb
-    m[..., 2, 0] = -sb * cg
-    m[..., 2, 1] = sb * sg
+    m[..., 1, 2] = sb * sg
+    m[..., 2, 0] = ca * sb
+    m[..., 2, 1] = sa * sb
     m[..., 2, 2] = cb
     return m
 
@@ -78,7 +82,7 @@ def matrix_to_euler(matrix: np.ndarray) -> np.ndarray:
     """
     matrix = np.asarray(matrix, dtype=float)
     flat = matrix.reshape(-1, 3, 3)
-    eul = Rotation.from_matrix(flat).as_euler("ZYZ", degrees=True)
+    eul = Rotation.from_matrix(flat).inv().as_euler("ZYZ", degrees=True)
     return eul.reshape(matrix.shape[:-2] + (3,))
 
 
