@@ -1,0 +1,320 @@
+"""Output folders that never cost the user a file tomoclass did not write.
+
+Every folder tomoclass writes carries a marker file, :data:`MARKER`, naming the kind of output
+(``dataset``, ``evaluation``, ``run``, ...) and the files it wrote (or, for folders written in
+place such as a training run, the patterns of the files it writes). The rules, applied by
+:func:`check_output_dir` before any work starts and again before anything is replaced:
+
+- a new folder is written atomically (:func:`tomoclass.io.atomic.atomic_dir`);
+- an existing empty folder is used;
+- an existing folder that is not a tomoclass output of the same kind is refused;
+- a previous output of the same kind is replaced only with ``overwrite`` (``--overwrite``),
+  and even then refused when it holds a file tomoclass did not write or an input of the
+  running command; only the files the marker lists are ever removed;
+- an output path that is a file, lies under a file or cannot be created is refused.
+
+The CLI sets ``overwrite`` and the command's input paths once per command with
+:func:`output_policy`, so library functions that write folders need no extra arguments.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import json
+import os
+import socket
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tomoclass.errors import InputError
+
+#: Marker file in every output folder tomoclass writes.
+MARKER = ".tomoclass-output.json"
+MARKER_FORMAT = 1
+#: Advisory lock file of a folder in use (:mod:`tomoclass.io.lock`).
+LOCK_FILE = ".tomoclass.lock"
+#: Files of tomoclass's own bookkeeping, never counted as the user's.
+_BOOKKEEPING = (MARKER, LOCK_FILE)
+
+
+@dataclass
+class OutputPolicy:
+    """What the running command allows: replacing outputs, and which paths it reads."""
+
+    overwrite: bool = False
+    inputs: tuple[Path, ...] = ()
+    option: str = "--out"
+    claimed: list[Path] = field(default_factory=list)
+
+
+_POLICY: ContextVar[OutputPolicy | None] = ContextVar("tomoclass_output_policy", default=None)
+_DEFAULT = OutputPolicy()
+
+
+def current_policy() -> OutputPolicy:
+    """The policy of the running command (defaults outside the CLI: no overwrite, no inputs)."""
+    return _POLICY.get() or _DEFAULT
+
+
+@contextlib.contextmanager
+def output_policy(*, overwrite: bool = False, inputs: Iterable[str | os.PathLike[str]] = (),
+                  option: str = "--out") -> Iterator[OutputPolicy]:
+    """Set ``overwrite`` and the command's input paths for the writes inside the block."""
+    pol = OutputPolicy(bool(overwrite), tuple(_resolved(p) for p in inputs), option)
+    token = _POLICY.set(pol)
+    try:
+        yield pol
+    finally:
+        _POLICY.reset(token)
+
+
+def _resolved(path: str | os.PathLike[str]) -> Path:
+    try:
+        return Path(path).expanduser().resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def host_name() -> str:
+    """Name of this machine (recorded in markers, locks and temporary names)."""
+    return socket.gethostname() or "localhost"
+
+
+# -- the marker ---------------------------------------------------------------------------
+def read_marker(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The marker of ``folder``, or None when it has none (or an unreadable one)."""
+    try:
+        data = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+        return None
+    return data
+
+
+def marker_text(kind: str, files: Iterable[str] = (), patterns: Iterable[str] = ()) -> str:
+    """JSON text of a marker for an output of ``kind``."""
+    return json.dumps({"format": MARKER_FORMAT, "kind": kind, "files": sorted(files),
+                       "patterns": list(patterns)}, indent=1) + "\n"
+
+
+def write_marker(folder: Path, kind: str, *, patterns: Iterable[str] = ()) -> None:
+    """Write the marker of a complete folder: every file now in it is listed as ours."""
+    files = [p.relative_to(folder).as_posix() for p in folder.rglob("*")
+             if (p.is_file() or p.is_symlink()) and p.name != MARKER]
+    (folder / MARKER).write_text(marker_text(kind, files, patterns), encoding="utf-8")
+
+
+def _owned(rel: str, marker: dict[str, Any]) -> bool:
+    if rel in set(marker.get("files") or ()):
+        return True
+    return any(fnmatch.fnmatchcase(rel, pat) for pat in marker.get("patterns") or ())
+
+
+def foreign_files(folder: Path, marker: dict[str, Any]) -> list[str]:
+    """Files under ``folder`` that its marker does not claim (sub-outputs checked by theirs)."""
+    out: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        for d in list(dirnames):
+            sub = here / d
+            sub_marker = read_marker(sub)
+            if sub_marker is not None:
+                dirnames.remove(d)
+                out += [f"{d}/{f}" for f in foreign_files(sub, sub_marker)]
+        for name in filenames:
+            rel = (here / name).relative_to(folder).as_posix()
+            if name not in _BOOKKEEPING and not _owned(rel, marker):
+                out.append(rel)
+    return sorted(out)
+
+
+# -- checks -------------------------------------------------------------------------------
+def check_parent(target: Path, option: str = "--out") -> None:
+    """Refuse an output path under a file or where nothing can be created."""
+    for anc in [target.parent, *target.parent.parents]:
+        if anc.exists() or anc.is_symlink():
+            if not anc.is_dir():
+                raise InputError(f"cannot write here: {anc} is a file, not a folder",
+                                 path=target, field=option)
+            if not os.access(anc, os.W_OK | os.X_OK):
+                raise InputError(f"cannot write here: no permission to write in {anc}",
+                                 path=target, field=option)
+            return
+
+
+def make_parent(target: Path, option: str = "--out") -> None:
+    """Create the parent folders of ``target`` or raise a one-line :class:`InputError`."""
+    check_parent(target, option)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the folder: {exc.strerror or exc}", path=target.parent,
+                         field=option) from None
+
+
+def check_output_dir(target: str | os.PathLike[str], kind: str, *,
+                     overwrite: bool | None = None,
+                     inputs: Iterable[str | os.PathLike[str]] | None = None) -> bool:
+    """Check that ``target`` may receive a ``kind`` output; True when it exists already.
+
+    Parameters
+    ----------
+    target
+        The output folder.
+    kind
+        Kind of output (``dataset``, ``evaluation``, ``comparison``, ``run``, ...).
+    overwrite, inputs
+        Override the running command's :func:`output_policy`.
+
+    Raises
+    ------
+    InputError
+        One line naming the folder and why nothing will be written there.
+    """
+    pol = current_policy()
+    target = Path(target)
+    opt = pol.option
+    overwrite = pol.overwrite if overwrite is None else overwrite
+    ins = pol.inputs if inputs is None else tuple(_resolved(p) for p in inputs)
+    check_parent(target, opt)
+    if not (target.exists() or target.is_symlink()):
+        return False
+    if not target.is_dir():
+        raise InputError("exists and is not a folder; choose another output folder",
+                         path=target, field=opt)
+    entries = sorted(p.name for p in target.iterdir() if p.name != LOCK_FILE)
+    if not entries:
+        return True
+    marker = read_marker(target)
+    if marker is None:
+        raise InputError(f"exists and is not a tomoclass output (it holds {len(entries)} "
+                         f"entries, e.g. {entries[0]!r}); choose a new folder",
+                         path=target, field=opt)
+    if marker["kind"] != kind:
+        raise InputError(f"is a tomoclass {marker['kind']} folder, not a {kind} output; "
+                         "choose another folder", path=target, field=opt)
+    if not overwrite:
+        raise InputError(f"already holds a {kind} output; pass --overwrite to replace it or "
+                         "choose another folder", path=target, field=opt)
+    foreign = foreign_files(target, marker)
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise InputError(f"holds {foreign[0]!r}{more} that tomoclass did not write; not "
+                         "replacing it", path=target, field=opt)
+    real = _resolved(target)
+    inside = [p for p in ins if _within(p, real)]
+    if inside:
+        raise InputError(f"holds {inside[0]}, an input of this command; not replacing it",
+                         path=target, field=opt)
+    return True
+
+
+def check_output_file(target: str | os.PathLike[str]) -> None:
+    """Refuse a file output that is a folder, lies under a file or is an input."""
+    pol = current_policy()
+    target = Path(target)
+    check_parent(target, pol.option)
+    if target.is_dir():
+        raise InputError("is a folder; name a file to write", path=target, field=pol.option)
+    real = _resolved(target)
+    if any(_within(real, c) for c in pol.claimed):
+        return
+    if real in pol.inputs:
+        raise InputError("is an input of this command; choose another output file",
+                         path=target, field=pol.option)
+
+
+def remove_owned(folder: Path, marker: dict[str, Any] | None) -> list[str]:
+    """Remove the files ``marker`` claims under ``folder``, then empty folders; return the rest."""
+    if marker is None:
+        marker = {"files": [], "patterns": []}
+    for dirpath, dirnames, filenames in os.walk(folder, topdown=False):
+        here = Path(dirpath)
+        for name in filenames:
+            if name == LOCK_FILE:
+                continue
+            p = here / name
+            rel = p.relative_to(folder).as_posix()
+            sub = _nearest_marker(folder, here)
+            ok = name == MARKER or (_owned(rel, marker) if sub is None
+                                    else _owned(p.relative_to(sub[0]).as_posix(), sub[1]))
+            if ok:
+                p.unlink()
+        for d in dirnames:
+            with contextlib.suppress(OSError):
+                (here / d).rmdir()
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+    return [p.relative_to(folder).as_posix() for p in folder.rglob("*")] if folder.exists() \
+        else []
+
+
+def _nearest_marker(root: Path, here: Path) -> tuple[Path, dict[str, Any]] | None:
+    for d in [here, *here.parents]:
+        if d == root or root not in d.parents:
+            return None
+        m = read_marker(d)
+        if m is not None:
+            return d, m
+    return None
+
+
+def collect_inputs(values: Iterable[Any]) -> list[Path]:
+    """Paths among ``values`` (strings, paths, lists of them) that exist on disk."""
+    found: list[Path] = []
+    for v in values:
+        items = v if isinstance(v, list | tuple) else [v]
+        for item in items:
+            if isinstance(item, str | os.PathLike) and str(item):
+                with contextlib.suppress(OSError, ValueError):
+                    if Path(item).exists():
+                        found.append(Path(item))
+    return found
+
+
+@contextlib.contextmanager
+def claim_dir(target: str | os.PathLike[str], kind: str, *, patterns: Iterable[str],
+              overwrite: bool | None = None) -> Iterator[Path]:
+    """Use ``target`` as a ``kind`` folder written in place (files appear one by one).
+
+    The folder is checked like an atomic output (:func:`check_output_dir`); a previous output
+    of the same kind is emptied of its own files with ``overwrite``. While the block runs the
+    marker claims ``patterns``; when it ends without an exception the marker lists the files
+    written instead. A folder this call created and the block left empty is removed again.
+    """
+    target = Path(target)
+    pol = current_policy()
+    exists = check_output_dir(target, kind, overwrite=overwrite)
+    make_parent(target, pol.option)
+    if exists:
+        marker = read_marker(target)
+        if marker is not None:
+            remove_owned(target, marker)
+    try:
+        target.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the folder: {exc.strerror or exc}", path=target,
+                         field=pol.option) from None
+    (target / MARKER).write_text(marker_text(kind, patterns=patterns), encoding="utf-8")
+    real = _resolved(target)
+    pol.claimed.append(real)
+    try:
+        yield target
+    except BaseException:
+        if not any(p.name != MARKER for p in target.iterdir()):
+            remove_owned(target, None)
+        raise
+    else:
+        write_marker(target, kind)
+    finally:
+        with contextlib.suppress(ValueError):
+            pol.claimed.remove(real)
