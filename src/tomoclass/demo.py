@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tomoclass.errors import InputError
+from tomoclass.io.outputs import prepare_dir
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +143,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None, *,
     cfg = config or DemoConfig()
     if not cfg.models:
         raise InputError("the demo needs at least one model", field="models")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_dir(out_dir, "demo", patterns=("report.md", "demo.json", "cam*"))
     result = DemoResult(out_dir=out, report=out / "report.md")
     clock = time.perf_counter()
 

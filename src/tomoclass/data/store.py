@@ -36,7 +36,7 @@ import pandas as pd
 import yaml
 
 from tomoclass.data.classmap import ClassMap
-from tomoclass.data.finite import RECORD_KEY, bad_rows_of, make_record
+from tomoclass.data.finite import RECORD_KEY, bad_rows_of, make_record, nonfinite_rows
 from tomoclass.data.polarity import DATA_POLARITIES
 from tomoclass.errors import InputError
 from tomoclass.io import schema as S
@@ -501,6 +501,7 @@ class SubtomogramStore:
             "has_clean": self.clean is not None,
             "tomograms": sorted(self.table[S.TOMOGRAM].astype(str).unique().tolist()),
             "per_split": per_split, "per_class": per_class,
+            "nonfinite_rows": nonfinite_rows(self).tolist(),
         }
 
 

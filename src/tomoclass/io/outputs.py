@@ -281,15 +281,12 @@ def collect_inputs(values: Iterable[Any]) -> list[Path]:
     return found
 
 
-@contextlib.contextmanager
-def claim_dir(target: str | os.PathLike[str], kind: str, *, patterns: Iterable[str],
-              overwrite: bool | None = None) -> Iterator[Path]:
-    """Use ``target`` as a ``kind`` folder written in place (files appear one by one).
+def prepare_dir(target: str | os.PathLike[str], kind: str, *, patterns: Iterable[str],
+                overwrite: bool | None = None) -> Path:
+    """Make ``target`` a ``kind`` folder written in place; return it.
 
-    The folder is checked like an atomic output (:func:`check_output_dir`); a previous output
-    of the same kind is emptied of its own files with ``overwrite``. While the block runs the
-    marker claims ``patterns``; when it ends without an exception the marker lists the files
-    written instead. A folder this call created and the block left empty is removed again.
+    It is checked (:func:`check_output_dir`), a previous one emptied of its own files (with
+    ``overwrite``), created, and given a marker claiming ``patterns``.
     """
     target = Path(target)
     pol = current_policy()
@@ -305,6 +302,22 @@ def claim_dir(target: str | os.PathLike[str], kind: str, *, patterns: Iterable[s
         raise InputError(f"cannot create the folder: {exc.strerror or exc}", path=target,
                          field=pol.option) from None
     (target / MARKER).write_text(marker_text(kind, patterns=patterns), encoding="utf-8")
+    return target
+
+
+@contextlib.contextmanager
+def claim_dir(target: str | os.PathLike[str], kind: str, *, patterns: Iterable[str],
+              overwrite: bool | None = None) -> Iterator[Path]:
+    """Use ``target`` as a ``kind`` folder written in place (files appear one by one).
+
+    The folder is checked like an atomic output (:func:`check_output_dir`); a previous output
+    of the same kind is emptied of its own files with ``overwrite``. While the block runs the
+    marker claims ``patterns``; when it ends without an exception the marker lists the files
+    written instead. A folder this call created and the block left empty is removed again.
+    """
+    target = Path(target)
+    pol = current_policy()
+    prepare_dir(target, kind, patterns=patterns, overwrite=overwrite)
     real = _resolved(target)
     pol.claimed.append(real)
     try:

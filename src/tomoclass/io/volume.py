@@ -127,9 +127,12 @@ def read_volume(
     path = Path(path)
     if check not in ("auto", "full", "sample", "none"):
         raise InputError(f"check must be auto/full/sample/none, not {check!r}", field="check")
+    if path.is_dir():
+        raise InputError("is a folder, not an MRC file", path=path)
     if not path.is_file():
         raise InputError("no such file", path=path)
     compressed = path.suffix.lower() in _COMPRESSED
+    _check_not_compressed(path, compressed)
     use_mmap = mmap and not compressed
     # Permissive mode so that old files without the MAP ID or with a bad machine stamp still
     # open; the problems that matter (truncated data, unknown mode) are checked below.
@@ -159,6 +162,11 @@ def read_volume(
                     f"truncated: the header describes {nx}x{ny}x{nz} voxels of mode {mode} "
                     f"({expected} bytes) but the file has {actual} bytes",
                     path=path, field="data")
+            if actual > expected:
+                log.warning("%s: %d bytes after the data the header describes (%dx%dx%d of "
+                            "mode %d) are ignored; mrcfile's validator flags such a file",
+                            path, actual - expected, nx, ny, nz, mode)
+        _check_not_image_stack(header, path)
         data = mrc.data
         if data is None:
             why = "; ".join(_short(w.message) for w in caught) or "no data block"
@@ -189,8 +197,9 @@ def read_volume(
                 )
             if np.max(sizes) - np.min(sizes) > 1e-3 * np.max(sizes):
                 raise InputError(
-                    f"anisotropic voxel size {tuple(round(s, 4) for s in sizes)} Å (x, y, z); "
-                    "give the isotropic value with --voxel-size",
+                    "anisotropic voxel size ("
+                    + ", ".join(f"{float(s):.4g}" for s in sizes)
+                    + ") Å (x, y, z); give the isotropic value with --voxel-size",
                     path=path, field="voxel_size",
                 )
             voxel = check_voxel_size(sizes[0], path=path, field="voxel_size")
@@ -205,6 +214,34 @@ def read_volume(
         # alive for ``data`` (read-only), so the returned array stays valid.
         mrc.close()
     return Volume(data=data, voxel_size_angstrom=voxel, path=path)
+
+
+#: First bytes of compressed files (gzip, bzip2).
+_MAGIC = {b"\x1f\x8b": ("gzip", ".gz", "gunzip"), b"BZh": ("bzip2", ".bz2", "bunzip2")}
+
+
+def _check_not_compressed(path: Path, compressed: bool) -> None:
+    """Refuse a compressed file whose name does not say so (mrcfile cannot tell)."""
+    if compressed:
+        return
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(3)
+    except OSError as exc:
+        raise InputError(f"cannot read the file ({_short(exc)})", path=path) from None
+    for magic, (kind, suffix, tool) in _MAGIC.items():
+        if head.startswith(magic):
+            raise InputError(f"this is a {kind}-compressed file without {suffix} in its name; "
+                             f"name it {path.name}{suffix} or run {tool} on it", path=path)
+
+
+def _check_not_image_stack(header: np.recarray, path: Path) -> None:
+    """Refuse a stack of 2D images (space group 0 and one section per image, ``.mrcs``)."""
+    nz, mz, ispg = int(header.nz), int(header.mz), int(header.ispg)
+    if ispg == 0 and nz > 1 and (mz in (0, 1) or path.suffix.lower() == ".mrcs"):
+        raise InputError(f"this is a stack of {nz} 2D images (space group 0, mz {mz}), not a 3D "
+                         "volume; tomoclass reads tomograms and subtomograms", path=path,
+                         field="ispg")
 
 
 #: A tomogram whose y extent is below this fraction of both z and x is taken to have its beam

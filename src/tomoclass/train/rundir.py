@@ -58,24 +58,31 @@ def run_folder(out: str | os.PathLike[str], *, resume: bool, is_main: bool = Tru
                              "--overwrite to replace it, or choose another --out", path=out)
         O.check_output_dir(out, RUN_KIND, overwrite=overwrite)
     O.make_parent(out, pol.option)
+    created = not out.exists()
     try:
         out.mkdir(exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create the folder: {exc.strerror or exc}", path=out,
                          field=pol.option) from None
-    with folder_lock(out, what):
-        if not resume and O.check_output_dir(out, RUN_KIND, overwrite=overwrite):
-            marker = O.read_marker(out)
-            if marker is not None:
-                O.remove_owned(out, marker)
-                out.mkdir(exist_ok=True)
-        if O.read_marker(out) is None:
-            (out / O.MARKER).write_text(O.marker_text(RUN_KIND, patterns=RUN_PATTERNS),
-                                        encoding="utf-8")
-        real = out.resolve()
-        pol.claimed.append(real)
-        try:
-            yield out
-        finally:
-            with contextlib.suppress(ValueError):
-                pol.claimed.remove(real)
+    try:
+        with folder_lock(out, what):
+            if not resume and O.check_output_dir(out, RUN_KIND, overwrite=overwrite):
+                marker = O.read_marker(out)
+                if marker is not None:
+                    O.remove_owned(out, marker)
+                    out.mkdir(exist_ok=True)
+            if O.read_marker(out) is None:
+                (out / O.MARKER).write_text(O.marker_text(RUN_KIND, patterns=RUN_PATTERNS),
+                                            encoding="utf-8")
+            real = out.resolve()
+            pol.claimed.append(real)
+            try:
+                yield out
+            finally:
+                with contextlib.suppress(ValueError):
+                    pol.claimed.remove(real)
+    except BaseException:
+        # a run refused or failed before its first checkpoint leaves no folder behind
+        if created and out.is_dir() and not any(ckpts.glob("*.pt")):
+            O.remove_owned(out, O.read_marker(out))
+        raise
