@@ -234,38 +234,38 @@ def check_output_file(target: str | os.PathLike[str]) -> None:
 
 
 def remove_owned(folder: Path, marker: dict[str, Any] | None) -> list[str]:
-    """Remove the files ``marker`` claims under ``folder``, then empty folders; return the rest."""
-    if marker is None:
-        marker = {"files": [], "patterns": []}
-    for dirpath, dirnames, filenames in os.walk(folder, topdown=False):
-        here = Path(dirpath)
-        for name in filenames:
-            if name == LOCK_FILE:
-                continue
-            p = here / name
-            rel = p.relative_to(folder).as_posix()
-            sub = _nearest_marker(folder, here)
-            ok = name == MARKER or (_owned(rel, marker) if sub is None
-                                    else _owned(p.relative_to(sub[0]).as_posix(), sub[1]))
-            if ok:
-                p.unlink()
-        for d in dirnames:
-            with contextlib.suppress(OSError):
-                (here / d).rmdir()
+    """Remove the files ``marker`` claims under ``folder``, then empty folders; return the rest.
+
+    Sub-folders with their own marker (an evaluation inside a run) are judged by theirs.
+    """
+    emptied: set[Path] = set()
+    for p in _owned_files(folder, marker or {}):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+        emptied.update(d for d in p.parents if folder in d.parents)
+    for d in sorted(emptied, key=lambda d: len(d.parts), reverse=True):
+        with contextlib.suppress(OSError):  # only folders our files left empty
+            d.rmdir()
     with contextlib.suppress(OSError):
         folder.rmdir()
     return [p.relative_to(folder).as_posix() for p in folder.rglob("*")] if folder.exists() \
         else []
 
 
-def _nearest_marker(root: Path, here: Path) -> tuple[Path, dict[str, Any]] | None:
-    for d in [here, *here.parents]:
-        if d == root or root not in d.parents:
-            return None
-        m = read_marker(d)
-        if m is not None:
-            return d, m
-    return None
+def _owned_files(folder: Path, marker: dict[str, Any]) -> list[Path]:
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        for d in list(dirnames):
+            sub_marker = read_marker(here / d)
+            if sub_marker is not None:
+                dirnames.remove(d)
+                out += _owned_files(here / d, sub_marker)
+        for name in filenames:
+            rel = (here / name).relative_to(folder).as_posix()
+            if rel == MARKER or (name != LOCK_FILE and _owned(rel, marker)):
+                out.append(here / name)
+    return out
 
 
 def collect_inputs(values: Iterable[Any]) -> list[Path]:
