@@ -187,7 +187,7 @@ def test_locate_takes_radii_from_a_shrec21_sizes_file(planted_run, tmp_path, cap
     outs = {}
     for name, extra in (("sizes", ["--sizes", str(sizes)]),
                         ("radius", ["--radius", "bright=3", "--radius", "dark=4"])):
-        outs[name] = tmp_path / f"{name}.csv"
+        outs[name] = tmp_path / f"picks_{name}.csv"  # picks_sizes.txt: not the input
         assert main(["locate", "--run", str(planted_run), "--tomogram", str(tomo), "--out",
                      str(outs[name]), "--no-progress", "--device", "cpu", *extra]) == 0
     a, b = (read_particles(outs[k]) for k in ("sizes", "radius"))
