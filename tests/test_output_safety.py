@@ -61,7 +61,7 @@ def test_overwrite_replaces_only_an_own_output_of_the_same_kind(tmp_path):
     with pytest.raises(InputError, match="pass --overwrite"):
         with atomic_dir(target, kind="dataset"):
             pass
-    with pytest.raises(InputError, match="is a tomoclass dataset folder, not a evaluation"):
+    with pytest.raises(InputError, match="is a tomoclass dataset folder, not an evaluation output"):
         with atomic_dir(target, kind="evaluation", overwrite=True):
             pass
     with atomic_dir(target, kind="dataset", overwrite=True) as d:
@@ -302,3 +302,21 @@ def test_divergence_names_the_data_or_the_learning_rate():
     bad[1, 0, 0, 0, 0] = float("nan")
     msg = str(diverged(float("nan"), bad, 3, 7, 0.1, Path("ds")))
     assert "1 input subtomogram of ds hold NaN/inf" in msg and "--lr" not in msg
+
+
+def test_an_output_written_before_markers_counts_as_its_kind(tmp_path):
+    old = tmp_path / "evaluation_test"  # an evaluation of an older tomoclass: no marker
+    old.mkdir()
+    for name in ("report.json", "report.md", "confusion.csv"):
+        (old / name).write_text("{}")
+    with pytest.raises(InputError, match="is a tomoclass evaluation folder"):
+        with atomic_dir(old, kind="dataset", overwrite=True):
+            pass
+    with atomic_dir(old, kind="evaluation", overwrite=True) as d:
+        (d / "report.json").write_text("new")
+    assert sorted(p.name for p in old.iterdir()) == [MARKER, "report.json"]
+    (old / "notes.txt").write_text("mine")  # with a user file it is no output of ours
+    old.joinpath(MARKER).unlink()
+    with pytest.raises(InputError, match="is not a tomoclass output"):
+        with atomic_dir(old, kind="evaluation", overwrite=True):
+            pass

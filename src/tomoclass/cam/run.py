@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from tomoclass.cam.maps import class_activation_maps
 from tomoclass.cam.score import DEFAULT_MASK_LEVEL
 from tomoclass.cam.volumes import write_cam_volumes
 from tomoclass.errors import InputError
+from tomoclass.io.outputs import claim_dir
 
 
 def choose_particles(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
@@ -142,17 +144,20 @@ def cam_for_runs(
                            [p for p, _, _, _ in loaded])
 
     panels, files = [], []
-    for (_, model, names, _), label in zip(loaded, labels, strict=True):
-        cls = None
-        if target == "true":
-            cls = class_remap(data_names, names)[inputs.labels[picks]]
-        res = class_activation_maps(model, x, cls)
-        panel = CamPanel(f"{label} ({res.method})", res, names)
-        panels.append(panel)
-        if mrc_dir is not None:
-            stems = [f"{label}_row{int(r):06d}_{names[int(k)]}"
-                     for r, k in zip(rows, res.class_index, strict=True)]
-            files += write_cam_volumes(mrc_dir, res, stems, store.voxel_size_angstrom)
+    # the MRC folder is a tomoclass output of its own (tomoclass.io.outputs)
+    with (claim_dir(mrc_dir, "cam-volumes", patterns=("*_row[0-9]*.mrc",))
+          if mrc_dir is not None else contextlib.nullcontext()):
+        for (_, model, names, _), label in zip(loaded, labels, strict=True):
+            cls = None
+            if target == "true":
+                cls = class_remap(data_names, names)[inputs.labels[picks]]
+            res = class_activation_maps(model, x, cls)
+            panel = CamPanel(f"{label} ({res.method})", res, names)
+            panels.append(panel)
+            if mrc_dir is not None:
+                stems = [f"{label}_row{int(r):06d}_{names[int(k)]}"
+                         for r, k in zip(rows, res.class_index, strict=True)]
+                files += write_cam_volumes(mrc_dir, res, stems, store.voxel_size_angstrom)
     figure = cam_figure(
         out, x, panels, true_names, clean=clean, orthogonal=orthogonal, mask_level=mask_level,
         title=f"CAM of the {target} class, {split} split of {Path(dataset_dir).name}")

@@ -19,7 +19,7 @@ from tomoclass.errors import TomoclassError
 from tomoclass.io.outputs import check_output_dir, collect_inputs, output_policy
 
 #: Options naming what a command writes (never counted among its inputs).
-OUTPUT_DESTS = ("out", "score_maps", "json_out")
+OUTPUT_DESTS = ("out", "score_maps", "json_out", "mrc_dir")
 
 #: Folder outputs checked before a command starts (command path -> option, kind of output),
 #: so a refusal costs nothing; the writer checks again before it replaces anything.
@@ -32,6 +32,8 @@ FOLDER_OUTPUTS = {
     ("evaluate",): ("out", "evaluation"),
     ("compare",): ("out", "comparison"),
     ("locate",): ("score_maps", "score-maps"),
+    ("cam",): ("mrc_dir", "cam-volumes"),
+    ("demo",): ("out", "demo"),
 }
 
 #: Subcommand modules, in the order of the pipeline.

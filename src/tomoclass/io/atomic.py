@@ -201,7 +201,7 @@ def atomic_dir(target: str | os.PathLike[str], *, kind: str = "output",
 
 def _replace_dir(target: Path, tmp: Path) -> None:
     """Swap ``tmp`` in for ``target`` (empty, or a checked previous output) and remove ours."""
-    marker = O.read_marker(target)
+    marker = O.read_marker(target) or O.legacy_marker(target)
     if marker is None and not any(target.iterdir()):
         os.replace(tmp, target)  # rename(2) replaces an empty directory
         return

@@ -40,6 +40,24 @@ LOCK_FILE = ".tomoclass.lock"
 #: Files of tomoclass's own bookkeeping, never counted as the user's.
 _BOOKKEEPING = (MARKER, LOCK_FILE)
 
+#: Files a training run writes (evaluation folders inside carry their own marker).
+RUN_PATTERNS = ("config.yaml", "classes.yaml", "metrics.jsonl", "checkpoints/*.pt",
+                "tensorboard/*", "locate_threshold.json")
+
+#: Outputs written before markers existed: kind -> (files that must exist, patterns of every
+#: file). A folder without a marker whose files all match one layout counts as that kind.
+LEGACY_LAYOUTS = {
+    "dataset": (("dataset.yaml", "subtomograms.npy", "particles.star"),
+                ("dataset.yaml", "subtomograms.npy", "clean.npy", "particles.star",
+                 "classes.yaml")),
+    "evaluation": (("report.json", "report.md"),
+                   ("report.json", "report.md", "confusion.csv", "confusion.png")),
+    "comparison": (("compare.json", "compare.md"),
+                   ("compare.json", "compare.md", "*.png", "table2.csv")),
+    "run": (("config.yaml", "classes.yaml"), (*RUN_PATTERNS, "evaluation_*/report.json",
+                                "evaluation_*/report.md", "evaluation_*/confusion.*")),
+}
+
 
 @dataclass
 class OutputPolicy:
@@ -83,6 +101,10 @@ def _within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def _a(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 def host_name() -> str:
     """Name of this machine (recorded in markers, locks and temporary names)."""
     return socket.gethostname() or "localhost"
@@ -98,6 +120,21 @@ def read_marker(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
         return None
     return data
+
+
+def legacy_marker(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The implied marker of an output tomoclass wrote before markers (see LEGACY_LAYOUTS)."""
+    folder = Path(folder)
+    try:
+        files = [p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                 if p.is_file() and p.name not in _BOOKKEEPING]
+    except OSError:
+        return None
+    for kind, (required, patterns) in LEGACY_LAYOUTS.items():
+        if all((folder / r).is_file() for r in required) and all(
+                any(fnmatch.fnmatchcase(f, pat) for pat in patterns) for f in files):
+            return {"kind": kind, "files": [], "patterns": list(patterns), "legacy": True}
+    return None
 
 
 def marker_text(kind: str, files: Iterable[str] = (), patterns: Iterable[str] = ()) -> str:
@@ -194,17 +231,17 @@ def check_output_dir(target: str | os.PathLike[str], kind: str, *,
     entries = sorted(p.name for p in target.iterdir() if p.name != LOCK_FILE)
     if not entries:
         return True
-    marker = read_marker(target)
+    marker = read_marker(target) or legacy_marker(target)
     if marker is None:
         raise InputError(f"exists and is not a tomoclass output (it holds {len(entries)} "
                          f"entries, e.g. {entries[0]!r}); choose a new folder",
                          path=target, field=opt)
     if marker["kind"] != kind:
-        raise InputError(f"is a tomoclass {marker['kind']} folder, not a {kind} output; "
+        raise InputError(f"is a tomoclass {marker['kind']} folder, not {_a(kind)} {kind} output; "
                          "choose another folder", path=target, field=opt)
     if not overwrite:
-        raise InputError(f"already holds a {kind} output; pass --overwrite to replace it or "
-                         "choose another folder", path=target, field=opt)
+        raise InputError(f"already holds {_a(kind)} {kind} output; pass --overwrite to replace "
+                         "it or choose another folder", path=target, field=opt)
     foreign = foreign_files(target, marker)
     if foreign:
         more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
@@ -293,7 +330,7 @@ def prepare_dir(target: str | os.PathLike[str], kind: str, *, patterns: Iterable
     exists = check_output_dir(target, kind, overwrite=overwrite)
     make_parent(target, pol.option)
     if exists:
-        marker = read_marker(target)
+        marker = read_marker(target) or legacy_marker(target)
         if marker is not None:
             remove_owned(target, marker)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -533,7 +534,8 @@ def locate_many(
     out_dir = Path(out_dir)
     maps = kwargs.pop("score_maps_dir", None)
     results = []
-    with claim_dir(out_dir, "picks", patterns=PICKS_PATTERNS):
+    with (claim_dir(out_dir, "picks", patterns=PICKS_PATTERNS),
+          claim_dir(maps, "score-maps", patterns=()) if maps else contextlib.nullcontext()):
         for p, stem in zip(paths, stems, strict=True):
             results.append(locate(
                 run_dir, p, out_dir / f"{stem}_picks.star",

@@ -20,9 +20,7 @@ from tomoclass.io.lock import folder_lock
 
 #: Kind recorded in a run folder's marker.
 RUN_KIND = "run"
-#: Files a training run writes (evaluation folders inside carry their own marker).
-RUN_PATTERNS = ("config.yaml", "classes.yaml", "metrics.jsonl", "checkpoints/*.pt",
-                "tensorboard/*", "locate_threshold.json")
+RUN_PATTERNS = O.RUN_PATTERNS
 
 
 @contextlib.contextmanager
@@ -67,7 +65,7 @@ def run_folder(out: str | os.PathLike[str], *, resume: bool, is_main: bool = Tru
     try:
         with folder_lock(out, what):
             if not resume and O.check_output_dir(out, RUN_KIND, overwrite=overwrite):
-                marker = O.read_marker(out)
+                marker = O.read_marker(out) or O.legacy_marker(out)
                 if marker is not None:
                     O.remove_owned(out, marker)
                     out.mkdir(exist_ok=True)
