@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import secrets
 import shutil
 import tempfile
@@ -39,67 +38,16 @@ _DIR_MODE = 0o777 & ~_current_umask()
 
 
 def _host_tag() -> str:
-    return re.sub(r"[^A-Za-z0-9_-]", "-", O.host_name())
+    return O.host_tag()
 
 
 def _tmp_prefix(target: Path) -> str:
     return f".{target.name}.{os.getpid()}@{_host_tag()}."
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
-    """Remove temporaries of ``target`` left by a killed job on this host; return them.
-
-    A temporary whose writer is still running (or ran on another host, or whose name carries
-    no writer) is left alone and reported once as a warning.
-    """
-    target = Path(target)
-    parent = target.parent
-    if not parent.is_dir():
-        return []
-    name = re.escape(target.name)
-    ours = re.compile(rf"^\.{name}\.(\d+)@([A-Za-z0-9_-]+)\.[A-Za-z0-9_]+(\..*)?\.tmp$")
-    older = re.compile(rf"^\.{name}\.[a-z0-9_]{{8}}(\..*)?\.tmp$")
-    removed: list[Path] = []
-    try:
-        entries = list(parent.iterdir())
-    except OSError:
-        return []
-    for p in entries:
-        m = ours.match(p.name)
-        if m is not None:
-            pid, host = int(m.group(1)), m.group(2)
-            if host == _host_tag() and pid != os.getpid() and not pid_alive(pid):
-                _remove(p)
-                removed.append(p)
-                log.warning("removed %s left by a killed tomoclass job (PID %d)", p, pid)
-            elif pid != os.getpid() or host != _host_tag():
-                log.warning("%s is being written by tomoclass PID %d on %s (or was, if that "
-                            "job was killed there)", p, pid, host)
-        elif older.match(p.name):
-            log.warning("%s looks like a temporary left by an earlier tomoclass job; remove it "
-                        "if no job is writing %s", p, target)
-    return removed
-
-
-def _remove(p: Path) -> None:
-    if p.is_dir() and not p.is_symlink():
-        shutil.rmtree(p, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            p.unlink()
+#: Kept here for callers of earlier versions; the logic lives in :mod:`tomoclass.io.outputs`.
+pid_alive = O.pid_alive
+remove_stale_temporaries = O.remove_stale_temporaries
 
 
 @contextlib.contextmanager
@@ -129,7 +77,8 @@ def atomic_path(target: str | os.PathLike[str], *, suffix: str | None = None) ->
     target = Path(target)
     O.check_output_file(target)
     O.make_parent(target, O.current_policy().option)
-    remove_stale_temporaries(target)
+    if not O.in_own_work(target):  # a folder of many files is swept once, when claimed
+        remove_stale_temporaries(target)
     try:
         fd, tmp = tempfile.mkstemp(
             prefix=_tmp_prefix(target),

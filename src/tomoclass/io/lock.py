@@ -19,8 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tomoclass.errors import InputError
-from tomoclass.io.atomic import pid_alive
-from tomoclass.io.outputs import LOCK_FILE, host_name
+from tomoclass.io.outputs import LOCK_FILE, host_name, pid_alive
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,10 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import json
+import logging
 import os
+import re
+import shutil
 import socket
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
@@ -31,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from tomoclass.errors import InputError
+
+log = logging.getLogger(__name__)
 
 #: Marker file in every output folder tomoclass writes.
 MARKER = ".tomoclass-output.json"
@@ -106,8 +111,86 @@ def _a(word: str) -> str:
 
 
 def host_name() -> str:
-    """Name of this machine (recorded in markers, locks and temporary names)."""
+    """Name of this machine (recorded in locks)."""
     return socket.gethostname() or "localhost"
+
+
+def host_tag() -> str:
+    """:func:`host_name` as it appears in temporary names (letters, digits, ``_``, ``-``)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", host_name())
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# -- temporaries of killed jobs -----------------------------------------------------------
+def remove_stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
+    """Remove temporaries of ``target`` left by a killed job on this host; return them.
+
+    A temporary whose writer is still running (or ran on another host, or whose name carries
+    no writer) is left alone and reported as a warning.
+    """
+    target = Path(target)
+    return _sweep(target.parent, re.escape(target.name), str(target))
+
+
+def remove_stale_in(folder: str | os.PathLike[str]) -> list[Path]:
+    """:func:`remove_stale_temporaries` for every target in ``folder`` (one scan)."""
+    return _sweep(Path(folder), r".+", str(folder))
+
+
+def _sweep(parent: Path, name: str, what: str) -> list[Path]:
+    ours = re.compile(rf"^\.{name}\.(\d+)@([A-Za-z0-9_-]+)\.[A-Za-z0-9_]+(\..*)?\.tmp$")
+    older = re.compile(rf"^\.{name}\.[a-z0-9_]{{8}}(\..*)?\.tmp$")
+    removed: list[Path] = []
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return []
+    me = (os.getpid(), host_tag())
+    for p in entries:
+        m = ours.match(p.name)
+        if m is not None:
+            pid, host = int(m.group(1)), m.group(2)
+            if (pid, host) == me:
+                continue
+            if host == me[1] and not pid_alive(pid):
+                _remove(p)
+                removed.append(p)
+                log.warning("removed %s left by a killed tomoclass job (PID %d)", p, pid)
+            else:
+                log.warning("%s is being written by tomoclass PID %d on %s (or was, if that "
+                            "job was killed there)", p, pid, host)
+        elif older.match(p.name):
+            log.warning("%s looks like a temporary left by an earlier tomoclass job; remove it "
+                        "if no job is writing %s", p, what)
+    return removed
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def in_own_work(target: Path) -> bool:
+    """Whether ``target`` lies in a folder this job owns (claimed, or an atomic temporary)."""
+    if any(p.name.startswith(".") and p.name.endswith(".tmp") for p in target.parents):
+        return True
+    real = _resolved(target)
+    return any(_within(real, c) for c in current_policy().claimed)
 
 
 # -- the marker ---------------------------------------------------------------------------
@@ -338,6 +421,7 @@ def prepare_dir(target: str | os.PathLike[str], kind: str, *, patterns: Iterable
     except OSError as exc:
         raise InputError(f"cannot create the folder: {exc.strerror or exc}", path=target,
                          field=pol.option) from None
+    remove_stale_in(target)
     (target / MARKER).write_text(marker_text(kind, patterns=patterns), encoding="utf-8")
     return target
 

@@ -423,9 +423,9 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
     state: dict[str, Any] | None = None
     resume_path: Path | None = None
     if resume:
+        # temporaries a killed job left in the run went when its lock was taken (run_folder);
+        # a checkpoint elsewhere may belong to a run that is still writing
         resume_path = ckpt_dir / "last.pt" if resume is True else Path(resume)
-        if di.is_main:
-            ckpt_mod.remove_stale_temporaries(resume_path.parent)
         state = ckpt_mod.load_checkpoint(resume_path)
         if state.get("train_config") is None:
             raise InputError("checkpoint holds no training state (weights only)",
