@@ -320,3 +320,26 @@ def test_an_output_written_before_markers_counts_as_its_kind(tmp_path):
     with pytest.raises(InputError, match="is not a tomoclass output"):
         with atomic_dir(old, kind="evaluation", overwrite=True):
             pass
+
+
+def test_a_user_file_inside_a_sub_output_or_a_link_blocks_overwrite(tmp_path):
+    run = tmp_path / "run"
+    with atomic_dir(run, kind="comparison") as d:
+        (d / "compare.json").write_text("{}")
+    with atomic_dir(run / "inner", kind="evaluation") as d:  # an output inside an output
+        (d / "report.json").write_text("{}")
+    (run / "inner" / "mine.txt").write_text("mine")
+    with pytest.raises(InputError, match="'inner/mine.txt' that tomoclass did not write"):
+        with atomic_dir(run, kind="comparison", overwrite=True):
+            pass
+    (run / "inner" / "mine.txt").unlink()
+    (tmp_path / "elsewhere").mkdir()
+    (run / "link").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(InputError, match="'link' that tomoclass did not write"):
+        with atomic_dir(run, kind="comparison", overwrite=True):
+            pass
+    (run / "link").unlink()
+    with atomic_dir(run, kind="comparison", overwrite=True) as d:
+        (d / "compare.json").write_text("new")
+    assert sorted(p.name for p in run.iterdir()) == [MARKER, "compare.json"]
+    assert (tmp_path / "elsewhere").is_dir()

@@ -246,10 +246,14 @@ def foreign_files(folder: Path, marker: dict[str, Any]) -> list[str]:
         here = Path(dirpath)
         for d in list(dirnames):
             sub = here / d
+            if sub.is_symlink():  # a link the user made: not ours, never followed
+                out.append(sub.relative_to(folder).as_posix())
+                continue
             sub_marker = read_marker(sub)
             if sub_marker is not None:
                 dirnames.remove(d)
-                out += [f"{d}/{f}" for f in foreign_files(sub, sub_marker)]
+                rel_sub = sub.relative_to(folder).as_posix()
+                out += [f"{rel_sub}/{f}" for f in foreign_files(sub, sub_marker)]
         for name in filenames:
             rel = (here / name).relative_to(folder).as_posix()
             if name not in _BOOKKEEPING and not _owned(rel, marker):
