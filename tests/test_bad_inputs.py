@@ -231,6 +231,7 @@ def test_bad_input(project, tmp_path, capsys, argv, code, text):
         lines = [ln for ln in err.splitlines() if ln.startswith("tomoclass ")]
         assert len(lines) == 1 and ": error: " in lines[0], err
         assert text in lines[0]
+        assert list(tmp_path.iterdir()) == []  # a refused command leaves nothing behind
     else:
         assert text in out + err
     assert snapshot(root) == before
