@@ -246,6 +246,10 @@ def test_overwrite_replaces_a_previous_run_but_not_a_foreign_file(dataset, tmp_p
     (run / "my_plot.png").unlink()
     assert main(["evaluate", "--run", str(run), "--data", str(dataset), "--split", "val",
                  "--no-cam"]) == 0
+    (run / "evaluation_val" / "notes.txt").write_text("mine")
+    assert main(_train(dataset, run, *_plan(1), "--overwrite")) == 2
+    assert "'evaluation_val/notes.txt' that tomoclass did not" in capsys.readouterr().err
+    (run / "evaluation_val" / "notes.txt").unlink()
     assert main(_train(dataset, run, *_plan(1), "--overwrite", "--seed", "4")) == 0
     assert not (run / "evaluation_val").exists()  # the previous run's own evaluation went too
     assert (run / "checkpoints" / "last.pt").read_bytes() != first
@@ -326,13 +330,14 @@ def test_a_user_file_inside_a_sub_output_or_a_link_blocks_overwrite(tmp_path):
     run = tmp_path / "run"
     with atomic_dir(run, kind="comparison") as d:
         (d / "compare.json").write_text("{}")
-    with atomic_dir(run / "inner", kind="evaluation") as d:  # an output inside an output
+    with atomic_dir(run / "inner", kind="evaluation") as d:  # an output put inside later
         (d / "report.json").write_text("{}")
-    (run / "inner" / "mine.txt").write_text("mine")
-    with pytest.raises(InputError, match="'inner/mine.txt' that tomoclass did not write"):
+    with pytest.raises(InputError, match="'inner/' that tomoclass did not write"):
         with atomic_dir(run, kind="comparison", overwrite=True):
             pass
-    (run / "inner" / "mine.txt").unlink()
+    import shutil
+
+    shutil.rmtree(run / "inner")
     (tmp_path / "elsewhere").mkdir()
     (run / "link").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(InputError, match="'link' that tomoclass did not write"):

@@ -35,6 +35,11 @@ DEMO_CLASSES = (
 )
 
 
+#: What the demo writes in its folder (the sub-folders are outputs with their own marker).
+DEMO_PATTERNS = ("report.md", "demo.json", "cam*", "tomograms/*", "dataset/*", "runs/*",
+                 "compare/*")
+
+
 @dataclass
 class DemoConfig:
     """Size of the demo. Defaults fit in about 10 minutes on 2 CPU cores.
@@ -143,7 +148,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None, *,
     cfg = config or DemoConfig()
     if not cfg.models:
         raise InputError("the demo needs at least one model", field="models")
-    out = prepare_dir(out_dir, "demo", patterns=("report.md", "demo.json", "cam*"))
+    out = prepare_dir(out_dir, "demo", patterns=DEMO_PATTERNS)
     result = DemoResult(out_dir=out, report=out / "report.md")
     clock = time.perf_counter()
 

@@ -45,9 +45,9 @@ LOCK_FILE = ".tomoclass.lock"
 #: Files of tomoclass's own bookkeeping, never counted as the user's.
 _BOOKKEEPING = (MARKER, LOCK_FILE)
 
-#: Files a training run writes (evaluation folders inside carry their own marker).
+#: Files a training run writes (its default evaluation folders carry their own marker).
 RUN_PATTERNS = ("config.yaml", "classes.yaml", "metrics.jsonl", "checkpoints/*.pt",
-                "tensorboard/*", "locate_threshold.json")
+                "tensorboard/*", "locate_threshold.json", "evaluation_*/*")
 
 #: Outputs written before markers existed: kind -> (files that must exist, patterns of every
 #: file). A folder without a marker whose files all match one layout counts as that kind.
@@ -239,20 +239,36 @@ def _owned(rel: str, marker: dict[str, Any]) -> bool:
     return any(fnmatch.fnmatchcase(rel, pat) for pat in marker.get("patterns") or ())
 
 
+def _claims_folder(rel: str, marker: dict[str, Any]) -> bool:
+    """Whether ``marker`` claims the sub-folder ``rel`` (lists a file in it, or a pattern does)."""
+    prefix = rel + "/"
+    return (any(f.startswith(prefix) for f in marker.get("files") or ())
+            or any(fnmatch.fnmatchcase(prefix + "x", pat) for pat in marker.get("patterns") or ()))
+
+
 def foreign_files(folder: Path, marker: dict[str, Any]) -> list[str]:
-    """Files under ``folder`` that its marker does not claim (sub-outputs checked by theirs)."""
+    """Files under ``folder`` that its marker does not claim.
+
+    A sub-folder with a marker of its own is judged by it when ``marker`` claims the folder
+    (an evaluation inside its run); another tomoclass output put there later (a run written
+    into a dataset folder) counts as foreign as a whole, so replacing the outer output never
+    removes it.
+    """
     out: list[str] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         here = Path(dirpath)
         for d in list(dirnames):
             sub = here / d
+            rel_sub = sub.relative_to(folder).as_posix()
             if sub.is_symlink():  # a link the user made: not ours, never followed
-                out.append(sub.relative_to(folder).as_posix())
+                out.append(rel_sub)
                 continue
             sub_marker = read_marker(sub)
             if sub_marker is not None:
                 dirnames.remove(d)
-                rel_sub = sub.relative_to(folder).as_posix()
+                if not _claims_folder(rel_sub, marker):
+                    out.append(rel_sub + "/")
+                    continue
                 out += [f"{rel_sub}/{f}" for f in foreign_files(sub, sub_marker)]
         for name in filenames:
             rel = (here / name).relative_to(folder).as_posix()
@@ -384,7 +400,8 @@ def _owned_files(folder: Path, marker: dict[str, Any]) -> list[Path]:
             sub_marker = read_marker(here / d)
             if sub_marker is not None:
                 dirnames.remove(d)
-                out += _owned_files(here / d, sub_marker)
+                if _claims_folder((here / d).relative_to(folder).as_posix(), marker):
+                    out += _owned_files(here / d, sub_marker)
         for name in filenames:
             rel = (here / name).relative_to(folder).as_posix()
             if rel == MARKER or (name != LOCK_FILE and _owned(rel, marker)):

@@ -535,7 +535,7 @@ def locate_many(
     maps = kwargs.pop("score_maps_dir", None)
     results = []
     with (claim_dir(out_dir, "picks", patterns=PICKS_PATTERNS),
-          claim_dir(maps, "score-maps", patterns=()) if maps else contextlib.nullcontext()):
+          claim_dir(maps, "score-maps", patterns=("*/*",)) if maps else contextlib.nullcontext()):
         for p, stem in zip(paths, stems, strict=True):
             results.append(locate(
                 run_dir, p, out_dir / f"{stem}_picks.star",
