@@ -348,3 +348,29 @@ def test_a_user_file_inside_a_sub_output_or_a_link_blocks_overwrite(tmp_path):
         (d / "compare.json").write_text("new")
     assert sorted(p.name for p in run.iterdir()) == [MARKER, "compare.json"]
     assert (tmp_path / "elsewhere").is_dir()
+
+
+def test_a_folder_written_in_place_is_claimed_and_replaced_as_a_whole(tmp_path):
+    from tomoclass.io.outputs import claim_dir
+
+    maps = tmp_path / "maps"  # as locate with several tomograms and --score-maps writes it
+
+    def write(value):
+        with claim_dir(maps, "score-maps", patterns=("*/*",)):
+            for stem in ("t1", "t2"):
+                with atomic_dir(maps / stem, kind="score-maps") as d:
+                    (d / "a.mrc").write_text(value)
+
+    write("1")
+    assert read_marker(maps)["files"] == ["t1/a.mrc", "t2/a.mrc"]
+    with pytest.raises(InputError, match="pass --overwrite"):
+        write("2")
+    with output_policy(overwrite=True):
+        write("2")
+    assert (maps / "t2" / "a.mrc").read_text() == "2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["maps"]
+    # a failure before anything was written leaves no folder behind
+    with pytest.raises(RuntimeError):
+        with claim_dir(tmp_path / "new", "score-maps", patterns=()):
+            raise RuntimeError("boom")
+    assert not (tmp_path / "new").exists()
