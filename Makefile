@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/tomoclass demo --out demo_out
+	$(VENV)/bin/tomoclass demo --out demo_out --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -20,6 +20,7 @@ from tomoclass.evaluate.report import (
     predict_logits,
     write_report,
 )
+from tomoclass.io.outputs import MARKER
 
 NAMES = ["t1", "t2", "s1", "l1"]
 GROUPS = ["tiny", "tiny", "small", "large"]
@@ -41,7 +42,7 @@ CM_B = [[1, 1, 0, 0], [0, 2, 0, 0], [0, 0, 2, 0], [0, 0, 0, 3]]
 def test_write_and_load_report_round_trip(tmp_path):
     run = tmp_path / "run"
     rep = write_report(_report(CM_A, run_dir=run, cam=CAM), run / "evaluation_test")
-    files = sorted(p.name for p in (run / "evaluation_test").iterdir())
+    files = sorted(p.name for p in (run / "evaluation_test").iterdir() if p.name != MARKER)
     assert files == ["confusion.csv", "confusion.png", "report.json", "report.md"]
     back = load_report(run)  # found from the run folder
     np.testing.assert_array_equal(back.metrics.confusion, CM_A)
@@ -113,7 +114,7 @@ def test_compare_table2_layout_best_marked_and_files(tmp_path):
     assert "| densenet3d | 0.500 | 0.700 | – | 0.600 | 0.600 |" in lines
     np.testing.assert_allclose(comp.curves[0].f1, [0.15, 0.3, 0.45])
     out = write_comparison(comp, tmp_path / "cmp")
-    assert sorted(p.name for p in (tmp_path / "cmp").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "cmp").iterdir() if p.name != MARKER) == [
         "compare.json", "compare.md", "fig4a.png", "fig4b.png", "table2.csv"]
     d = json.loads(out.files["json"].read_text())
     assert d["size_groups"] == ["tiny", "small", "large"]

@@ -11,6 +11,7 @@ import pytest
 import tomoclass.data as tdata
 from tomoclass.cli.main import main
 from tomoclass.errors import InputError
+from tomoclass.io.outputs import MARKER
 from tomoclass.train import fit, preset
 from tomoclass.workflows.evaluate import evaluate_run
 
@@ -100,7 +101,7 @@ def test_cli_evaluate_compare_cam(runs, tmp_path, capsys):
     assert main(["compare", *map(str, run_dirs.values()), "--out", str(cmp_dir)]) == 0
     out = capsys.readouterr().out
     assert "| model | tiny | small | large |" in out and "CAM score" in out
-    files = sorted(p.name for p in cmp_dir.iterdir())
+    files = sorted(p.name for p in cmp_dir.iterdir() if p.name != MARKER)
     assert files == ["compare.json", "compare.md", "fig4a.png", "fig4b.png", "table2.csv"]
     comp = json.loads((cmp_dir / "compare.json").read_text())
     assert [c["epochs"] for c in comp["curves"]] == [[1, 2], [1, 2]]  # from metrics.jsonl

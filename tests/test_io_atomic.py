@@ -4,6 +4,7 @@ import stat
 import pytest
 
 from tomoclass.io.atomic import atomic_dir, atomic_path
+from tomoclass.io.outputs import MARKER
 
 
 def test_atomic_path_writes_or_leaves_nothing(tmp_path):
@@ -37,9 +38,13 @@ def test_atomic_dir_replaces_only_when_complete(tmp_path):
     target = tmp_path / "ds"
     with atomic_dir(target) as d:
         (d / "a").write_text("1")
-    with pytest.raises(ValueError):
-        with atomic_dir(target) as d:
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target, overwrite=True) as d:
             (d / "b").write_text("2")
-            raise ValueError("fail")
-    assert sorted(p.name for p in target.iterdir()) == ["a"]
+            raise RuntimeError("fail")
+    assert sorted(p.name for p in target.iterdir()) == [MARKER, "a"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+    with atomic_dir(target, overwrite=True) as d:
+        (d / "b").write_text("2")
+    assert sorted(p.name for p in target.iterdir()) == [MARKER, "b"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]

@@ -9,6 +9,7 @@ from test_locate_nets import PlantedNet
 
 from tomoclass.cli.main import main
 from tomoclass.io import read_particles, write_particles, write_volume
+from tomoclass.io.outputs import MARKER
 from tomoclass.models import registry
 from tomoclass.train.checkpoint import FORMAT, FORMAT_VERSION, save_checkpoint
 
@@ -89,7 +90,7 @@ def test_locate_then_score_picks_end_to_end(planted_run, tmp_path, capsys):
         assert float(m.voxel_size.x) == pytest.approx(10.0)
         zyx = np.rint(np.array(PLANTED[0][1])).astype(int)
         assert m.data[tuple(zyx)] > 0.5
-    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir() if p.name != MARKER) == [
         "background.mrc",
         "bright.mrc",
         "dark.mrc",
@@ -186,7 +187,7 @@ def test_locate_takes_radii_from_a_shrec21_sizes_file(planted_run, tmp_path, cap
     outs = {}
     for name, extra in (("sizes", ["--sizes", str(sizes)]),
                         ("radius", ["--radius", "bright=3", "--radius", "dark=4"])):
-        outs[name] = tmp_path / f"{name}.csv"
+        outs[name] = tmp_path / f"picks_{name}.csv"  # picks_sizes.txt: not the input
         assert main(["locate", "--run", str(planted_run), "--tomogram", str(tomo), "--out",
                      str(outs[name]), "--no-progress", "--device", "cpu", *extra]) == 0
     a, b = (read_particles(outs[k]) for k in ("sizes", "radius"))

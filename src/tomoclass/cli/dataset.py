@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
+import numpy as np
+
+from tomoclass.data.finite import describe_rows
 from tomoclass.data.store import (
     SPLITS,
     assign_splits,
@@ -67,8 +71,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    """Print the dataset summary."""
-    info = open_dataset(args.path).summary()
+    """Print the dataset summary (and, on stderr, the rows whose boxes hold NaN/inf)."""
+    store = open_dataset(args.path)
+    info = store.summary()
+    bad = info["nonfinite_rows"]
+    if bad:
+        print(f"tomoclass dataset info: warning: {args.path}: {len(bad)} subtomogram"
+              f"{'s' if len(bad) > 1 else ''} hold NaN/inf values: "
+              f"{describe_rows(store, np.asarray(bad))}", file=sys.stderr)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0

@@ -88,6 +88,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test-fraction", type=float, default=0.1, help="stratified split only")
     p.add_argument("--seed", type=int, default=0)
     copick_args.add_input_args(p)
+    p.add_argument("--nonfinite", choices=("error", "skip"), default="error",
+                   help="a box holding NaN/inf: refuse the job naming it (default) or skip it")
     p.set_defaults(func=run)
 
 
@@ -130,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         tomogram_voxel_size_angstrom=args.tomogram_voxel_size, class_map=class_map,
         include_nonprotein=args.include_nonprotein, subvoxel=args.subvoxel, border=args.border,
         normalize=args.normalize, split_method=args.split, split_options=split_options,
-        clean_tomograms=args.clean_tomograms, polarity=args.polarity,
+        clean_tomograms=args.clean_tomograms, polarity=args.polarity, nonfinite=args.nonfinite,
         background=_background(args),
         provenance={"tables": [str(t) for t in args.tables], "argv": sys.argv[1:]})
     print(f"wrote {report.n_written} subtomograms to {report.path}")
@@ -139,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
                       "skipped_border": report.n_border_skipped,
                       "unmatched_tomogram": report.n_unmatched,
                       "nonprotein_left_out": report.n_nonprotein,
+                      "nonfinite_skipped": report.n_nonfinite,
                       "inverted": sorted(n for n, i in report.inverted.items() if i)}))
     return 0
 

@@ -16,6 +16,25 @@ from collections.abc import Sequence
 
 from tomoclass import __version__
 from tomoclass.errors import TomoclassError
+from tomoclass.io.outputs import check_output_dir, collect_inputs, output_policy
+
+#: Options naming what a command writes (never counted among its inputs).
+OUTPUT_DESTS = ("out", "score_maps", "json_out", "mrc_dir")
+
+#: Folder outputs checked before a command starts (command path -> option, kind of output),
+#: so a refusal costs nothing; the writer checks again before it replaces anything.
+FOLDER_OUTPUTS = {
+    ("extract",): ("out", "dataset"),
+    ("simulate", "subtomograms"): ("out", "dataset"),
+    ("simulate", "tomograms"): ("out", "tomograms"),
+    ("dataset", "import"): ("out", "dataset"),
+    ("dataset", "export"): ("out", "subtomogram-export"),
+    ("evaluate",): ("out", "evaluation"),
+    ("compare",): ("out", "comparison"),
+    ("locate",): ("score_maps", "score-maps"),
+    ("cam",): ("mrc_dir", "cam-volumes"),
+    ("demo",): ("out", "demo"),
+}
 
 #: Subcommand modules, in the order of the pipeline.
 COMMAND_MODULES = (
@@ -53,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"tomoclass.cli.{name}")
         module.register(sub)
+    _add_overwrite(sub)
     _no_abbreviations(parser)
     return parser
 
@@ -71,6 +91,40 @@ def _no_abbreviations(parser: argparse.ArgumentParser) -> None:
                 _no_abbreviations(child)
 
 
+def _add_overwrite(sub: argparse._SubParsersAction) -> None:
+    """Give every (sub)command that writes ``--out``/``--score-maps`` an ``--overwrite`` flag."""
+    for p in sub.choices.values():
+        flags = {s for a in p._actions for s in a.option_strings}
+        if {"--out", "--score-maps"} & flags and "--overwrite" not in flags:
+            p.add_argument("--overwrite", action="store_true",
+                           help="replace a previous tomoclass output of the same kind at "
+                           "--out (never a folder holding other files or this command's "
+                           "inputs)")
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                _add_overwrite(a)
+
+
+def _command_path(args: argparse.Namespace) -> tuple[str, ...]:
+    path = [args.command]
+    for key in ("simulate_command", "action"):
+        value = getattr(args, key, None)
+        if isinstance(value, str):
+            path.append(value)
+    return tuple(path)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the handler under the output policy (``--overwrite``, the command's inputs)."""
+    inputs = collect_inputs(v for k, v in vars(args).items() if k not in OUTPUT_DESTS)
+    with output_policy(overwrite=getattr(args, "overwrite", False), inputs=inputs):
+        dest, kind = FOLDER_OUTPUTS.get(_command_path(args), (None, None))
+        target = getattr(args, dest, None) if dest else None
+        if target is not None:
+            check_output_dir(target, kind)
+        return int(args.func(args) or 0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code.
 
@@ -84,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(message)s",
     )
     try:
-        return int(args.func(args) or 0)
+        return _run(args)
     except TomoclassError as exc:
         if args.debug:
             traceback.print_exc()

@@ -80,7 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the config, call :func:`tomoclass.train.fit`, print where the run is."""
-    from tomoclass.train import TrainConfig, fit, load_checkpoint, preset
+    from tomoclass.train import TrainConfig, fit, preset
+    from tomoclass.train.checkpoint import resume_plan
     from tomoclass.train.resources import parse_bytes
 
     overrides = {
@@ -97,9 +98,13 @@ def run(args: argparse.Namespace) -> int:
 
         overrides["model"], kwargs = init_model(args.init)
         overrides["model_kwargs"] = {**kwargs, **overrides.get("model_kwargs", {})}
-    if args.resume and args.model is None:
-        ck_path = args.out / "checkpoints" / "last.pt" if args.resume is True else args.resume
-        overrides["model"] = load_checkpoint(ck_path)["model_name"]
+    if args.resume:
+        # resume continues the run's own plan: its model and epochs unless given here
+        plan = resume_plan(args.out / "checkpoints" / "last.pt" if args.resume is True
+                           else args.resume)
+        for key in ("model", "epochs"):
+            if overrides[key] is None:
+                overrides[key] = plan[key]
     if args.config is not None:
         base = TrainConfig.load(args.config).model_dump()
         base.update({k: v for k, v in overrides.items() if v is not None})
@@ -113,7 +118,10 @@ def run(args: argparse.Namespace) -> int:
     result = fit(cfg, args.data, args.out, resume=args.resume, progress=not args.no_progress,
                  max_memory_bytes=max_mem)
     if int(os.environ.get("RANK", "0")) == 0:
-        if result.interrupted:
+        if result.already_finished:
+            print(f"the run already finished its {result.epochs_done} epochs; nothing to "
+                  f"train (pass --epochs N to train longer); run: {args.out}")
+        elif result.interrupted:
             print(f"{result.interrupted}: stopped; checkpoint in {args.out / 'checkpoints'}; "
                   f"continue with: tomoclass train --data {args.data} --out {args.out} --resume")
         else:

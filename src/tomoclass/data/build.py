@@ -14,7 +14,12 @@ import numpy as np
 import pandas as pd
 
 from tomoclass.data.classmap import ClassMap
-from tomoclass.data.extract import iter_boxes, plan_extraction
+from tomoclass.data.extract import (
+    NONFINITE_CHOICES,
+    iter_boxes,
+    plan_extraction,
+    screen_nonfinite,
+)
 from tomoclass.data.polarity import DATASET_POLARITY, resolve_inversion
 from tomoclass.data.store import SPLIT, DatasetWriter, assign_splits, tomogram_number
 from tomoclass.errors import InputError, ResourceError
@@ -46,6 +51,8 @@ class ExtractReport:
         Table rows whose tomogram matched none of the given tomogram files (not extracted).
     n_nonprotein
         Non-protein rows (vesicles, fiducials) left out.
+    n_nonfinite
+        Boxes left out because they held NaN/inf (``nonfinite="skip"``).
     per_tomogram
         Tomogram name (:func:`tomoclass.io.tomogram_name`) -> rows written.
     inverted
@@ -59,6 +66,7 @@ class ExtractReport:
     n_padded: int = 0
     n_unmatched: int = 0
     n_nonprotein: int = 0
+    n_nonfinite: int = 0
     per_tomogram: dict[str, int] = field(default_factory=dict)
     inverted: dict[str, bool] = field(default_factory=dict)
 
@@ -171,6 +179,7 @@ def extract_dataset(
     clean_tomograms: Sequence[str | os.PathLike[str]] | None = None,
     polarity: str = "auto",
     background: Mapping[str, Any] | None = None,
+    nonfinite: str = "error",
 ) -> ExtractReport:
     """Extract every particle of ``table`` from its tomogram into a new dataset directory.
 
@@ -224,6 +233,10 @@ def extract_dataset(
         ``box / 2``). Centres may lie anywhere in the tomogram (their boxes padded like the
         particles'), or where the whole box fits with ``border="skip"``. The rows join the
         split like any class; ``background`` is appended to a given ``class_map`` lacking it.
+    nonfinite
+        A box that holds NaN/inf (NaN in the tomogram, or values that overflow float32 when
+        normalized): ``"error"`` refuses the job naming the tomogram, position and cause;
+        ``"skip"`` leaves such boxes out (counted in ``n_nonfinite``, each chunk logged).
 
     Returns
     -------
@@ -239,6 +252,9 @@ def extract_dataset(
     """
     if not tomograms:
         raise InputError("no tomograms given", field="tomograms")
+    if nonfinite not in NONFINITE_CHOICES:
+        raise InputError(f"nonfinite must be one of {', '.join(NONFINITE_CHOICES)}, not "
+                         f"{nonfinite!r}", field="nonfinite")
     report = ExtractReport(path=Path(out))
     table = table.reset_index(drop=True)
     if not include_nonprotein:
@@ -319,18 +335,25 @@ def extract_dataset(
                                    border=border)
             kept = sub.iloc[plan.rows].reset_index(drop=True)
             kept["padded"] = plan.padded
+            n_dropped = 0
             clean_chunks = (iter_boxes(cleans[p].data, plan, normalize="none", chunk=chunk)
                             if cleans else None)
             for start, boxes in iter_boxes(vol.data, plan, normalize=normalize, chunk=chunk):
                 if report.inverted[tomogram_name(p)]:
                     np.negative(boxes, out=boxes)
                 clean = next(clean_chunks)[1] if clean_chunks is not None else None
-                w.append(boxes, kept.iloc[start:start + len(boxes)], clean=clean)
+                boxes, rows, clean, dropped = screen_nonfinite(
+                    boxes, kept.iloc[start:start + len(boxes)], start, vol.data, plan,
+                    tomogram=p, policy=nonfinite, clean=clean)
+                n_dropped += dropped
+                if len(boxes):
+                    w.append(boxes, rows, clean=clean)
             report.n_outside += plan.n_outside
             report.n_border_skipped += plan.n_border_skipped
             report.n_padded += int(plan.padded.sum())
-            report.per_tomogram[tomogram_name(p)] = len(kept)
-            report.n_written += len(kept)
+            report.n_nonfinite += n_dropped
+            report.per_tomogram[tomogram_name(p)] = len(kept) - n_dropped
+            report.n_written += len(kept) - n_dropped
         if report.n_outside > 0.5 * (report.n_outside + report.n_written
                                      + report.n_border_skipped):
             log.warning("%d of %d particles lie outside their tomogram: are the coordinates in "

@@ -507,3 +507,72 @@ def _zscore_inplace(boxes: np.ndarray) -> None:
     scale = np.zeros_like(std)
     np.divide(1.0, std, out=scale, where=std > 0)
     flat *= scale[:, None]
+
+
+# -- non-finite boxes ---------------------------------------------------------------------
+#: What extraction does with a box that holds NaN/inf: refuse the job or leave the box out.
+NONFINITE_CHOICES = ("error", "skip")
+
+
+def nonfinite_cause(data: np.ndarray, plan: ExtractionPlan, j: int) -> str:
+    """Why planned box ``j`` became non-finite: NaN/inf in the tomogram, or an overflow."""
+    c = plan.centres[j]
+    shape = np.asarray(data.shape)
+    if plan.interpolate:
+        raw = _resampled_box(data, c, plan.box, plan.step, shape)
+    else:
+        raw = _sliced_box(data, c.astype(np.int64), plan.box, shape, plan.padded[j])
+    raw = np.asarray(raw, dtype=np.float64)
+    bad = int((~np.isfinite(raw)).sum())
+    if bad:
+        return f"the tomogram holds {bad} NaN/inf voxel{'s' if bad > 1 else ''} there"
+    return (f"values up to {np.abs(raw).max():.3g} overflow float32 when normalized; "
+            "rescale the tomogram")
+
+
+def screen_nonfinite(boxes: np.ndarray, rows: pd.DataFrame, start: int, data: np.ndarray,
+                     plan: ExtractionPlan, *, tomogram: Any, policy: str = "error",
+                     clean: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, pd.DataFrame, np.ndarray | None, int]:
+    """Refuse (``policy="error"``) or drop (``"skip"``) the boxes of a chunk holding NaN/inf.
+
+    Parameters
+    ----------
+    boxes, rows, clean
+        One chunk of :func:`iter_boxes`, its table rows and clean boxes.
+    start
+        Plan row of the chunk's first box.
+    data, plan
+        The tomogram and the plan the chunk was cut with (to tell the cause).
+    tomogram
+        Its path, named in the message.
+    policy
+        One of :data:`NONFINITE_CHOICES`.
+
+    Returns
+    -------
+    tuple
+        The boxes, rows and clean boxes kept, and how many were dropped.
+
+    Raises
+    ------
+    InputError
+        With ``policy="error"``: names the tomogram, the first position and the cause.
+    """
+    from tomoclass.data.finite import bad_rows_of
+
+    bad = bad_rows_of(boxes)
+    if not len(bad):
+        return boxes, rows, clean, 0
+    first = rows.iloc[int(bad[0])]
+    where = ", ".join(f"{c} {first[c]:g}" for c in S.COORDS)
+    msg = (f"{len(bad)} box{'es' if len(bad) > 1 else ''} became NaN/inf, the first at "
+           f"{where} ({nonfinite_cause(data, plan, start + int(bad[0]))})")
+    if policy != "skip":
+        raise InputError(f"{msg}; pass --nonfinite skip to leave such boxes out",
+                         path=tomogram, field="nonfinite")
+    log.warning("%s: %s; left out", tomogram, msg)
+    keep = np.ones(len(boxes), dtype=bool)
+    keep[bad] = False
+    return (boxes[keep], rows[keep].reset_index(drop=True),
+            None if clean is None else clean[keep], len(bad))

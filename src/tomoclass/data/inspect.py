@@ -29,6 +29,10 @@ from tomoclass.io.volume import beam_along_y
 OUTSIDE_FLAG = 0.5
 
 
+#: Largest tilt-series binning a --coords-angpix hint suggests; beyond it coordinates are
+#: not a binning away from the tomogram.
+MAX_BINNING = 32
+
 def inspect_tomogram(path: str | os.PathLike[str],
                      voxel_size_angstrom: float | None = None) -> dict[str, Any]:
     """Describe a tomogram as tomoclass reads it.
@@ -167,7 +171,11 @@ def inspect_table(path: str | os.PathLike[str],
             if outside.mean() > OUTSIDE_FLAG:
                 ratio = overshoot(xyz, shape)
                 hint = ""
-                if (ratio > OVERSHOOT_RATIO and coordinate_pixel_size_angstrom is None
+                if ratio > MAX_BINNING + 0.5:
+                    hint = (f"; the coordinates reach {ratio:.3g}x the tomogram, more than any "
+                            "binning: they are not positions in this tomogram (wrong columns "
+                            "or a corrupt table?)")
+                elif (ratio > OVERSHOOT_RATIO and coordinate_pixel_size_angstrom is None
                         and voxel_size_angstrom):
                     hint = (f"; the coordinates reach {ratio:.1f}x the tomogram: if they are in "
                             "unbinned pixels, give their pixel size: --coords-angpix "

@@ -36,6 +36,7 @@ import pandas as pd
 import yaml
 
 from tomoclass.data.classmap import ClassMap
+from tomoclass.data.finite import RECORD_KEY, bad_rows_of, make_record, nonfinite_rows
 from tomoclass.data.polarity import DATA_POLARITIES
 from tomoclass.errors import InputError
 from tomoclass.io import schema as S
@@ -118,7 +119,10 @@ class DatasetWriter:
                 w.append(boxes, rows)
 
     The directory appears at ``path`` only when the ``with`` block ends without an exception
-    (an existing dataset there is then replaced).
+    (an existing folder there is refused unless it is a previous dataset and overwriting is
+    allowed, see :mod:`tomoclass.io.outputs`). Boxes holding NaN/inf are refused (naming the
+    first row) unless ``record_nonfinite``; either way dataset.yaml records which rows have them
+    (:mod:`tomoclass.data.finite`).
 
     Parameters
     ----------
@@ -141,12 +145,15 @@ class DatasetWriter:
         reconstructions, the simulator with its CTF), ``"bright"`` or ``"mixed"``; recorded
         in dataset.yaml and by training in the run, so that ``predict`` and ``locate`` can
         invert a tomogram of the other polarity (:mod:`tomoclass.data.polarity`).
+    record_nonfinite
+        Keep boxes holding NaN/inf (recorded as bad rows) instead of refusing them.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, box: int, class_map: ClassMap,
                  voxel_size_angstrom: float, with_clean: bool = False,
                  normalization: str = "zscore", provenance: Mapping[str, Any] | None = None,
-                 polarity: str = "dark") -> None:
+                 polarity: str = "dark", record_nonfinite: bool = False) -> None:
+        self.record_nonfinite = record_nonfinite
         if not isinstance(box, (int, np.integer)) or box < 1:
             raise InputError(f"box must be a positive integer, not {box!r}", field="box")
         if len(class_map) == 0:
@@ -167,9 +174,10 @@ class DatasetWriter:
         self._vol: _NpyAppender | None = None
         self._clean: _NpyAppender | None = None
         self.n = 0
+        self._bad: list[int] = []
 
     def __enter__(self) -> DatasetWriter:
-        self._ctx = atomic_dir(self.path)
+        self._ctx = atomic_dir(self.path, kind="dataset")
         tmp = self._ctx.__enter__()
         self._tmp = Path(tmp)
         self._vol = _NpyAppender(self._tmp / VOLUMES_FILE, self.box)
@@ -206,6 +214,13 @@ class DatasetWriter:
             raise InputError(f"split {rows[SPLIT][bad].iloc[0]!r} is not one of {SPLITS}",
                              field=SPLIT)
         rows[INDEX] = np.arange(self.n, self.n + len(rows))
+        bad = bad_rows_of(volumes)
+        if len(bad) and not self.record_nonfinite:
+            r = rows.iloc[int(bad[0])]
+            raise InputError(f"{len(bad)} box(es) hold NaN/inf values, first of "
+                             f"{r[S.TOMOGRAM]} at x {r[S.X]:g}, y {r[S.Y]:g}, z {r[S.Z]:g}",
+                             path=self.path, field="volumes")
+        self._bad.extend(int(self.n + i) for i in bad)
         self._vol.append(volumes)
         if self._clean is not None:
             self._clean.append(clean)  # type: ignore[arg-type]
@@ -249,6 +264,7 @@ class DatasetWriter:
             "dtype": "float32",
             "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "provenance": _plain(self.provenance),
+            RECORD_KEY: make_record(self._tmp / VOLUMES_FILE, self._bad),
         }
         with open(self._tmp / META_FILE, "w", encoding="utf-8") as fh:
             yaml.safe_dump(meta, fh, sort_keys=False)
@@ -393,6 +409,7 @@ class SubtomogramStore:
             "has_clean": self.clean is not None,
             "tomograms": sorted(self.table[S.TOMOGRAM].astype(str).unique().tolist()),
             "per_split": per_split, "per_class": per_class,
+            "nonfinite_rows": nonfinite_rows(self).tolist(),
         }
 
 
@@ -627,7 +644,7 @@ def export_subtomograms(store: SubtomogramStore | str | os.PathLike[str],
     out = Path(out)
     table = store.table.copy()
     names = []
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind="subtomogram-export") as tmp:
         for i, tomo in enumerate(table[S.TOMOGRAM].astype(str)):
             safe = re.sub(r"[^A-Za-z0-9._-]", "_", tomo) or "tomogram"
             rel = Path("Subtomograms") / safe / f"{i:06d}.mrc"

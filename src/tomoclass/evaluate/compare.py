@@ -388,7 +388,7 @@ def write_comparison(comparison: Comparison, out_dir: str | Path) -> Comparison:
              "fig4a": "fig4a.png"}
     if comparison.curves:
         names["fig4b"] = "fig4b.png"
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, kind="comparison") as tmp:
         (tmp / names["markdown"]).write_text(comparison.to_markdown())
         (tmp / names["json"]).write_text(
             json.dumps(comparison.to_dict(), indent=2, allow_nan=False) + "\n")

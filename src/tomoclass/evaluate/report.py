@@ -33,6 +33,9 @@ from tomoclass.errors import InputError
 from tomoclass.io.atomic import atomic_dir
 from tomoclass.metrics import ClassificationMetrics
 
+#: Kind of output folder (:mod:`tomoclass.io.outputs`) of an evaluation.
+EVALUATION_KIND = "evaluation"
+
 REPORT_JSON = "report.json"
 FORMAT_VERSION = 1
 
@@ -281,8 +284,12 @@ def plot_confusion(metrics: ClassificationMetrics, path: str | Path, *, title: s
     return path
 
 
-def write_report(report: EvaluationReport, out_dir: str | Path) -> EvaluationReport:
-    """Write ``report`` to ``out_dir`` (replacing an older one atomically) and return it.
+def write_report(report: EvaluationReport, out_dir: str | Path, *,
+                 overwrite: bool | None = None) -> EvaluationReport:
+    """Write ``report`` to ``out_dir`` atomically and return it.
+
+    An existing ``out_dir`` is replaced only when it is a previous evaluation and ``overwrite``
+    (default: the command's ``--overwrite``) allows it (:mod:`tomoclass.io.outputs`).
 
     Returns
     -------
@@ -290,7 +297,7 @@ def write_report(report: EvaluationReport, out_dir: str | Path) -> EvaluationRep
         The same report with ``out_dir`` set.
     """
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, kind=EVALUATION_KIND, overwrite=overwrite) as tmp:
         (tmp / REPORT_JSON).write_text(
             json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n"
         )

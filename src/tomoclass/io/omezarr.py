@@ -129,7 +129,7 @@ def read_omezarr(
         Not an OME-Zarr group, an unknown level, not 3 spatial axes, an unknown unit, an
         anisotropic or implausible voxel size, or NaN/constant data.
     """
-    from tomoclass.io.volume import Volume, _check_values, check_voxel_size
+    from tomoclass.io.volume import Volume, check_values, check_voxel_size
 
     try:
         from ome_zarr.io import parse_url
@@ -173,7 +173,7 @@ def read_omezarr(
         voxel = check_voxel_size(voxel_size_angstrom, path=given)
     array = np.asarray(data.compute())
     if check != "none":
-        _check_values(array, given, check)
+        check_values(array, given, check)
     return Volume(data=array, voxel_size_angstrom=voxel, path=given)
 
 

@@ -146,6 +146,7 @@ def read_volume(
     if not path.is_file():
         raise InputError("no such file", path=path)
     compressed = path.suffix.lower() in _COMPRESSED
+    _check_not_compressed(path, compressed)
     use_mmap = mmap and not compressed
     # Permissive mode so that old files without the MAP ID or with a bad machine stamp still
     # open; the problems that matter (truncated data, unknown mode) are checked below.
@@ -175,6 +176,11 @@ def read_volume(
                     f"truncated: the header describes {nx}x{ny}x{nz} voxels of mode {mode} "
                     f"({expected} bytes) but the file has {actual} bytes",
                     path=path, field="data")
+            if actual > expected:
+                log.warning("%s: %d bytes after the data the header describes (%dx%dx%d of "
+                            "mode %d) are ignored; mrcfile's validator flags such a file",
+                            path, actual - expected, nx, ny, nz, mode)
+        _check_not_image_stack(header, path)
         data = mrc.data
         if data is None:
             why = "; ".join(_short(w.message) for w in caught) or "no data block"
@@ -206,8 +212,9 @@ def read_volume(
                 )
             if np.max(sizes) - np.min(sizes) > 1e-3 * np.max(sizes):
                 raise InputError(
-                    f"anisotropic voxel size {tuple(round(s, 4) for s in sizes)} Å (x, y, z); "
-                    f"give the isotropic value with {override_option}",
+                    "anisotropic voxel size ("
+                    + ", ".join(f"{float(s):.4g}" for s in sizes)
+                    + f") Å (x, y, z); give the isotropic value with {override_option}",
                     path=path, field="voxel_size",
                 )
             voxel = check_voxel_size(sizes[0], path=path, field="voxel_size",
@@ -217,12 +224,40 @@ def read_volume(
         if not use_mmap:
             data = np.array(data, copy=True, order="C")
         if check != "none":
-            _check_values(data, path, check)
+            check_values(data, path, check)
     finally:
         # Closing the MrcMemmap only drops its own reference: numpy's memmap keeps the mapping
         # alive for ``data`` (read-only), so the returned array stays valid.
         mrc.close()
     return Volume(data=data, voxel_size_angstrom=voxel, path=path)
+
+
+#: First bytes of compressed files (gzip, bzip2).
+_MAGIC = {b"\x1f\x8b": ("gzip", ".gz", "gunzip"), b"BZh": ("bzip2", ".bz2", "bunzip2")}
+
+
+def _check_not_compressed(path: Path, compressed: bool) -> None:
+    """Refuse a compressed file whose name does not say so (mrcfile cannot tell)."""
+    if compressed:
+        return
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(3)
+    except OSError as exc:
+        raise InputError(f"cannot read the file ({_short(exc)})", path=path) from None
+    for magic, (kind, suffix, tool) in _MAGIC.items():
+        if head.startswith(magic):
+            raise InputError(f"this is a {kind}-compressed file without {suffix} in its name; "
+                             f"name it {path.name}{suffix} or run {tool} on it", path=path)
+
+
+def _check_not_image_stack(header: np.recarray, path: Path) -> None:
+    """Refuse a stack of 2D images (space group 0 and one section per image, ``.mrcs``)."""
+    nz, mz, ispg = int(header.nz), int(header.mz), int(header.ispg)
+    if ispg == 0 and nz > 1 and (mz in (0, 1) or path.suffix.lower() == ".mrcs"):
+        raise InputError(f"this is a stack of {nz} 2D images (space group 0, mz {mz}), not a 3D "
+                         "volume; tomoclass reads tomograms and subtomograms", path=path,
+                         field="ispg")
 
 
 #: A tomogram whose y extent is below this fraction of both z and x is taken to have its beam
@@ -297,7 +332,11 @@ def _to_zyx(data: np.ndarray, header: np.recarray, path: Path) -> np.ndarray:
     return data.transpose(file_axis[3], file_axis[2], file_axis[1])
 
 
-def _check_values(data: np.ndarray, path: Path, check: str) -> None:
+def check_values(data: np.ndarray, path: Path, check: str) -> None:
+    """Refuse NaN/Inf voxels and a constant volume (``check``: ``"full"``, ``"auto"``, ``"none"``).
+
+    ``"auto"`` scans the whole volume up to ``FULL_CHECK_MAX_BYTES``, 16 even z-sections beyond.
+    """
     nbytes = data.size * data.dtype.itemsize
     if check == "full" or (check == "auto" and nbytes <= FULL_CHECK_MAX_BYTES):
         sample = data

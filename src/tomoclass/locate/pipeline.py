@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -26,6 +27,7 @@ from tomoclass.errors import InputError
 from tomoclass.io import read_volume, write_particles, write_volume
 from tomoclass.io.annotate import class_file
 from tomoclass.io.atomic import atomic_dir
+from tomoclass.io.outputs import check_output_dir, check_output_file, claim_dir
 from tomoclass.io.particles import distinct_tomogram_names
 from tomoclass.io.tomonames import resolve_tomogram_name
 from tomoclass.io.volume import warn_if_beam_along_y
@@ -33,6 +35,9 @@ from tomoclass.locate.calibration import run_threshold
 from tomoclass.locate.candidates import AUTO_RATIO, AUTO_SAMPLE, Candidates, propose_candidates
 from tomoclass.locate.peaks import BACKGROUND, find_peaks, picks_from_boxes
 from tomoclass.locate.scoring import BoxClassifier, ScoreMaps, score_tomogram
+
+#: Files a multi-tomogram ``locate`` writes into its --out folder.
+PICKS_PATTERNS = ("*_picks.star", "*_picks.csv", "*_picks.txt", "picks.star", "picks.csv")
 
 log = logging.getLogger(__name__)
 
@@ -351,6 +356,9 @@ def locate(
         raise InputError(
             f"output suffix {out.suffix!r} is not .star, .csv or .txt", path=out, field="out"
         )
+    check_output_file(out)
+    if score_maps_dir is not None:
+        check_output_dir(score_maps_dir, "score-maps")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, class_map, info = load_run(run_dir, which, map_location=dev)
     if threshold is None:
@@ -361,6 +369,11 @@ def locate(
         raise InputError(f"threshold {threshold:g} is not within [0, 1]", field="threshold")
     log.info("pick threshold %g (%s)", threshold, threshold_source)
     names = list(class_map.names)
+    if BACKGROUND not in [n.casefold() for n in names]:
+        raise InputError(
+            f"the classifier has no '{BACKGROUND}' class (classes: {', '.join(names)}); train "
+            "it with background boxes (tomoclass.locate.background_boxes) to locate particles",
+            path=run_dir, field="classes")
     box = info.get("box")
     if not box:
         raise InputError("the run records no box size", path=run_dir, field="box")
@@ -547,24 +560,25 @@ def locate_many(
     stems = distinct_tomogram_names(paths)
     _, class_map, _ = load_run(run_dir, kwargs.get("which", "best"))
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     maps = kwargs.pop("score_maps_dir", None)
     results = []
-    for p, stem in zip(paths, stems, strict=True):
-        results.append(locate(
-            run_dir, p, out_dir / f"{stem}_picks.star",
-            radii=radii_for_tomogram(p, sizes, radii, voxel_size_angstrom),
-            voxel_size_angstrom=voxel_size_angstrom,
-            score_maps_dir=None if maps is None else Path(maps) / stem, **kwargs))
-    table = pd.concat([r.picks for r in results], ignore_index=True)
-    vs = {r.voxel_size_angstrom for r in results}
-    centred = {}
-    if len(vs) == 1:  # RELION 5 centred coordinates need one voxel size for the table
-        centred = {"voxel_size_angstrom": vs.pop(),
-                   "tomogram_shape": {s: r.tomogram_shape
-                                      for s, r in zip(stems, results, strict=True)}}
-    write_particles(out_dir / "picks.star", table, class_map=class_map, **centred)
-    write_particles(out_dir / "picks.csv", table)
+    with (claim_dir(out_dir, "picks", patterns=PICKS_PATTERNS),
+          claim_dir(maps, "score-maps", patterns=("*/*",)) if maps else contextlib.nullcontext()):
+        for p, stem in zip(paths, stems, strict=True):
+            results.append(locate(
+                run_dir, p, out_dir / f"{stem}_picks.star",
+                radii=radii_for_tomogram(p, sizes, radii, voxel_size_angstrom),
+                voxel_size_angstrom=voxel_size_angstrom,
+                score_maps_dir=None if maps is None else Path(maps) / stem, **kwargs))
+        table = pd.concat([r.picks for r in results], ignore_index=True)
+        vs = {r.voxel_size_angstrom for r in results}
+        centred = {}
+        if len(vs) == 1:  # RELION 5 centred coordinates need one voxel size for the table
+            centred = {"voxel_size_angstrom": vs.pop(),
+                       "tomogram_shape": {s: r.tomogram_shape
+                                          for s, r in zip(stems, results, strict=True)}}
+        write_particles(out_dir / "picks.star", table, class_map=class_map, **centred)
+        write_particles(out_dir / "picks.csv", table)
     return results
 
 
@@ -622,7 +636,7 @@ def write_score_maps(maps: ScoreMaps, directory: str | Path, voxel_size_angstrom
     one tomogram-sized float32 map. The directory appears complete or not at all.
     """
     directory = Path(directory)
-    with atomic_dir(directory) as tmp:
+    with atomic_dir(directory, kind="score-maps") as tmp:
         for k, cls in enumerate(maps.class_names):
             write_volume(tmp / f"{_safe(cls)}.mrc", maps.to_voxels(k), voxel_size_angstrom)
         keys = [n.casefold() for n in maps.class_names]

@@ -23,6 +23,7 @@ import yaml
 from tomoclass import __version__
 from tomoclass.io import write_particles, write_volume
 from tomoclass.io.atomic import atomic_path
+from tomoclass.io.outputs import claim_dir
 from tomoclass.simulate.template import Template
 from tomoclass.simulate.tomogram import TomogramResult, particles_table, simulate_tomogram
 from tomoclass.splits import stratified_splits
@@ -130,11 +131,14 @@ def simulate_tomograms(
     """Simulate ``config.tomogram.n_tomograms`` tomograms and write each (one at a time).
 
     Tomogram ``i`` is named ``f"{prefix}_{i:03d}"`` and uses the stream ``[seed, i]``.
+    ``out_dir`` is a ``tomograms`` output folder (:func:`tomoclass.io.outputs.claim_dir`):
+    new or empty, or a previous one replaced only with ``--overwrite``.
     """
     written = []
-    for i in range(config.tomogram.n_tomograms):
-        result = simulate_tomogram(templates, config, index=i, progress=progress)
-        result.info["map_voxel_size_angstrom"] = map_voxel_sizes(templates)
-        written.append(write_tomogram(out_dir, result, f"{prefix}_{i:03d}", config))
-        del result
+    with claim_dir(out_dir, "tomograms", patterns=[f"{prefix}_[0-9][0-9][0-9]*"]):
+        for i in range(config.tomogram.n_tomograms):
+            result = simulate_tomogram(templates, config, index=i, progress=progress)
+            result.info["map_voxel_size_angstrom"] = map_voxel_sizes(templates)
+            written.append(write_tomogram(out_dir, result, f"{prefix}_{i:03d}", config))
+            del result
     return written

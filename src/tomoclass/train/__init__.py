@@ -17,7 +17,8 @@ predict_particles(run, tomogram, coords, ...) -> PredictionResult; write_predict
 
 from tomoclass.train.checkpoint import load_checkpoint
 from tomoclass.train.config import PRESETS, TrainConfig, preset
-from tomoclass.train.loop import FitResult, TrainingDiverged, fit
+from tomoclass.train.divergence import TrainingDiverged
+from tomoclass.train.loop import FitResult, fit
 from tomoclass.train.predict import PredictionResult, predict_particles, write_predictions
 from tomoclass.train.run import load_run
 

@@ -150,7 +150,36 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
     if missing:
         raise InputError(f"checkpoint lacks {', '.join(missing)}", path=path, field=missing[0])
+    check_finite_weights(ckpt, path)
     return ckpt
+
+
+def check_finite_weights(ckpt: dict[str, Any], path: str | Path) -> None:
+    """Refuse a checkpoint whose weights hold NaN or infinity (its predictions would be junk).
+
+    Raises
+    ------
+    InputError
+        Names the first tensor with non-finite values and how many it has.
+    """
+    state = ckpt.get("model_state")
+    if not isinstance(state, dict):
+        raise InputError("checkpoint has no model weights", path=path, field="model_state")
+    for name, t in state.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point():
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                raise InputError(f"refused: {bad} non-finite (NaN/inf) values in the weights "
+                                 f"'{name}'; the run diverged before this checkpoint",
+                                 path=path, field="model_state")
+
+
+def resume_plan(path: str | Path) -> dict[str, Any]:
+    """Model name and epochs of the run a checkpoint belongs to (what ``--resume`` continues)."""
+    ck = load_checkpoint(path)
+    cfg = ck.get("train_config") or {}
+    return {"model": ck["model_name"], "epochs": cfg.get("epochs"),
+            "epochs_done": int(ck.get("epoch", 0))}
 
 
 def check_compatible(

@@ -40,6 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from tomoclass import __version__
+from tomoclass.data.finite import refuse_nonfinite
 from tomoclass.errors import InputError, TomoclassError
 from tomoclass.io.atomic import atomic_path
 from tomoclass.train import checkpoint as ckpt_mod
@@ -54,14 +55,12 @@ from tomoclass.train.distributed import (
     init_distributed,
     shutdown,
 )
+from tomoclass.train.divergence import TrainingDiverged, diverged  # noqa: F401 (re-export)
 from tomoclass.train.resources import available_memory_bytes, check_fits, estimate_training
+from tomoclass.train.rundir import run_folder
 from tomoclass.train.schedule import WarmupStepSchedule
 
 log = logging.getLogger(__name__)
-
-
-class TrainingDiverged(TomoclassError):
-    """The loss became NaN or infinite (the learning rate is too high)."""
 
 
 @dataclass
@@ -74,6 +73,7 @@ class FitResult:
     best_val_macro_f1: float
     history: list[dict[str, Any]] = field(default_factory=list)
     interrupted: str | None = None  # "SIGINT"/"SIGTERM" when stopped by a signal
+    already_finished: bool = False  # resumed a run that had done all its epochs
 
 
 # -- device, precision, determinism -------------------------------------------------------
@@ -186,6 +186,9 @@ def check_dataset(store: Any, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]
                          f"one: tomoclass dataset split {where or 'DS'} --test-tomograms ... "
                          "--val-fraction 0.1 (or --val-tomograms NAMES)",
                          path=star, field="split")
+    if getattr(store, "volumes", None) is not None:
+        for sp in (cfg.train_split, cfg.val_split):
+            refuse_nonfinite(store, sp, what=f"train on ({sp} split)")
     if cfg.batch_size > train.size:
         raise InputError(
             f"batch size {cfg.batch_size} is larger than the {train.size} training "
@@ -411,8 +414,9 @@ def fit(
         device_pref == "auto" and torch.cuda.is_available()) else "cpu"
     dist_info = init_distributed(dev_type)
     try:
-        return _fit(cfg, data, out, ckpt_dir, resume, progress, max_memory_bytes,
-                    check_resources, dist_info)
+        with run_folder(out, resume=resume, is_main=dist_info.is_main):
+            return _fit(cfg, data, out, ckpt_dir, resume, progress, max_memory_bytes,
+                        check_resources, dist_info)
     finally:
         shutdown(dist_info)
 
@@ -422,9 +426,9 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
     state: dict[str, Any] | None = None
     resume_path: Path | None = None
     if resume:
+        # temporaries a killed job left in the run went when its lock was taken (run_folder);
+        # a checkpoint elsewhere may belong to a run that is still writing
         resume_path = ckpt_dir / "last.pt" if resume is True else Path(resume)
-        if di.is_main:
-            ckpt_mod.remove_stale_temporaries(resume_path.parent)
         state = ckpt_mod.load_checkpoint(resume_path)
         if state.get("train_config") is None:
             raise InputError("checkpoint holds no training state (weights only)",
@@ -432,6 +436,12 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
         ckpt_mod.check_compatible(state, path=resume_path, model_name=cfg.model)
         saved = TrainConfig.from_dict(dict(state["train_config"]), path=resume_path)
         cfg = saved.model_copy(update={"epochs": max(saved.epochs, cfg.epochs)})
+        if int(state["epoch"]) >= cfg.epochs and not state.get("epoch_progress"):
+            log.info("%s: the run already finished its %d epochs; nothing to train",
+                     resume_path, int(state["epoch"]))
+            return FitResult(out, int(state["epoch"]), int(state.get("best_epoch", 0)),
+                             float(state.get("best_val_macro_f1", -1.0)),
+                             [dict(h) for h in state.get("history", [])], None, True)
     elif ckpt_dir.is_dir() and any(ckpt_dir.glob("*.pt")):
         raise InputError("run directory already has checkpoints; use --resume to continue "
                          "or choose another --out", path=out)
@@ -619,10 +629,8 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
                 loss, logits = forward_backward(model_for_train, xb, yb, plan.accumulation_steps,
                                                 scaler, lambda: _autocast(device, dtype))
                 if not torch.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"loss became {loss.item()} at epoch {epoch + 1}, step "
-                        f"{schedule.step_count + 1} (lr {schedule.lr:.3g}); lower the "
-                        "learning rate (--lr)")
+                    raise diverged(loss.item(), xb, epoch + 1, schedule.step_count + 1,
+                                   schedule.lr, _dataset_path(store))
                 if cfg.max_grad_norm:
                     scaler.unscale_(optimizer)
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)

@@ -6,6 +6,7 @@ A workflow (above ``train`` and ``cam``): it loads the runs and the dataset spli
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from tomoclass.cam.volumes import write_cam_volumes
 from tomoclass.data import open_dataset
 from tomoclass.errors import InputError
 from tomoclass.evaluate.compare import unique_labels
+from tomoclass.io.outputs import claim_dir
 from tomoclass.train import load_run
 from tomoclass.train.loop import select_device
 from tomoclass.workflows.evaluate import SplitInputs, check_voxel_size, class_remap
@@ -145,17 +147,20 @@ def cam_for_runs(
                            [p for p, _, _, _ in loaded])
 
     panels, files = [], []
-    for (_, model, names, _), label in zip(loaded, labels, strict=True):
-        cls = None
-        if target == "true":
-            cls = class_remap(data_names, names)[inputs.labels[picks]]
-        res = class_activation_maps(model, x, cls)
-        panel = CamPanel(f"{label} ({res.method})", res, names)
-        panels.append(panel)
-        if mrc_dir is not None:
-            stems = [f"{label}_row{int(r):06d}_{names[int(k)]}"
-                     for r, k in zip(rows, res.class_index, strict=True)]
-            files += write_cam_volumes(mrc_dir, res, stems, store.voxel_size_angstrom)
+    # the MRC folder is a tomoclass output of its own (tomoclass.io.outputs)
+    with (claim_dir(mrc_dir, "cam-volumes", patterns=("*_row[0-9]*.mrc",))
+          if mrc_dir is not None else contextlib.nullcontext()):
+        for (_, model, names, _), label in zip(loaded, labels, strict=True):
+            cls = None
+            if target == "true":
+                cls = class_remap(data_names, names)[inputs.labels[picks]]
+            res = class_activation_maps(model, x, cls)
+            panel = CamPanel(f"{label} ({res.method})", res, names)
+            panels.append(panel)
+            if mrc_dir is not None:
+                stems = [f"{label}_row{int(r):06d}_{names[int(k)]}"
+                         for r, k in zip(rows, res.class_index, strict=True)]
+                files += write_cam_volumes(mrc_dir, res, stems, store.voxel_size_angstrom)
     figure = cam_figure(
         out, x, panels, true_names, clean=clean, orthogonal=orthogonal, mask_level=mask_level,
         title=f"CAM of the {target} class, {split} split of {Path(dataset_dir).name}")

@@ -27,6 +27,7 @@ from tomoclass.errors import InputError
 from tomoclass.evaluate.compare import compare_runs, write_comparison
 from tomoclass.io import read_particles
 from tomoclass.io.atomic import atomic_path
+from tomoclass.io.outputs import prepare_dir
 from tomoclass.simulate import ClassSpec, SimulationConfig, load_class_templates, simulate_tomograms
 from tomoclass.train import fit, preset
 from tomoclass.workflows.cam import cam_for_runs
@@ -42,6 +43,11 @@ DEMO_CLASSES = (
     "ring6",                        # medium
     "barrel28",                     # large
 )
+
+
+#: What the demo writes in its folder (the sub-folders are outputs with their own marker).
+DEMO_PATTERNS = ("report.md", "demo.json", "cam*", "tomograms/*", "dataset/*", "runs/*",
+                 "compare/*")
 
 
 @dataclass
@@ -143,8 +149,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None, *,
     cfg = config or DemoConfig()
     if not cfg.models:
         raise InputError("the demo needs at least one model", field="models")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_dir(out_dir, "demo", patterns=DEMO_PATTERNS)
     result = DemoResult(out_dir=out, report=out / "report.md")
     clock = time.perf_counter()
 

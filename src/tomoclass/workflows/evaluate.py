@@ -6,6 +6,7 @@ and composes :mod:`tomoclass.evaluate`'s metrics and report with :mod:`tomoclass
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,9 +19,17 @@ from torch import nn
 from tomoclass.cam.score import DEFAULT_MASK_LEVEL, cam_score
 from tomoclass.data import SubtomogramDataset, open_dataset
 from tomoclass.data.extract import VOXEL_SIZE_TOLERANCE
+from tomoclass.data.finite import refuse_nonfinite
 from tomoclass.errors import InputError
 from tomoclass.evaluate.compare import MACRO, EpochCurve
-from tomoclass.evaluate.report import EvaluationReport, predict_logits, write_report
+from tomoclass.evaluate.report import (
+    EVALUATION_KIND,
+    EvaluationReport,
+    predict_logits,
+    write_report,
+)
+from tomoclass.io.lock import folder_lock
+from tomoclass.io.outputs import check_output_dir
 from tomoclass.metrics import metrics_from_labels
 from tomoclass.train import load_run
 from tomoclass.train.loop import select_device
@@ -198,7 +207,10 @@ def evaluate_run(
         Split to evaluate.
     out_dir
         Report folder; default ``<run_dir>/evaluation_<split>`` (where ``tomoclass compare``
-        looks). Replaced atomically.
+        looks), where a previous evaluation is replaced atomically. Any other existing folder
+        is refused before anything runs unless it is a previous evaluation and ``--overwrite``
+        was given (:mod:`tomoclass.io.outputs`). While a report is written inside the run,
+        the run is locked (:mod:`tomoclass.io.lock`).
     which
         Checkpoint: "best", "last", "epoch_005", ...
     cam
@@ -224,25 +236,31 @@ def evaluate_run(
     if out_dir is None and not Path(run_dir).is_dir():  # a .pt file or a pretrained name
         raise InputError("the run is a checkpoint file or pretrained name, not a run directory "
                          "to write the report into: give --out", path=run_dir, field="--out")
-    dev = select_device(device)
-    model, class_map, info = load_run(run_dir, which, map_location=dev)
-    store = open_dataset(dataset_dir)
-    check_voxel_size(info.get("voxel_size_angstrom"), getattr(store, "voxel_size_angstrom", None))
-    metrics, score = evaluate_model(
-        model, list(class_map.names), list(class_map.size_groups), store, split,
-        cam=cam, mask_level=mask_level, batch_size=batch_size)
-    report = EvaluationReport(
-        model_name=str(info.get("model_name", getattr(model, "model_name", ""))),
-        metrics=metrics,
-        split=split,
-        run_dir=str(run_dir),
-        dataset_dir=str(dataset_dir),
-        checkpoint=Path(info.get("checkpoint", which)).stem,
-        cam=None if score is None else score.to_dict(),
-        info={"epoch": info.get("epoch"), "device": str(dev)},
-    )
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / f"evaluation_{split}"
-    return write_report(report, out)
+    overwrite = True if out_dir is None else None
+    check_output_dir(out, EVALUATION_KIND, overwrite=overwrite)
+    inside = Path(run_dir).is_dir() and Path(run_dir).resolve() in out.resolve().parents
+    with folder_lock(run_dir, "evaluation") if inside else contextlib.nullcontext():
+        dev = select_device(device)
+        model, class_map, info = load_run(run_dir, which, map_location=dev)
+        store = open_dataset(dataset_dir)
+        refuse_nonfinite(store, split, what="evaluate on")
+        check_voxel_size(info.get("voxel_size_angstrom"),
+                         getattr(store, "voxel_size_angstrom", None))
+        metrics, score = evaluate_model(
+            model, list(class_map.names), list(class_map.size_groups), store, split,
+            cam=cam, mask_level=mask_level, batch_size=batch_size)
+        report = EvaluationReport(
+            model_name=str(info.get("model_name", getattr(model, "model_name", ""))),
+            metrics=metrics,
+            split=split,
+            run_dir=str(run_dir),
+            dataset_dir=str(dataset_dir),
+            checkpoint=Path(info.get("checkpoint", which)).stem,
+            cam=None if score is None else score.to_dict(),
+            info={"epoch": info.get("epoch"), "device": str(dev)},
+        )
+        return write_report(report, out, overwrite=overwrite)
 
 
 def checkpoint_curve(
