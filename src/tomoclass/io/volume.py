@@ -141,7 +141,7 @@ def read_volume(
 
         if is_omezarr(path):  # OME-Zarr (Portal, copick): see tomoclass.io.omezarr
             return read_omezarr(path, voxel_size_angstrom, check=check)
-        raise InputError("a folder, neither an MRC file nor an OME-Zarr image (no multiscales "
+        raise InputError("is a folder, neither an MRC file nor an OME-Zarr image (no multiscales "
                          "metadata)", path=path)
     if not path.is_file():
         raise InputError("no such file", path=path)
