@@ -14,7 +14,6 @@ an interrupted epoch), RNG states, sampler state, AMP scaler and the metric hist
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -47,6 +46,7 @@ from tomoclass.train import checkpoint as ckpt_mod
 from tomoclass.train import metrics as M
 from tomoclass.train.batch_plan import forward_backward, plan_for_run
 from tomoclass.train.config import CONFIG_FORMAT_VERSION, TrainConfig
+from tomoclass.train.device import amp_dtype, autocast, select_device  # noqa: F401 (re-export)
 from tomoclass.train.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -77,40 +77,6 @@ class FitResult:
 
 
 # -- device, precision, determinism -------------------------------------------------------
-def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """``auto``: the process's CUDA device when there is one, else CPU.
-
-    Raises
-    ------
-    InputError
-        A CUDA/MPS device was asked for but is not there.
-    """
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as exc:
-        raise InputError(f"unknown device {name!r}", field="device") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("CUDA was requested but is not available", field="device")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError("MPS was requested but is not available", field="device")
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device(f"cuda:{local_rank}")
-    return dev
-
-
-def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype to use, or None for full float32."""
-    if device.type != "cuda" or cfg.amp == "off":
-        return None
-    if cfg.amp == "fp16":
-        return torch.float16
-    if cfg.amp == "bf16" or torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return None
-
-
 def seed_everything(seed: int, deterministic: bool) -> None:
     """Seed python, numpy's legacy global and torch; optionally force deterministic kernels.
 
@@ -627,7 +593,7 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
                 yb = yb.to(device, non_blocking=pin)
                 optimizer.zero_grad(set_to_none=True)
                 loss, logits = forward_backward(model_for_train, xb, yb, plan.accumulation_steps,
-                                                scaler, lambda: _autocast(device, dtype))
+                                                scaler, lambda: autocast(device, dtype))
                 if not torch.isfinite(loss):
                     raise diverged(loss.item(), xb, epoch + 1, schedule.step_count + 1,
                                    schedule.lr, _dataset_path(store))
@@ -753,7 +719,7 @@ def _recalibrate_batchnorm(model: nn.Module, loader: DataLoader, device: torch.d
             xb = xb.to(device)
             if use_cl:
                 xb = xb.contiguous(memory_format=torch.channels_last_3d)
-            with _autocast(device, dtype):
+            with autocast(device, dtype):
                 model(xb)
     finally:
         for m, mom in zip(bns, saved, strict=True):
@@ -775,12 +741,6 @@ def _average_buffers(model: nn.Module, di: DistInfo) -> None:
             buf.data /= di.world_size
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 @torch.inference_mode()
 def _validate(model: nn.Module, loader: DataLoader, device: torch.device,
               dtype: torch.dtype | None, use_cl: bool, num_classes: int,
@@ -794,7 +754,7 @@ def _validate(model: nn.Module, loader: DataLoader, device: torch.device,
         if use_cl:
             xb = xb.contiguous(memory_format=torch.channels_last_3d)
         yb = yb.to(device)
-        with _autocast(device, dtype):
+        with autocast(device, dtype):
             logits = model(xb)
         logits = logits.float()
         loss_sum[0] += F.cross_entropy(logits, yb, reduction="sum").double()
