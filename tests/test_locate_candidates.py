@@ -154,7 +154,7 @@ def test_bad_proposal_inputs():
 @pytest.mark.parametrize("normalize", ["local", "none"])
 def test_classified_boxes_are_the_classifier_on_the_boxes_the_data_stage_cuts(normalize):
     # any centres, border and half-outside ones included, in any order and batch size
-    from test_train_support import TINY_KWARGS
+    from train_support import TINY_KWARGS
 
     from tomoclass.data import extract_subtomograms
     from tomoclass.models import get_model

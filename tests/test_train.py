@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from test_train_support import TINY_KWARGS, TINY_MODEL, make_dataset, one_thread, tiny_model_args
+from train_support import TINY_KWARGS, TINY_MODEL, make_dataset, one_thread, tiny_model_args
 
 from tomoclass.cli.main import main
 from tomoclass.errors import InputError, ResourceError
