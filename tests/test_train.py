@@ -251,7 +251,7 @@ def test_truncated_or_foreign_checkpoint_is_refused(dataset, tmp_path):
 
 
 def test_batchnorm_recalibration_gives_the_statistics_of_the_calibration_data():
-    from tomoclass.train.loop import _recalibrate_batchnorm
+    from tomoclass.train.batchnorm import recalibrate_batchnorm
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 1), torch.nn.BatchNorm3d(2))
@@ -262,7 +262,7 @@ def test_batchnorm_recalibration_gives_the_statistics_of_the_calibration_data():
     weights = {k: v.clone() for k, v in model.state_dict().items()
                if "running" not in k and "num_batches" not in k}
     model.eval()
-    _recalibrate_batchnorm(model, loader, torch.device("cpu"), None, False)
+    recalibrate_batchnorm(model, loader, torch.device("cpu"), None, False)
     with torch.no_grad():
         feats = model[0](x)
     torch.testing.assert_close(model[1].running_mean, feats.mean(dim=(0, 2, 3, 4)))
