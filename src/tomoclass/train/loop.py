@@ -203,8 +203,8 @@ def fit(
     Raises
     ------
     InputError
-        Unusable dataset (see :func:`check_dataset`), existing run without ``resume``,
-        a resume checkpoint from another model or class map.
+        Unusable dataset (see :func:`tomoclass.train.loaders.check_dataset`), existing run
+        without ``resume``, a resume checkpoint from another model or class map.
     tomoclass.errors.ResourceError
         Not enough memory or disk by the estimate.
     TrainingDiverged
