@@ -38,7 +38,7 @@ def posthoc(result_path: Path, runs_dir: Path) -> None:
     from tomoclass.data import SubtomogramDataset, open_dataset
     from tomoclass.train import load_run
     from tomoclass.train import metrics as M
-    from tomoclass.train.loop import _recalibrate_batchnorm
+    from tomoclass.train.batchnorm import recalibrate_batchnorm
 
     result = json.loads(result_path.read_text())
     store = open_dataset(runs_dir / "ds")
@@ -51,7 +51,7 @@ def posthoc(result_path: Path, runs_dir: Path) -> None:
         out = {}
         for label in ("running_averages", "recalibrated"):
             if label == "recalibrated":
-                _recalibrate_batchnorm(model, loader, torch.device("cpu"), None, False)
+                recalibrate_batchnorm(model, loader, torch.device("cpu"), None, False)
             model.eval()
             with torch.no_grad():
                 pred = model(xv).argmax(1).numpy()

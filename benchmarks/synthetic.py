@@ -22,7 +22,7 @@ def write_noise_tomogram(path: Path, shape: tuple[int, int, int], voxel_size_ang
 def blob_volumes(labels: np.ndarray, box: int, rng: np.random.Generator) -> np.ndarray:
     """Class k = a Gaussian blob of radius 1.5 + 1.5 k voxels at the centre, plus noise.
 
-    The data of the training tests (tests/test_train_support's ``blob_volumes``, the same rule), for
+    The data of the training tests (tests/train_support's ``blob_volumes``, the same rule), for
     benchmarks, which do not import from tests/. Returns float32 (N, box, box, box), zyx.
     """
     c = (box - 1) / 2

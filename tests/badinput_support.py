@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 from test_train import tiny_cfg
-from test_train_support import make_dataset
+from train_support import make_dataset
 
 from tomoclass.io import write_particles, write_volume
 from tomoclass.train import fit

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from badinput_support import make_project, snapshot
-from test_train_support import TINY_MODEL, one_thread, tiny_model_args
+from train_support import TINY_MODEL, one_thread, tiny_model_args
 
 from tomoclass.cli.main import main
 

@@ -187,7 +187,7 @@ def test_omezarr_levels_units_and_names(tmp_path):
 @pytest.mark.slow
 def test_copick_round_trip_read_train_predict_write(project, tmp_path, capsys):
     """The issue's check: a copick project is read, trained on and written back to."""
-    from test_train_support import one_thread, tiny_model_args
+    from train_support import one_thread, tiny_model_args
 
     one_thread()
     ds, run = tmp_path / "ds", tmp_path / "run"

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from test_train_support import one_thread
+from train_support import one_thread
 
 from tomoclass.cli.main import main
 

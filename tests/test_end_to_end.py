@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import starfile
-from test_train_support import one_thread
+from train_support import one_thread
 
 from tomoclass.cli.main import main
 from tomoclass.data import open_dataset

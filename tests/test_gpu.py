@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 from test_train import tiny_cfg
-from test_train_support import PY, SRC_DIR, TINY_KWARGS, TINY_MODEL, make_dataset, tiny_model_args
+from train_support import PY, SRC_DIR, TINY_KWARGS, TINY_MODEL, make_dataset, tiny_model_args
 
 from tomoclass.locate import score_tomogram
 from tomoclass.models import get_model, list_models, optimize_for_inference

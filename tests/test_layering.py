@@ -134,7 +134,6 @@ def test_imports_are_found_at_any_depth(source, expected):
 #: (both files are being restructured: the inference layer and the extraction split).
 KNOWN_PRIVATE_IMPORTS = {
     ("data/store.py", "tomoclass.data.extract", "_zscore_inplace"),
-    ("train/predict.py", "tomoclass.train.loop", "_autocast"),
 }
 
 

@@ -253,7 +253,7 @@ def test_box_scores_are_the_classifier_on_the_boxes_the_data_stage_cuts(normaliz
     # method="boxes" is exact: at every grid point, the softmax of the trained net on the box
     # that extract_subtomograms cuts there (border boxes padded with their in-bounds mean,
     # then z-scored per box), whatever the batch size.
-    from test_train_support import TINY_KWARGS
+    from train_support import TINY_KWARGS
 
     from tomoclass.data import extract_subtomograms
     from tomoclass.models import get_model

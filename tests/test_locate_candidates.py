@@ -154,7 +154,7 @@ def test_bad_proposal_inputs():
 @pytest.mark.parametrize("normalize", ["local", "none"])
 def test_classified_boxes_are_the_classifier_on_the_boxes_the_data_stage_cuts(normalize):
     # any centres, border and half-outside ones included, in any order and batch size
-    from test_train_support import TINY_KWARGS
+    from train_support import TINY_KWARGS
 
     from tomoclass.data import extract_subtomograms
     from tomoclass.models import get_model
@@ -240,7 +240,7 @@ def test_planted_particles_are_found_by_candidates_and_nothing_else():
 def test_bf16_classification_where_the_hardware_has_it():
     """precision='bf16' on the CPU: the same classifier within bf16 rounding, or, on a CPU
     without native bf16, a one-line error rather than a slow emulation."""
-    from tomoclass.locate.scoring import _cpu_has_bf16
+    from tomoclass.train.device import cpu_has_bf16
 
     tomo, centres, radii = _spheres()
     torch.manual_seed(0)
@@ -256,7 +256,7 @@ def test_bf16_classification_where_the_hardware_has_it():
     assert fp32.max() - fp32.min() > 0.3
     np.testing.assert_allclose(
         classify_boxes(model, tomo, zyx, box=24, device="cpu", progress=False), fp32)
-    if _cpu_has_bf16():
+    if cpu_has_bf16():
         bf16 = classify_boxes(model, tomo, zyx, box=24, device="cpu", progress=False,
                               precision="bf16")
         assert bf16.dtype == np.float32 and 0 < np.abs(bf16 - fp32).max() < 2e-2

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_train_support import (
+from train_support import (
     PY,
     SUBPROCESS_ENV,
     TINY_MODEL,

@@ -8,7 +8,7 @@ import pytest
 import starfile
 import torch
 from test_train import tiny_cfg
-from test_train_support import blob_volumes, make_dataset, one_thread
+from train_support import blob_volumes, make_dataset, one_thread
 
 from tomoclass.cli.main import main
 from tomoclass.data import extract_subtomograms

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import starfile
 from test_predict import world  # noqa: F401  (the module's trained run and tomogram)
-from test_train_support import one_thread
+from train_support import one_thread
 
 from tomoclass.cli.main import main
 from tomoclass.errors import InputError

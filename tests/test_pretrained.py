@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 import yaml
-from test_train_support import TINY_KWARGS, TINY_MODEL, make_dataset, one_thread
+from train_support import TINY_KWARGS, TINY_MODEL, make_dataset, one_thread
 
 from tomoclass.cli.main import main
 from tomoclass.errors import InputError

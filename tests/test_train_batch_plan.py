@@ -8,8 +8,8 @@ import logging
 import pytest
 import torch
 import yaml
-from test_train_support import TINY_KWARGS, TINY_MODEL, make_dataset, one_thread
 from torch import nn
+from train_support import TINY_KWARGS, TINY_MODEL, make_dataset, one_thread
 
 from tomoclass.errors import ResourceError
 from tomoclass.models import get_model

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from test_train import tiny_cfg
-from test_train_support import (
+from train_support import (
     PY,
     SRC_DIR,
     SUBPROCESS_ENV,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from test_train import tiny_cfg
-from test_train_support import (
+from train_support import (
     PY,
     SUBPROCESS_ENV,
     TINY_MODEL,

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
-from test_train_support import TINY_KWARGS, TINY_MODEL
+from train_support import TINY_KWARGS, TINY_MODEL
 
 from tomoclass.cli.main import main
 from tomoclass.data import open_dataset

@@ -15,7 +15,8 @@ from tomoclass.locate.pipeline import (
     parse_radii,
     radii_for_tomogram,
 )
-from tomoclass.locate.scoring import NORMALIZATIONS, PRECISIONS
+from tomoclass.locate.scoring import NORMALIZATIONS
+from tomoclass.train.device import PRECISIONS
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -25,6 +25,7 @@ def _model_arg(text: str) -> tuple[str, Any]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``train`` subcommand."""
+    from tomoclass.models import list_models
     from tomoclass.train.config import PRESETS
 
     p = sub.add_parser(
@@ -35,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", required=True, type=Path, help="dataset directory")
     p.add_argument("--out", required=True, type=Path, help="run directory to write")
-    p.add_argument("--model", help="registered model name (default: the preset's)")
+    p.add_argument("--model", choices=list_models(),
+                   help="registered model name (default: the preset's)")
     p.add_argument("--model-arg", action="append", type=_model_arg, default=[],
                    metavar="KEY=VALUE", help="model constructor argument (repeatable)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="default",
@@ -80,8 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the config, call :func:`tomoclass.train.fit`, print where the run is."""
-    from tomoclass.train import TrainConfig, fit, preset
-    from tomoclass.train.checkpoint import resume_plan
+    from tomoclass.train import fit
+    from tomoclass.train.options import config_from_options
     from tomoclass.train.resources import parse_bytes
 
     overrides = {
@@ -93,24 +95,8 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.model_arg:
         overrides["model_kwargs"] = dict(args.model_arg)
-    if args.init and args.model is None and not args.resume:  # the source's architecture
-        from tomoclass.train.pretrained import init_model
-
-        overrides["model"], kwargs = init_model(args.init)
-        overrides["model_kwargs"] = {**kwargs, **overrides.get("model_kwargs", {})}
-    if args.resume:
-        # resume continues the run's own plan: its model and epochs unless given here
-        plan = resume_plan(args.out / "checkpoints" / "last.pt" if args.resume is True
-                           else args.resume)
-        for key in ("model", "epochs"):
-            if overrides[key] is None:
-                overrides[key] = plan[key]
-    if args.config is not None:
-        base = TrainConfig.load(args.config).model_dump()
-        base.update({k: v for k, v in overrides.items() if v is not None})
-        cfg = TrainConfig.from_dict(base, path=args.config)
-    else:
-        cfg = preset(args.preset, **overrides)
+    cfg = config_from_options(preset_name=args.preset, config=args.config, resume=args.resume,
+                              run_dir=args.out, **overrides)
     try:
         max_mem = parse_bytes(args.max_memory)
     except ValueError as exc:

@@ -69,12 +69,11 @@ from tqdm.auto import tqdm
 
 from tomoclass.data.extract import zscore_tensor
 from tomoclass.errors import InputError
+from tomoclass.train.device import inference_net
 
 log = logging.getLogger(__name__)
 
 NORMALIZATIONS = ("local", "global", "none")
-#: Arithmetic of box classification (see :func:`_inference_net`).
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -447,7 +446,7 @@ def _score_by_boxes(
         jz, rest = idx // gy_gx, idx % gy_gx
         return torch.stack([jz, rest // int(grid[2]), rest % int(grid[2])], dim=1) * stride
 
-    net, dtype = _inference_net(model, device, precision)
+    net, dtype = inference_net(model, device, precision)
     probs = _classify(net, dtype, boxes, int(np.prod(grid)), centres, len(class_names),
                       batch_size, device, progress)
     return ScoreMaps(
@@ -545,7 +544,7 @@ class BoxClassifier:
         self.tomogram, self.box, self.normalize = tomogram, box, normalize
         model = model.to(self.device).eval()
         self.n_out = _n_outputs(model, box, self.device)
-        self.net, self.dtype = _inference_net(model, self.device, precision)
+        self.net, self.dtype = inference_net(model, self.device, precision)
         if box_filter is not None and np.shape(box_filter) != (box, box, box):
             raise InputError(f"box filter of shape {np.shape(box_filter)} for {box}-voxel "
                              "boxes", field="box_filter")
@@ -645,53 +644,13 @@ class _BoxCutter:
         return x[:, None]
 
 
-def _cpu_has_bf16() -> bool:
-    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX)."""
-    try:
-        return bool(torch.backends.mkldnn.is_available()
-                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def _inference_net(model: nn.Module, device: torch.device, precision: str = "auto"
-                   ) -> tuple[nn.Module, torch.dtype | None]:
-    """The net to classify boxes with, and the autocast dtype (None: float32).
-
-    ``precision="auto"``: bf16 autocast with channels-last memory on a CUDA GPU that
-    supports bf16; on the CPU ``optimize_for_inference`` (same logits to float32 rounding,
-    ~2x faster, docs/speed.md). ``"fp32"``: never bf16. ``"bf16"``: bf16 autocast wherever
-    the hardware runs it natively (an error where it does not).
-    """
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}",
-                         field="precision")
-    cuda = device.type == "cuda"
-    if precision == "bf16" or (precision == "auto" and cuda and torch.cuda.is_bf16_supported()):
-        if cuda and not torch.cuda.is_bf16_supported():
-            raise InputError("this GPU has no bf16 support; use precision fp32",
-                             field="precision")
-        if not cuda and not _cpu_has_bf16():
-            raise InputError("this CPU has no native bf16 (AVX512-BF16 or AMX); use "
-                             "precision fp32", field="precision")
-        return model.to(memory_format=torch.channels_last_3d), torch.bfloat16
-    if not cuda:
-        from tomoclass.models import optimize_for_inference
-
-        try:
-            return optimize_for_inference(model), None
-        except (TypeError, ValueError):
-            return model, None
-    return model, None
-
-
 def _classify(net: nn.Module, dtype: torch.dtype | None, boxes: _BoxCutter, n_total: int,
               centres, n_out: int, batch_size: int, device: torch.device,
               progress: bool) -> np.ndarray:
     """Softmax of ``net`` on boxes ``0 .. n_total - 1``, (K, n_total) float32.
 
-    ``net`` and ``dtype`` come from :func:`_inference_net` (``dtype``: the autocast dtype,
-    or None); ``centres(idx)`` gives the shifted centres of the boxes ``idx``.
+    ``net`` and ``dtype`` come from :func:`tomoclass.train.device.inference_net` (``dtype``:
+    the autocast dtype, or None); ``centres(idx)`` gives the shifted centres of the boxes ``idx``.
     """
     if batch_size < 1:
         raise InputError(f"batch size must be positive, got {batch_size}", field="batch_size")

@@ -6,7 +6,10 @@ TrainConfig, preset, PRESETS
     The validated configuration (YAML round-trip) and its named starting points
     (``paper``: the published protocol; ``default``: the measured working setting).
 fit(cfg, data, out_dir, resume=False, ...) -> FitResult
-    Train and write a run directory (see ``docs/training.md``).
+    Train and write a run directory (see ``docs/training.md``); ``fit(None, data, run,
+    resume=True)`` continues a run's own plan (``tomoclass.train.resume``).
+options.config_from_options(preset_name=, config=, resume=, run_dir=, **fields)
+    The configuration ``tomoclass train`` builds from its options.
 load_run(run_dir, which="best") -> (model, class_map, info)
     Rebuild a trained model from a run directory.
 load_checkpoint(path)

@@ -10,43 +10,42 @@ One function runs single-process or under ``torchrun`` (DDP), writes a run direc
 
 and resumes exactly from ``last.pt``: model, optimiser, schedule, epoch (and position inside
 an interrupted epoch), RNG states, sampler state, AMP scaler and the metric history.
+
+The steps of a run, each its own function: the resume decision (:func:`_resume_state`, rule
+in :mod:`tomoclass.train.resume`), the setup of model, optimiser and loaders
+(:func:`_setup`), one epoch of training (:func:`_train_epoch`), validation and checkpointing
+(:func:`_end_epoch`). The data side lives in :mod:`.loaders`, what the run directory records
+in :mod:`.record`, batch-norm recalibration in :mod:`.batchnorm`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import os
-import platform
 import random
 import signal
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DataLoader
 
-from tomoclass import __version__
-from tomoclass.data.finite import refuse_nonfinite
 from tomoclass.errors import InputError, TomoclassError
-from tomoclass.io.atomic import atomic_path
 from tomoclass.train import checkpoint as ckpt_mod
 from tomoclass.train import metrics as M
-from tomoclass.train.batch_plan import forward_backward, plan_for_run
-from tomoclass.train.config import CONFIG_FORMAT_VERSION, TrainConfig
+from tomoclass.train.batch_plan import BatchPlan, forward_backward, plan_for_run
+from tomoclass.train.batchnorm import average_buffers, has_batchnorm, recalibrate_batchnorm
+from tomoclass.train.config import TrainConfig
+from tomoclass.train.device import amp_dtype, autocast, select_device
 from tomoclass.train.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -55,8 +54,18 @@ from tomoclass.train.distributed import (
     init_distributed,
     shutdown,
 )
-from tomoclass.train.divergence import TrainingDiverged, diverged  # noqa: F401 (re-export)
+from tomoclass.train.divergence import diverged
+from tomoclass.train.loaders import Loaders, build_loaders, check_dataset, dataset_path, open_store
+from tomoclass.train.record import checkpoint_payload, data_info, write_run_config, write_text
 from tomoclass.train.resources import available_memory_bytes, check_fits, estimate_training
+from tomoclass.train.resume import (
+    Progress,
+    fresh_partial,
+    restore,
+    resume_checkpoint,
+    resumed_config,
+    saved_config,
+)
 from tomoclass.train.rundir import run_folder
 from tomoclass.train.schedule import WarmupStepSchedule
 
@@ -77,40 +86,6 @@ class FitResult:
 
 
 # -- device, precision, determinism -------------------------------------------------------
-def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """``auto``: the process's CUDA device when there is one, else CPU.
-
-    Raises
-    ------
-    InputError
-        A CUDA/MPS device was asked for but is not there.
-    """
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as exc:
-        raise InputError(f"unknown device {name!r}", field="device") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("CUDA was requested but is not available", field="device")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError("MPS was requested but is not available", field="device")
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device(f"cuda:{local_rank}")
-    return dev
-
-
-def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype to use, or None for full float32."""
-    if device.type != "cuda" or cfg.amp == "off":
-        return None
-    if cfg.amp == "fp16":
-        return torch.float16
-    if cfg.amp == "bf16" or torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return None
-
-
 def seed_everything(seed: int, deterministic: bool) -> None:
     """Seed python, numpy's legacy global and torch; optionally force deterministic kernels.
 
@@ -129,112 +104,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.deterministic = True
     elif torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
-
-
-# -- data ---------------------------------------------------------------------------------
-def _open_store(data: Any) -> Any:
-    if isinstance(data, (str, os.PathLike)):
-        from tomoclass.data import open_dataset
-
-        return open_dataset(data)
-    return data
-
-
-def _dataset_path(store: Any) -> Path | None:
-    p = getattr(store, "path", None)
-    return Path(p) if p is not None else None
-
-
-def check_dataset(store: Any, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Refuse a dataset training cannot use; return train and validation labels.
-
-    Raises
-    ------
-    InputError
-        No ``split``/``class_id`` column, a class without training samples, an empty
-        validation split, or a batch larger than the training set.
-    """
-    table = store.table
-    where = _dataset_path(store)
-    star = where / "particles.star" if where is not None else None
-    for col in ("split", "class_id"):
-        if col not in table.columns:
-            raise InputError(f"particle table has no '{col}' column", path=star, field=col)
-    names = list(store.class_map.names)
-    split = table["split"].astype(str).to_numpy()
-    labels = table["class_id"].to_numpy().astype(np.int64)
-    bad = (labels < 0) | (labels >= len(names))
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise InputError(f"class_id {labels[row]} outside the class map (0..{len(names) - 1})",
-                         path=star, field="class_id", line=None)
-    train = labels[split == cfg.train_split]
-    val = labels[split == cfg.val_split]
-    if train.size == 0:
-        raise InputError(f"no particles in split '{cfg.train_split}'", path=star, field="split")
-    counts = np.bincount(train, minlength=len(names))
-    empty = [names[i] for i in np.flatnonzero(counts == 0)]
-    if empty:
-        raise InputError(
-            f"class{'es' if len(empty) > 1 else ''} {', '.join(empty)} ha"
-            f"{'ve' if len(empty) > 1 else 's'} no training samples (split "
-            f"'{cfg.train_split}'); drop them from classes.yaml or add particles",
-            path=star, field="class_id",
-        )
-    if val.size == 0:
-        raise InputError(f"no particles in validation split '{cfg.val_split}'; give the dataset "
-                         f"one: tomoclass dataset split {where or 'DS'} --test-tomograms ... "
-                         "--val-fraction 0.1 (or --val-tomograms NAMES)",
-                         path=star, field="split")
-    if getattr(store, "volumes", None) is not None:
-        for sp in (cfg.train_split, cfg.val_split):
-            refuse_nonfinite(store, sp, what=f"train on ({sp} split)")
-    if cfg.batch_size > train.size:
-        raise InputError(
-            f"batch size {cfg.batch_size} is larger than the {train.size} training "
-            f"subtomograms; use --batch-size {train.size} or less",
-            field="batch_size",
-        )
-    return train, val
-
-
-class _SkipSampler(Sampler[int]):
-    """A DistributedSampler whose first ``skip`` indices of the current epoch are dropped.
-
-    Resuming an interrupted epoch replays the same permutation (seeded by seed + epoch)
-    and skips what was already trained on.
-    """
-
-    def __init__(self, base: DistributedSampler, skip: int = 0):
-        self.base = base
-        self.skip = skip
-
-    def set_epoch(self, epoch: int, skip: int = 0) -> None:
-        self.base.set_epoch(epoch)
-        self.skip = skip
-
-    def __iter__(self) -> Iterator[int]:
-        it = iter(self.base)
-        for _ in range(self.skip):
-            next(it, None)
-        return it
-
-    def __len__(self) -> int:
-        return max(0, len(self.base) - self.skip)
-
-
-class _SplitSubset(torch.utils.data.Dataset):
-    """Indices ``rank::world`` of a dataset (validation shard, no padding)."""
-
-    def __init__(self, ds: torch.utils.data.Dataset, rank: int, world: int):
-        self.ds = ds
-        self.idx = list(range(rank, len(ds), world))  # type: ignore[arg-type]
-
-    def __len__(self) -> int:
-        return len(self.idx)
-
-    def __getitem__(self, i: int) -> Any:
-        return self.ds[self.idx[i]]
 
 
 # -- model / optimiser --------------------------------------------------------------------
@@ -264,74 +133,6 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
                            weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0)
 
 
-# -- run directory bookkeeping ------------------------------------------------------------
-def git_commit() -> str | None:
-    """Commit of the tomoclass source tree, or None outside a git checkout."""
-    src = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    commit = out.stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True, timeout=5, check=False)
-    return commit + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
-
-
-def versions() -> dict[str, str | None]:
-    """Versions of tomoclass, python, torch, numpy, CUDA/cuDNN."""
-    return {
-        "tomoclass": __version__,
-        "python": platform.python_version(),
-        "torch": str(torch.__version__),
-        "numpy": str(np.__version__),
-        "cuda": None if torch.version.cuda is None else str(torch.version.cuda),
-        "cudnn": str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available()
-        else None,
-        "platform": platform.platform(),
-    }
-
-
-def _write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-def _class_map_dict(cm: Any) -> dict[str, Any]:
-    if hasattr(cm, "to_dict"):
-        return cm.to_dict()
-    return {"names": list(cm.names), "size_groups": list(cm.size_groups)}
-
-
-def _classes_yaml(cm: Any) -> str:
-    entries = [{"name": n, "size_group": g} for n, g in zip(cm.names, cm.size_groups, strict=True)]
-    return yaml.safe_dump(entries, sort_keys=False)
-
-
-def _data_info(store: Any, n_train: int, n_val: int, *, spectrum: bool = True
-               ) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "path": str(_dataset_path(store)) if _dataset_path(store) is not None else None,
-        "voxel_size_angstrom": float(store.voxel_size_angstrom),
-        "box": int(store.box),
-        "n_train": int(n_train),
-        "n_val": int(n_val),
-    }
-    meta = getattr(store, "meta", None) or getattr(store, "info", None)
-    if isinstance(meta, dict):
-        info["normalization"] = meta.get("normalization")
-        info["polarity"] = meta.get("polarity")
-    if spectrum and hasattr(store, "split_indices") and hasattr(store, "volumes"):
-        # what predict/locate match another tomogram's boxes to (tomoclass.data.spectrum)
-        from tomoclass.data.spectrum import dataset_spectrum
-
-        info["spectrum"] = dataset_spectrum(store).to_dict()
-    return info
-
-
 # -- signals ------------------------------------------------------------------------------
 class _StopFlag:
     """Turns SIGINT/SIGTERM into a flag checked between batches (main thread only)."""
@@ -358,7 +159,7 @@ class _StopFlag:
 
 # -- the loop -----------------------------------------------------------------------------
 def fit(
-    cfg: TrainConfig,
+    cfg: TrainConfig | None,
     data: Any,
     out_dir: str | os.PathLike[str],
     *,
@@ -373,7 +174,9 @@ def fit(
     ----------
     cfg
         The training configuration (see :class:`TrainConfig`). On resume the run's own
-        configuration is used; only ``epochs`` may be raised to train longer.
+        configuration is used and ``cfg`` only counts for its ``epochs``, which may raise
+        the run's to train longer; None (resume only) continues the run's own plan, as
+        ``tomoclass train --resume`` without ``--epochs`` does (:mod:`.resume`).
     data
         A dataset directory (``tomoclass.data.open_dataset``) or an opened store with
         ``.table`` (columns ``class_id``, ``split``), ``.class_map``, ``.box``,
@@ -400,8 +203,8 @@ def fit(
     Raises
     ------
     InputError
-        Unusable dataset (see :func:`check_dataset`), existing run without ``resume``,
-        a resume checkpoint from another model or class map.
+        Unusable dataset (see :func:`tomoclass.train.loaders.check_dataset`), existing run
+        without ``resume``, a resume checkpoint from another model or class map.
     tomoclass.errors.ResourceError
         Not enough memory or disk by the estimate.
     TrainingDiverged
@@ -409,6 +212,11 @@ def fit(
     """
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
+    if cfg is None:
+        if not resume:
+            raise TypeError("fit(None, ...) continues a run: pass resume=True or a checkpoint")
+        path = resume_checkpoint(out, resume)
+        cfg = saved_config(ckpt_mod.load_checkpoint(path), path)
     device_pref = cfg.device
     dev_type = "cuda" if device_pref.startswith("cuda") or (
         device_pref == "auto" and torch.cuda.is_available()) else "cpu"
@@ -421,39 +229,92 @@ def fit(
         shutdown(dist_info)
 
 
+@dataclass
+class _Run:
+    """Everything one rank needs to train: built by :func:`_setup`, used by each epoch."""
+
+    cfg: TrainConfig
+    out: Path
+    ckpt_dir: Path
+    di: DistInfo
+    store: Any
+    class_names: list[str]
+    device: torch.device
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    plan: BatchPlan
+    loaders: Loaders
+    per_rank_batch: int
+    steps_per_epoch: int
+    schedule: WarmupStepSchedule
+    dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler
+    use_cl: bool
+    progress: bool
+    n_train: int = 0
+    n_val: int = 0
+    model_for_train: nn.Module | None = None
+    data_info: dict[str, Any] = field(default_factory=dict)
+    tb: Any = None
+
+
 def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, progress: bool,
          max_memory_bytes: int | None, check_resources: bool, di: DistInfo) -> FitResult:
-    state: dict[str, Any] | None = None
-    resume_path: Path | None = None
-    if resume:
-        # temporaries a killed job left in the run went when its lock was taken (run_folder);
-        # a checkpoint elsewhere may belong to a run that is still writing
-        resume_path = ckpt_dir / "last.pt" if resume is True else Path(resume)
-        state = ckpt_mod.load_checkpoint(resume_path)
-        if state.get("train_config") is None:
-            raise InputError("checkpoint holds no training state (weights only)",
-                             path=resume_path, field="train_config")
-        ckpt_mod.check_compatible(state, path=resume_path, model_name=cfg.model)
-        saved = TrainConfig.from_dict(dict(state["train_config"]), path=resume_path)
-        cfg = saved.model_copy(update={"epochs": max(saved.epochs, cfg.epochs)})
-        if int(state["epoch"]) >= cfg.epochs and not state.get("epoch_progress"):
-            log.info("%s: the run already finished its %d epochs; nothing to train",
-                     resume_path, int(state["epoch"]))
-            return FitResult(out, int(state["epoch"]), int(state.get("best_epoch", 0)),
-                             float(state.get("best_val_macro_f1", -1.0)),
-                             [dict(h) for h in state.get("history", [])], None, True)
-    elif ckpt_dir.is_dir() and any(ckpt_dir.glob("*.pt")):
-        raise InputError("run directory already has checkpoints; use --resume to continue "
-                         "or choose another --out", path=out)
+    cfg, state, resume_path, finished = _resume_state(cfg, resume, out, ckpt_dir)
+    if finished is not None:
+        return finished
+    run = _setup(cfg, data, out, ckpt_dir, di, state, resume_path, progress,
+                 max_memory_bytes, check_resources)
+    done = Progress()
+    if state is not None:
+        done = restore(state, di.rank, model=run.model, optimizer=run.optimizer,
+                       schedule=run.schedule, scaler=run.scaler, path=resume_path)
+    _start_record(run, di)
+    interrupted = _train(run, done)
+    if run.tb is not None:
+        run.tb.close()
+    epochs_done = done.history[-1]["epoch"] if done.history else done.start_epoch
+    return FitResult(out, epochs_done, done.best_epoch, done.best_f1, done.history, interrupted)
 
-    store = _open_store(data)
+
+def _resume_state(cfg: TrainConfig, resume: Any, out: Path, ckpt_dir: Path
+                  ) -> tuple[TrainConfig, dict[str, Any] | None, Path | None, FitResult | None]:
+    """The configuration to train with, and the checkpoint state and path to resume from.
+
+    The fourth item is the result when the resumed run has nothing left to do.
+    """
+    if not resume:
+        if ckpt_dir.is_dir() and any(ckpt_dir.glob("*.pt")):
+            raise InputError("run directory already has checkpoints; use --resume to continue "
+                             "or choose another --out", path=out)
+        return cfg, None, None, None
+    # temporaries a killed job left in the run went when its lock was taken (run_folder);
+    # a checkpoint elsewhere may belong to a run that is still writing
+    resume_path = resume_checkpoint(out, resume)
+    state = ckpt_mod.load_checkpoint(resume_path)
+    saved = saved_config(state, resume_path)
+    ckpt_mod.check_compatible(state, path=resume_path, model_name=cfg.model)
+    cfg = resumed_config(saved, cfg)
+    if int(state["epoch"]) >= cfg.epochs and not state.get("epoch_progress"):
+        log.info("%s: the run already finished its %d epochs; nothing to train",
+                 resume_path, int(state["epoch"]))
+        return cfg, state, resume_path, FitResult(
+            out, int(state["epoch"]), int(state.get("best_epoch", 0)),
+            float(state.get("best_val_macro_f1", -1.0)),
+            [dict(h) for h in state.get("history", [])], None, True)
+    return cfg, state, resume_path, None
+
+
+def _setup(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, di: DistInfo,
+           state: dict[str, Any] | None, resume_path: Path | None, progress: bool,
+           max_memory_bytes: int | None, check_resources: bool) -> _Run:
+    """Check the data, choose the device, build model, batch plan, optimiser and loaders."""
+    store = open_store(data)
     y_train, y_val = check_dataset(store, cfg)
     class_names = list(store.class_map.names)
     if state is not None:
         ckpt_mod.check_compatible(state, path=resume_path, model_name=cfg.model,
                                   class_names=class_names)
-    num_classes = len(class_names)
-
     device = select_device(cfg.device, di.local_rank)
     seed_everything(cfg.seed, cfg.deterministic)
     if di.distributed and cfg.batch_size % di.world_size:
@@ -461,7 +322,7 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
                          f"{di.world_size} processes", field="batch_size")
     per_rank_batch = cfg.batch_size // di.world_size
 
-    model = build_model(cfg.model, num_classes, cfg.model_kwargs)
+    model = build_model(cfg.model, len(class_names), cfg.model_kwargs)
     if cfg.init and resume_path is None:  # fine-tuning (train/pretrained.py)
         from tomoclass.train.pretrained import initialize_from
 
@@ -470,7 +331,7 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
     if min_box and int(store.box) < min_box:
         raise InputError(f"subtomograms of {store.box} voxels are smaller than model "
                          f"'{cfg.model}' accepts ({min_box}); extract larger boxes",
-                         path=_dataset_path(store), field="box")
+                         path=dataset_path(store), field="box")
     n_keep = 2 + (cfg.epochs // cfg.checkpoint_every if cfg.checkpoint_every else 0)
     limit = _limit(device, max_memory_bytes) if check_resources else None
     plan = plan_for_run(model, int(store.box), per_rank_batch, available_bytes=limit,
@@ -486,299 +347,194 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
     if use_cl:
         model.to(memory_format=torch.channels_last_3d)
     optimizer = build_optimizer(model, cfg)
-
-    from tomoclass.data import SubtomogramDataset
-
-    train_ds = SubtomogramDataset(store, split=cfg.train_split, augment=cfg.augment,
-                                  seed=cfg.seed)
-    val_ds = SubtomogramDataset(store, split=cfg.val_split, augment=False, seed=cfg.seed)
-    bn_loader = None
-    if cfg.bn_recalibration_samples and _has_batchnorm(model):
-        plain = SubtomogramDataset(store, split=cfg.train_split, augment=False, seed=cfg.seed)
-        order = np.random.default_rng([cfg.seed, 7]).permutation(len(plain))
-        picked = sorted(order[: cfg.bn_recalibration_samples].tolist())
-        bn_loader = DataLoader(_SplitSubset(torch.utils.data.Subset(plain, picked), di.rank,
-                                            di.world_size),
-                               batch_size=per_rank_batch, shuffle=False,
-                               num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
-    base_sampler = DistributedSampler(train_ds, num_replicas=di.world_size, rank=di.rank,
-                                      shuffle=True, seed=cfg.seed, drop_last=False)
-    sampler = _SkipSampler(base_sampler)
-    pin = device.type == "cuda"
-    train_loader = DataLoader(train_ds, batch_size=per_rank_batch, sampler=sampler,
-                              num_workers=cfg.num_workers, pin_memory=pin,
-                              persistent_workers=cfg.num_workers > 0)
-    val_loader = DataLoader(_SplitSubset(val_ds, di.rank, di.world_size),
-                            batch_size=per_rank_batch, shuffle=False,
-                            num_workers=cfg.num_workers, pin_memory=pin)
-    steps_per_epoch = math.ceil(len(base_sampler) / per_rank_batch)
+    loaders = build_loaders(store, cfg, di, per_rank_batch, device, has_batchnorm(model))
+    steps_per_epoch = math.ceil(len(loaders.base_sampler) / per_rank_batch)
     schedule = WarmupStepSchedule(optimizer, cfg, steps_per_epoch)
     dtype = amp_dtype(cfg, device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    return _Run(cfg, out, ckpt_dir, di, store, class_names, device, model, optimizer, plan,
+                loaders, per_rank_batch, steps_per_epoch, schedule, dtype, scaler, use_cl,
+                progress, n_train=len(y_train), n_val=len(y_val))
 
-    start_epoch, skip_batches = 0, 0
-    history: list[dict[str, Any]] = []
-    best_f1, best_epoch = -1.0, 0
-    partial = {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
-    if state is not None:
-        model.load_state_dict(state["model_state"])
-        optimizer.load_state_dict(state["optimizer_state"])
-        schedule.load_state_dict(state["schedule_state"])
-        if state.get("scaler_state"):
-            scaler.load_state_dict(state["scaler_state"])
-        start_epoch = int(state["epoch"])
-        history = [dict(h) for h in state.get("history", [])]
-        best_f1 = float(state.get("best_val_macro_f1", -1.0))
-        best_epoch = int(state.get("best_epoch", 0))
-        prog = state.get("epoch_progress") or {}
-        skip_batches = int(prog.get("batches_done", 0))
-        if skip_batches:
-            partial = {k: prog[k] for k in partial}
-        rng = state["rng"]
-        if isinstance(rng, list):  # one entry per rank
-            rng = rng[di.rank] if di.rank < len(rng) else rng[0]
-        ckpt_mod.restore_rng_state(rng)
-        log.info("resuming %s at epoch %d%s", resume_path, start_epoch + 1,
-                 f" batch {skip_batches + 1}" if skip_batches else "")
 
+def _start_record(run: _Run, di: DistInfo) -> None:
+    """Wrap the model for DDP; write config.yaml and classes.yaml; open TensorBoard."""
     if di.distributed:
-        model_for_train: nn.Module = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+        run.model_for_train = nn.parallel.DistributedDataParallel(
+            run.model, device_ids=[run.device.index] if run.device.type == "cuda" else None)
     else:
-        model_for_train = model
-
+        run.model_for_train = run.model
     # the spectrum is only written by the main process (config.yaml, checkpoints)
-    data_info = _data_info(store, len(y_train), len(y_val), spectrum=di.is_main)
+    run.data_info = data_info(run.store, run.n_train, run.n_val, spectrum=di.is_main)
     if di.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        run_cfg = {
-            "format_version": CONFIG_FORMAT_VERSION,
-            "train": cfg.model_dump(mode="json"),
-            "data": data_info,
-            "classes": _class_map_dict(store.class_map),
-            "world_size": di.world_size,
-            "device": str(device),
-            "amp": str(dtype).removeprefix("torch.") if dtype else "off",
-            "channels_last_3d": use_cl,
-            "batch_plan": plan.to_dict(),
-            "versions": versions(),
-            "git_commit": git_commit(),
-            "command": [str(a) for a in sys.argv],
-            "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        _write_text(out / "config.yaml", yaml.safe_dump(run_cfg, sort_keys=False))
-        _write_text(out / "classes.yaml", _classes_yaml(store.class_map))
-    tb = _tensorboard(out) if di.is_main else None
+        run.out.mkdir(parents=True, exist_ok=True)
+        run.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        write_run_config(
+            run.out, run.cfg, run.store, run.data_info, world_size=di.world_size,
+            device=str(run.device),
+            amp=str(run.dtype).removeprefix("torch.") if run.dtype else "off",
+            channels_last_3d=run.use_cl, batch_plan=run.plan.to_dict())
+        run.tb = _tensorboard(run.out)
 
-    def payload(epoch_done: int, progress_state: dict[str, Any] | None) -> dict[str, Any]:
-        rng = ckpt_mod.capture_rng_state()
-        if di.distributed:
-            gathered: list[Any] = [None] * di.world_size
-            torch.distributed.all_gather_object(gathered, rng)
-            rng_all: Any = gathered
-        else:
-            rng_all = rng
-        return {
-            "format": ckpt_mod.FORMAT,
-            "format_version": ckpt_mod.FORMAT_VERSION,
-            "tomoclass_version": __version__,
-            "model_name": cfg.model,
-            "model_kwargs": dict(cfg.model_kwargs),
-            "num_classes": num_classes,
-            "class_names": class_names,
-            "size_groups": list(store.class_map.size_groups),
-            "voxel_size_angstrom": float(store.voxel_size_angstrom),
-            "box": int(store.box),
-            "data": data_info,
-            "train_config": cfg.model_dump(mode="json"),
-            "epoch": epoch_done,
-            "epoch_progress": progress_state,
-            "model_state": {k: v.detach().clone().contiguous() for k, v in
-                            model.state_dict().items()},
-            "optimizer_state": optimizer.state_dict(),
-            "schedule_state": schedule.state_dict(),
-            "scaler_state": scaler.state_dict() if scaler.is_enabled() else {},
-            "rng": rng_all,
-            "sampler": {"seed": cfg.seed, "epoch": epoch_done},
-            "history": history,
-            "best_val_macro_f1": best_f1,
-            "best_epoch": best_epoch,
-            "world_size": di.world_size,
-        }
 
+def _payload(run: _Run, done: Progress, epoch_done: int,
+             progress_state: dict[str, Any] | None) -> dict[str, Any]:
+    rng = ckpt_mod.capture_rng_state()
+    if run.di.distributed:
+        gathered: list[Any] = [None] * run.di.world_size
+        torch.distributed.all_gather_object(gathered, rng)
+        rng_all: Any = gathered
+    else:
+        rng_all = rng
+    return checkpoint_payload(
+        run.cfg, run.store, run.data_info, run.model, run.optimizer, run.schedule, run.scaler,
+        epoch_done=epoch_done, progress_state=progress_state, history=done.history,
+        best_f1=done.best_f1, best_epoch=done.best_epoch, world_size=run.di.world_size,
+        rng=rng_all)
+
+
+def _train(run: _Run, done: Progress) -> str | None:
+    """Train the remaining epochs; return the signal that stopped the run, if any."""
     stop = _StopFlag()
     interrupted: str | None = None
     with stop:
-        for epoch in range(start_epoch, cfg.epochs):
-            sampler.set_epoch(epoch, skip_batches * per_rank_batch)
-            if hasattr(train_ds, "set_epoch"):
-                train_ds.set_epoch(epoch)
-            model_for_train.train()
-            loss_sum, correct, seen = partial["loss_sum"], partial["correct"], partial["seen"]
-            t0 = time.perf_counter() - partial["seconds"]
-            batches_done = skip_batches
-            bar = _bar(progress and di.is_main, len(base_sampler) * di.world_size,
-                       skip_batches * cfg.batch_size, f"epoch {epoch + 1}/{cfg.epochs}")
-            for xb, yb in train_loader:
-                xb = xb.to(device, non_blocking=pin)
-                if use_cl:
-                    xb = xb.contiguous(memory_format=torch.channels_last_3d)
-                yb = yb.to(device, non_blocking=pin)
-                optimizer.zero_grad(set_to_none=True)
-                loss, logits = forward_backward(model_for_train, xb, yb, plan.accumulation_steps,
-                                                scaler, lambda: _autocast(device, dtype))
-                if not torch.isfinite(loss):
-                    raise diverged(loss.item(), xb, epoch + 1, schedule.step_count + 1,
-                                   schedule.lr, _dataset_path(store))
-                if cfg.max_grad_norm:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                scaler.step(optimizer)
-                scaler.update()
-                schedule.step()
-                n = yb.numel()
-                loss_sum += float(loss.detach()) * n
-                correct += int((logits.detach().argmax(1) == yb).sum())
-                seen += n
-                batches_done += 1
-                if bar is not None:
-                    bar.update(n * di.world_size)
-                    bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{schedule.lr:.2e}")
-                ckpt_mod.pause_hook(f"batch:{epoch + 1}:{batches_done}")
-                if any_rank(stop.signal is not None, di, device):
-                    interrupted = stop.signal or "SIGTERM"
-                    break
-            if bar is not None:
-                bar.close()
-            seconds = time.perf_counter() - t0
-            if interrupted and batches_done < steps_per_epoch:
-                prog_state = {"batches_done": batches_done, "loss_sum": loss_sum,
-                              "correct": correct, "seen": seen, "seconds": seconds}
-                pl = payload(epoch, prog_state)
-                if di.is_main:
-                    ckpt_mod.save_checkpoint(ckpt_dir / "last.pt", pl)
-                    log.warning("%s: stopped in epoch %d after batch %d; checkpoint %s "
-                                "(continue with --resume)", interrupted, epoch + 1,
-                                batches_done, ckpt_dir / "last.pt")
-                barrier(di)
+        for epoch in range(done.start_epoch, run.cfg.epochs):
+            sums, interrupted = _train_epoch(run, done, epoch, stop)
+            if interrupted and sums["batches_done"] < run.steps_per_epoch:
+                _save_partial(run, done, epoch, sums, interrupted)
                 break
-            skip_batches = 0
-            partial = {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
-
-            totals = torch.tensor([loss_sum, correct, seen], dtype=torch.float64, device=device)
-            all_reduce_sum(totals, di)
-            if bn_loader is not None:
-                _recalibrate_batchnorm(model, bn_loader, device, dtype, use_cl)
-            _average_buffers(model, di)
-            val_loss, cm = _validate(model, val_loader, device, dtype, use_cl, num_classes, di)
-            f1 = M.per_class_f1(cm)
-            record = {
-                "epoch": epoch + 1,
-                "lr": float(optimizer.param_groups[0]["lr"]),
-                "train_loss": float(totals[0] / totals[2]),
-                "train_accuracy": float(totals[1] / totals[2]),
-                "val_loss": val_loss,
-                "val_accuracy": M.accuracy(cm),
-                "val_macro_f1": M.macro_f1(cm),
-                "val_f1_per_class": {n: (None if np.isnan(v) else float(v))
-                                     for n, v in zip(class_names, f1, strict=True)},
-                "samples_per_s": float(totals[2]) / max(seconds, 1e-9),
-                "epoch_seconds": seconds,
-            }
-            history.append(record)
-            score = record["val_macro_f1"] if not math.isnan(record["val_macro_f1"]) else -1.0
-            is_best = score > best_f1
-            if is_best:
-                best_f1, best_epoch = score, epoch + 1
-            pl = payload(epoch + 1, None)
-            if di.is_main:
-                ckpt_mod.save_checkpoint(ckpt_dir / "last.pt", pl)
-                if is_best:
-                    ckpt_mod.save_checkpoint(ckpt_dir / "best.pt", pl)
-                if cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0:
-                    ckpt_mod.save_checkpoint(ckpt_dir / f"epoch_{epoch + 1:03d}.pt", pl)
-                _write_text(out / "metrics.jsonl",
-                            "".join(json.dumps(h) + "\n" for h in history))
-                if tb is not None:
-                    for k, v in record.items():
-                        if isinstance(v, (int, float)) and k != "epoch":
-                            tb.add_scalar(k, v, epoch + 1)
-                    tb.flush()
-                log.info("epoch %d/%d  train loss %.4f  val loss %.4f  val macro F1 %.4f  "
-                         "%.1f samples/s", epoch + 1, cfg.epochs, record["train_loss"],
-                         val_loss, record["val_macro_f1"], record["samples_per_s"])
-            barrier(di)
+            done.skip_batches = 0
+            done.partial = fresh_partial()
+            _end_epoch(run, done, epoch, sums)
             if interrupted:
                 log.warning("%s: stopped after epoch %d; checkpoint %s (continue with "
-                            "--resume)", interrupted, epoch + 1, ckpt_dir / "last.pt")
+                            "--resume)", interrupted, epoch + 1, run.ckpt_dir / "last.pt")
                 break
-    if tb is not None:
-        tb.close()
-    epochs_done = history[-1]["epoch"] if history else start_epoch
-    return FitResult(out, epochs_done, best_epoch, best_f1, history, interrupted)
+    return interrupted
+
+
+def _train_epoch(run: _Run, done: Progress, epoch: int, stop: _StopFlag
+                 ) -> tuple[dict[str, Any], str | None]:
+    """One epoch (or the rest of an interrupted one) of optimiser steps on this rank.
+
+    Returns the running sums (loss, correct, seen, seconds, batches done) and the signal
+    that stopped it, if any.
+    """
+    cfg, di, device, ld = run.cfg, run.di, run.device, run.loaders
+    pin = device.type == "cuda"
+    ld.sampler.set_epoch(epoch, done.skip_batches * run.per_rank_batch)
+    if hasattr(ld.train_ds, "set_epoch"):
+        ld.train_ds.set_epoch(epoch)
+    run.model_for_train.train()
+    part = done.partial
+    loss_sum, correct, seen = part["loss_sum"], part["correct"], part["seen"]
+    t0 = time.perf_counter() - part["seconds"]
+    batches_done = done.skip_batches
+    interrupted: str | None = None
+    bar = _bar(run.progress and di.is_main, len(ld.base_sampler) * di.world_size,
+               done.skip_batches * cfg.batch_size, f"epoch {epoch + 1}/{cfg.epochs}")
+    for xb, yb in ld.train:
+        xb = xb.to(device, non_blocking=pin)
+        if run.use_cl:
+            xb = xb.contiguous(memory_format=torch.channels_last_3d)
+        yb = yb.to(device, non_blocking=pin)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss, logits = forward_backward(run.model_for_train, xb, yb,
+                                        run.plan.accumulation_steps, run.scaler,
+                                        lambda: autocast(device, run.dtype))
+        if not torch.isfinite(loss):
+            raise diverged(loss.item(), xb, epoch + 1, run.schedule.step_count + 1,
+                           run.schedule.lr, dataset_path(run.store))
+        if cfg.max_grad_norm:
+            run.scaler.unscale_(run.optimizer)
+            nn.utils.clip_grad_norm_(run.model.parameters(), cfg.max_grad_norm)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.schedule.step()
+        n = yb.numel()
+        loss_sum += float(loss.detach()) * n
+        correct += int((logits.detach().argmax(1) == yb).sum())
+        seen += n
+        batches_done += 1
+        if bar is not None:
+            bar.update(n * di.world_size)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{run.schedule.lr:.2e}")
+        ckpt_mod.pause_hook(f"batch:{epoch + 1}:{batches_done}")
+        if any_rank(stop.signal is not None, di, device):
+            interrupted = stop.signal or "SIGTERM"
+            break
+    if bar is not None:
+        bar.close()
+    sums = {"batches_done": batches_done, "loss_sum": loss_sum, "correct": correct,
+            "seen": seen, "seconds": time.perf_counter() - t0}
+    return sums, interrupted
+
+
+def _save_partial(run: _Run, done: Progress, epoch: int, sums: dict[str, Any],
+                  interrupted: str) -> None:
+    """Checkpoint an epoch stopped by a signal after its last finished batch."""
+    pl = _payload(run, done, epoch, dict(sums))
+    if run.di.is_main:
+        ckpt_mod.save_checkpoint(run.ckpt_dir / "last.pt", pl)
+        log.warning("%s: stopped in epoch %d after batch %d; checkpoint %s "
+                    "(continue with --resume)", interrupted, epoch + 1,
+                    sums["batches_done"], run.ckpt_dir / "last.pt")
+    barrier(run.di)
+
+
+def _end_epoch(run: _Run, done: Progress, epoch: int, sums: dict[str, Any]) -> None:
+    """Precise BN, validation, the epoch's record, checkpoints and metrics.jsonl."""
+    cfg, di, device = run.cfg, run.di, run.device
+    totals = torch.tensor([sums["loss_sum"], sums["correct"], sums["seen"]],
+                          dtype=torch.float64, device=device)
+    all_reduce_sum(totals, di)
+    if run.loaders.bn is not None:
+        recalibrate_batchnorm(run.model, run.loaders.bn, device, run.dtype, run.use_cl)
+    average_buffers(run.model, di)
+    val_loss, cm = _validate(run.model, run.loaders.val, device, run.dtype, run.use_cl,
+                             len(run.class_names), di)
+    f1 = M.per_class_f1(cm)
+    record = {
+        "epoch": epoch + 1,
+        "lr": float(run.optimizer.param_groups[0]["lr"]),
+        "train_loss": float(totals[0] / totals[2]),
+        "train_accuracy": float(totals[1] / totals[2]),
+        "val_loss": val_loss,
+        "val_accuracy": M.accuracy(cm),
+        "val_macro_f1": M.macro_f1(cm),
+        "val_f1_per_class": {n: (None if np.isnan(v) else float(v))
+                             for n, v in zip(run.class_names, f1, strict=True)},
+        "samples_per_s": float(totals[2]) / max(sums["seconds"], 1e-9),
+        "epoch_seconds": sums["seconds"],
+    }
+    done.history.append(record)
+    score = record["val_macro_f1"] if not math.isnan(record["val_macro_f1"]) else -1.0
+    is_best = score > done.best_f1
+    if is_best:
+        done.best_f1, done.best_epoch = score, epoch + 1
+    pl = _payload(run, done, epoch + 1, None)
+    if di.is_main:
+        ckpt_mod.save_checkpoint(run.ckpt_dir / "last.pt", pl)
+        if is_best:
+            ckpt_mod.save_checkpoint(run.ckpt_dir / "best.pt", pl)
+        if cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0:
+            ckpt_mod.save_checkpoint(run.ckpt_dir / f"epoch_{epoch + 1:03d}.pt", pl)
+        write_text(run.out / "metrics.jsonl",
+                   "".join(json.dumps(h) + "\n" for h in done.history))
+        if run.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "epoch":
+                    run.tb.add_scalar(k, v, epoch + 1)
+            run.tb.flush()
+        log.info("epoch %d/%d  train loss %.4f  val loss %.4f  val macro F1 %.4f  "
+                 "%.1f samples/s", epoch + 1, cfg.epochs, record["train_loss"],
+                 val_loss, record["val_macro_f1"], record["samples_per_s"])
+    barrier(di)
 
 
 def _limit(device: torch.device, max_memory_bytes: int | None) -> int:
     avail = available_memory_bytes(device)
     return avail if max_memory_bytes is None else min(avail, max_memory_bytes)
-
-
-def _has_batchnorm(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-
-
-@torch.no_grad()
-def _recalibrate_batchnorm(model: nn.Module, loader: DataLoader, device: torch.device,
-                           dtype: torch.dtype | None, use_cl: bool) -> None:
-    """Recompute batch-norm running statistics with the epoch's final weights.
-
-    The running averages (momentum 0.1) follow the weights with a lag of ~10 steps; early in
-    training, or in short runs, the weights move faster than that and the statistics used
-    in eval mode no longer fit them (measured: a net at 89% training accuracy in train mode
-    predicted one class for every sample in eval mode; after recalibration 84% on the
-    validation split, see docs/training.md). This is "precise BN" (Wu & Johnson 2021): a
-    cumulative average over a fixed subset of training subtomograms, no augmentation, no
-    gradients, weights untouched.
-    """
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the recalibration batches
-    was_training = model.training
-    model.train()
-    try:
-        for xb, _ in loader:
-            xb = xb.to(device)
-            if use_cl:
-                xb = xb.contiguous(memory_format=torch.channels_last_3d)
-            with _autocast(device, dtype):
-                model(xb)
-    finally:
-        for m, mom in zip(bns, saved, strict=True):
-            m.momentum = mom
-        model.train(was_training)
-
-
-def _average_buffers(model: nn.Module, di: DistInfo) -> None:
-    """Average floating-point buffers (batch-norm running statistics) over ranks.
-
-    Each rank updates them from its own shard during training; averaging makes every
-    rank validate, and rank 0 save, the same model.
-    """
-    if not di.distributed:
-        return
-    for buf in model.buffers():
-        if buf.is_floating_point():
-            all_reduce_sum(buf.data, di)
-            buf.data /= di.world_size
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 @torch.inference_mode()
@@ -794,7 +550,7 @@ def _validate(model: nn.Module, loader: DataLoader, device: torch.device,
         if use_cl:
             xb = xb.contiguous(memory_format=torch.channels_last_3d)
         yb = yb.to(device)
-        with _autocast(device, dtype):
+        with autocast(device, dtype):
             logits = model(xb)
         logits = logits.float()
         loss_sum[0] += F.cross_entropy(logits, yb, reduction="sum").double()

@@ -22,6 +22,7 @@ import torch
 from tomoclass.errors import InputError
 from tomoclass.io import schema as S
 from tomoclass.io.annotate import INPUT_ROW
+from tomoclass.train.device import amp_dtype_for_inference, autocast, select_device
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +245,6 @@ def predict_particles(
     from tomoclass.io.particles import COORDS_ANGPIX_HINT, OVERSHOOT_RATIO, overshoot
     from tomoclass.io.tomonames import resolve_tomogram_name
     from tomoclass.io.volume import warn_if_beam_along_y
-    from tomoclass.train.loop import _autocast, select_device
     from tomoclass.train.resources import check_fits, estimate_prediction
     from tomoclass.train.run import load_run
 
@@ -318,7 +318,7 @@ def predict_particles(
                 x = filter_boxes(x, grid)
             if use_cl:
                 x = x.contiguous(memory_format=torch.channels_last_3d)
-            with _autocast(dev, dtype):
+            with autocast(dev, dtype):
                 logits = model(x)
             probs[start:start + len(boxes)] = torch.softmax(logits.float(), 1).cpu().numpy()
             if bar is not None:
@@ -341,13 +341,6 @@ def predict_particles(
                             tuple(vol.shape), spectrum_gain,
                             None if isinstance(coords, pd.DataFrame) else Path(coords),
                             coordinate_pixel_size_angstrom)
-
-
-def amp_dtype_for_inference(device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA devices that support it, else full precision."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return None
 
 
 def write_predictions(result: PredictionResult | Sequence[PredictionResult],

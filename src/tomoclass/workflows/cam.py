@@ -22,7 +22,7 @@ from tomoclass.errors import InputError
 from tomoclass.evaluate.compare import unique_labels
 from tomoclass.io.outputs import claim_dir
 from tomoclass.train import load_run
-from tomoclass.train.loop import select_device
+from tomoclass.train.device import select_device
 from tomoclass.workflows.evaluate import SplitInputs, check_voxel_size, class_remap
 
 
