@@ -264,7 +264,8 @@ def tier_markdown(agg: Mapping[str, Any], class_names: Sequence[str],
              "|---|---|" + "---|" * (len(class_names) + 1)]
     for m in models:
         pm = per_model[m]
-        lines.append(f"| {m} | ours ({len(pm['seeds'])} seeds) | "
+        n = len(pm["seeds"])
+        lines.append(f"| {m} | ours ({n} seed{'s' if n != 1 else ''}) | "
                      + " | ".join(format_mean_sd(pm["f1"][n]) for n in class_names)
                      + f" | {format_mean_sd(pm['macro_f1'])} |")
         if m in paper_f1:
@@ -286,11 +287,12 @@ def tier_markdown(agg: Mapping[str, Any], class_names: Sequence[str],
                         f"({_f(r.get('relative_range'))})" for s, r in c["runs"].items())
         lines.append(f"| {m} | {c['n_converged']} / {c['n']} | {per} |")
     lines += ["", "## Accuracy against training time", "", "![accuracy vs time](time_f1.png)",
-              "", "| model | training s (mean ± s.d.) | macro F1 |", "|---|---|---|"]
+              "", "| model | training s per run (mean ± s.d.) | macro F1 |", "|---|---|---|"]
     for m in models:
         ta = agg["time_accuracy"][m]
-        lines.append(f"| {m} | {format_mean_sd(ta['train_seconds'])} | "
-                     f"{format_mean_sd(ta['macro_f1'])} |")
+        sec = ta["train_seconds"]
+        spread = f" ± {sec['sd']:.0f}" if sec["sd"] is not None else ""
+        lines.append(f"| {m} | {sec['mean']:.0f}{spread} | {format_mean_sd(ta['macro_f1'])} |")
     return "\n".join(lines) + "\n"
 
 
