@@ -74,3 +74,15 @@ def test_trains_evaluates_and_gives_cams_through_the_unchanged_pipeline(tmp_path
     vols = np.random.default_rng(0).standard_normal((2, 32, 32, 32)).astype(np.float32)
     res = class_activation_maps(model, vols, np.array([0, 1]))
     assert res.method == "cam"
+
+
+def test_models_summary_leaves_out_monai_when_it_is_missing(monkeypatch):
+    from tomoclass.models import summarize_models
+
+    monkeypatch.setitem(sys.modules, "monai", None)
+    monkeypatch.setitem(sys.modules, "monai.networks.nets", None)
+    rows = summarize_models(names=None, input_size=32)
+    assert "monai_densenet121" not in {r.name for r in rows}
+    assert {"densenet3d", "dilated_densenet3d", "shrec_cnn"} <= {r.name for r in rows}
+    with pytest.raises(InputError, match="bench"):
+        summarize_models(names=["monai_densenet121"])
