@@ -146,11 +146,13 @@ def aggregate(out: Path, bench: Benchmark) -> dict[str, Any]:
 
 
 def estimate(bench: Benchmark, models: Sequence[str], boxes: int, out: Path, work: Path,
-             device: str = "cpu") -> dict[str, Any]:
-    """Time one epoch of each model on ``boxes`` random 32³ boxes; extrapolate to the tier.
+             device: str = "cpu", epochs_timed: int = 1) -> dict[str, Any]:
+    """Time epochs of each model on ``boxes`` random 32³ boxes; extrapolate to the tier.
 
-    The epoch runs through :func:`tomoclass.train.fit` (the real loop: loader, Adam, the
-    tier's preset and batch); evaluation speed is timed on the same boxes in eval mode.
+    The epochs run through :func:`tomoclass.train.fit` (the real loop: loader, Adam, the
+    tier's preset and batch); the last one's samples/s is used (with ``epochs_timed`` 2 the
+    first epoch's one-off costs, such as oneDNN kernel creation, are left out). Evaluation
+    speed is timed on the same boxes in eval mode.
     """
     import pandas as pd
     import torch
@@ -176,6 +178,7 @@ def estimate(bench: Benchmark, models: Sequence[str], boxes: int, out: Path, wor
         bench.tier["test_tomograms"])
     epochs = int(bench.tier["epochs"])
     res: dict[str, Any] = {"tier": bench.tier_name, "boxes": boxes, "box": bench.box,
+                           "epochs_timed": epochs_timed, "loadavg_start": list(os.getloadavg()),
                            "tier_train_boxes": n_train, "tier_test_boxes": n_test,
                            "tier_epochs": epochs, "torch_threads": torch.get_num_threads(),
                            "machine": machine_record(), "git_commit": git_commit(),
@@ -184,7 +187,7 @@ def estimate(bench: Benchmark, models: Sequence[str], boxes: int, out: Path, wor
     for model in models:
         run_dir = work / f"estimate_{model}"
         shutil.rmtree(run_dir, ignore_errors=True)
-        cfg = train_config(bench, model, 0, epochs=1, device=device)
+        cfg = train_config(bench, model, 0, epochs=epochs_timed, device=device)
         fit(cfg, ds, run_dir, progress=False, check_resources=False)
         hist = read_metrics_log(run_dir / "metrics.jsonl")[-1]
         net = get_model(model, num_classes=k, **bench.model_kwargs(model)).eval()
@@ -226,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--estimate", action="store_true",
                    help="time one epoch per model on --boxes random boxes and extrapolate")
     p.add_argument("--boxes", type=int, default=48, help="with --estimate (default 48)")
+    p.add_argument("--epochs-timed", type=int, default=2,
+                   help="with --estimate: epochs run, the last one timed (default 2)")
     return p
 
 
@@ -247,7 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          / f"tomoclass_small_tier_{args.tier}")
         if args.estimate:
             estimate(bench, models, args.boxes, args.out, work,
-                     device="cpu" if args.device == "auto" else args.device)
+                     device="cpu" if args.device == "auto" else args.device,
+                     epochs_timed=args.epochs_timed)
             return 0
         preset_name = str(args.preset or bench.tier.get("preset")
                           or (bench.raw.get("train") or {}).get("preset", "default"))
