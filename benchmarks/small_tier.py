@@ -48,7 +48,7 @@ from shrec12 import (
     train_config,
     write_json,
 )
-from tier_data import open_work, parse_seeds, prepare_data
+from tier_data import data_fingerprint, open_work, parse_seeds, prepare_data
 
 from tomoclass.errors import InputError, TomoclassError
 from tomoclass.evaluate.compare import read_metrics_log
@@ -70,15 +70,18 @@ ORDER = (*MODELS, *EXTRA_MODELS)
 
 
 def check_protocol(out: Path, bench: Benchmark, preset_name: str, epochs: int) -> None:
-    """Refuse to mix runs of another tier, preset or length in one results folder."""
-    want = {"tier": bench.tier_name, "preset": preset_name, "epochs": epochs,
-            "classes": bench.names}
+    """Refuse to mix runs of another tier, preset, length or data in one results folder."""
+    want = json.loads(json.dumps({"tier": bench.tier_name, "preset": preset_name,
+                                  "epochs": epochs, "classes": bench.names,
+                                  "data": data_fingerprint(bench)}, default=str))
     path = out / "protocol.json"
     if path.exists():
         have = json.loads(path.read_text())
         if have != want:
-            raise InputError(f"the results folder holds runs of another protocol ({have}); "
-                             "use another --out", path=path, field="protocol")
+            diff = sorted(k for k in want if have.get(k) != want[k])
+            raise InputError(f"the results folder holds runs of another protocol (differs in "
+                             f"{', '.join(diff)}); use another --out", path=path,
+                             field="protocol")
         return
     out.mkdir(parents=True, exist_ok=True)
     write_json(path, want)

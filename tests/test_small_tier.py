@@ -140,3 +140,14 @@ def test_smoke_tier_end_to_end_resumes_and_aggregates(tier, tmp_path, capsys):
     for png in ("fig4a.png", "time_f1.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert "dilated - plain macro F1" in capsys.readouterr().out
+
+    # time to accuracy on the same scratch folder (the data reused): a target no run reaches
+    tta = _load("time_to_accuracy")
+    assert tta.main(["--tier", "small12_smoke", "--out", str(out / "tta"), "--work", str(work),
+                     "--target-f1", "1.0", "--max-epochs", "2", "--variants", "plain"]) == 0
+    assert (work / "data.json").stat().st_mtime_ns == stamp
+    (res,) = (out / "tta").glob("time_to_accuracy_small12_smoke_*.json")
+    (v,) = json.loads(res.read_text())["variants"]
+    assert v["variant"] == "plain" and v["reached_at_epoch"] is None
+    assert [c["epoch"] for c in v["curve"]] == [1, 2] and v["minutes_trained"] > 0
+    assert v["train_config"]["warmup_epochs"] == 0 and v["train_config"]["epochs"] == 2
