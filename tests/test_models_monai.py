@@ -11,12 +11,12 @@ from test_train_support import make_dataset, one_thread
 
 from tomoclass.errors import InputError
 from tomoclass.models import get_model, list_models
+from tomoclass.models.monai_densenet import monai_available
 
 one_thread = pytest.fixture(autouse=True)(one_thread)
 
-needs_monai = pytest.mark.skipif(
-    "monai" not in sys.modules and __import__("importlib").util.find_spec("monai") is None,
-    reason="MONAI not installed (pip install 'tomoclass[bench]')")
+needs_monai = pytest.mark.skipif(not monai_available(),
+                                 reason="MONAI not installed (pip install 'tomoclass[bench]')")
 
 
 def test_registered_and_a_missing_monai_is_one_line_naming_the_extra(monkeypatch):
