@@ -323,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="reproduce_table2.py",
         description="Reproduce Gao et al. 2020 Table 2 / Fig. 4 / Fig. 5 on the shrec12 "
                     "benchmark (docs/reproduce.md).")
-    p.add_argument("--tier", required=True, choices=("cpu", "gpu", "gpu_probe", "smoke"))
+    p.add_argument("--tier", required=True, choices=("cpu", "gpu", "gpu30", "gpu_probe", "smoke"))
     p.add_argument("--out", required=True, type=Path,
                    help="results folder (small files only: JSON, Markdown, PNG)")
     p.add_argument("--data-root", type=Path,

@@ -37,7 +37,8 @@ from tomoclass.metrics import SIZE_GROUPS as GROUPS
 from tomoclass.workflows.evaluate import evaluate_run
 
 __all__ = [
-    "DEFAULT_CONFIG", "GROUPS", "MODELS", "ROOT", "Benchmark", "Clock", "build_data",
+    "DEFAULT_CONFIG", "EXTRA_MODELS", "GROUPS", "MODELS", "ROOT", "Benchmark", "Clock",
+    "build_data",
     "default_data_root", "evaluate", "extract", "load_benchmark", "machine_record",
     "prepare_work", "run_record", "simulate", "simulation_config", "train_config",
     "train_runs", "write_json",
@@ -58,7 +59,10 @@ TIER_KEYS = {"reduces", "n_tomograms", "shape_zyx", "n_particles", "train_tomogr
              "calibration_epochs", "cam_particles", "model_kwargs", "box",
              "calibration_sweep_dose_e_per_angstrom2", "border",
              "max_per_class_per_tomogram", "lr_step_epochs", "locate_stride",
-             "val_tomograms"}
+             "val_tomograms", "classes", "preset"}
+
+#: Models a tier may train beside the paper's three (no paper values; issue 18's generic row).
+EXTRA_MODELS = ("monai_densenet121",)
 
 
 @dataclass
@@ -165,17 +169,26 @@ def load_benchmark(config: str | Path, tier: str, data_root: str | Path | None =
             0 <= int(i) < int(t["n_tomograms"]) for i in split_ids):
         raise InputError("train/val/test tomograms must be distinct indices below n_tomograms",
                          path=path, field=f"tiers.{tier}")
+    known = (*MODELS, *EXTRA_MODELS)
     for m in (t["seeds"] or {}):
-        if m not in MODELS:
-            raise InputError(f"seeds for unknown model {m!r} (known: {', '.join(MODELS)})",
+        if m not in known:
+            raise InputError(f"seeds for unknown model {m!r} (known: {', '.join(known)})",
                              path=path, field=f"tiers.{tier}.seeds")
     root = Path(data_root).expanduser().resolve() if data_root else default_data_root(raw)
     if not root.is_dir():
         raise InputError("data root not found: it must hold structures/pdb (the shared data "
                          "folder); pass --data-root", path=root, field="data_root")
     bench = Benchmark(raw=raw, tier_name=tier, tier=t, data_root=root, config_path=path)
-    for i, c in enumerate(_need(raw, "classes", path)):
+    all_classes = _need(raw, "classes", path)
+    subset = [str(n) for n in t.get("classes") or []]
+    unknown_cls = set(subset) - {str(c.get("name")) for c in all_classes if isinstance(c, dict)}
+    if unknown_cls:
+        raise InputError(f"tier classes not among the benchmark's classes: "
+                         f"{sorted(unknown_cls)}", path=path, field=f"tiers.{tier}.classes")
+    for i, c in enumerate(all_classes):
         name = str(_need(c, "name", path, f"classes[{i}]."))
+        if subset and name not in subset:
+            continue
         group = str(_need(c, "size_group", path, f"classes[{i}]."))
         if group not in GROUPS:
             raise InputError(f"size group {group!r} is not one of {GROUPS}", path=path,
@@ -304,17 +317,20 @@ def extract(ds_dir: Path, written: list[dict[str, str]], bench: Benchmark, sim_c
 
 
 def train_config(bench: Benchmark, model: str, seed: int, epochs: int | None = None,
-                 device: str = "auto"):
+                 device: str = "auto", preset_name: str | None = None):
     """The paper protocol (train ``default`` preset) at the tier's size for one run.
 
     The tier's test tomogram is the validation split: it is only monitored (the per-epoch F1
     gives Fig. 4B); Table 2 evaluates the final checkpoint, so nothing is chosen on it.
+    ``preset_name`` (else the tier's ``preset``, else the YAML's ``train.preset``) chooses
+    the train preset (``plain``: the floor of issue 18).
     """
     from tomoclass.train import preset
 
     tr = bench.raw.get("train") or {}
+    name = preset_name or bench.tier.get("preset") or tr.get("preset", "default")
     return preset(
-        str(tr.get("preset", "default")), model=model, seed=seed,
+        str(name), model=model, seed=seed,
         epochs=int(epochs or bench.tier["epochs"]), batch_size=int(bench.tier["batch_size"]),
         checkpoint_every=int(bench.tier.get("checkpoint_every", 5)),
         augment=bool(tr.get("augment", False)), val_split="test",

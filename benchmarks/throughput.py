@@ -134,6 +134,7 @@ def make_train_step(model: nn.Module, batch: int, device: torch.device, amp: boo
     model.train()
 
     def step() -> None:
+        model.train()  # the inference rounds of another thread count set eval mode
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             loss = nn.functional.cross_entropy(model(x), y)
@@ -148,6 +149,7 @@ def make_infer(model: nn.Module, batch: int, device: torch.device, amp: bool) ->
         device)
 
     def infer() -> None:
+        model.eval()
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
                                                     enabled=amp):
             model(x)
@@ -268,6 +270,20 @@ def machine_info(device: torch.device) -> dict:
     return info
 
 
+def print_table(res: dict, label: str) -> None:
+    """One thread count's training and inference rows."""
+    print(f"\n{'training, ' + label:44s} {'samples/s':>10s} {'cpu-time':>9s} {'GFLOP/s':>8s} "
+          f"{'x plain':>8s} {'x plain(cpu)':>12s} {'of matmul':>9s}")
+    for section in ("training", "inference"):
+        if section == "inference":
+            print(f"\n{'inference, ' + label:44s}")
+        for k, d in res[section].items():
+            print(f"{k:44s} {d['samples_per_s_wall']:10.2f} {d['samples_per_s_cpu_time']:9.2f} "
+                  f"{d['achieved_gflops_wall']:8.1f} {d['speedup_vs_plain_reference_wall']:8.2f} "
+                  f"{d.get('speedup_vs_plain_reference_cpu_time', float('nan')):12.2f} "
+                  f"{d['fraction_of_matmul_wall']:9.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
@@ -277,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iters", type=int, default=None, help="timed rounds")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--thread-counts", default=None, metavar="N1,N2",
+                   help="CPU: time training and inference at each of these torch thread counts "
+                        "in turn (default 1,2: the speed-up over the plain reference differs "
+                        "between them, issue 18); the top-level numbers are the last count's")
     p.add_argument("--compile", action="store_true", help="CUDA: also time torch.compile")
     p.add_argument("--models", nargs="*", default=None, help="subset of registered models")
     p.add_argument("--out", type=Path, default=HERE / "results")
@@ -286,6 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cuda = device.type == "cuda"
+    if args.thread_counts:
+        thread_counts = [int(t) for t in args.thread_counts.split(",") if t.strip()]
+    else:
+        thread_counts = [args.threads] if (args.threads or cuda) else [1, 2]
+    if cuda:
+        thread_counts = [torch.get_num_threads()]
     quick = args.quick
     train_batch = args.train_batch or (8 if quick and not cuda else 64)
     infer_batch = args.infer_batch or (16 if quick and not cuda else (512 if cuda else 64))
@@ -348,9 +374,6 @@ def main(argv: list[str] | None = None) -> int:
                                  .to(device))
             train_fns["dilated_densenet3d+compile"] = make_train_step(comp, train_batch, device,
                                                                       amp)
-    print("training round-robin:", ", ".join(train_fns), flush=True)
-    train_t = round_robin(train_fns, iters, warmup, device)
-
     infer_fns: dict[str, Callable[[], None]] = {
         "plain_reference": make_infer(plain.eval(), infer_batch, device, amp=False)}
     fast = {}
@@ -362,8 +385,14 @@ def main(argv: list[str] | None = None) -> int:
     if cuda and args.compile and "dilated_densenet3d" in models:
         comp = torch.compile(models["dilated_densenet3d"])
         infer_fns["dilated_densenet3d+compile"] = make_infer(comp, infer_batch, device, amp)
-    print("inference round-robin:", ", ".join(infer_fns), flush=True)
-    infer_t = round_robin(infer_fns, iters, warmup, device)
+    timed = {}
+    for n_threads in thread_counts:
+        torch.set_num_threads(n_threads)
+        print(f"threads {n_threads}: training round-robin:", ", ".join(train_fns), flush=True)
+        train_t = round_robin(train_fns, iters, warmup, device)
+        print(f"threads {n_threads}: inference round-robin:", ", ".join(infer_fns), flush=True)
+        timed[n_threads] = (train_t, round_robin(infer_fns, iters, warmup, device))
+    train_t, infer_t = timed[thread_counts[-1]]
 
     # optimized logits against the plain reference with the same weights
     check = {}
@@ -395,6 +424,13 @@ def main(argv: list[str] | None = None) -> int:
 
     result["flops_forward_per_sample"] = flops_fwd
     result["flops_train_per_sample"] = flops_train
+    result["thread_counts"] = thread_counts
+    result["by_threads"] = {
+        str(n): {"training": {k: describe(v, tr, train_batch, flops_train[base_of(k)])
+                              for k, v in tr.items()},
+                 "inference": {k: describe(v, inf, infer_batch, flops_fwd[base_of(k)])
+                               for k, v in inf.items()}}
+        for n, (tr, inf) in timed.items()}
     result["training"] = {
         k: describe(v, train_t, train_batch, flops_train[base_of(k)]) for k, v in train_t.items()
     }
@@ -435,16 +471,9 @@ def main(argv: list[str] | None = None) -> int:
     result["load_avg_after"] = os.getloadavg()
     result["elapsed_s"] = time.perf_counter() - started
 
-    print(f"\n{'training':44s} {'samples/s':>10s} {'cpu-time':>9s} {'GFLOP/s':>8s} "
-          f"{'x plain':>8s} {'x plain(cpu)':>12s} {'of matmul':>9s}")
-    for section in ("training", "inference"):
-        if section == "inference":
-            print(f"\n{'inference':44s}")
-        for k, d in result[section].items():
-            print(f"{k:44s} {d['samples_per_s_wall']:10.2f} {d['samples_per_s_cpu_time']:9.2f} "
-                  f"{d['achieved_gflops_wall']:8.1f} {d['speedup_vs_plain_reference_wall']:8.2f} "
-                  f"{d.get('speedup_vs_plain_reference_cpu_time', float('nan')):12.2f} "
-                  f"{d['fraction_of_matmul_wall']:9.2f}")
+    for n_threads, res in result["by_threads"].items():
+        print_table(res, f"{n_threads} thread(s)")
+
     print(f"\nloader: {result['loader']['samples_per_s']:.0f} samples/s; "
           f"load avg before {load_before}, after {result['load_avg_after']}; "
           f"{result['elapsed_s']:.0f} s")

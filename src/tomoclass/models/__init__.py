@@ -1,13 +1,15 @@
 """Classifier networks for subtomograms and their registry.
 
 Models: ``dilated_densenet3d`` (Gao et al. 2020), ``densenet3d`` (its all-dilation-1
-baseline) and ``shrec_cnn`` (the SHREC'19 CNN baseline). Build one with
+baseline), ``shrec_cnn`` (the SHREC'19 CNN baseline) and ``monai_densenet121`` (MONAI's 3D
+DenseNet-121; needs the optional extra ``bench``). Build one with
 ``get_model(name, num_classes=...)``; every model has ``forward_features``,
 ``forward_head``, ``get_classifier``, ``reset_classifier``, ``model_name``,
 ``model_config``, ``has_gap_head`` and ``min_input_size``.
 """
 
 from tomoclass.models import densenet as _densenet  # noqa: F401  (registers the DenseNets)
+from tomoclass.models import monai_densenet as _monai  # noqa: F401  (monai_densenet121; optional)
 from tomoclass.models import shrec_cnn as _shrec_cnn  # noqa: F401  (registers shrec_cnn)
 from tomoclass.models.analysis import (
     ModelSummary,

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from tomoclass.errors import InputError
 from tomoclass.models.registry import get_model, list_models
 
 
@@ -134,11 +135,17 @@ def summarize_models(
     input_size
         Edge of the cubic sample for the FLOP count (32 as the paper).
     names
-        Models to summarise (default: all registered).
+        Models to summarise (default: all registered whose optional dependencies are
+        installed; a model named here without them raises ``InputError``).
     """
     rows = []
     for name in names or list_models():
-        model = get_model(name, num_classes=num_classes)
+        try:
+            model = get_model(name, num_classes=num_classes)
+        except InputError:
+            if names:
+                raise
+            continue  # an optional model (monai_densenet121) whose library is not installed
         rows.append(
             ModelSummary(
                 name=name,

@@ -71,7 +71,9 @@ def activation_bytes_per_sample(model: nn.Module, box: int) -> int:
     memory-efficient mode the outputs a layer recomputes in the backward pass (its
     ``recomputed_children``) are not kept, so they are not counted.
     """
-    meta = copy.deepcopy(model).to("meta")
+    # eval mode: the same output sizes, and batch norm accepts one sample of a 1^3 map
+    # (MONAI's DenseNet121 at 32^3 ends in one; train mode refuses a batch of one there)
+    meta = copy.deepcopy(model).to("meta").eval()
     total = 0
     skip = {id(getattr(m, name)) for m in meta.modules() if getattr(m, "memory_efficient", False)
             for name in getattr(m, "recomputed_children", ())}

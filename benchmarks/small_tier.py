@@ -1,0 +1,288 @@
+"""Issue 18's small-particle tier: one resumable job per (model, seed), then the aggregate.
+
+    # the full tier, a few runs per session (each run ~30 min on 2 idle cores):
+    python benchmarks/small_tier.py --tier small12 --out benchmarks/results/small12 \\
+        --work ~/tomoclass_small12 --models dilated_densenet3d --seeds 0-4
+    # the tables and figures of whatever runs exist:
+    python benchmarks/small_tier.py --tier small12 --out benchmarks/results/small12 --aggregate-only
+    # how long a run takes here: one epoch of every model on a reduced synthetic set:
+    python benchmarks/small_tier.py --tier small12 --out benchmarks/results --estimate
+    # plumbing (about a minute):
+    python benchmarks/small_tier.py --tier small12_smoke --out /tmp/small_smoke
+
+The tier is defined in ``benchmarks/configs/shrec12.yaml`` (``small12``: the paper's tiny and
+small classes plus two medium anchors at 32³). The tomograms and the dataset are made once in
+``--work`` and reused by later sessions (a fingerprint of the tier settings decides); every
+(model, seed) trains into ``--work/runs/<model>_seed<s>`` (an interrupted run resumes from its
+``last.pt``) and, when done, writes ``--out/runs/<model>_seed<s>.json``: per-class F1 of the
+final checkpoint on the test tomogram, the per-epoch validation loss / macro F1 / seconds, the
+convergence verdict (validation loss flat over the last epochs) and the wall time. A run
+whose JSON exists is skipped. The aggregate (:func:`tomoclass.evaluate.tier.aggregate_tier`)
+writes ``summary.json``, ``table.md``, ``fig4a.png`` and ``time_f1.png`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from shrec12 import (
+    DEFAULT_CONFIG,
+    EXTRA_MODELS,
+    MODELS,
+    Benchmark,
+    evaluate,
+    load_benchmark,
+    machine_record,
+    run_record,
+    train_config,
+    write_json,
+)
+from tier_data import data_fingerprint, open_work, parse_seeds, prepare_data
+
+from tomoclass.errors import InputError, TomoclassError
+from tomoclass.evaluate.compare import read_metrics_log
+from tomoclass.evaluate.seeds import format_mean_sd
+from tomoclass.evaluate.tier import (
+    aggregate_tier,
+    convergence,
+    load_run_records,
+    plot_accuracy_vs_time,
+    plot_tier_groups,
+    tier_markdown,
+)
+from tomoclass.io.atomic import atomic_path
+from tomoclass.provenance import git_commit
+
+log = logging.getLogger("small_tier")
+
+ORDER = (*MODELS, *EXTRA_MODELS)
+
+
+def check_protocol(out: Path, bench: Benchmark, preset_name: str, epochs: int) -> None:
+    """Refuse to mix runs of another tier, preset, length or data in one results folder."""
+    want = json.loads(json.dumps({"tier": bench.tier_name, "preset": preset_name,
+                                  "epochs": epochs, "classes": bench.names,
+                                  "data": data_fingerprint(bench)}, default=str))
+    path = out / "protocol.json"
+    if path.exists():
+        have = json.loads(path.read_text())
+        if have != want:
+            diff = sorted(k for k in want if have.get(k) != want[k])
+            raise InputError(f"the results folder holds runs of another protocol (differs in "
+                             f"{', '.join(diff)}); use another --out", path=path,
+                             field="protocol")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(path, want)
+
+
+def run_one(bench: Benchmark, model: str, seed: int, ds_dir: Path, work: Path, out: Path, *,
+            preset_name: str, epochs: int, device: str = "auto") -> Path | None:
+    """Train, evaluate and record one (model, seed); None when its record already exists."""
+    from tomoclass.train import fit
+
+    res = out / "runs" / f"{model}_seed{seed}.json"
+    if res.exists():
+        log.info("%s seed %d: done before (%s), skipped", model, seed, res)
+        return None
+    run_dir = work / "runs" / f"{model}_seed{seed}"
+    resume = (run_dir / "checkpoints" / "last.pt").exists()
+    if run_dir.exists() and not resume:
+        shutil.rmtree(run_dir)
+    cfg = train_config(bench, model, seed, epochs=epochs, device=device,
+                       preset_name=preset_name)
+    date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    load = list(os.getloadavg())
+    t0 = time.perf_counter()
+    fit(cfg, ds_dir, run_dir, resume=resume, progress=False)
+    wall = time.perf_counter() - t0
+    rep = evaluate(run_dir, ds_dir, bench, device=device)
+    rec = run_record(rep, run_dir, bench)
+    hist = read_metrics_log(run_dir / "metrics.jsonl")
+    rec.update({
+        "model": model, "seed": seed, "tier": bench.tier_name, "preset": preset_name,
+        "epochs": [{k: h.get(k) for k in ("epoch", "train_loss", "val_loss", "val_macro_f1",
+                                         "lr", "epoch_seconds", "samples_per_s")}
+                   for h in hist],
+        "convergence": convergence([h.get("val_loss") for h in hist]),
+        "wall_seconds_this_session": round(wall, 1), "resumed": resume,
+        "train_config": cfg.model_dump(mode="json"),
+        "machine": {**machine_record(), "loadavg": load, "loadavg_end": list(os.getloadavg())},
+        "git_commit": git_commit(), "date_utc": date,
+        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+    })
+    write_json(res, rec)
+    log.info("%s seed %d: macro F1 %.3f, %s, %.0f s", model, seed, rec["macro_f1"],
+             "converged" if rec["convergence"]["converged"] else "NOT converged", wall)
+    return res
+
+
+def aggregate(out: Path, bench: Benchmark) -> dict[str, Any]:
+    """Summary JSON, Markdown table and figures of every run record in ``out/runs``."""
+    agg = aggregate_tier(load_run_records(out / "runs"), bench.names)
+    agg["tier"] = bench.tier_name
+    agg["tier_settings"] = bench.tier
+    agg["classes"] = [{"name": n, "size_group": g} for n, g in
+                      zip(bench.names, bench.size_groups, strict=True)]
+    agg["git_commit"] = git_commit()
+    agg["date_utc"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    write_json(out / "summary.json", agg)
+    title = f"Small-particle tier `{bench.tier_name}` (shrec12 classes {', '.join(bench.names)})"
+    text = tier_markdown(agg, bench.names, bench.size_groups, title=title,
+                         paper_f1=bench.paper_f1(), models=ORDER)
+    with atomic_path(out / "table.md") as tmp:
+        tmp.write_text(text)
+    plot_tier_groups(agg, out / "fig4a.png", f"Fig. 4A, tier {bench.tier_name}", models=ORDER)
+    plot_accuracy_vs_time(agg, out / "time_f1.png", f"Accuracy vs time, {bench.tier_name}")
+    return agg
+
+
+def estimate(bench: Benchmark, models: Sequence[str], boxes: int, out: Path, work: Path,
+             device: str = "cpu", epochs_timed: int = 1) -> dict[str, Any]:
+    """Time epochs of each model on ``boxes`` random 32³ boxes; extrapolate to the tier.
+
+    The epochs run through :func:`tomoclass.train.fit` (the real loop: loader, Adam, the
+    tier's preset and batch); the last one's samples/s is used (with ``epochs_timed`` 2 the
+    first epoch's one-off costs, such as oneDNN kernel creation, are left out). Evaluation
+    speed is timed on the same boxes in eval mode.
+    """
+    import pandas as pd
+    import torch
+
+    from tomoclass.data import ClassMap, write_dataset
+    from tomoclass.models import get_model
+    from tomoclass.train import fit
+
+    k = len(bench.names)
+    rng = np.random.default_rng(0)
+    labels = np.arange(boxes) % k
+    ds = write_dataset(
+        work / "estimate_dataset", rng.standard_normal((boxes, bench.box, bench.box, bench.box)
+                                                       ).astype(np.float32),
+        pd.DataFrame({"tomogram": "t0", "x": 0.0, "y": 0.0, "z": np.arange(boxes, dtype=float),
+                      "class_name": [bench.names[i] for i in labels], "rot": np.nan,
+                      "tilt": np.nan, "psi": np.nan, "score": np.nan, "is_protein": True,
+                      "split": ["train"] * (boxes - k) + ["test"] * k}),
+        ClassMap(bench.names, bench.size_groups), 10.0)
+    n_train = int(bench.tier.get("max_per_class_per_tomogram") or 0) * k * len(
+        bench.tier["train_tomograms"])
+    n_test = int(bench.tier.get("max_per_class_per_tomogram") or 0) * k * len(
+        bench.tier["test_tomograms"])
+    epochs = int(bench.tier["epochs"])
+    res: dict[str, Any] = {"tier": bench.tier_name, "boxes": boxes, "box": bench.box,
+                           "epochs_timed": epochs_timed, "loadavg_start": list(os.getloadavg()),
+                           "tier_train_boxes": n_train, "tier_test_boxes": n_test,
+                           "tier_epochs": epochs, "torch_threads": torch.get_num_threads(),
+                           "machine": machine_record(), "git_commit": git_commit(),
+                           "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(
+                               timespec="seconds"), "models": {}}
+    for model in models:
+        run_dir = work / f"estimate_{model}"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        cfg = train_config(bench, model, 0, epochs=epochs_timed, device=device)
+        fit(cfg, ds, run_dir, progress=False, check_resources=False)
+        hist = read_metrics_log(run_dir / "metrics.jsonl")[-1]
+        net = get_model(model, num_classes=k, **bench.model_kwargs(model)).eval()
+        x = torch.randn(min(boxes, 32), 1, bench.box, bench.box, bench.box)
+        with torch.inference_mode():
+            net(x[:2])
+            t0 = time.perf_counter()
+            net(x)
+            eval_sps = len(x) / (time.perf_counter() - t0)
+        train_sps = float(hist["samples_per_s"])
+        epoch_s = n_train / train_sps + n_test / eval_sps
+        res["models"][model] = {
+            "train_samples_per_s": round(train_sps, 2), "eval_samples_per_s": round(eval_sps, 2),
+            "measured_epoch_seconds": round(float(hist["epoch_seconds"]), 1),
+            "tier_epoch_seconds_extrapolated": round(epoch_s, 1),
+            "tier_run_minutes_extrapolated": round(epoch_s * epochs / 60, 1),
+            "epochs_in_30_minutes": round(1800 / epoch_s, 1)}
+        log.info("%s: %s", model, res["models"][model])
+    res["loadavg_end"] = list(os.getloadavg())
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    write_json(out / f"small_tier_estimate_{bench.tier_name}_{stamp}.json", res)
+    return res
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="small_tier.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--tier", default="small12", help="tier of the benchmark YAML")
+    p.add_argument("--out", required=True, type=Path, help="results folder (small files)")
+    p.add_argument("--work", type=Path, help="scratch folder kept between sessions "
+                   "(default <tmp>/tomoclass_small_tier_<tier>)")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    p.add_argument("--data-root", type=Path)
+    p.add_argument("--models", help="comma-separated (default: the tier's seeds: keys)")
+    p.add_argument("--seeds", type=parse_seeds, help="e.g. 0-4 (default: the tier's)")
+    p.add_argument("--preset", help="train preset (default: the tier's, else 'default')")
+    p.add_argument("--epochs", type=int, help="override the tier's epochs")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--aggregate-only", action="store_true", help="only the tables and figures")
+    p.add_argument("--estimate", action="store_true",
+                   help="time one epoch per model on --boxes random boxes and extrapolate")
+    p.add_argument("--boxes", type=int, default=48, help="with --estimate (default 48)")
+    p.add_argument("--epochs-timed", type=int, default=2,
+                   help="with --estimate: epochs run, the last one timed (default 2)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (2 on bad input)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
+    import tempfile
+
+    try:
+        bench = load_benchmark(args.config, args.tier, args.data_root)
+        models = ([m.strip() for m in args.models.split(",") if m.strip()] if args.models
+                  else [m for m in ORDER if bench.seeds(m)])
+        unknown = [m for m in models if m not in ORDER]
+        if unknown:
+            raise InputError(f"unknown models {unknown} (known: {', '.join(ORDER)})",
+                             field="--models")
+        work = open_work(args.work or Path(tempfile.gettempdir())
+                         / f"tomoclass_small_tier_{args.tier}")
+        if args.estimate:
+            estimate(bench, models, args.boxes, args.out, work,
+                     device="cpu" if args.device == "auto" else args.device,
+                     epochs_timed=args.epochs_timed)
+            return 0
+        preset_name = str(args.preset or bench.tier.get("preset")
+                          or (bench.raw.get("train") or {}).get("preset", "default"))
+        epochs = int(args.epochs or bench.tier["epochs"])
+        if not args.aggregate_only:
+            check_protocol(args.out, bench, preset_name, epochs)
+            ds_dir = prepare_data(bench, work)
+            for model in models:
+                for seed in args.seeds if args.seeds is not None else bench.seeds(model):
+                    run_one(bench, model, seed, ds_dir, work, args.out,
+                            preset_name=preset_name, epochs=epochs, device=args.device)
+        agg = aggregate(args.out, bench)
+    except TomoclassError as exc:
+        print(f"small_tier.py: error: {exc}", file=sys.stderr)
+        return 2
+    for m, pm in agg["summary"]["per_model"].items():
+        c = agg["convergence"][m]
+        print(f"{m}: macro F1 {format_mean_sd(pm['macro_f1'])} over seeds {pm['seeds']}; "
+              f"converged {c['n_converged']}/{c['n']}")
+    if agg["paired"]:
+        d = agg["paired"]["macro"]
+        print(f"dilated - plain macro F1: {format_mean_sd(d)} (seeds {d['seeds']}, paired t p = "
+              f"{d['p_t']}, Wilcoxon p = {d['p_wilcoxon']})")
+    print(f"wrote {args.out / 'table.md'} and {args.out / 'summary.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""The data of a shrec12 tier kept in a scratch folder between sessions (a helper module).
+
+Used by ``small_tier.py`` and ``time_to_accuracy.py``: the tier's tomograms are simulated and
+its boxes extracted once into ``WORK/dataset``; a fingerprint of every setting they depend on
+(``WORK/data.json``) decides whether a later session reuses them. Only a folder carrying the
+marker file is ever written into or cleaned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from shrec12 import Benchmark, Clock, build_data, simulation_config
+
+from tomoclass.errors import InputError
+from tomoclass.io.atomic import atomic_path
+
+__all__ = ["WORK_MARKER", "data_fingerprint", "open_work", "parse_seeds", "prepare_data"]
+
+log = logging.getLogger("small_tier")
+
+#: Marker of a scratch folder this script made (it only ever removes things inside one).
+WORK_MARKER = ".tomoclass_small_tier_work"
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-4,7"`` -> ``[0, 1, 2, 3, 4, 7]``."""
+    out: list[int] = []
+    try:
+        for part in (p.strip() for p in text.split(",") if p.strip()):
+            lo, _, hi = part.partition("-")
+            out += list(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must look like 0-4,7; got {text!r}") from None
+    if not out or min(out) < 0:
+        raise argparse.ArgumentTypeError(f"seeds must be non-negative; got {text!r}")
+    return sorted(set(out))
+
+
+def open_work(work: Path) -> Path:
+    """The scratch folder, made (with a marker) or reused; a foreign non-empty one is refused."""
+    if work.exists() and any(work.iterdir()) and not (work / WORK_MARKER).exists():
+        raise InputError("scratch folder exists and was not made by small_tier.py; choose "
+                         "another --work", path=work, field="work")
+    work.mkdir(parents=True, exist_ok=True)
+    (work / WORK_MARKER).write_text("made by benchmarks/small_tier.py; safe to delete\n")
+    return work
+
+
+def data_fingerprint(bench: Benchmark) -> dict[str, Any]:
+    """What the tomograms and boxes depend on (a change rebuilds them and drops the runs)."""
+    keep = {k: v for k, v in bench.tier.items()
+            if k not in ("reduces", "epochs", "lr_step_epochs", "seeds", "preset",
+                         "parallel_runs", "num_workers", "eval_batch_size", "cam_particles",
+                         "checkpoint_every", "model_kwargs", "batch_size", "sim_processes")}
+    return {"tier": bench.tier_name, "settings": keep, "dose": bench.dose, "box": bench.box,
+            "classes": bench.names, "simulation": {k: bench.raw.get(k) for k in
+                                                   ("templates", "microscope", "tomogram",
+                                                    "extraction")}}
+
+
+def prepare_data(bench: Benchmark, work: Path) -> Path:
+    """The tier's dataset in ``work/dataset``: reused when its fingerprint matches, else made."""
+    stamp = work / "data.json"
+    want = json.loads(json.dumps(data_fingerprint(bench), default=str))
+    have = json.loads(stamp.read_text()) if stamp.exists() else {}
+    if {k: have.get(k) for k in want} == want and (work / "dataset").is_dir():
+        log.info("reusing the dataset in %s", work / "dataset")
+        return work / "dataset"
+    for sub in ("tomograms", "dataset", "runs"):  # inside the marked scratch folder only
+        shutil.rmtree(work / sub, ignore_errors=True)
+    stamp.unlink(missing_ok=True)
+    from tomoclass.simulate import load_class_templates
+
+    clock = Clock()
+    templates = load_class_templates(simulation_config(bench, bench.dose))
+    clock.lap("templates")
+    ds_dir, rep, _, _ = build_data(bench, templates, bench.dose, work, clock, "")
+    shutil.rmtree(work / "tomograms", ignore_errors=True)  # the boxes are all that is needed
+    with atomic_path(stamp) as tmp:
+        tmp.write_text(json.dumps({**want, "seconds": clock.seconds,
+                                   "n_written": rep.n_written}, default=str))
+    return ds_dir

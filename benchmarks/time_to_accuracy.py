@@ -1,0 +1,177 @@
+"""Minutes for the dilated net to reach a stated macro F1 on a tier, per training variant.
+
+    python benchmarks/time_to_accuracy.py --tier small12 --target-f1 0.6 \\
+        --variants default,plain --work ~/tomoclass_small12 --out benchmarks/results
+    # also: the CLI's default (with augmentation), a larger batch, memory-efficient mode
+    python benchmarks/time_to_accuracy.py --tier small12 --target-f1 0.6 \\
+        --variants default,default+augment,plain,plain+batch32,default+memory_efficient+batch64 ...
+    # plumbing (about a minute):
+    python benchmarks/time_to_accuracy.py --tier small12_smoke --target-f1 0.2 --max-epochs 2 \\
+        --variants default,plain --out /tmp/tta --work /tmp/tta_work
+
+Issue 18, item 4. A variant is a train preset (``default``, ``plain``, ``paper``) followed by
+``+`` modifiers: ``augment`` (wedge-preserving augmentation on, as ``tomoclass train`` has it;
+the tier otherwise follows the benchmark's ``train.augment: false``), ``batchN`` (global
+batch N; the preset's lr rule applies), ``memory_efficient`` (the DenseNet's checkpointed
+dense layers). The dilated net (``--model``) trains one epoch at a time on the tier's
+training tomograms (resumed from ``last.pt``, so the schedule is that of one long run),
+the test tomogram is scored after every epoch (monitored only), and the run stops at the
+first epoch whose macro F1 reaches ``--target-f1`` or at ``--max-epochs``. Minutes to the
+target count the training and validation wall time of the epochs (not data preparation).
+One JSON per call: ``OUT/time_to_accuracy_<tier>_<date>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from shrec12 import (
+    DEFAULT_CONFIG,
+    Benchmark,
+    load_benchmark,
+    machine_record,
+    train_config,
+    write_json,
+)
+from tier_data import open_work, prepare_data
+
+from tomoclass.errors import InputError, TomoclassError
+from tomoclass.evaluate.compare import read_metrics_log
+from tomoclass.provenance import git_commit
+from tomoclass.train import TrainConfig
+
+log = logging.getLogger("time_to_accuracy")
+
+MODIFIERS = ("augment", "batchN", "memory_efficient")
+
+
+def variant_config(bench: Benchmark, variant: str, model: str, seed: int, epochs: int,
+                   device: str) -> TrainConfig:
+    """The :class:`TrainConfig` of a variant name such as ``plain+batch32``.
+
+    Raises
+    ------
+    InputError
+        Unknown preset or modifier (named).
+    """
+    preset_name, *mods = variant.split("+")
+    cfg = train_config(bench, model, seed, epochs=epochs, device=device,
+                       preset_name=preset_name)
+    data = cfg.model_dump()
+    for mod in mods:
+        if mod == "augment":
+            data["augment"] = True
+        elif mod == "memory_efficient":
+            data["model_kwargs"] = {**data["model_kwargs"], "memory_efficient": True}
+        elif mod.startswith("batch") and mod[5:].isdigit() and int(mod[5:]) > 0:
+            data["batch_size"] = int(mod[5:])
+            if preset_name == "plain":  # plain: the lr does not follow the batch
+                data["lr_reference_batch"] = int(mod[5:])
+        else:
+            raise InputError(f"unknown variant modifier {mod!r} in {variant!r} (known: "
+                             f"{', '.join(MODIFIERS)})", field="--variants")
+    return TrainConfig.from_dict(data)
+
+
+def time_to_target(bench: Benchmark, variant: str, ds_dir: Path, work: Path, *, model: str,
+                   seed: int, target: float, max_epochs: int, device: str) -> dict[str, Any]:
+    """Train epoch by epoch until the monitored macro F1 reaches ``target``."""
+    from tomoclass.train import fit
+
+    run_dir = work / "tta_runs" / f"{model}_{variant}_seed{seed}"
+    shutil.rmtree(run_dir, ignore_errors=True)  # inside the marked scratch folder
+    curve: list[dict[str, Any]] = []
+    wall = 0.0
+    reached = None
+    for epoch in range(1, max_epochs + 1):
+        cfg = variant_config(bench, variant, model, seed, epoch, device)
+        t0 = time.perf_counter()
+        fit(cfg, ds_dir, run_dir, resume=epoch > 1, progress=False)
+        wall += time.perf_counter() - t0
+        h = read_metrics_log(run_dir / "metrics.jsonl")[-1]
+        curve.append({"epoch": epoch, "val_macro_f1": h["val_macro_f1"],
+                      "val_loss": h["val_loss"], "train_loss": h["train_loss"],
+                      "epoch_seconds": h["epoch_seconds"], "samples_per_s": h["samples_per_s"],
+                      "cumulative_wall_seconds": round(wall, 1)})
+        log.info("%s epoch %d: macro F1 %.3f, %.0f s so far", variant, epoch,
+                 h["val_macro_f1"], wall)
+        if h["val_macro_f1"] is not None and h["val_macro_f1"] >= target:
+            reached = epoch
+            break
+    return {"variant": variant, "train_config": cfg.model_dump(mode="json"),
+            "reached_at_epoch": reached,
+            "minutes_to_target": round(wall / 60, 2) if reached else None,
+            "best_macro_f1": max((c["val_macro_f1"] for c in curve
+                                  if c["val_macro_f1"] is not None), default=None),
+            "minutes_trained": round(wall / 60, 2), "curve": curve}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="time_to_accuracy.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--tier", default="small12")
+    p.add_argument("--target-f1", type=float, required=True, help="macro F1 to reach")
+    p.add_argument("--variants", default="default,plain", help="comma-separated (see above)")
+    p.add_argument("--model", default="dilated_densenet3d")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-epochs", type=int, help="stop here (default: the tier's epochs)")
+    p.add_argument("--out", type=Path, required=True, help="folder of the result JSON")
+    p.add_argument("--work", type=Path, help="scratch folder (shared with small_tier.py: the "
+                   "tier's dataset is reused; default <tmp>/tomoclass_small_tier_<tier>)")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    p.add_argument("--data-root", type=Path)
+    p.add_argument("--device", default="auto")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (2 on bad input)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
+    try:
+        if not 0.0 < args.target_f1 <= 1.0:
+            raise InputError("must be in (0, 1]", field="--target-f1")
+        bench = load_benchmark(args.config, args.tier, args.data_root)
+        variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+        for v in variants:  # refuse a bad name before any data is made
+            variant_config(bench, v, args.model, args.seed, 1, args.device)
+        work = open_work(args.work or Path(tempfile.gettempdir())
+                         / f"tomoclass_small_tier_{args.tier}")
+        date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        load = list(os.getloadavg())
+        ds_dir = prepare_data(bench, work)
+        max_epochs = int(args.max_epochs or bench.tier["epochs"])
+        results = [time_to_target(bench, v, ds_dir, work, model=args.model, seed=args.seed,
+                                  target=args.target_f1, max_epochs=max_epochs,
+                                  device=args.device) for v in variants]
+    except TomoclassError as exc:
+        print(f"time_to_accuracy.py: error: {exc}", file=sys.stderr)
+        return 2
+    rec = {"benchmark": "time to accuracy", "tier": bench.tier_name, "model": args.model,
+           "seed": args.seed, "target_macro_f1": args.target_f1, "max_epochs": max_epochs,
+           "variants": results, "machine": {**machine_record(), "loadavg": load,
+                                            "loadavg_end": list(os.getloadavg())},
+           "git_commit": git_commit(), "date_utc": date,
+           "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = args.out / f"time_to_accuracy_{bench.tier_name}_{stamp}.json"
+    write_json(path, rec)
+    for r in results:
+        got = (f"{r['minutes_to_target']:.1f} min (epoch {r['reached_at_epoch']})"
+               if r["reached_at_epoch"] else f"not reached in {r['minutes_trained']:.1f} min")
+        print(f"{r['variant']}: macro F1 {args.target_f1} {got}; best {r['best_macro_f1']}")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,375 @@
+"""Seed statistics of a benchmark tier whose runs are recorded one JSON per (model, seed).
+
+Issue 18's small-particle tier trains every (model, seed) as its own job, which may run in
+another session; each job writes a *run record* (the :mod:`tomoclass.evaluate.seeds` record
+plus its training curve and wall time). This module turns a folder of such records into the
+tier's answer:
+
+- per model, mean ± s.d. over seeds (:func:`tomoclass.evaluate.seeds.summarize_seeds`);
+- the dilated − plain difference per size group, paired by seed (the seeds share the data),
+  with its s.d., a paired t test and a Wilcoxon signed-rank test (:func:`paired_tests`);
+- whether each run converged: validation loss flat over its last ``k`` epochs
+  (:func:`convergence`);
+- accuracy against training time for every model (:func:`time_accuracy`);
+- Table 2 / Fig. 4A of the tier with error bars (:func:`tier_markdown`,
+  :func:`plot_tier_groups`, :func:`plot_accuracy_vs_time`).
+
+A run record is a dict with at least ``model``, ``seed``, ``f1`` ({class: F1 or None}),
+``group_f1`` ({group: F1}), ``macro_f1``, ``train_seconds`` and ``epochs`` (a list of
+``{"epoch", "val_loss", "val_macro_f1", "epoch_seconds"}``); ``cam`` and ``curve_test_f1``
+are optional.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tomoclass.errors import InputError
+from tomoclass.evaluate.seeds import PAIRED, format_mean_sd, seed_stats, summarize_seeds
+from tomoclass.io.atomic import atomic_path
+from tomoclass.metrics import SIZE_GROUPS
+
+__all__ = [
+    "CONVERGENCE_K",
+    "CONVERGENCE_TOL",
+    "aggregate_tier",
+    "convergence",
+    "load_run_records",
+    "paired_tests",
+    "plot_accuracy_vs_time",
+    "plot_tier_groups",
+    "time_accuracy",
+    "tier_markdown",
+]
+
+#: Epochs over which the validation loss must be flat to call a run converged.
+CONVERGENCE_K = 3
+#: "Flat": the last k validation losses span at most this fraction of their mean.
+CONVERGENCE_TOL = 0.05
+
+REQUIRED = ("model", "seed", "f1", "group_f1", "macro_f1", "train_seconds", "epochs")
+
+
+def convergence(val_loss: Sequence[float | None], k: int = CONVERGENCE_K,
+                tol: float = CONVERGENCE_TOL) -> dict[str, Any]:
+    """Whether the validation loss is flat over the last ``k`` epochs.
+
+    Flat means ``(max - min) / mean <= tol`` over the last ``k`` values (all finite). Fewer
+    than ``k`` epochs, or a non-finite value among them, is not converged.
+
+    Returns
+    -------
+    dict
+        ``converged`` (bool), ``k``, ``tol``, ``last_val_loss`` (the last k values),
+        ``relative_range`` (None when undefined) and ``slope_per_epoch`` (least-squares slope
+        of the last k values; negative: still falling).
+    """
+    last = [None if v is None else float(v) for v in list(val_loss)[-k:]]
+    rec: dict[str, Any] = {"converged": False, "k": int(k), "tol": float(tol),
+                           "last_val_loss": last, "relative_range": None,
+                           "slope_per_epoch": None}
+    if len(last) < k or k < 2 or any(v is None or not math.isfinite(v) for v in last):
+        return rec
+    arr = np.array(last, dtype=np.float64)
+    mean = float(arr.mean())
+    rel = float((arr.max() - arr.min()) / mean) if mean > 0 else float("inf")
+    rec["relative_range"] = rel if math.isfinite(rel) else None
+    rec["slope_per_epoch"] = float(np.polyfit(np.arange(k, dtype=np.float64), arr, 1)[0])
+    rec["converged"] = bool(math.isfinite(rel) and rel <= tol)
+    return rec
+
+
+def paired_tests(a: Mapping[Any, float | None], b: Mapping[Any, float | None]
+                 ) -> dict[str, Any]:
+    """``a - b`` paired by key (seed): mean, s.d., paired t test and Wilcoxon signed-rank test.
+
+    Parameters
+    ----------
+    a, b
+        ``{seed: value}``; seeds in both with values not None are paired.
+
+    Returns
+    -------
+    dict
+        ``seeds``, ``diff`` (per seed), the :func:`~tomoclass.evaluate.seeds.seed_stats` keys
+        of the differences, ``t``/``p_t`` (scipy ``ttest_rel``, two-sided) and
+        ``wilcoxon``/``p_wilcoxon`` (``scipy.stats.wilcoxon``, two-sided); a test is None
+        when it is undefined (fewer than 2 pairs, or all differences equal / zero).
+    """
+    from scipy import stats
+
+    seeds = sorted(s for s in set(a) & set(b) if a[s] is not None and b[s] is not None)
+    d = [float(a[s]) - float(b[s]) for s in seeds]
+    out: dict[str, Any] = {"seeds": seeds, "diff": d, **seed_stats(d), "t": None, "p_t": None,
+                           "wilcoxon": None, "p_wilcoxon": None}
+    # equal differences (to rounding) leave t undefined: s.d. 0, or scipy's precision warning
+    if len(d) >= 2 and np.ptp(d) > 1e-12 * max(1.0, float(np.max(np.abs(d)))):
+        res = stats.ttest_rel([float(a[s]) for s in seeds], [float(b[s]) for s in seeds])
+        out["t"], out["p_t"] = float(res.statistic), float(res.pvalue)
+    if len(d) >= 2 and any(abs(x) > 1e-12 for x in d):
+        res = stats.wilcoxon(d)
+        out["wilcoxon"], out["p_wilcoxon"] = float(res.statistic), float(res.pvalue)
+    return out
+
+
+def time_accuracy(runs: Mapping[str, Mapping[Any, Mapping[str, Any]]]) -> dict[str, Any]:
+    """Accuracy against training time: per model the runs' (seconds, macro F1) and their means.
+
+    Returns
+    -------
+    dict
+        ``{model: {"points": [[seconds, macro_f1], ...], "train_seconds": stats,
+        "macro_f1": stats}}`` with :func:`~tomoclass.evaluate.seeds.seed_stats` records.
+    """
+    out = {}
+    for model, by_seed in runs.items():
+        recs = [by_seed[s] for s in sorted(by_seed)]
+        out[model] = {
+            "points": [[float(r["train_seconds"]), float(r["macro_f1"])] for r in recs],
+            "train_seconds": seed_stats([float(r["train_seconds"]) for r in recs]),
+            "macro_f1": seed_stats([float(r["macro_f1"]) for r in recs]),
+        }
+    return out
+
+
+def load_run_records(folder: str | Path) -> list[dict[str, Any]]:
+    """Read every ``*.json`` run record of a folder (sorted by name).
+
+    Raises
+    ------
+    InputError
+        A file that is not JSON or lacks a required key (named, with the key).
+    """
+    out = []
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"not a readable JSON run record ({exc.__class__.__name__})",
+                             path=path) from None
+        if not isinstance(rec, dict):
+            raise InputError("run record must be a JSON object", path=path)
+        for key in REQUIRED:
+            if key not in rec:
+                raise InputError("run record lacks a required key", path=path, field=key)
+        out.append(rec)
+    return out
+
+
+def aggregate_tier(records: Iterable[Mapping[str, Any]], class_names: Sequence[str],
+                   pair: tuple[str, str] = PAIRED) -> dict[str, Any]:
+    """The tier's statistics from its run records.
+
+    Parameters
+    ----------
+    records
+        Run records (see the module docstring); a (model, seed) given twice is refused.
+    class_names
+        Classes in table order.
+    pair
+        (model, reference) of the paired difference; default dilated minus plain DenseNet.
+
+    Returns
+    -------
+    dict
+        ``summary`` (:func:`~tomoclass.evaluate.seeds.summarize_seeds`), ``paired``
+        ({"macro": tests, "groups": {group: tests}, "classes": {class: tests}} or None),
+        ``convergence`` ({model: {seed: record["convergence"]}} and the count converged),
+        ``time_accuracy`` (:func:`time_accuracy`) and ``runs`` ({model: {seed: record}}).
+
+    Raises
+    ------
+    InputError
+        The same (model, seed) in two records.
+    """
+    runs: dict[str, dict[int, Mapping[str, Any]]] = {}
+    for r in records:
+        m, s = str(r["model"]), int(r["seed"])
+        if s in runs.get(m, {}):
+            raise InputError(f"two run records for model {m} seed {s}", field="seed")
+        runs.setdefault(m, {})[s] = r
+    conv: dict[str, Any] = {}
+    for m, by_seed in runs.items():
+        per = {s: r.get("convergence") or convergence([e.get("val_loss") for e in r["epochs"]])
+               for s, r in sorted(by_seed.items())}
+        conv[m] = {"runs": per, "n_converged": sum(bool(c["converged"]) for c in per.values()),
+                   "n": len(per)}
+    a, b = runs.get(pair[0], {}), runs.get(pair[1], {})
+    paired = None
+    if set(a) & set(b):
+        paired = {
+            "pair": list(pair),
+            "macro": paired_tests({s: r["macro_f1"] for s, r in a.items()},
+                                  {s: r["macro_f1"] for s, r in b.items()}),
+            "groups": {g: paired_tests({s: r["group_f1"].get(g) for s, r in a.items()},
+                                       {s: r["group_f1"].get(g) for s, r in b.items()})
+                       for g in SIZE_GROUPS
+                       if any(g in r["group_f1"] for r in (*a.values(), *b.values()))},
+            "classes": {n: paired_tests({s: r["f1"].get(n) for s, r in a.items()},
+                                        {s: r["f1"].get(n) for s, r in b.items()})
+                        for n in class_names},
+        }
+    summary = summarize_seeds({m: {s: _with_cam(r) for s, r in by.items()}
+                               for m, by in runs.items()}, class_names)
+    return {"summary": summary, "paired": paired, "convergence": conv,
+            "time_accuracy": time_accuracy(runs),
+            "runs": {m: {str(s): dict(r) for s, r in sorted(by.items())}
+                     for m, by in runs.items()}}
+
+
+def _with_cam(r: Mapping[str, Any]) -> dict[str, Any]:
+    return {**r, "cam": r.get("cam")}
+
+
+def _f(x: float | None, nd: int = 3) -> str:
+    return "–" if x is None else f"{x:.{nd}f}"
+
+
+def _p(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3g}"
+
+
+def tier_markdown(agg: Mapping[str, Any], class_names: Sequence[str],
+                  size_groups: Sequence[str], *, title: str,
+                  paper_f1: Mapping[str, Mapping[str, float]] | None = None,
+                  models: Sequence[str] | None = None) -> str:
+    """Markdown: Table 2 and Fig. 4A of the tier, the paired difference, convergence, time.
+
+    Parameters
+    ----------
+    agg
+        :func:`aggregate_tier` output.
+    class_names, size_groups
+        Classes in table order and their groups.
+    title
+        First heading.
+    paper_f1
+        The paper's ``{model: {class: F1}}`` for the rows it has (printed beside ours).
+    models
+        Row order (default: the models of ``agg`` in sorted order).
+    """
+    per_model = agg["summary"]["per_model"]
+    models = [m for m in (models or sorted(per_model)) if m in per_model]
+    groups = [g for g in SIZE_GROUPS if g in set(size_groups)]
+    paper_f1 = paper_f1 or {}
+    lines = [f"# {title}", "", "F1 on the test tomogram, mean ± s.d. over seeds (final "
+             "checkpoint); paper: Gao et al. 2020 Table 2 on SHREC'19.", "",
+             "| model | source | " + " | ".join(class_names) + " | macro |",
+             "|---|---|" + "---|" * (len(class_names) + 1)]
+    for m in models:
+        pm = per_model[m]
+        n = len(pm["seeds"])
+        lines.append(f"| {m} | ours ({n} seed{'s' if n != 1 else ''}) | "
+                     + " | ".join(format_mean_sd(pm["f1"][n]) for n in class_names)
+                     + f" | {format_mean_sd(pm['macro_f1'])} |")
+        if m in paper_f1:
+            pv = [paper_f1[m][n] for n in class_names]
+            lines.append(f"| {m} | paper | " + " | ".join(_f(v) for v in pv)
+                         + f" | {_f(float(np.mean(pv)))} |")
+    lines += ["", "## Mean F1 per size group (Fig. 4A)", "", "![Fig. 4A](fig4a.png)", "",
+              "| model | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
+    for m in models:
+        lines.append(f"| {m} | " + " | ".join(format_mean_sd(per_model[m]["group_f1"][g])
+                                             for g in groups) + " |")
+    lines += _paired_lines(agg.get("paired"))
+    lines += ["", "## Convergence (validation loss flat over the last epochs)", "",
+              "| model | converged / runs | per seed: converged (relative range of the last "
+              "k val losses) |", "|---|---|---|"]
+    for m in models:
+        c = agg["convergence"][m]
+        per = ", ".join(f"{s}: {'yes' if r['converged'] else 'NO'} "
+                        f"({_f(r.get('relative_range'))})" for s, r in c["runs"].items())
+        lines.append(f"| {m} | {c['n_converged']} / {c['n']} | {per} |")
+    lines += ["", "## Accuracy against training time", "", "![accuracy vs time](time_f1.png)",
+              "", "| model | training s per run (mean ± s.d.) | macro F1 |", "|---|---|---|"]
+    for m in models:
+        ta = agg["time_accuracy"][m]
+        sec = ta["train_seconds"]
+        spread = f" ± {sec['sd']:.0f}" if sec["sd"] is not None else ""
+        lines.append(f"| {m} | {sec['mean']:.0f}{spread} | {format_mean_sd(ta['macro_f1'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _paired_lines(p: Mapping[str, Any] | None) -> list[str]:
+    if not p:
+        return ["", "No paired difference: the two models share no seed."]
+    lines = ["", f"## {p['pair'][0]} − {p['pair'][1]}, paired by seed", "",
+             f"Seeds {p['macro']['seeds']} (the seeds share the data; only the training seed "
+             "differs). Paired t test and Wilcoxon signed-rank test, two-sided.", "",
+             "| quantity | mean ± s.d. | [min, max] | t (p) | Wilcoxon W (p) |",
+             "|---|---|---|---|---|"]
+    rows = [("macro F1", p["macro"])] + [(f"{g} F1", s) for g, s in p["groups"].items()]
+    for name, s in rows:
+        lines.append(f"| {name} | {format_mean_sd(s)} | [{_f(s['min'])}, {_f(s['max'])}] | "
+                     f"{_f(s['t'], 2)} ({_p(s['p_t'])}) | {_f(s['wilcoxon'], 1)} "
+                     f"({_p(s['p_wilcoxon'])}) |")
+    m = p["macro"]
+    if m["mean"] is not None and m["n"] >= 2:
+        sig = m["p_t"] is not None and m["p_t"] < 0.05
+        lines += ["", f"Macro F1: mean difference {m['mean']:+.3f} over {m['n']} seeds; "
+                  + ("the paired t test rejects no difference at 5%." if sig else
+                     "the paired t test does not reject no difference at 5%.")]
+    return lines
+
+
+def plot_tier_groups(agg: Mapping[str, Any], path: str | Path, title: str,
+                     models: Sequence[str] | None = None) -> Path:
+    """Fig. 4A of the tier: mean F1 per size group per model, error bars = s.d. over seeds."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    per_model = agg["summary"]["per_model"]
+    models = [m for m in (models or sorted(per_model)) if m in per_model]
+    groups = [g for g in SIZE_GROUPS
+              if any(per_model[m]["group_f1"][g]["n"] for m in models)]
+    fig = Figure(figsize=(7, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(models))
+    x = np.arange(len(groups))
+    for i, m in enumerate(models):
+        st = [per_model[m]["group_f1"][g] for g in groups]
+        ax.bar(x - 0.4 + width * (i + 0.5),
+               [np.nan if s["mean"] is None else s["mean"] for s in st], width,
+               yerr=[s["sd"] or 0.0 for s in st], capsize=2,
+               label=f"{m} ({len(per_model[m]['seeds'])} seeds)")
+    ax.set_xticks(x, groups)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("mean F1 of the group's classes")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_accuracy_vs_time(agg: Mapping[str, Any], path: str | Path, title: str) -> Path:
+    """Macro F1 against training seconds, one marker per run, a colour per model."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for m, ta in sorted(agg["time_accuracy"].items()):
+        pts = np.array(ta["points"], dtype=np.float64).reshape(-1, 2)
+        ax.scatter(pts[:, 0] / 60.0, pts[:, 1], label=m, s=18)
+    ax.set_xlabel("training time per run (min)")
+    ax.set_ylabel("test macro F1")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    return path

@@ -1,0 +1,101 @@
+"""Seed statistics of a tier from fabricated per-run JSON records (issue 18)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from scipy import stats
+
+from tomoclass.errors import InputError
+from tomoclass.evaluate.tier import (
+    aggregate_tier,
+    convergence,
+    load_run_records,
+    paired_tests,
+    plot_accuracy_vs_time,
+    plot_tier_groups,
+    tier_markdown,
+)
+
+NAMES = ["t1", "s1", "m1"]
+GROUPS = ["tiny", "small", "medium"]
+
+
+def record(model, seed, tiny, small, medium, seconds=60.0, losses=(1.0, 0.5, 0.5, 0.5)):
+    f1 = {"t1": tiny, "s1": small, "m1": medium}
+    return {"model": model, "seed": seed, "f1": f1,
+            "group_f1": {"tiny": tiny, "small": small, "medium": medium},
+            "macro_f1": (tiny + small + medium) / 3, "train_seconds": seconds,
+            "epochs": [{"epoch": i + 1, "val_loss": v, "val_macro_f1": 0.5,
+                        "epoch_seconds": seconds / len(losses)} for i, v in enumerate(losses)]}
+
+
+def test_convergence_is_a_flat_validation_loss_over_the_last_k_epochs():
+    assert convergence([2.0, 1.0, 0.50, 0.51, 0.50], k=3, tol=0.05)["converged"]
+    falling = convergence([2.0, 1.0, 0.8, 0.6], k=3, tol=0.05)
+    assert not falling["converged"] and falling["slope_per_epoch"] == pytest.approx(-0.2)
+    assert falling["relative_range"] == pytest.approx(0.4 / 0.8)
+    assert not convergence([0.5, 0.5], k=3)["converged"]  # too few epochs
+    assert not convergence([0.5, None, 0.5, float("nan")], k=3)["converged"]
+
+
+def test_paired_tests_match_scipy_and_pair_by_seed():
+    a = {0: 0.60, 1: 0.55, 2: 0.70, 3: 0.62, 7: 0.9}  # seed 7 has no partner
+    b = {0: 0.50, 1: 0.56, 2: 0.61, 3: 0.52, 4: 0.1}
+    r = paired_tests(a, b)
+    assert r["seeds"] == [0, 1, 2, 3] and r["n"] == 4
+    assert r["diff"] == pytest.approx([0.10, -0.01, 0.09, 0.10])
+    ref = stats.ttest_rel([0.60, 0.55, 0.70, 0.62], [0.50, 0.56, 0.61, 0.52])
+    assert r["t"] == pytest.approx(ref.statistic) and r["p_t"] == pytest.approx(ref.pvalue)
+    assert r["p_wilcoxon"] == pytest.approx(stats.wilcoxon([0.10, -0.01, 0.09, 0.10]).pvalue)
+    assert r["mean"] == pytest.approx(0.07)
+    one = paired_tests({0: 0.5}, {0: 0.4})
+    assert one["t"] is None and one["p_wilcoxon"] is None and one["sd"] is None
+    same = paired_tests({0: 0.5, 1: 0.5}, {0: 0.5, 1: 0.5})
+    assert same["t"] is None and same["wilcoxon"] is None
+
+
+def test_aggregate_writes_the_tier_answer_from_json_records(tmp_path):
+    recs = []
+    for s in range(5):
+        recs.append(record("dilated_densenet3d", s, 0.5 + 0.01 * s, 0.8, 0.9, seconds=100 + s))
+        recs.append(record("densenet3d", s, 0.4 + 0.02 * s, 0.8 - 0.01 * s, 0.9, seconds=90))
+        recs.append(record("monai_densenet121", s, 0.2, 0.6, 0.9, seconds=20,
+                           losses=(1.0, 0.8, 0.6)))
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for r in recs:
+        (runs / f"{r['model']}_seed{r['seed']}.json").write_text(json.dumps(r))
+    agg = aggregate_tier(load_run_records(runs), NAMES)
+    assert agg["summary"]["per_model"]["densenet3d"]["seeds"] == [0, 1, 2, 3, 4]
+    tiny = agg["paired"]["groups"]["tiny"]
+    assert tiny["diff"] == pytest.approx([0.1 - 0.01 * s for s in range(5)])
+    assert tiny["sd"] == pytest.approx(stats.tstd([0.1 - 0.01 * s for s in range(5)]))
+    assert agg["paired"]["groups"]["medium"]["t"] is None  # identical: no test
+    assert agg["paired"]["groups"]["small"]["mean"] == pytest.approx(0.02)
+    assert set(agg["paired"]["groups"]) == {"tiny", "small", "medium"}
+    assert agg["convergence"]["dilated_densenet3d"]["n_converged"] == 5
+    assert agg["convergence"]["monai_densenet121"]["n_converged"] == 0
+    ta = agg["time_accuracy"]["dilated_densenet3d"]
+    assert ta["train_seconds"]["mean"] == pytest.approx(102.0) and len(ta["points"]) == 5
+    text = tier_markdown(agg, NAMES, GROUPS, title="tier", models=[
+        "shrec_cnn", "densenet3d", "dilated_densenet3d", "monai_densenet121"],
+        paper_f1={"densenet3d": {"t1": 0.5, "s1": 0.6, "m1": 0.8}})
+    assert "dilated_densenet3d − densenet3d" in text and "0 / 5" in text
+    assert "| densenet3d | paper | 0.500 |" in text
+    assert "monai_densenet121 | ours (5 seeds)" in text and "shrec_cnn |" not in text
+    json.dumps(agg, allow_nan=False)  # the aggregate is plain JSON
+    for f in (plot_tier_groups(agg, tmp_path / "a.png", "t"),
+              plot_accuracy_vs_time(agg, tmp_path / "b.png", "t")):
+        assert f.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_duplicate_or_incomplete_records_are_refused(tmp_path):
+    r = record("densenet3d", 0, 0.5, 0.5, 0.5)
+    with pytest.raises(InputError, match="two run records"):
+        aggregate_tier([r, dict(r)], NAMES)
+    (tmp_path / "bad.json").write_text(json.dumps({"model": "x"}))
+    with pytest.raises(InputError) as err:
+        load_run_records(tmp_path)
+    assert err.value.field == "seed" and "bad.json" in str(err.value)

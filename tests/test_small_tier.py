@@ -1,0 +1,153 @@
+"""Issue 18's small-particle tier: the YAML tier, the resumable driver and time to accuracy.
+
+The end-to-end check runs the ``small12_smoke`` tier (2 tiny tomograms, 32^3 boxes, 2 epochs,
+narrow DenseNets) through ``main(argv)`` twice, as two sessions would; it checks the plumbing
+(records, skipping finished runs, reusing the data, the aggregate), not F1 values.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+# the scripts import their helper modules (shrec12, tier_data) from their folder, which is on
+# sys.path when they run as scripts; loaded from here, it is put there
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+CONFIG = BENCH / "configs" / "shrec12.yaml"
+DATA = Path(os.environ.get("TOMOCLASS_SHARED_DATA", ROOT / ".." / "shared" / "data"))
+realdata = pytest.mark.skipif(not (DATA / "structures" / "pdb").is_dir(),
+                              reason=f"shared data absent ({DATA / 'structures' / 'pdb'})")
+ISSUE_CLASSES = {"1s3x", "3qm1", "3gl1", "3d2f", "1u6g", "2cg9", "3h84"}  # issue 18, verbatim
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def tier():
+    return _load("small_tier")
+
+
+@pytest.fixture(scope="module")
+def tta():
+    return _load("time_to_accuracy")
+
+
+def test_small12_tier_is_the_issue_classes_at_32_with_five_seeds_per_model():
+    raw = yaml.safe_load(CONFIG.read_text())
+    t = raw["tiers"]["small12"]
+    groups = {c["name"]: c["size_group"] for c in raw["classes"]}
+    assert ISSUE_CLASSES <= set(t["classes"])
+    anchors = set(t["classes"]) - ISSUE_CLASSES
+    assert 1 <= len(anchors) <= 2 and {groups[a] for a in anchors} == {"medium"}
+    assert t.get("box", raw["extraction"]["box"]) == 32
+    assert set(t["seeds"]) == {"shrec_cnn", "densenet3d", "dilated_densenet3d",
+                               "monai_densenet121"}
+    assert all(len(s) >= 5 for s in t["seeds"].values())
+    # no batch of one sample (MONAI's 1^3 last map cannot batch-normalise one sample)
+    n_train = t["max_per_class_per_tomogram"] * len(t["classes"]) * len(t["train_tomograms"])
+    assert n_train % t["batch_size"] != 1
+
+
+def test_parse_seeds_and_a_foreign_work_folder(tier, tmp_path):
+    import argparse
+
+    assert tier.parse_seeds("0-4,7") == [0, 1, 2, 3, 4, 7]
+    assert tier.parse_seeds("3") == [3]
+    with pytest.raises(argparse.ArgumentTypeError):
+        tier.parse_seeds("a-b")
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "mine.txt").write_text("keep")
+    from tomoclass.errors import InputError
+
+    with pytest.raises(InputError, match="not made by small_tier"):
+        tier.open_work(tmp_path / "w")
+    assert (tmp_path / "w" / "mine.txt").read_text() == "keep"
+
+
+@realdata
+def test_unknown_tier_class_and_mixed_protocols_are_refused(tier, tmp_path, capsys):
+    bad = yaml.safe_load(CONFIG.read_text())
+    bad["tiers"]["small12"]["classes"] = ["1s3x", "nope"]
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(bad))
+    assert tier.main(["--tier", "small12", "--config", str(cfg), "--out", str(tmp_path / "o"),
+                      "--aggregate-only"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "nope" in err and "tiers.small12.classes" in err and "\n" not in err
+    bench = tier.load_benchmark(CONFIG, "small12_smoke")
+    tier.check_protocol(tmp_path / "r", bench, "default", 2)
+    tier.check_protocol(tmp_path / "r", bench, "default", 2)  # the same: fine
+    with pytest.raises(tier.InputError, match="another protocol"):
+        tier.check_protocol(tmp_path / "r", bench, "plain", 2)
+
+
+def test_time_to_accuracy_variants(tta, tmp_path):
+    if not (DATA / "structures" / "pdb").is_dir():
+        pytest.skip("shared data absent")
+    bench = tta.load_benchmark(CONFIG, "small12_smoke")
+    cfg = tta.variant_config(bench, "plain+batch32+augment", "dilated_densenet3d", 0, 3, "cpu")
+    assert (cfg.preset, cfg.batch_size, cfg.peak_lr, cfg.augment) == ("plain", 32, 1e-3, True)
+    cfg = tta.variant_config(bench, "default+memory_efficient", "dilated_densenet3d", 0, 3,
+                             "cpu")
+    assert cfg.model_kwargs["memory_efficient"] and not cfg.augment
+    assert cfg.bn_recalibration_samples > 0
+    with pytest.raises(tta.InputError, match="fast"):
+        tta.variant_config(bench, "plain+fast", "dilated_densenet3d", 0, 3, "cpu")
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+@realdata
+def test_smoke_tier_end_to_end_resumes_and_aggregates(tier, tmp_path, capsys):
+    out, work = tmp_path / "out", tmp_path / "work"
+    models = "dilated_densenet3d,densenet3d"  # MONAI's net: tests/test_models_monai.py
+    argv = ["--tier", "small12_smoke", "--out", str(out), "--work", str(work),
+            "--models", models, "--seeds", "0"]
+    assert tier.main(argv) == 0
+    rec = json.loads((out / "runs" / "dilated_densenet3d_seed0.json").read_text())
+    assert len(rec["epochs"]) == 2 and rec["epochs"][-1]["val_loss"] > 0
+    assert set(rec["convergence"]) >= {"converged", "last_val_loss", "relative_range"}
+    assert set(rec["f1"]) == set(tier.load_benchmark(CONFIG, "small12_smoke").names)
+    assert rec["wall_seconds_this_session"] > 0 and not rec["resumed"]
+    # a second session: finished runs are skipped, a new seed is added, the data reused
+    stamp = (work / "data.json").stat().st_mtime_ns
+    before = (out / "runs" / "dilated_densenet3d_seed0.json").read_bytes()
+    assert tier.main(argv[:6] + ["--models", "dilated_densenet3d,densenet3d",
+                                 "--seeds", "0-1"]) == 0
+    assert (work / "data.json").stat().st_mtime_ns == stamp
+    assert (out / "runs" / "dilated_densenet3d_seed0.json").read_bytes() == before
+    summary = json.loads((out / "summary.json").read_text())
+    paired = summary["paired"]
+    assert paired["macro"]["seeds"] == [0, 1] and set(paired["groups"]) == {
+        "tiny", "small", "medium"}
+    text = (out / "table.md").read_text()
+    assert "paired by seed" in text and "Convergence" in text
+    for png in ("fig4a.png", "time_f1.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    assert "dilated - plain macro F1" in capsys.readouterr().out
+
+    # time to accuracy on the same scratch folder (the data reused): a target no run reaches
+    tta = _load("time_to_accuracy")
+    assert tta.main(["--tier", "small12_smoke", "--out", str(out / "tta"), "--work", str(work),
+                     "--target-f1", "1.0", "--max-epochs", "2", "--variants", "plain"]) == 0
+    assert (work / "data.json").stat().st_mtime_ns == stamp
+    (res,) = (out / "tta").glob("time_to_accuracy_small12_smoke_*.json")
+    (v,) = json.loads(res.read_text())["variants"]
+    assert v["variant"] == "plain" and v["reached_at_epoch"] is None
+    assert [c["epoch"] for c in v["curve"]] == [1, 2] and v["minutes_trained"] > 0
+    assert v["train_config"]["warmup_epochs"] == 0 and v["train_config"]["epochs"] == 2
