@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from test_train_support import make_dataset, one_thread
+from train_support import make_dataset, one_thread
 
 from tomoclass.errors import InputError
 from tomoclass.models import get_model, list_models
