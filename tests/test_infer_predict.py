@@ -13,9 +13,10 @@ from test_train_support import blob_volumes, make_dataset, one_thread
 from tomoclass.cli.main import main
 from tomoclass.data import extract_subtomograms
 from tomoclass.errors import InputError
+from tomoclass.infer import load_run
+from tomoclass.infer.predict import predict_particles
 from tomoclass.io import read_volume, write_volume
-from tomoclass.train import fit, load_run
-from tomoclass.train.predict import predict_particles
+from tomoclass.train import fit
 
 _one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
@@ -171,7 +172,7 @@ def test_a_table_of_several_tomograms(world, tmp_path, capsys, caplog):
     # classifies its own rows only (the table's rlnTomoName stands), one table comes out
     import shutil
 
-    from tomoclass.train.predict import write_predictions
+    from tomoclass.infer.predict import write_predictions
 
     picks = pd.read_csv(world / "picks.csv")
     shutil.copy(world / "tomo.mrc", tmp_path / "TS_01.mrc")

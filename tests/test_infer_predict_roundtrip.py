@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import starfile
-from test_predict import world  # noqa: F401  (the module's trained run and tomogram)
+from test_infer_predict import world  # noqa: F401  (the module's trained run and tomogram)
 from test_train_support import one_thread
 
 from tomoclass.cli.main import main
 from tomoclass.errors import InputError
+from tomoclass.infer.predict import predict_particles
 from tomoclass.io.tomonames import resolve_tomogram_name
-from tomoclass.train.predict import predict_particles
 
 _one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
