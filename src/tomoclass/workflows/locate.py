@@ -152,67 +152,51 @@ def locate(
 
     Parameters
     ----------
-    run_dir
-        A run directory (:func:`tomoclass.infer.load_run`) whose classes include
-        ``"background"``.
+    run_dir, which
+        A run (:func:`tomoclass.infer.load_run`) with a ``"background"`` class; its checkpoint.
     tomogram_path
         MRC or OME-Zarr tomogram, read memory-mapped.
     out
         Particle table path; its suffix picks the main format (``.star``, ``.csv``,
         ``.txt``) and the other two are written beside it with the same stem.
-    which
-        Checkpoint (``best``, ``last``, ``epoch_NNN``).
     score_maps_dir
-        If given (dense methods), a directory that receives ``<class>.mrc`` per class and
-        ``objectness.mrc`` (1 - P(background)), see :func:`write_score_maps`.
+        Dense methods: a directory for the score maps (:func:`write_score_maps`).
     threshold
-        Minimum objectness of a pick. None (default): the threshold stored with the run for
-        this checkpoint by ``tomoclass score-picks --calibrate``
+        Minimum objectness of a pick; default: the run's calibrated threshold
         (:mod:`tomoclass.locate.calibration`), else 0.5.
     radii
         Particle radii in voxels (number or mapping, see :func:`tomoclass.locate.resolve_radii`).
     method
-        ``"candidates"`` (default): propose blob centres at the particles' scales and classify
-        the box centred on each, cut exactly as training boxes are (minutes per tomogram on
-        a CPU). ``"boxes"``: the box at every grid point (``stride`` apart), dense score
-        maps (hours on a CPU). ``"stages"``/``"tiles"``: one fully convolutional pass (a net
-        trained on isolated boxes was not trained for it: ``docs/locate.md``).
+        ``"candidates"`` (default): classify the box at each blob proposed at the particles'
+        scales; ``"boxes"``: at every grid point; ``"stages"``/``"tiles"``: one fully
+        convolutional pass (``docs/locate.md``).
     stride, batch_size, tile, halo, precision
         See :func:`tomoclass.locate.score_tomogram` (``batch_size`` and ``precision`` also
         apply to ``"candidates"``).
     polarity
-        How the particles look: ``"dark"``, ``"bright"`` (the tomogram is inverted when it is
-        not the training data's polarity), ``"auto"`` (default: measured; when the call is
-        unclear ``"candidates"`` keeps the sign(s) the classifier finds particles of,
-        :func:`tomoclass.locate.classify_candidates`), ``"both"`` (as given, candidates of
-        both signs); ``docs/locate.md``. ``result.inverted``/``result.polarity`` say what
-        was done.
+        ``"dark"``, ``"bright"`` (inverted when not the training data's), ``"auto"``
+        (measured; unclear: :func:`tomoclass.locate.classify_candidates` chooses) or
+        ``"both"`` (as given, candidates of both signs); ``docs/locate.md``.
     candidate_threshold, max_candidates
         ``"candidates"`` only: ``threshold`` (noise standard deviations) and
         ``max_candidates`` of :func:`tomoclass.locate.propose_candidates`.
-    normalize
-        ``local``, ``global`` or ``none``; default from the training data's normalisation
-        (z-score per box -> ``local``).
-    voxel_size_angstrom
-        Override the tomogram header's voxel size (Å).
+    normalize, voxel_size_angstrom
+        ``local``, ``global``, ``none`` (default: from the training data's normalisation);
+        an override of the tomogram header's voxel size (Å).
     rescale
-        Resample the whole tomogram to the training voxel size first
-        (:func:`tomoclass.data.resample_volume`) and report picks in the tomogram's voxels;
-        without it a voxel size over 5% off is an error. Given radii are in the tomogram's
-        voxels; score maps are written at the training voxel size.
-    device
-        Torch device (default CUDA when present).
-    progress
-        Show progress bars.
+        Resample the tomogram to the training voxel size first (picks and given radii in the
+        tomogram's voxels, score maps at the training voxel size); without it a voxel size
+        over 5% off is an error.
+    device, progress
+        Torch device (default CUDA when present); progress bars.
     tomo_name, tomograms_star, warp_settings
         The tomogram's name in the tables (``rlnTomoName``), or where to find it
         (:func:`tomoclass.io.tomonames.resolve_tomogram_name`).
     split_by_class
         Also write ``<out stem>_<class>.star`` per class (same columns as the STAR).
     match_spectrum
-        ``"candidates"`` only: give the boxes the training boxes' amplitude spectrum
-        (:mod:`tomoclass.data.spectrum`): ``"auto"`` (when resampled and the run records
-        its spectrum), ``"on"``, ``"off"``.
+        ``"candidates"``: match the training boxes' spectrum, ``"auto"``, ``"on"``, ``"off"``
+        (:func:`tomoclass.infer.prepare_tomogram`).
 
     Returns
     -------
@@ -234,7 +218,7 @@ def locate(
     box = _detector_box(prep, run_dir)
     class_radii, located = _radii(list(prep.class_map.names), radii, box, prep.step)
     _spectrum_for(prep, method, match_spectrum)
-    stage = {"polarity": prep.seconds["polarity"]}
+    stage = {"polarity": prep.seconds["polarity"]}  # the clock started before it
     job = _Job(prep, box, threshold, normalize or _normalization(prep.info), located, stage,
                time.perf_counter() - stage["polarity"], progress, precision, batch_size)
     data = _located_volume(job)
@@ -243,19 +227,11 @@ def locate(
         cands, picks, gain = _by_candidates(job, data, polarity, candidate_threshold,
                                             max_candidates)
     else:
-        maps = score_tomogram(prep.model, data, box=box, class_names=list(prep.class_map.names),
-                              method=method, stride=stride, batch_size=batch_size, tile=tile,
-                              halo=halo, normalize=job.normalize, device=prep.device,
-                              progress=progress, precision=precision)
-        job.lap("score")
-        picks = find_peaks(maps, located, threshold=threshold, tomogram_name=prep.name)
+        maps, picks = _by_dense(job, data, method, stride, tile, halo)
     if prep.step != 1.0:  # back to the tomogram's voxels
         picks[["x", "y", "z"]] = picks[["x", "y", "z"]].to_numpy(float) * prep.step
     seconds = job.lap("pick")
-    outputs = _write_tables(out, picks, prep, split_by_class)
-    if score_maps_dir is not None and maps is not None:
-        outputs.append(write_score_maps(maps, score_maps_dir,
-                                        prep.volume.voxel_size_angstrom * prep.step))
+    outputs = _write_tables(out, picks, prep, split_by_class, maps, score_maps_dir)
     log.info("%d picks in %.1f s (%s) -> %s", len(picks), seconds,
              ", ".join(f"{k} {v:.1f} s" for k, v in stage.items()), out)
     return LocateResult(picks, outputs, maps, seconds, class_radii, job.normalize, cands,
@@ -498,11 +474,24 @@ def _by_candidates(job: _Job, data: np.ndarray, polarity: str, candidate_thresho
     return cands, picks, gain
 
 
+def _by_dense(job: _Job, data: np.ndarray, method: str, stride: int | None, tile: int | None,
+              halo: int | None) -> tuple[ScoreMaps, pd.DataFrame]:
+    """Score every grid point (:func:`tomoclass.locate.score_tomogram`), pick the peaks."""
+    prep = job.prep
+    maps = score_tomogram(prep.model, data, box=job.box, class_names=list(prep.class_map.names),
+                          method=method, stride=stride, batch_size=job.batch_size, tile=tile,
+                          halo=halo, normalize=job.normalize, device=prep.device,
+                          progress=job.progress, precision=job.precision)
+    job.lap("score")
+    return maps, find_peaks(maps, job.radii, threshold=job.threshold, tomogram_name=prep.name)
+
+
 def _write_tables(out: Path, picks: pd.DataFrame, prep: PreparedTomogram,
-                  split_by_class: bool) -> list[Path]:
+                  split_by_class: bool, maps: ScoreMaps | None,
+                  score_maps_dir: str | Path | None) -> list[Path]:
     """Write the picks as ``out`` and its two sibling formats; the paths written.
 
-    With ``split_by_class`` also one STAR per class.
+    With ``split_by_class`` also one STAR per class; the score maps last, when asked for.
     """
     volume, class_map = prep.volume, prep.class_map
     suffix = out.suffix.lower()
@@ -522,4 +511,7 @@ def _write_tables(out: Path, picks: pd.DataFrame, prep: PreparedTomogram,
         else:
             write_particles(path, picks)
         outputs.append(path)
+    if score_maps_dir is not None and maps is not None:
+        outputs.append(write_score_maps(maps, score_maps_dir,
+                                        volume.voxel_size_angstrom * prep.step))
     return outputs
