@@ -4,8 +4,8 @@ import mrcfile
 import numpy as np
 import pandas as pd
 import pytest
+from locate_nets import PlantedNet
 from test_locate import PLANTED, _planted_tomogram, assert_planted_found
-from test_locate_nets import PlantedNet
 
 from tomoclass.cli.main import main
 from tomoclass.io import read_particles, write_particles, write_volume
