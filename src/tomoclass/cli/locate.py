@@ -7,9 +7,9 @@ import argparse
 from tomoclass.cli import copick_args
 from tomoclass.data.spectrum import MATCH_CHOICES
 from tomoclass.errors import InputError
+from tomoclass.infer import PRECISIONS
 from tomoclass.locate.geometry import NORMALIZATIONS
 from tomoclass.locate.radii import parse_radii, radii_for_tomogram
-from tomoclass.train.device import PRECISIONS
 from tomoclass.workflows.locate import METHODS, POLARITIES, locate, locate_many
 
 

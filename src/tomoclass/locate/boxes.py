@@ -20,9 +20,9 @@ from tqdm.auto import tqdm
 
 from tomoclass.data.extract import zscore_tensor
 from tomoclass.errors import InputError
+from tomoclass.infer import inference_net
 from tomoclass.locate.candidates import AUTO_RATIO, AUTO_SAMPLE, Candidates
 from tomoclass.locate.geometry import NORMALIZATIONS, ScoreMaps, global_stats
-from tomoclass.train.device import inference_net
 
 log = logging.getLogger(__name__)
 
