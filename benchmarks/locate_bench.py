@@ -31,8 +31,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tomoclass.locate import find_peaks, model_geometry, plan_tiles, score_tomogram
-from tomoclass.locate.scoring import _default_tile_voxels, _padded_extent, choose_tile
+from tomoclass.locate import (
+    choose_tile,
+    default_tile_voxels,
+    find_peaks,
+    model_geometry,
+    padded_extent,
+    plan_tiles,
+    score_tomogram,
+)
 from tomoclass.models import get_model
 from tomoclass.provenance import git_commit
 
@@ -45,7 +52,7 @@ def timing(args: argparse.Namespace, device: torch.device) -> dict:
     shape = tuple(args.shape)
     target = tuple(args.target_shape)
     tomo = np.random.default_rng(0).normal(size=shape).astype(np.float32)
-    budget = args.max_tile_voxels or _default_tile_voxels(model, args.box, device)
+    budget = args.max_tile_voxels or default_tile_voxels(model, args.box, device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()
@@ -66,8 +73,8 @@ def timing(args: argparse.Namespace, device: torch.device) -> dict:
     t1 = time.perf_counter()
     picks = find_peaks(maps, args.box / 4, threshold=0.5)
     t_peaks = time.perf_counter() - t1
-    padded = int(np.prod(_padded_extent(geom, np.array(shape))))
-    padded_target = int(np.prod(_padded_extent(geom, np.array(target))))
+    padded = int(np.prod(padded_extent(geom, np.array(shape))))
+    padded_target = int(np.prod(padded_extent(geom, np.array(target))))
     result = {
         "model": args.model,
         "num_classes": args.num_classes,
@@ -88,7 +95,7 @@ def timing(args: argparse.Namespace, device: torch.device) -> dict:
         ),
     }
     if args.method == "tiles":
-        tile = args.tile or choose_tile(geom, _padded_extent(geom, np.array(shape)), budget)
+        tile = args.tile or choose_tile(geom, padded_extent(geom, np.array(shape)), budget)
         read = sum(t.input_voxels for t in plan_tiles(geom, shape, tile))
         read_target = sum(t.input_voxels for t in plan_tiles(geom, target, tile))
         result.update(tile=tile, input_voxels_read=read)
@@ -99,7 +106,7 @@ def timing(args: argparse.Namespace, device: torch.device) -> dict:
         how = "seconds per padded voxel x padded voxels of the target (stage halos are small)"
     # What the whole-net-halo tiling would read for the target at the same memory bound,
     # relative to the padded tomogram (the "stages" method reads about 1x).
-    target_tile = choose_tile(geom, _padded_extent(geom, np.array(target)), budget)
+    target_tile = choose_tile(geom, padded_extent(geom, np.array(target)), budget)
     result["tiles_method_target_read_overhead"] = {
         "tile": target_tile,
         "ratio_voxels_read_to_padded": sum(
@@ -123,7 +130,8 @@ def accuracy(args: argparse.Namespace, device: torch.device) -> dict:
     from tomoclass.evaluate import per_class_localization
     from tomoclass.evaluate.picks import score_picks
     from tomoclass.io import read_particles
-    from tomoclass.locate import locate, parse_radii
+    from tomoclass.locate import parse_radii
+    from tomoclass.workflows.locate import locate
 
     radii = parse_radii(args.radius)
     truth = read_particles(args.truth)

@@ -36,7 +36,7 @@ def posthoc(result_path: Path, runs_dir: Path) -> None:
     import numpy as np
 
     from tomoclass.data import SubtomogramDataset, open_dataset
-    from tomoclass.train import load_run
+    from tomoclass.infer import load_run
     from tomoclass.train import metrics as M
     from tomoclass.train.batchnorm import recalibrate_batchnorm
 

@@ -70,7 +70,7 @@ def main() -> int:
         result["measure"][f"pure white noise {data.shape}, seed {seed}"] = rec
         print("pure noise", rec, flush=True)
     if args.run and args.truth:
-        from tomoclass.train.predict import predict_particles
+        from tomoclass.infer.predict import predict_particles
 
         truth = read_particles(args.truth)
         truth = truth[truth["is_protein"].astype(bool)]

@@ -30,10 +30,10 @@ from spectra import fourier_crop, radial_power
 
 from tomoclass.data import resample_volume
 from tomoclass.data.spectrum import gain_grid, matching_gain, spectrum_at, training_spectrum
+from tomoclass.infer import load_run
 from tomoclass.io import read_particles, read_volume
 from tomoclass.locate import classify_boxes
 from tomoclass.provenance import git_commit, machine_info, write_result
-from tomoclass.train import load_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -153,7 +153,7 @@ def _scored(truth: pd.DataFrame, picks: pd.DataFrame, radii: dict[str, float], b
 
 def _locate_one(run_dir: Path, w: dict[str, str], bench, radii: dict[str, float],
                 cfg: dict[str, Any], out_dir: Path, dev, locate_kwargs: dict[str, Any]):
-    from tomoclass.locate import locate
+    from tomoclass.workflows.locate import locate
 
     name = Path(w["tomogram"]).stem
     stride = int(bench.tier.get("locate_stride", cfg["stride"]))

@@ -18,10 +18,11 @@ import yaml
 from test_train import tiny_cfg
 from train_support import PY, SRC_DIR, TINY_KWARGS, TINY_MODEL, make_dataset, tiny_model_args
 
+from tomoclass.infer import load_run
 from tomoclass.locate import score_tomogram
 from tomoclass.models import get_model, list_models, optimize_for_inference
 from tomoclass.models.monai_densenet import monai_available
-from tomoclass.train import fit, load_run
+from tomoclass.train import fit
 
 pytestmark = [
     pytest.mark.gpu,

@@ -28,6 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("data",),
     ("models",),
     ("train",),
+    ("infer",),
     ("locate", "evaluate", "cam"),
     ("workflows", "view"),
     ("cli",),

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_locate_nets import PlantedNet, RandomGapNet
+from locate_nets import PlantedNet, RandomGapNet
 from torch import nn
 
 from tomoclass.errors import InputError

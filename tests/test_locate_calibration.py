@@ -10,13 +10,13 @@ from test_locate_cli import planted_run  # noqa: F401  (fixture)
 from tomoclass.cli.main import main
 from tomoclass.errors import InputError
 from tomoclass.io import read_particles, write_particles, write_volume
-from tomoclass.locate import locate
 from tomoclass.locate.calibration import (
     CALIBRATION_FILE,
     DEFAULT_THRESHOLD,
     run_threshold,
     save_threshold,
 )
+from tomoclass.workflows.locate import locate
 
 
 def test_threshold_is_stored_per_checkpoint_and_voided_by_a_new_checkpoint(planted_run):  # noqa: F811

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from locate_nets import PlantedNet
 from test_locate import CLASSES, _planted_tomogram, assert_planted_found
-from test_locate_nets import PlantedNet
 
 from tomoclass.errors import InputError
 from tomoclass.locate import (

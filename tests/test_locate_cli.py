@@ -4,8 +4,8 @@ import mrcfile
 import numpy as np
 import pandas as pd
 import pytest
+from locate_nets import PlantedNet
 from test_locate import PLANTED, _planted_tomogram, assert_planted_found
-from test_locate_nets import PlantedNet
 
 from tomoclass.cli.main import main
 from tomoclass.io import read_particles, write_particles, write_volume
@@ -240,7 +240,7 @@ def test_auto_polarity_keeps_the_sign_the_classifier_finds_particles_in(
         planted_run, tmp_path, sign, kept):
     # balls of one contrast only: the planted net calls them particles and the blobs of the
     # other sign background, so auto drops the other sign's candidates
-    from tomoclass.locate import locate
+    from tomoclass.workflows.locate import locate
 
     tomo, centres = _balls(sign)
     path = tmp_path / "balls.mrc"
@@ -267,7 +267,7 @@ def test_a_tomogram_of_the_other_contrast_is_inverted_before_locating(planted_ru
                                                                       capsys):
     # the same net, recorded as trained on dark particles: bright balls are measured bright,
     # the tomogram inverted as it is read, and every ball found as a dark particle
-    from tomoclass.locate import locate
+    from tomoclass.workflows.locate import locate
 
     dark_run = _save_planted_run(tmp_path / "dark_run", "dark")
     tomo, centres = _balls(1.0)
@@ -299,7 +299,7 @@ def test_a_tomogram_of_the_other_contrast_is_inverted_before_locating(planted_ru
 
 
 def test_auto_polarity_keeps_both_when_both_hold_particles(planted_run, tmp_path):
-    from tomoclass.locate import locate
+    from tomoclass.workflows.locate import locate
 
     path = tmp_path / "planted.mrc"
     write_volume(path, _planted_tomogram(), 10.0)
@@ -374,7 +374,7 @@ def test_spectrum_matching_in_locate(planted_run, tmp_path):
     # matched, nor a dense method
     from tomoclass.data.spectrum import spectrum_at
     from tomoclass.errors import InputError
-    from tomoclass.locate import locate
+    from tomoclass.workflows.locate import locate
 
     tomo = _planted_tomogram()
     path = write_volume(tmp_path / "planted.mrc", tomo, 10.0)

@@ -59,7 +59,8 @@ def test_interface_at_32_and_the_stem_limits_the_box():
 @needs_monai
 def test_trains_evaluates_and_gives_cams_through_the_unchanged_pipeline(tmp_path):
     from tomoclass.cam import class_activation_maps
-    from tomoclass.train import fit, load_run, preset
+    from tomoclass.infer import load_run
+    from tomoclass.train import fit, preset
     from tomoclass.workflows.evaluate import evaluate_run
 
     ds = make_dataset(tmp_path / "ds", n_per_class=(2, 2), n_val_per_class=1, box=32)

@@ -29,7 +29,7 @@ def test_candidate_polarity_rule():
 def test_clearly_dark_tomogram_keeps_dark_candidates_only(tmp_path, monkeypatch):
     """Dark balls plus a few bright blobs the detector calls particles: before, auto kept both
     signs (the detector's vote); a clear dark measurement now decides."""
-    from tomoclass.locate import locate
+    from tomoclass.workflows.locate import locate
 
     monkeypatch.setitem(registry._REGISTRY, "planted_test", _planted)
     run = _save_planted_run(tmp_path / "run", "dark")
@@ -51,7 +51,7 @@ def test_clearly_dark_tomogram_keeps_dark_candidates_only(tmp_path, monkeypatch)
 
 
 def test_told_and_auto_agree_on_a_clear_tomogram(tmp_path, monkeypatch):
-    from tomoclass.locate import locate
+    from tomoclass.workflows.locate import locate
 
     monkeypatch.setitem(registry._REGISTRY, "planted_test", _planted)
     run = _save_planted_run(tmp_path / "run", "dark")

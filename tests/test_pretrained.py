@@ -11,8 +11,9 @@ from train_support import TINY_KWARGS, TINY_MODEL, make_dataset, one_thread
 
 from tomoclass.cli.main import main
 from tomoclass.errors import InputError
+from tomoclass.infer import load_run
 from tomoclass.models.pretrained import ENV_DIR, list_pretrained, resolve_pretrained, sha256_of
-from tomoclass.train import fit, load_run, preset
+from tomoclass.train import fit, preset
 from tomoclass.train.loop import build_model
 from tomoclass.train.pretrained import initialize_from, register_run
 

@@ -17,7 +17,8 @@ from train_support import TINY_KWARGS, TINY_MODEL, make_dataset, one_thread, tin
 
 from tomoclass.cli.main import main
 from tomoclass.errors import InputError, ResourceError
-from tomoclass.train import TrainConfig, fit, load_checkpoint, load_run, preset
+from tomoclass.infer import load_run
+from tomoclass.train import TrainConfig, fit, load_checkpoint, preset
 from tomoclass.train import metrics as M
 from tomoclass.train.schedule import lr_at
 

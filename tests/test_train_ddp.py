@@ -22,7 +22,8 @@ from train_support import (
 )
 
 from tomoclass.data import SubtomogramDataset, open_dataset
-from tomoclass.train import fit, load_run
+from tomoclass.infer import load_run
+from tomoclass.train import fit
 from tomoclass.train import metrics as M
 
 _one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)

@@ -150,7 +150,7 @@ def _background(args: argparse.Namespace) -> dict | None:
     """The ``background`` option of :func:`extract_dataset` from ``--background*``."""
     if not (args.background or args.background_offcentre):
         return None
-    from tomoclass.locate.pipeline import parse_radii
+    from tomoclass.locate.radii import parse_radii
 
     return {"n_random": args.background, "n_offcentre": args.background_offcentre,
             "radii": parse_radii(args.background_radius) or args.box / 4, "seed": args.seed}

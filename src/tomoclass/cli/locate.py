@@ -7,16 +7,10 @@ import argparse
 from tomoclass.cli import copick_args
 from tomoclass.data.spectrum import MATCH_CHOICES
 from tomoclass.errors import InputError
-from tomoclass.locate.pipeline import (
-    METHODS,
-    POLARITIES,
-    locate,
-    locate_many,
-    parse_radii,
-    radii_for_tomogram,
-)
-from tomoclass.locate.scoring import NORMALIZATIONS
-from tomoclass.train.device import PRECISIONS
+from tomoclass.infer import PRECISIONS
+from tomoclass.locate.geometry import NORMALIZATIONS
+from tomoclass.locate.radii import parse_radii, radii_for_tomogram
+from tomoclass.workflows.locate import METHODS, POLARITIES, locate, locate_many
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +26,19 @@ def register(sub: argparse._SubParsersAction) -> None:
             "The run needs a 'background' class."
         ),
     )
+    _add_inputs(p)
+    _add_radii(p)
+    _add_method(p)
+    _add_voxels(p)
+    _add_names(p)
+    p.add_argument("--device", help="torch device (default: cuda when available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    copick_args.add_output_args(p)
+    p.set_defaults(func=run)
+
+
+def _add_inputs(p: argparse.ArgumentParser) -> None:
+    """The run, the tomograms, the outputs and the pick threshold."""
     p.add_argument("--run", required=True, help="run directory (tomoclass train)")
     p.add_argument("--tomogram", required=True, nargs="+",
                    help="tomogram (MRC); several: --out is a folder that receives "
@@ -50,6 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="minimum 1 - P(background) of a pick (default: the run's threshold from "
         "'tomoclass score-picks --calibrate', else 0.5)",
     )
+
+
+def _add_radii(p: argparse.ArgumentParser) -> None:
+    """Particle radii: ``--radius`` and ``--sizes``."""
     p.add_argument(
         "--radius",
         action="append",
@@ -63,6 +74,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="per-class radii from a SHREC'21 sizes.txt (radius(nm), at the tomogram's voxel "
         "size)",
     )
+
+
+def _add_method(p: argparse.ArgumentParser) -> None:
+    """How the tomogram is scored: method, polarity, spectrum, candidates, boxes, tiles."""
     p.add_argument(
         "--method",
         choices=[m for m in METHODS if m != "auto"],
@@ -118,6 +133,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=NORMALIZATIONS,
         help="tomogram normalisation (default: from the training data)",
     )
+
+
+def _add_voxels(p: argparse.ArgumentParser) -> None:
+    """Voxel size, resampling and the arithmetic of classification."""
     p.add_argument(
         "--voxel-size",
         type=float,
@@ -138,6 +157,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "or bf16 (also on CPUs with AVX512-BF16/AMX; 1.12x faster classification measured on "
         "a Zen 4 CPU, same picks to 0.1%%)",
     )
+
+
+def _add_names(p: argparse.ArgumentParser) -> None:
+    """The tomogram's name in the tables, and per-class tables."""
     p.add_argument(
         "--tomo-name",
         "--tomogram-name",
@@ -162,10 +185,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also write <out stem>_<class>.star per class",
     )
-    p.add_argument("--device", help="torch device (default: cuda when available)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    copick_args.add_output_args(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -68,8 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Call :func:`tomoclass.train.predict.predict_particles` and write the tables."""
-    from tomoclass.train.predict import predict_particles, write_predictions
+    """Call :func:`tomoclass.infer.predict_particles` and write the tables."""
+    from tomoclass.infer import predict_particles, write_predictions
     from tomoclass.train.resources import parse_bytes
 
     for out in args.out:

@@ -17,7 +17,7 @@ from tomoclass.evaluate.picks import (
 from tomoclass.io import read_particles, table_format
 from tomoclass.io.atomic import atomic_path
 from tomoclass.locate.calibration import save_threshold
-from tomoclass.locate.pipeline import merge_radii
+from tomoclass.locate.radii import merge_radii
 
 
 def register(sub: argparse._SubParsersAction) -> None:

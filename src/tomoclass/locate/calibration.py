@@ -38,7 +38,7 @@ DEFAULT_THRESHOLD = 0.5
 
 
 def _checkpoint(run_dir: str | Path, which: str) -> Path:
-    from tomoclass.train.run import checkpoint_path
+    from tomoclass.infer import checkpoint_path
 
     run = Path(run_dir)
     if not run.is_dir():

@@ -28,7 +28,7 @@ from scipy.spatial import cKDTree
 
 from tomoclass.errors import InputError
 from tomoclass.io import schema
-from tomoclass.locate.scoring import ScoreMaps
+from tomoclass.locate.geometry import ScoreMaps
 
 #: Name of the non-particle class the classifier must have.
 BACKGROUND = schema.BACKGROUND

@@ -10,6 +10,9 @@ and scores, ...) import no workflow.
   :func:`~tomoclass.workflows.evaluate.checkpoint_curve` (Fig. 4B);
 - :mod:`~tomoclass.workflows.cam`: :func:`~tomoclass.workflows.cam.cam_for_runs` (the Fig. 5
   figure and MRC maps of trained runs on a dataset);
+- :mod:`~tomoclass.workflows.locate`: :func:`~tomoclass.workflows.locate.locate` and
+  :func:`~tomoclass.workflows.locate.locate_many` (a run on whole tomograms -> picks, through
+  :func:`tomoclass.infer.prepare_tomogram` and the ``locate`` stage);
 - :mod:`~tomoclass.workflows.demo`: :func:`~tomoclass.workflows.demo.run_demo` (simulate ->
   extract -> train -> evaluate -> compare -> CAM on built-in phantoms).
 

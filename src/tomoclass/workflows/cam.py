@@ -20,9 +20,8 @@ from tomoclass.cam.volumes import write_cam_volumes
 from tomoclass.data import open_dataset
 from tomoclass.errors import InputError
 from tomoclass.evaluate.compare import unique_labels
+from tomoclass.infer import load_run, select_device
 from tomoclass.io.outputs import claim_dir
-from tomoclass.train import load_run
-from tomoclass.train.device import select_device
 from tomoclass.workflows.evaluate import SplitInputs, check_voxel_size, class_remap
 
 

@@ -28,11 +28,10 @@ from tomoclass.evaluate.report import (
     predict_logits,
     write_report,
 )
+from tomoclass.infer import load_run, select_device
 from tomoclass.io.lock import folder_lock
 from tomoclass.io.outputs import check_output_dir
 from tomoclass.metrics import metrics_from_labels
-from tomoclass.train import load_run
-from tomoclass.train.device import select_device
 
 log = logging.getLogger(__name__)
 

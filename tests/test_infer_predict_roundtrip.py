@@ -8,15 +8,22 @@ import numpy as np
 import pandas as pd
 import pytest
 import starfile
-from test_predict import world  # noqa: F401  (the module's trained run and tomogram)
+from infer_support import make_world
 from train_support import one_thread
 
 from tomoclass.cli.main import main
 from tomoclass.errors import InputError
+from tomoclass.infer.predict import predict_particles
 from tomoclass.io.tomonames import resolve_tomogram_name
-from tomoclass.train.predict import predict_particles
 
 _one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A trained tiny run, a 40^3 tomogram at 10 Å with 6 blobs, and their picks as CSV."""
+    return make_world(tmp_path_factory.mktemp("predict"))
+
 
 UNBINNED = 2.5  # Å per tilt-series pixel; the tomogram has 10 Å voxels (binning 4)
 

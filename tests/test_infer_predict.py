@@ -7,40 +7,23 @@ import pandas as pd
 import pytest
 import starfile
 import torch
-from test_train import tiny_cfg
-from train_support import blob_volumes, make_dataset, one_thread
+from infer_support import BOX, make_world
+from train_support import one_thread
 
 from tomoclass.cli.main import main
 from tomoclass.data import extract_subtomograms
 from tomoclass.errors import InputError
+from tomoclass.infer import load_run
+from tomoclass.infer.predict import predict_particles
 from tomoclass.io import read_volume, write_volume
-from tomoclass.train import fit, load_run
-from tomoclass.train.predict import predict_particles
 
 _one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
-
-BOX = 12
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A trained tiny run, a 40^3 tomogram at 10 Å with 6 blobs, and their picks as CSV."""
-    root = tmp_path_factory.mktemp("predict")
-    ds = make_dataset(root / "ds", box=BOX)
-    fit(tiny_cfg(epochs=1), ds, root / "run", progress=False)
-    rng = np.random.default_rng(5)
-    tomo = 0.3 * rng.standard_normal((40, 40, 40)).astype(np.float32)
-    labels = np.array([0, 1, 2, 0, 1, 2])
-    centres = np.array([[8, 8, 8], [8, 30, 20], [20, 20, 20], [30, 10, 30], [31, 31, 9],
-                        [20, 8, 32]])  # (z, y, x)
-    blobs = blob_volumes(labels, BOX, rng)
-    for (z, y, x), b in zip(centres, blobs, strict=True):
-        tomo[z - 6:z + 6, y - 6:y + 6, x - 6:x + 6] += b
-    write_volume(root / "tomo.mrc", tomo, voxel_size_angstrom=10.0)
-    picks = pd.DataFrame({"x": centres[:, 2], "y": centres[:, 1], "z": centres[:, 0],
-                          "class": [f"class{k}" for k in labels]})
-    picks.to_csv(root / "picks.csv", index=False)
-    return root
+    return make_world(tmp_path_factory.mktemp("predict"))
 
 
 def test_predictions_are_the_models_softmax_on_the_extracted_boxes(world):
@@ -171,7 +154,7 @@ def test_a_table_of_several_tomograms(world, tmp_path, capsys, caplog):
     # classifies its own rows only (the table's rlnTomoName stands), one table comes out
     import shutil
 
-    from tomoclass.train.predict import write_predictions
+    from tomoclass.infer.predict import write_predictions
 
     picks = pd.read_csv(world / "picks.csv")
     shutil.copy(world / "tomo.mrc", tmp_path / "TS_01.mrc")

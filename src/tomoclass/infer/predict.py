@@ -1,6 +1,8 @@
 """Classifying the particles of a tomogram with a trained run: :func:`predict_particles`.
 
-Boxes are cut out of the (memory-mapped) tomogram in chunks of one inference batch, so
+The run and the tomogram are prepared as for ``locate``
+(:func:`tomoclass.infer.prepare_tomogram`); boxes are cut out of the (memory-mapped) tomogram
+in chunks of one inference batch, so
 memory stays at one batch whatever the number of picks; they are normalised the way the
 training data was (the dataset's ``normalization``), at the training box size, and the
 model's softmax gives each particle a class, a confidence and every class probability.
@@ -19,10 +21,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from tomoclass.data.extract import iter_boxes, plan_extraction
+from tomoclass.data.spectrum import filter_boxes
 from tomoclass.errors import InputError
+from tomoclass.infer.prepare import PreparedTomogram, prepare_tomogram
 from tomoclass.io import schema as S
 from tomoclass.io.annotate import INPUT_ROW
-from tomoclass.train.device import amp_dtype_for_inference, autocast, select_device
+from tomoclass.io.particles import COORDS_ANGPIX_HINT, OVERSHOOT_RATIO, overshoot
+from tomoclass.train.device import autocast
+from tomoclass.train.resources import check_fits, estimate_prediction
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +188,8 @@ def predict_particles(
     Parameters
     ----------
     run
-        Run directory written by :func:`tomoclass.train.fit` (or a checkpoint ``.pt``).
+        Run directory written by :func:`tomoclass.train.fit` (or a checkpoint ``.pt`` or a
+        pretrained name).
     tomogram
         MRC path or a :class:`tomoclass.io.Volume` (z, y, x), memory-mapped.
     coords
@@ -238,38 +246,44 @@ def predict_particles(
     tomoclass.errors.ResourceError
         The batch does not fit in memory by the estimate.
     """
-    from tomoclass.data.extract import iter_boxes, plan_extraction, resampling_step
-    from tomoclass.data.polarity import resolve_inversion, training_polarity
-    from tomoclass.data.spectrum import box_filter_for, filter_boxes, resolve_matching, spectrum_at
-    from tomoclass.io import Volume, read_volume
-    from tomoclass.io.particles import COORDS_ANGPIX_HINT, OVERSHOOT_RATIO, overshoot
-    from tomoclass.io.tomonames import resolve_tomogram_name
-    from tomoclass.io.volume import warn_if_beam_along_y
-    from tomoclass.train.resources import check_fits, estimate_prediction
-    from tomoclass.train.run import load_run
-
     if batch_size < 1:
         raise InputError(f"batch size must be positive, not {batch_size}", field="batch_size")
-    dev = select_device(device)
-    model, class_map, info = load_run(run, which=which, map_location=dev)
-    vol = tomogram if isinstance(tomogram, Volume) else read_volume(
-        tomogram, voxel_size_angstrom=voxel_size_angstrom)
-    if isinstance(vol, Volume):
-        warn_if_beam_along_y(vol)
-    tomo_path = getattr(vol, "path", None)
-    name = tomogram_name or (
-        resolve_tomogram_name(tomo_path, tomograms_star=tomograms_star,
-                              warp_settings=warp_settings)
-        if tomo_path is not None else "tomogram")
-    train_vs = float(info["voxel_size_angstrom"])
-    box = int(info["box"])
-    vs = float(vol.voxel_size_angstrom)
-    do_rescale = resampling_step(vs, train_vs, rescale=rescale, path=tomo_path) != 1.0
-    invert, measured = resolve_inversion(polarity, vol.data, vs, target=training_polarity(info),
-                                         what=str(tomo_path or name))
-    table = _read_coords(coords, name, vol.shape, vs, coordinate_pixel_size_angstrom)
-    plan = plan_extraction(vol.shape, table, box, source_voxel_size_angstrom=vs,
-                           voxel_size_angstrom=train_vs if do_rescale else None, border="pad")
+    prep = prepare_tomogram(
+        run, tomogram, which=which, device=device, voxel_size_angstrom=voxel_size_angstrom,
+        rescale=rescale, polarity=polarity, match_spectrum=match_spectrum,
+        tomogram_name=tomogram_name, tomograms_star=tomograms_star, warp_settings=warp_settings)
+    vol = prep.volume
+    table = _read_coords(coords, prep.name, vol.shape, float(vol.voxel_size_angstrom),
+                         coordinate_pixel_size_angstrom)
+    plan = _plan_boxes(prep, table, coordinate_pixel_size_angstrom)
+    check_fits(estimate_prediction(prep.model, int(prep.info["box"]), batch_size),
+               device=prep.device, out_dir=Path.cwd(), max_memory_bytes=max_memory_bytes,
+               what="prediction")
+    spectrum_gain, grid = _box_filter(prep, table)
+    probs = _classify_plan(prep, plan, grid, batch_size, progress)
+    out = _prediction_table(table, probs, list(prep.class_map.names), plan.padded)
+    return PredictionResult(out, probs, prep.class_map, float(vol.voxel_size_angstrom),
+                            float(prep.info["voxel_size_angstrom"]), prep.step != 1.0,
+                            prep.invert, prep.measured, tuple(vol.shape), spectrum_gain,
+                            None if isinstance(coords, pd.DataFrame) else Path(coords),
+                            coordinate_pixel_size_angstrom)
+
+
+def _plan_boxes(prep: PreparedTomogram, table: pd.DataFrame,
+                coordinate_pixel_size_angstrom: float | None) -> Any:
+    """Where each pick's box is cut (resampled with ``rescale``); every pick inside.
+
+    Raises
+    ------
+    InputError
+        Picks outside the tomogram (with a hint when they look like unbinned pixels).
+    """
+    vol = prep.volume
+    vs, train_vs = float(vol.voxel_size_angstrom), float(prep.info["voxel_size_angstrom"])
+    plan = plan_extraction(vol.shape, table, int(prep.info["box"]),
+                           source_voxel_size_angstrom=vs,
+                           voxel_size_angstrom=train_vs if prep.step != 1.0 else None,
+                           border="pad")
     if plan.n_outside:
         first = int(np.setdiff1d(np.arange(len(table)), plan.rows)[0])
         reach = overshoot(table[[S.X, S.Y, S.Z]].to_numpy(np.float64), vol.shape)
@@ -279,54 +293,62 @@ def predict_particles(
             f"{plan.n_outside} particle(s) lie outside the tomogram of size (z, y, x)="
             f"{vol.shape}, first at row {first + 1} (x={table[S.X].iloc[first]:g}, "
             f"y={table[S.Y].iloc[first]:g}, z={table[S.Z].iloc[first]:g}){hint}",
-            path=tomo_path, field="x,y,z")
-    check_fits(estimate_prediction(model, box, batch_size), device=dev, out_dir=Path.cwd(),
-               max_memory_bytes=max_memory_bytes, what="prediction")
-    normalize = (info.get("data") or {}).get("normalization") or "zscore"
-    grid = spectrum_gain = None
-    spectrum = resolve_matching(match_spectrum, info, resampled=do_rescale)
-    if spectrum is not None:
-        # the boxes as they will be classified: resampled only with rescale
-        target_spec = spectrum_at(vol.data, table[[S.Z, S.Y, S.X]].to_numpy(np.float64), box,
-                                  train_vs if do_rescale else vs,
-                                  source_voxel_size_angstrom=vs if do_rescale else None)
-        spectrum_gain, grid = box_filter_for(spectrum, target_spec)
-        grid = torch.from_numpy(grid).to(dev)
-    dtype = amp_dtype_for_inference(dev)
-    use_cl = dev.type == "cuda"
-    if use_cl:
-        model.to(memory_format=torch.channels_last_3d)
-    else:
-        # Same logits to float32 rounding, ~2x faster on the CPU (docs/speed.md); on CUDA it
-        # was measured slower than the model as built, so it is used on the CPU only.
-        from tomoclass.models import optimize_for_inference
+            path=prep.path, field="x,y,z")
+    return plan
 
-        model = optimize_for_inference(model.eval())
-    k = len(class_map)
-    probs = np.empty((len(plan.rows), k), dtype=np.float32)
+
+def _box_filter(prep: PreparedTomogram, table: pd.DataFrame
+                ) -> tuple[list[float] | None, torch.Tensor | None]:
+    """Spectrum matching's gain and box filter (on the device) for the boxes at the picks."""
+    vs, train_vs = float(prep.volume.voxel_size_angstrom), float(prep.info["voxel_size_angstrom"])
+    rescaled = prep.step != 1.0
+    # the boxes as they will be classified: resampled only with rescale
+    gain, grid = prep.box_filter(prep.volume.data, table[[S.Z, S.Y, S.X]].to_numpy(np.float64),
+                                 int(prep.info["box"]), train_vs if rescaled else vs,
+                                 source_voxel_size_angstrom=vs if rescaled else None)
+    return gain, None if grid is None else torch.from_numpy(grid).to(prep.device)
+
+
+def _classify_plan(prep: PreparedTomogram, plan: Any, grid: torch.Tensor | None,
+                   batch_size: int, progress: bool) -> np.ndarray:
+    """Float32 (N, K) softmax of the net on the planned boxes, one batch in memory at a time.
+
+    Boxes are normalised as the training data was (its ``normalization``), inverted to the
+    training polarity and filtered by ``grid`` when given.
+    """
+    dev = prep.device
+    normalize = (prep.info.get("data") or {}).get("normalization") or "zscore"
+    net, dtype = prep.net("auto")
+    probs = np.empty((len(plan.rows), len(prep.class_map)), dtype=np.float32)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(plan.rows), unit="particle", desc="predict", leave=False)
     with torch.inference_mode():
-        for start, boxes in iter_boxes(vol.data, plan, normalize=normalize, chunk=batch_size):
-            if invert:
+        for start, boxes in iter_boxes(prep.volume.data, plan, normalize=normalize,
+                                       chunk=batch_size):
+            if prep.invert:
                 np.negative(boxes, out=boxes)
             x = torch.from_numpy(boxes[:, None]).to(dev)
             if grid is not None:
                 x = filter_boxes(x, grid)
-            if use_cl:
+            if dtype is not None:
                 x = x.contiguous(memory_format=torch.channels_last_3d)
             with autocast(dev, dtype):
-                logits = model(x)
+                logits = net(x)
             probs[start:start + len(boxes)] = torch.softmax(logits.float(), 1).cpu().numpy()
             if bar is not None:
                 bar.update(len(boxes))
     if bar is not None:
         bar.close()
+    return probs
+
+
+def _prediction_table(table: pd.DataFrame, probs: np.ndarray, names: list[str],
+                      padded: np.ndarray) -> pd.DataFrame:
+    """The input rows with the predicted class, confidence and every class probability."""
     pred = probs.argmax(1)
-    names = list(class_map.names)
     out = table.copy()
     out["input_class_name"] = (out[S.CLASS_NAME].astype(str) if S.CLASS_NAME in out.columns
                                else "")
@@ -336,11 +358,8 @@ def predict_particles(
     out[S.SCORE] = out["confidence"]
     for j, n in enumerate(names):
         out[f"{PROB_PREFIX}{n}"] = probs[:, j]
-    out["padded"] = plan.padded
-    return PredictionResult(out, probs, class_map, vs, train_vs, do_rescale, invert, measured,
-                            tuple(vol.shape), spectrum_gain,
-                            None if isinstance(coords, pd.DataFrame) else Path(coords),
-                            coordinate_pixel_size_angstrom)
+    out["padded"] = padded
+    return out
 
 
 def write_predictions(result: PredictionResult | Sequence[PredictionResult],
