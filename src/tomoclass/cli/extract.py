@@ -14,7 +14,8 @@ from tomoclass.data.classmap import ClassMap
 from tomoclass.data.polarity import POLARITY_CHOICES
 from tomoclass.data.store import parse_list
 from tomoclass.errors import InputError
-from tomoclass.io.particles import READ_FORMATS, read_particles, tomogram_name
+from tomoclass.io.naming import tomogram_name
+from tomoclass.io.particles import READ_FORMATS, read_particles
 from tomoclass.io.tomonames import split_table_spec
 from tomoclass.io.volume import read_volume
 

@@ -24,7 +24,7 @@ from tomoclass.data.polarity import DATASET_POLARITY, resolve_inversion
 from tomoclass.data.store import SPLIT, DatasetWriter, assign_splits, tomogram_number
 from tomoclass.errors import InputError, ResourceError
 from tomoclass.io import schema as S
-from tomoclass.io.particles import tomogram_name
+from tomoclass.io.naming import tomogram_name
 from tomoclass.io.volume import read_volume, warn_if_beam_along_y
 
 log = logging.getLogger(__name__)

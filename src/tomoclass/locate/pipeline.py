@@ -27,8 +27,8 @@ from tomoclass.errors import InputError
 from tomoclass.io import read_volume, write_particles, write_volume
 from tomoclass.io.annotate import class_file
 from tomoclass.io.atomic import atomic_dir
+from tomoclass.io.naming import distinct_tomogram_names
 from tomoclass.io.outputs import check_output_dir, check_output_file, claim_dir
-from tomoclass.io.particles import distinct_tomogram_names
 from tomoclass.io.tomonames import resolve_tomogram_name
 from tomoclass.io.volume import warn_if_beam_along_y
 from tomoclass.locate.calibration import run_threshold

@@ -242,7 +242,7 @@ def predict_particles(
     from tomoclass.data.polarity import resolve_inversion, training_polarity
     from tomoclass.data.spectrum import box_filter_for, filter_boxes, resolve_matching, spectrum_at
     from tomoclass.io import Volume, read_volume
-    from tomoclass.io.particles import COORDS_ANGPIX_HINT, OVERSHOOT_RATIO, overshoot
+    from tomoclass.io.bounds import COORDS_ANGPIX_HINT, OVERSHOOT_RATIO, overshoot
     from tomoclass.io.tomonames import resolve_tomogram_name
     from tomoclass.io.volume import warn_if_beam_along_y
     from tomoclass.train.resources import check_fits, estimate_prediction
