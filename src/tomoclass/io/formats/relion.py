@@ -31,7 +31,7 @@ from tomoclass.io.formats.common import (
     show_value,
     strip_tomo,
 )
-from tomoclass.io.star import write_star
+from tomoclass.io.star import read_star, write_star
 
 log = logging.getLogger(__name__)
 
@@ -42,102 +42,65 @@ _STAR_NAME = "tomoclassClassName"
 _STAR_IS_PROTEIN = "tomoclassIsProtein"
 _STAR_EXTRA = "tomoclass_"
 
-def _star_blocks(text: str) -> dict[str, tuple[list[str], list[list[str]], list[int]]]:
-    """Parse STAR loops: block name -> (labels, rows of tokens, line numbers).
+#: A block of a STAR file as the line index sees it: its labels and the line of each row.
+StarIndex = dict[str, tuple[list[str], list[int]]]
 
-    Only what particle tables use: ``data_`` blocks holding one ``loop_`` or simple
-    ``_label value`` pairs (returned as a one-row table). Quoted tokens are supported.
+
+def _star_line_index(text: str, path: Path) -> StarIndex:
+    """Block name -> (labels, 1-based line of each row), from one pass over the lines.
+
+    Not a parser: :mod:`starfile` reads the values. This finds, line by line, where each
+    block's labels and rows are (a ``_label value`` block is one row, on its first label's
+    line), so that an error about a value names its line, and refuses what starfile would
+    silently misread: text before the first ``data_``, a value outside a ``loop_``, a label
+    without a value, a second ``loop_`` or a label after the rows of one ``data_`` block.
     """
-    blocks: dict[str, tuple[list[str], list[list[str]], list[int]]] = {}
+    index: StarIndex = {}
     name: str | None = None
-    labels: list[str] = []
-    rows: list[list[str]] = []
-    lines: list[int] = []
     in_loop = False
-    pairs: dict[str, str] = {}
-    pair_line = 0
-
-    def close() -> None:
-        if name is None:
-            return
-        if labels:
-            blocks[name] = (list(labels), list(rows), list(lines))
-        elif pairs:
-            blocks[name] = (list(pairs), [list(pairs.values())], [pair_line])
-
-    for i, raw in enumerate(text.splitlines(), 1):
+    for i, raw in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1):
         s = raw.strip()
         if not s or s.startswith("#"):
             continue
         if s.startswith("data_"):
-            close()
-            name, labels, rows, lines, in_loop, pairs = s[5:], [], [], [], False, {}
+            name, in_loop = s[5:], False
+            index[name] = ([], [])
             continue
         if name is None:
-            raise InputError("text before the first data_ block", path=None, line=i)
-        if s == "loop_" or s.startswith("loop_"):
-            if labels or pairs:
-                close()
-                name = f"{name}#{i}"
-                labels, rows, lines, pairs = [], [], [], {}
+            raise InputError("text before the first data_ block", path=path, line=i)
+        labels, lines = index[name]
+        if s.startswith("loop_"):
+            if labels:
+                raise InputError("a second loop_ in one data_ block (give each its own data_)",
+                                 path=path, line=i)
             in_loop = True
-            continue
-        if s.startswith("_"):
-            tokens = _star_tokens(s, i)
-            if in_loop and not rows:
-                labels.append(tokens[0][1:])
-            else:
-                if len(tokens) < 2:
-                    raise InputError(f"label {tokens[0]} has no value", line=i, field=tokens[0])
-                pairs[tokens[0][1:]] = tokens[1]
-                pair_line = pair_line or i
-            continue
-        if not in_loop:
-            raise InputError("a value outside a loop_", line=i)
-        tokens = _star_tokens(s, i)
-        if len(tokens) != len(labels):
-            raise InputError(f"{len(tokens)} values for {len(labels)} columns", line=i)
-        rows.append(tokens)
-        lines.append(i)
-    close()
-    return blocks
+        elif s.startswith("_"):
+            label = s.split()[0]
+            if in_loop and lines:
+                raise InputError(f"label {label} after the rows of a loop_", path=path, line=i,
+                                 field=label[1:])
+            if not in_loop and len(s.split(None, 1)) < 2:
+                raise InputError(f"label {label} has no value", path=path, line=i,
+                                 field=label[1:])
+            labels.append(label[1:])
+            if not in_loop and not lines:
+                lines.append(i)
+        elif not in_loop:
+            raise InputError("a value outside a loop_", path=path, line=i)
+        else:
+            lines.append(i)
+    return {key: block for key, block in index.items() if block[0]}
 
 
-def _star_tokens(s: str, line: int) -> list[str]:
-    out: list[str] = []
-    i, n = 0, len(s)
-    while i < n:
-        c = s[i]
-        if c.isspace():
-            i += 1
-            continue
-        if c in "\"'":
-            j = i + 1
-            while j < n and not (s[j] == c and (j + 1 == n or s[j + 1].isspace())):
-                j += 1
-            if j >= n:
-                raise InputError("unclosed quote", line=line)
-            out.append(s[i + 1:j])
-            i = j + 1
-            continue
-        if c == "#":
-            break
-        j = i
-        while j < n and not s[j].isspace():
-            j += 1
-        out.append(s[i:j])
-        i = j
-    return out
-
-
-def _pick_particles_block(blocks: Mapping[str, Any], path: Path) -> str:
-    if not blocks:
+def _pick_particles_block(index: StarIndex, path: Path) -> str:
+    """The particles' block: ``data_particles``, ``data_``, else the first with coordinates."""
+    if not index:
         raise InputError("no data_ block with a loop_ of particles", path=path)
     coord_labels = {"rlnCoordinateX", "rlnCenteredCoordinateXAngst"}
     for key in ("particles", ""):
-        if key in blocks and coord_labels & set(blocks[key][0]):
+        if key in index and coord_labels & set(index[key][0]):
             return key
-    for key, (labels, _, _) in blocks.items():
+    for key, (labels, _) in index.items():
         if coord_labels & set(labels):
             return key
     raise InputError(
@@ -145,45 +108,99 @@ def _pick_particles_block(blocks: Mapping[str, Any], path: Path) -> str:
         field="rlnCoordinateX")
 
 
-def read_star_table(ctx: ReadContext) -> tuple[pd.DataFrame, list[int]]:
-    """A RELION STAR particle table -> (schema table, 1-based line of each row)."""
-    path = ctx.path
-    text = read_text(path)
-    try:
-        blocks = _star_blocks(text)
-    except InputError as exc:
-        raise InputError(exc.message, path=path, line=exc.line, field=exc.field) from None
-    key = _pick_particles_block(blocks, path)
-    labels, rows, lines = blocks[key]
+def _star_text_columns(path: Path, index: StarIndex,
+                       key: str) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """Block ``key``'s values as text, label -> list, and every block, via one starfile read."""
+    labels, lines = index[key]
     if len(set(labels)) != len(labels):
         dup = next(lab for lab in labels if labels.count(lab) > 1)
         raise InputError("column appears twice", path=path, field=dup)
-    # The values come from the starfile package (the reference reader); the scan above only
-    # checked the structure and gives each row's line number for error messages.
-    cols = _starfile_columns(path, key, labels, len(rows))
-    if cols is None:
-        cols = {lab: [r[j] for r in rows] for j, lab in enumerate(labels)}
-    n = len(rows)
-    optics = _star_optics(blocks)
+    every_label = sorted({lab for labs, _ in index.values() for lab in labs})
+    blocks = read_star(path, text_labels=every_label)
+    block = blocks.get(key)
+    if isinstance(block, dict):  # a single particle as "_label value" pairs
+        block = pd.DataFrame({k: [v] for k, v in block.items()})
+    if (not isinstance(block, pd.DataFrame) or len(block) != len(lines)
+            or [str(c) for c in block.columns] != labels):
+        rows = len(block) if isinstance(block, pd.DataFrame) else 0
+        raise InputError(f"starfile reads block data_{key} differently ({rows} rows, "
+                         f"{len(lines)} lines)", path=path)
+    cols = {lab: ["" if v is None else str(v) for v in block[lab].tolist()] for lab in labels}
+    return cols, blocks
 
-    def numbers(label: str, *, allow_nan: bool = False, default: float | None = None) -> np.ndarray:
-        if label not in cols:
+
+def read_star_table(ctx: ReadContext) -> tuple[pd.DataFrame, list[int]]:
+    """A RELION STAR particle table -> (schema table, 1-based line of each row).
+
+    The file is parsed once, by :mod:`starfile` (:func:`tomoclass.io.star.read_star`, every
+    value as text); a line index (:func:`_star_line_index`) gives each row's line for errors.
+    """
+    path = ctx.path
+    index = _star_line_index(read_text(path), path)
+    key = _pick_particles_block(index, path)
+    lines = index[key][1]
+    cols, blocks = _star_text_columns(path, index, key)
+    numbers = _ColumnNumbers(cols, lines, path)
+    tomos = _star_tomograms(cols, ctx, len(lines))
+    xyz, vox_per_coord = _star_coordinates(cols, numbers, ctx, tomos, lines)
+    # RELION 5 subtomogram pre-rotation A_sub: the orientation is A_sub @ A_particle and the
+    # origin shifts are in the pre-rotated frame (ParticleSet::getMatrix3x3 / getPosition).
+    a_sub = _star_subtomogram_matrices(cols, numbers, path, lines)
+    xyz = _star_origin_shifts(xyz, cols, numbers, a_sub, ctx, vox_per_coord,
+                              _star_optics(blocks))
+    angles = _star_angles(cols, numbers, a_sub, len(lines))
+    names = _star_class_names(cols, ctx, lines)
+    df = pd.DataFrame({
+        S.TOMOGRAM: tomos, S.X: xyz[:, 0], S.Y: xyz[:, 1], S.Z: xyz[:, 2], S.CLASS_NAME: names,
+        S.ROT: angles[:, 0], S.TILT: angles[:, 1], S.PSI: angles[:, 2],
+        S.SCORE: (numbers("rlnAutopickFigureOfMerit", allow_nan=True)
+                  if "rlnAutopickFigureOfMerit" in cols else np.full(len(lines), np.nan)),
+        S.IS_PROTEIN: _star_is_protein(cols, names, lines, path),
+    })
+    if "rlnImageName" in cols:
+        df[IMAGE_NAME] = cols["rlnImageName"]
+    for lab, values in cols.items():
+        if lab.startswith(_STAR_EXTRA) and len(lab) > len(_STAR_EXTRA):
+            df[lab[len(_STAR_EXTRA):]] = maybe_numeric(values)
+    return df, lines
+
+
+class _ColumnNumbers:
+    """``numbers(label)``: a column as floats, an error naming the line of a bad value."""
+
+    def __init__(self, cols: Mapping[str, list[str]], lines: Sequence[int], path: Path) -> None:
+        self.cols, self.lines, self.path = cols, lines, path
+
+    def __call__(self, label: str, *, allow_nan: bool = False,
+                 default: float | None = None) -> np.ndarray:
+        if label not in self.cols:
             if default is None:
-                raise InputError("missing column", path=path, field=label)
-            return np.full(n, default, dtype=np.float64)
+                raise InputError("missing column", path=self.path, field=label)
+            return np.full(len(self.lines), default, dtype=np.float64)
         return np.array(
-            [parse_number(v, path, ln, label, allow_nan=allow_nan)
-             for v, ln in zip(cols[label], lines, strict=True)],
+            [parse_number(v, self.path, ln, label, allow_nan=allow_nan)
+             for v, ln in zip(self.cols[label], self.lines, strict=True)],
             dtype=np.float64)
 
-    # Tomogram names.
-    if "rlnTomoName" in cols and not ctx.tomogram_given:
-        tomos = [strip_tomo(v, path_like=False) for v in cols["rlnTomoName"]]
-    elif "rlnMicrographName" in cols and not ctx.tomogram_given:
-        tomos = [strip_tomo(v, path_like=True) for v in cols["rlnMicrographName"]]
-    else:
-        tomos = [ctx.tomogram] * n
 
+def _star_tomograms(cols: Mapping[str, list[str]], ctx: ReadContext, n: int) -> list[str]:
+    """Each row's tomogram: ``rlnTomoName``, else ``rlnMicrographName``, else the default."""
+    if "rlnTomoName" in cols and not ctx.tomogram_given:
+        return [strip_tomo(v, path_like=False) for v in cols["rlnTomoName"]]
+    if "rlnMicrographName" in cols and not ctx.tomogram_given:
+        return [strip_tomo(v, path_like=True) for v in cols["rlnMicrographName"]]
+    return [ctx.tomogram] * n
+
+
+def _star_coordinates(cols: Mapping[str, list[str]], numbers: _ColumnNumbers,
+                      ctx: ReadContext, tomos: Sequence[str],
+                      lines: Sequence[int]) -> tuple[np.ndarray, float | None]:
+    """(n, 3) x, y, z in voxels of the tomogram, and voxels per coordinate unit (None: Å).
+
+    RELION 5's centred coordinates (Å) when the tomograms' sizes and voxel size are known or
+    they are the only ones, else ``rlnCoordinateX/Y/Z`` rescaled by the coordinate pixel size.
+    """
+    path = ctx.path
     centred = "rlnCenteredCoordinateXAngst" in cols
     plain = "rlnCoordinateX" in cols
     if centred and plain and (
@@ -192,48 +209,46 @@ def read_star_table(ctx: ReadContext) -> tuple[pd.DataFrame, list[int]]:
         # both kinds (tomoclass writes both): without the tomograms' size and voxel size the
         # plain voxel coordinates are the ones that can be read
         centred = False
-    if centred:
-        c = np.stack([numbers(f"rlnCenteredCoordinate{a}Angst") for a in "XYZ"], 1)
-        vs = ctx.voxel_size_angstrom
-        if vs is None or vs <= 0:
-            raise InputError(
-                "RELION 5 centred coordinates (Å) need the tomogram's voxel size "
-                "(voxel_size_angstrom / --voxel-size)", path=path,
-                field="rlnCenteredCoordinateXAngst")
-        xyz = np.empty_like(c)
-        for i, tomo in enumerate(tomos):
-            shape = ctx.shape_for(tomo)
-            if shape is None:
-                raise InputError(
-                    f"RELION 5 centred coordinates need the size of tomogram {tomo!r} "
-                    "(tomogram_shape / the tomogram file)", path=path, line=lines[i],
-                    field="rlnCenteredCoordinateXAngst")
-            size_xyz = np.array(shape[::-1], dtype=np.float64)
-            xyz[i] = c[i] / vs + size_xyz / 2.0
-        vox_per_coord = None  # already in voxels
-        if plain and n and ctx.coordinate_pixel_size_angstrom is None:
-            other = np.stack([numbers(f"rlnCoordinate{a}") for a in "XYZ"], 1)
-            off = float(np.nanmax(np.abs(other - xyz)))
-            if off > 1.0:
-                log.warning("%s: rlnCoordinateX/Y/Z and rlnCenteredCoordinateX/Y/ZAngst differ "
-                            "by up to %.1f voxels (another tomogram size or voxel size?); the "
-                            "centred ones are used", path, off)
-    else:
+    if not centred:
         xyz = np.stack([numbers(f"rlnCoordinate{a}") for a in "XYZ"], 1)
-        if ctx.coordinate_pixel_size_angstrom is not None:
-            if ctx.voxel_size_angstrom is None:
-                raise InputError("coordinate_pixel_size_angstrom needs voxel_size_angstrom too",
-                                 path=path, field="voxel_size_angstrom")
-            vox_per_coord = ctx.coordinate_pixel_size_angstrom / ctx.voxel_size_angstrom
-            xyz = xyz * vox_per_coord
-        else:
-            vox_per_coord = 1.0
+        if ctx.coordinate_pixel_size_angstrom is None:
+            return xyz, 1.0
+        if ctx.voxel_size_angstrom is None:
+            raise InputError("coordinate_pixel_size_angstrom needs voxel_size_angstrom too",
+                             path=path, field="voxel_size_angstrom")
+        vox_per_coord = ctx.coordinate_pixel_size_angstrom / ctx.voxel_size_angstrom
+        return xyz * vox_per_coord, vox_per_coord
+    c = np.stack([numbers(f"rlnCenteredCoordinate{a}Angst") for a in "XYZ"], 1)
+    vs = ctx.voxel_size_angstrom
+    if vs is None or vs <= 0:
+        raise InputError(
+            "RELION 5 centred coordinates (Å) need the tomogram's voxel size "
+            "(voxel_size_angstrom / --voxel-size)", path=path,
+            field="rlnCenteredCoordinateXAngst")
+    xyz = np.empty_like(c)
+    for i, tomo in enumerate(tomos):
+        shape = ctx.shape_for(tomo)
+        if shape is None:
+            raise InputError(
+                f"RELION 5 centred coordinates need the size of tomogram {tomo!r} "
+                "(tomogram_shape / the tomogram file)", path=path, line=lines[i],
+                field="rlnCenteredCoordinateXAngst")
+        size_xyz = np.array(shape[::-1], dtype=np.float64)
+        xyz[i] = c[i] / vs + size_xyz / 2.0
+    if plain and len(xyz) and ctx.coordinate_pixel_size_angstrom is None:
+        other = np.stack([numbers(f"rlnCoordinate{a}") for a in "XYZ"], 1)
+        off = float(np.nanmax(np.abs(other - xyz)))
+        if off > 1.0:
+            log.warning("%s: rlnCoordinateX/Y/Z and rlnCenteredCoordinateX/Y/ZAngst differ "
+                        "by up to %.1f voxels (another tomogram size or voxel size?); the "
+                        "centred ones are used", path, off)
+    return xyz, None  # already in voxels
 
-    # RELION 5 subtomogram pre-rotation A_sub: the orientation is A_sub @ A_particle and the
-    # origin shifts are in the pre-rotated frame (ParticleSet::getMatrix3x3 / getPosition).
-    a_sub = _star_subtomogram_matrices(cols, numbers, path, lines)
 
-    # Origin shifts: the particle centre is coordinate - A_sub @ origin (RELION convention).
+def _star_origin_shifts(xyz: np.ndarray, cols: Mapping[str, list[str]],
+                        numbers: _ColumnNumbers, a_sub: np.ndarray | None, ctx: ReadContext,
+                        vox_per_coord: float | None, optics: Mapping[str, float]) -> np.ndarray:
+    """The particle centres: coordinate - A_sub @ origin (RELION's convention)."""
     if any(f"rlnOrigin{a}Angst" in cols for a in "XYZ"):
         shift_a = np.stack([numbers(f"rlnOrigin{a}Angst", default=0.0) for a in "XYZ"], 1)
         if np.any(shift_a != 0):
@@ -241,51 +256,45 @@ def read_star_table(ctx: ReadContext) -> tuple[pd.DataFrame, list[int]]:
             if vs is None:
                 raise InputError(
                     "origin shifts in Å need the voxel size (voxel_size_angstrom / --voxel-size)",
-                    path=path, field="rlnOriginXAngst")
+                    path=ctx.path, field="rlnOriginXAngst")
             xyz = xyz - _rotated(a_sub, shift_a) / vs
     if any(f"rlnOrigin{a}" in cols for a in "XYZ"):  # RELION <3.1: shifts in pixels
         shift_p = np.stack([numbers(f"rlnOrigin{a}", default=0.0) for a in "XYZ"], 1)
         xyz = xyz - _rotated(a_sub, shift_p) * (vox_per_coord or 1.0)
+    return xyz
 
-    angles = _star_angles(cols, numbers, a_sub, n)
+
+def _star_class_names(cols: Mapping[str, list[str]], ctx: ReadContext,
+                      lines: Sequence[int]) -> list[str]:
+    """Each row's class: the class column, ``tomoclassClassName``, ``rlnClassNumber``, or ""."""
     if ctx.class_column is not None:
         if ctx.class_column not in cols:
-            raise InputError(f"no such column (columns: {', '.join(cols)})", path=path,
+            raise InputError(f"no such column (columns: {', '.join(cols)})", path=ctx.path,
                              field=ctx.class_column)
         names = [label_name(v, ctx, ln, ctx.class_column)
                  for v, ln in zip(cols[ctx.class_column], lines, strict=True)]
     elif _STAR_NAME in cols:
-        names = [v for v in cols[_STAR_NAME]]
+        names = list(cols[_STAR_NAME])
     elif "rlnClassNumber" in cols:
         names = [label_name(v, ctx, ln, "rlnClassNumber")
                  for v, ln in zip(cols["rlnClassNumber"], lines, strict=True)]
     else:
-        names = [""] * n
-    names = ["" if v in ('""', "''") else v for v in names]
-    if "rlnAutopickFigureOfMerit" in cols:
-        score = numbers("rlnAutopickFigureOfMerit", allow_nan=True)
-    else:
-        score = np.full(n, np.nan)
-    if _STAR_IS_PROTEIN in cols:
-        prot = []
-        for v, ln in zip(cols[_STAR_IS_PROTEIN], lines, strict=True):
-            if v not in ("0", "1"):
-                raise InputError(f"{show_value(v)} is not 0 or 1", path=path, line=ln,
-                                 field=_STAR_IS_PROTEIN)
-            prot.append(v == "1")
-    else:
-        prot = [is_protein(v) for v in names]
-    df = pd.DataFrame({
-        S.TOMOGRAM: tomos, S.X: xyz[:, 0], S.Y: xyz[:, 1], S.Z: xyz[:, 2], S.CLASS_NAME: names,
-        S.ROT: angles[:, 0], S.TILT: angles[:, 1], S.PSI: angles[:, 2], S.SCORE: score,
-        S.IS_PROTEIN: prot,
-    })
-    if "rlnImageName" in cols:
-        df[IMAGE_NAME] = cols["rlnImageName"]
-    for lab, values in cols.items():
-        if lab.startswith(_STAR_EXTRA) and len(lab) > len(_STAR_EXTRA):
-            df[lab[len(_STAR_EXTRA):]] = maybe_numeric(values)
-    return df, lines
+        names = [""] * len(lines)
+    return ["" if v in ('""', "''") else v for v in names]
+
+
+def _star_is_protein(cols: Mapping[str, list[str]], names: Sequence[str],
+                     lines: Sequence[int], path: Path) -> list[bool]:
+    """``tomoclassIsProtein`` (0/1) where written, else from the class name."""
+    if _STAR_IS_PROTEIN not in cols:
+        return [is_protein(v) for v in names]
+    prot = []
+    for v, ln in zip(cols[_STAR_IS_PROTEIN], lines, strict=True):
+        if v not in ("0", "1"):
+            raise InputError(f"{show_value(v)} is not 0 or 1", path=path, line=ln,
+                             field=_STAR_IS_PROTEIN)
+        prot.append(v == "1")
+    return prot
 
 
 def _star_subtomogram_matrices(cols: Mapping[str, Any], numbers: Any, path: Path,
@@ -328,46 +337,23 @@ def _star_angles(cols: Mapping[str, Any], numbers: Any, a_sub: np.ndarray | None
     return angles
 
 
-def _starfile_columns(
-    path: Path, key: str, labels: list[str], n: int
-) -> dict[str, list[str]] | None:
-    """Read block ``key`` with :mod:`starfile`; values as text. None if it is not a plain loop."""
-    if "#" in key:  # a second loop_ in one data_ block: starfile keeps only one
-        return None
-    try:
-        import starfile
-
-        blocks = starfile.read(path, always_dict=True, parse_as_string=labels)
-    except Exception as exc:  # a third-party parser on untrusted text: report, never crash
-        raise InputError(f"starfile cannot parse it ({type(exc).__name__}: {_short(exc)})",
-                         path=path) from None
-    df = blocks.get(key)
-    if not isinstance(df, pd.DataFrame):
-        return None  # a single particle as "_label value" pairs: starfile gives a dict
-    if len(df) != n or list(df.columns) != labels:
-        raise InputError(f"starfile reads block data_{key} differently ({len(df)} rows, "
-                         f"{n} lines)", path=path)
-    return {lab: ["" if v is None else str(v) for v in df[lab].tolist()] for lab in labels}
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return text[:120]
-
-
 def _star_optics(blocks: Mapping[str, Any]) -> dict[str, float]:
+    """``{"pixel": Å}`` from the optics block's tilt-series or image pixel size, if any."""
     out: dict[str, float] = {}
-    if "optics" in blocks:
-        labels, rows, _ = blocks["optics"]
-        for lab in ("rlnTomoTiltSeriesPixelSize", "rlnImagePixelSize"):
-            if lab in labels and rows:
-                try:
-                    value = float(rows[0][labels.index(lab)])
-                except ValueError:
-                    continue
-                if value > 0 and math.isfinite(value):
-                    out["pixel"] = value
-                    break
+    block = blocks.get("optics")
+    if isinstance(block, pd.DataFrame):
+        first = block.iloc[0].to_dict() if len(block) else {}
+    else:
+        first = dict(block or {})
+    for lab in ("rlnTomoTiltSeriesPixelSize", "rlnImagePixelSize"):
+        if lab in first:
+            try:
+                value = float(first[lab])
+            except (TypeError, ValueError):
+                continue
+            if value > 0 and math.isfinite(value):
+                out["pixel"] = value
+                break
     return out
 
 
