@@ -263,30 +263,18 @@ def extract_dataset(
     matched, used = _matched_rows(paths, table, report)
     _warn_if_no_validation(table[SPLIT].to_numpy()[used])
     check_disk_space(Path(out), int(used.sum()) * box**3 * 4 * (2 if clean_tomograms else 1))
-    volumes = {p: read_volume(p, tomogram_voxel_size_angstrom, override_option=_OVERRIDE)
-               for p in paths if len(matched[p])}
-    for v in volumes.values():
-        warn_if_beam_along_y(v)
+    volumes = _matched_volumes(paths, matched, tomogram_voxel_size_angstrom)
     cleans = _clean_volumes(paths, clean_tomograms, volumes, tomogram_voxel_size_angstrom)
     if voxel_size_angstrom is None:
         voxel_size_angstrom = next(iter(volumes.values())).voxel_size_angstrom
-    measured = _resolve_polarities(volumes, polarity, report)
     prov = {"tomograms": [str(p) for p in paths], "box": box, "subvoxel": subvoxel,
             "border": border, "normalize": normalize, "split_method": split_method,
-            "polarity": {"requested": polarity, "tomograms": measured},
+            "polarity": {"requested": polarity,
+                         "tomograms": _resolve_polarities(volumes, polarity, report)},
             **dict(provenance or {})}
     cut = {"box": box, "voxel_size_angstrom": voxel_size_angstrom, "subvoxel": subvoxel,
            "border": border, "normalize": normalize, "chunk": chunk, "nonfinite": nonfinite}
-    with DatasetWriter(out, box=box, class_map=class_map, voxel_size_angstrom=voxel_size_angstrom,
-                       normalization=normalize, provenance=prov, polarity=DATASET_POLARITY,
-                       with_clean=bool(cleans)) as w:
-        for p, vol in volumes.items():
-            sub = table.iloc[matched[p]].reset_index(drop=True)
-            _extract_tomogram(w, p, vol, sub, cleans.get(p), report, **cut)
-        _warn_if_mostly_outside(report)
-        if report.n_written == 0:
-            raise InputError("every particle was skipped (outside the tomogram or at the border)",
-                             field="border")
+    _write_dataset(out, volumes, cleans, table, matched, report, class_map, prov, cut)
     return report
 
 
@@ -348,6 +336,16 @@ def _matched_rows(paths: Sequence[Path], table: pd.DataFrame,
     return matched, used
 
 
+def _matched_volumes(paths: Sequence[Path], matched: Mapping[Path, np.ndarray],
+                     voxel_size: float | None) -> dict[Path, Any]:
+    """The tomograms that have rows, opened (memory-mapped); warns of a beam along y."""
+    volumes = {p: read_volume(p, voxel_size, override_option=_OVERRIDE)
+               for p in paths if len(matched[p])}
+    for v in volumes.values():
+        warn_if_beam_along_y(v)
+    return volumes
+
+
 def _clean_volumes(paths: Sequence[Path], clean_tomograms: Sequence[Any] | None,
                    volumes: Mapping[Path, Any], voxel_size: float | None) -> dict[Path, Any]:
     """The noise-free volume of each tomogram that has rows (same shape), if given."""
@@ -378,6 +376,22 @@ def _resolve_polarities(volumes: Mapping[Path, Any], polarity: str,
         measured[name] = {"inverted": report.inverted[name],
                           **({"measured": m.to_dict()} if m is not None else {})}
     return measured
+
+
+def _write_dataset(out: str | os.PathLike[str], volumes: Mapping[Path, Any],
+                   cleans: Mapping[Path, Any], table: pd.DataFrame,
+                   matched: Mapping[Path, np.ndarray], report: ExtractReport,
+                   class_map: ClassMap, provenance: Mapping[str, Any],
+                   cut: Mapping[str, Any]) -> None:
+    """Write the dataset directory: every tomogram's boxes (``cut``: how), atomically."""
+    with DatasetWriter(out, box=cut["box"], class_map=class_map,
+                       voxel_size_angstrom=cut["voxel_size_angstrom"],
+                       normalization=cut["normalize"], provenance=provenance,
+                       polarity=DATASET_POLARITY, with_clean=bool(cleans)) as w:
+        for p, vol in volumes.items():
+            _extract_tomogram(w, p, vol, table.iloc[matched[p]].reset_index(drop=True),
+                              cleans.get(p), report, **cut)
+        _check_written(report)
 
 
 def _extract_tomogram(w: DatasetWriter, p: Path, vol: Any, sub: pd.DataFrame, clean_vol: Any,
@@ -412,10 +426,13 @@ def _extract_tomogram(w: DatasetWriter, p: Path, vol: Any, sub: pd.DataFrame, cl
     report.n_written += len(kept) - n_dropped
 
 
-def _warn_if_mostly_outside(report: ExtractReport) -> None:
-    """Warn when most particles lie outside their tomogram (a pixel-size mix-up?)."""
+def _check_written(report: ExtractReport) -> None:
+    """Warn when most particles lie outside their tomogram (a pixel-size mix-up?); refuse none."""
     total = report.n_outside + report.n_written + report.n_border_skipped
     if report.n_outside > 0.5 * total:
         log.warning("%d of %d particles lie outside their tomogram: are the coordinates in "
                     "another pixel size (unbinned tilt-series pixels: --coords-angpix) or "
                     "the voxel size wrong?", report.n_outside, total)
+    if report.n_written == 0:
+        raise InputError("every particle was skipped (outside the tomogram or at the border)",
+                         field="border")
