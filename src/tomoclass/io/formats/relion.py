@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,12 +43,16 @@ _STAR_NAME = "tomoclassClassName"
 _STAR_IS_PROTEIN = "tomoclassIsProtein"
 _STAR_EXTRA = "tomoclass_"
 
-#: A block of a STAR file as the line index sees it: its labels and the line of each row.
-StarIndex = dict[str, tuple[list[str], list[int]]]
+#: A block of a STAR file as the line index sees it: its labels, the line of each row, and the
+#: line its loop's data starts on (the first line after the labels that is not blank; 0: none).
+StarIndex = dict[str, tuple[list[str], list[int], int]]
+
+#: pandas' message (through starfile) for a loop row with more values than labels.
+_TOO_MANY = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
 
 def _star_line_index(text: str, path: Path) -> StarIndex:
-    """Block name -> (labels, 1-based line of each row), from one pass over the lines.
+    """Block name -> (labels, 1-based line of each row, loop data start), from one pass.
 
     Not a parser: :mod:`starfile` reads the values. This finds, line by line, where each
     block's labels and rows are (a ``_label value`` block is one row, on its first label's
@@ -55,20 +60,26 @@ def _star_line_index(text: str, path: Path) -> StarIndex:
     silently misread: text before the first ``data_``, a value outside a ``loop_``, a label
     without a value, a second ``loop_`` or a label after the rows of one ``data_`` block.
     """
-    index: StarIndex = {}
+    index: dict[str, tuple[list[str], list[int], list[int]]] = {}
     name: str | None = None
     in_loop = False
     for i, raw in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1):
         s = raw.strip()
-        if not s or s.startswith("#"):
+        if not s:
+            continue
+        if in_loop and name is not None and not s.startswith(("_", "loop_", "data_")):
+            block = index[name]
+            if block[0] and not block[2]:
+                block[2].append(i)  # where starfile's loop data (and pandas' line 1) starts
+        if s.startswith("#"):
             continue
         if s.startswith("data_"):
             name, in_loop = s[5:], False
-            index[name] = ([], [])
+            index[name] = ([], [], [])
             continue
         if name is None:
             raise InputError("text before the first data_ block", path=path, line=i)
-        labels, lines = index[name]
+        labels, lines, _ = index[name]
         if s.startswith("loop_"):
             if labels:
                 raise InputError("a second loop_ in one data_ block (give each its own data_)",
@@ -89,7 +100,8 @@ def _star_line_index(text: str, path: Path) -> StarIndex:
             raise InputError("a value outside a loop_", path=path, line=i)
         else:
             lines.append(i)
-    return {key: block for key, block in index.items() if block[0]}
+    return {key: (labels, lines, start[0] if start else 0)
+            for key, (labels, lines, start) in index.items() if labels}
 
 
 def _pick_particles_block(index: StarIndex, path: Path) -> str:
@@ -100,7 +112,7 @@ def _pick_particles_block(index: StarIndex, path: Path) -> str:
     for key in ("particles", ""):
         if key in index and coord_labels & set(index[key][0]):
             return key
-    for key, (labels, _) in index.items():
+    for key, (labels, _, _) in index.items():
         if coord_labels & set(labels):
             return key
     raise InputError(
@@ -111,12 +123,15 @@ def _pick_particles_block(index: StarIndex, path: Path) -> str:
 def _star_text_columns(path: Path, index: StarIndex,
                        key: str) -> tuple[dict[str, list[str]], dict[str, Any]]:
     """Block ``key``'s values as text, label -> list, and every block, via one starfile read."""
-    labels, lines = index[key]
+    labels, lines, _ = index[key]
     if len(set(labels)) != len(labels):
         dup = next(lab for lab in labels if labels.count(lab) > 1)
         raise InputError("column appears twice", path=path, field=dup)
-    every_label = sorted({lab for labs, _ in index.values() for lab in labs})
-    blocks = read_star(path, text_labels=every_label)
+    every_label = sorted({lab for labs, _, _ in index.values() for lab in labs})
+    try:
+        blocks = read_star(path, text_labels=every_label)
+    except InputError as exc:
+        raise _with_row_line(exc, index, path) from None
     block = blocks.get(key)
     if isinstance(block, dict):  # a single particle as "_label value" pairs
         block = pd.DataFrame({k: [v] for k, v in block.items()})
@@ -127,6 +142,19 @@ def _star_text_columns(path: Path, index: StarIndex,
                          f"{len(lines)} lines)", path=path)
     cols = {lab: ["" if v is None else str(v) for v in block[lab].tolist()] for lab in labels}
     return cols, blocks
+
+
+def _with_row_line(exc: InputError, index: StarIndex, path: Path) -> InputError:
+    """The starfile error for a row with too many values, as a line-numbered one if it can be."""
+    found = _TOO_MANY.search(exc.message)
+    if found is None:
+        return exc
+    expected, row, saw = (int(g) for g in found.groups())
+    for labels, lines, start in index.values():
+        line = start + row - 1
+        if start and len(labels) == expected and line in lines:
+            return InputError(f"{saw} values for {expected} columns", path=path, line=line)
+    return exc
 
 
 def read_star_table(ctx: ReadContext) -> tuple[pd.DataFrame, list[int]]:
