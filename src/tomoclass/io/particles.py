@@ -289,6 +289,7 @@ def write_particles(
 
 
 # ---------------------------------------------------------------------------------------------
+# format detection
 
 
 def table_format(path: str | os.PathLike[str], format: str = "auto") -> str:
@@ -312,8 +313,6 @@ def _detect_format(path: Path, fmt: str) -> str:
         raise InputError(f"unknown table format {fmt!r} (one of {', '.join(READ_FORMATS)})",
                          path=path, field="format")
     return fmt
-
-
 
 
 # ---------------------------------------------------------------------------------------------
