@@ -192,3 +192,19 @@ def test_fuzz_write_read_round_trip(tmp_path, rows, fmt):
     assert back["class_name"].tolist() == df["class_name"].tolist()
     assert back["tomogram"].tolist() == df["tomogram"].tolist()
     np.testing.assert_allclose(back[["x", "y", "z"]], df[["x", "y", "z"]], atol=1e-9)
+
+
+@pytest.mark.parametrize("text,line,message", [
+    # starfile parses the values; the line index names the row pandas refused
+    ("data_\nloop_\n_rlnCoordinateX\n_rlnCoordinateY\n_rlnCoordinateZ\n\n1 2 3\n# c\n\n"
+     "4 5 6 7\n", 10, "4 values for 3 columns"),
+    ("data_\nloop_\n_rlnCoordinateX\n_rlnCoordinateY\n_rlnCoordinateZ\n1 2 3\nloop_\n_foo\n1\n",
+     7, "a second loop_ in one data_ block"),
+    ("# header\n1 2 3\ndata_\nloop_\n_rlnCoordinateX\n", 2, "text before the first data_"),
+    ("data_\n_rlnCoordinateX\n", 2, "has no value"),
+])
+def test_star_structure_errors_name_the_line(tmp_path, text, line, message):
+    p = tmp_path / "s.star"
+    p.write_text(text)
+    err = _err(p)
+    assert err.line == line and message in str(err)

@@ -131,11 +131,8 @@ def test_imports_are_found_at_any_depth(source, expected):
     assert [u for u, _ in imported_units(source, "tomoclass.evaluate.report")] == expected
 
 
-#: Private names imported across modules today, as (file, module, name); for a later session
-#: (both files are being restructured: the inference layer and the extraction split).
-KNOWN_PRIVATE_IMPORTS = {
-    ("data/store.py", "tomoclass.data.extract", "_zscore_inplace"),
-}
+#: Private names imported across modules today, as (file, module, name): none left.
+KNOWN_PRIVATE_IMPORTS: set[tuple[str, str, str]] = set()
 
 
 def _private_imports(root: Path, prefix: str) -> set[tuple[str, str, str]]:

@@ -73,7 +73,7 @@ def write_output(args: argparse.Namespace, tables: list[pd.DataFrame],
     if not getattr(args, "copick_out", None):
         return
     from tomoclass.io import copick_io
-    from tomoclass.io.particles import tomogram_name
+    from tomoclass.io.naming import tomogram_name
     from tomoclass.io.volume import read_volume
 
     sizes = {}

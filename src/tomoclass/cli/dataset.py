@@ -9,6 +9,7 @@ import sys
 import numpy as np
 
 from tomoclass.data.finite import describe_rows
+from tomoclass.data.fromfiles import split_options
 from tomoclass.data.store import (
     SPLITS,
     assign_splits,
@@ -100,12 +101,10 @@ def run_info(args: argparse.Namespace) -> int:
 def run_split(args: argparse.Namespace) -> int:
     """Reassign splits and rewrite particles.star."""
     store = open_dataset(args.path)
-    opts = {"seed": args.seed, "val_fraction": args.val_fraction}
-    if args.by == "tomogram":
-        opts.update(test_tomograms=parse_list(args.test_tomograms),
-                    val_tomograms=parse_list(args.val_tomograms))
-    else:
-        opts["test_fraction"] = args.test_fraction
+    opts = split_options(args.by, seed=args.seed, val_fraction=args.val_fraction,
+                         test_fraction=args.test_fraction,
+                         test_tomograms=parse_list(args.test_tomograms),
+                         val_tomograms=parse_list(args.val_tomograms))
     split = assign_splits(store.table, args.by, **opts)
     set_splits(args.path, split)
     print(" ".join(f"{s}={int((split == s).sum())}" for s in SPLITS))

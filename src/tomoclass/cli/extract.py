@@ -6,17 +6,12 @@ import argparse
 import json
 import sys
 
-import pandas as pd
-
 from tomoclass.cli import copick_args
-from tomoclass.data.build import extract_dataset
-from tomoclass.data.classmap import ClassMap
+from tomoclass.data.fromfiles import extract_from_files
 from tomoclass.data.polarity import POLARITY_CHOICES
 from tomoclass.data.store import parse_list
 from tomoclass.errors import InputError
-from tomoclass.io.particles import READ_FORMATS, read_particles, tomogram_name
-from tomoclass.io.tomonames import split_table_spec
-from tomoclass.io.volume import read_volume
+from tomoclass.io.particles import READ_FORMATS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -98,43 +93,28 @@ def run(args: argparse.Namespace) -> int:
     class_names = args.class_names
     if class_names and class_names.lower() != "shrec19":
         class_names = parse_list(class_names)
-    # Tomogram headers give the sizes and voxel size RELION 5 centred coordinates need; bounds
-    # are not checked here: extraction skips and counts out-of-tomogram particles.
     copick_tomograms, copick_table = copick_args.read_inputs(args)
     args.tomograms = list(args.tomograms) + copick_tomograms
     if not args.tomograms or not (args.tables or copick_table is not None):
         raise InputError("give --tomograms and --tables, or --copick-config", field="--tomograms")
-    vols = [read_volume(t, args.tomogram_voxel_size, check="none",
-                        override_option="--tomogram-voxel-size") for t in args.tomograms]
-    shapes = {tomogram_name(v.path): v.shape for v in vols}
-    shape_opt = vols[0].shape if len(vols) == 1 else shapes
-    known = parse_list(args.classes) if args.classes else None
-    specs = [split_table_spec(t) for t in args.tables]
-    tables = [read_particles(t, args.table_format, class_names=class_names, tomogram=tomo,
-                             known_classes=known, tomogram_shape=shape_opt,
-                             voxel_size_angstrom=vols[0].voxel_size_angstrom,
-                             coordinate_pixel_size_angstrom=args.coords_angpix,
-                             out_of_bounds="keep", class_column=args.class_column,
-                             class_from_filename=args.class_pattern or args.class_from_filename,
-                             duplicates="drop" if args.drop_duplicates else "error")
-              for t, tomo in specs]
-    table = pd.concat(tables + ([copick_table] if copick_table is not None else []),
-                      ignore_index=True)
-    class_map = ClassMap.from_names(known) if known else None
-    split_options = {"seed": args.seed, "val_fraction": args.val_fraction}
-    if args.split == "tomogram":
-        split_options.update(test_tomograms=parse_list(args.test_tomograms),
-                             val_tomograms=parse_list(args.val_tomograms))
-    else:
-        split_options["test_fraction"] = args.test_fraction
-    report = extract_dataset(
-        args.out, args.tomograms, table, box=args.box, voxel_size_angstrom=args.voxel_size,
-        tomogram_voxel_size_angstrom=args.tomogram_voxel_size, class_map=class_map,
+    report = extract_from_files(
+        args.out, args.tomograms, args.tables, extra_table=copick_table,
+        table_format=args.table_format, class_names=class_names,
+        classes=parse_list(args.classes) if args.classes else None,
+        class_column=args.class_column,
+        class_from_filename=args.class_pattern or args.class_from_filename,
+        coordinate_pixel_size_angstrom=args.coords_angpix,
+        tomogram_voxel_size_angstrom=args.tomogram_voxel_size,
+        drop_duplicates=args.drop_duplicates, split_method=args.split,
+        split={"seed": args.seed, "val_fraction": args.val_fraction,
+               "test_fraction": args.test_fraction,
+               "test_tomograms": parse_list(args.test_tomograms),
+               "val_tomograms": parse_list(args.val_tomograms)},
+        box=args.box, voxel_size_angstrom=args.voxel_size,
         include_nonprotein=args.include_nonprotein, subvoxel=args.subvoxel, border=args.border,
-        normalize=args.normalize, split_method=args.split, split_options=split_options,
-        clean_tomograms=args.clean_tomograms, polarity=args.polarity, nonfinite=args.nonfinite,
-        background=_background(args),
-        provenance={"tables": [str(t) for t in args.tables], "argv": sys.argv[1:]})
+        normalize=args.normalize, clean_tomograms=args.clean_tomograms, polarity=args.polarity,
+        nonfinite=args.nonfinite, background=_background(args),
+        provenance={"argv": sys.argv[1:]})
     print(f"wrote {report.n_written} subtomograms to {report.path}")
     print(json.dumps({"per_tomogram": report.per_tomogram, "padded": report.n_padded,
                       "skipped_outside": report.n_outside,

@@ -9,7 +9,7 @@ from tomoclass.cli import copick_args
 from tomoclass.data.polarity import POLARITY_CHOICES
 from tomoclass.data.spectrum import MATCH_CHOICES
 from tomoclass.errors import InputError
-from tomoclass.io.particles import distinct_tomogram_names
+from tomoclass.io.naming import distinct_tomogram_names
 
 
 def register(sub: argparse._SubParsersAction) -> None:

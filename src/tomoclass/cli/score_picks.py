@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from tomoclass.errors import InputError
-from tomoclass.evaluate.picks import (
-    MATCHINGS,
-    REGIONS,
-    choose_threshold,
-    score_picks,
-    threshold_sweep,
-)
-from tomoclass.io import read_particles, table_format
+from tomoclass.evaluate.picks import MATCHINGS, REGIONS
+from tomoclass.evaluate.sweep import parse_thresholds, score_pick_files, sweep_markdown
 from tomoclass.io.atomic import atomic_path
 from tomoclass.locate.calibration import save_threshold
 from tomoclass.locate.radii import merge_radii
@@ -83,47 +76,22 @@ def run(args: argparse.Namespace) -> int:
     radii = merge_radii(args.sizes, args.radius, args.voxel_size)
     if radii is None:
         raise InputError("give --radius or --sizes", field="radius")
-    # a PolNet motif list is in Å: --voxel-size converts it (it would override STAR origins)
-    def voxel_for(path: str) -> float | None:
-        return args.voxel_size if table_format(path) == "polnet" else None
-
-    truth = read_particles(args.truth, voxel_size_angstrom=voxel_for(args.truth))
-    picks = read_particles(args.picks, allow_empty=True, voxel_size_angstrom=voxel_for(args.picks))
-    result = score_picks(truth, picks, radii, region=args.region, matching=args.matching)
-    print(result.to_markdown(), end="")
-    sweep = None
-    if args.sweep:
-        try:
-            thresholds = [float(v) for v in args.sweep.split(",") if v.strip()]
-        except ValueError:
-            raise InputError(f"--sweep {args.sweep!r} is not a comma-separated list of numbers",
-                             field="sweep") from None
-        sweep = threshold_sweep(truth, picks, radii, thresholds, region=args.region,
-                                matching=args.matching)
+    scores = score_pick_files(
+        args.truth, args.picks, radii, voxel_size_angstrom=args.voxel_size, region=args.region,
+        matching=args.matching, thresholds=parse_thresholds(args.sweep) if args.sweep else None,
+        calibrate=bool(args.calibrate))
+    print(scores.result.to_markdown(), end="")
+    if scores.sweep is not None:
         print("\nThreshold sweep (picks with score >= threshold):\n")
-        print("| threshold | picks | TP | FP | FN | precision | recall | F1 |")
-        print("|---|---|---|---|---|---|---|---|")
-        for r in sweep.itertuples():
-            print(f"| {r.threshold:g} | {r.n_picks} | {r.tp} | {r.fp} | {r.fn} | "
-                  f"{r.precision:.3f} | {r.recall:.3f} | {r.f1:.3f} |")
-    choice = None
-    if args.calibrate:
-        choice = choose_threshold(truth, picks, radii, region=args.region,
-                                  matching=args.matching)
-        record = {**choice.to_dict(), "truth": str(Path(args.truth).resolve()),
-                  "picks": str(Path(args.picks).resolve()),
-                  "radii": radii if isinstance(radii, dict) else float(radii)}
-        path = save_threshold(args.calibrate, args.which, choice.threshold, record)
+        print(sweep_markdown(scores.sweep), end="")
+    if scores.choice is not None:
+        choice = scores.choice
+        path = save_threshold(args.calibrate, args.which, choice.threshold, scores.record)
         print(f"\nBest localization F1 {choice.f1:.3f} (precision {choice.precision:.3f}, "
               f"recall {choice.recall:.3f}, {choice.n_picks} picks) at threshold "
               f"{choice.threshold:.4g} of {len(choice.sweep)} tried; stored for checkpoint "
               f"{args.which} in {path}")
     if args.json_out:
         with atomic_path(args.json_out) as tmp:
-            data = result.to_dict()
-            if sweep is not None:
-                data["threshold_sweep"] = json.loads(sweep.to_json(orient="records"))
-            if choice is not None:
-                data["calibration"] = choice.to_dict()
-            tmp.write_text(json.dumps(data, indent=2) + "\n")
+            tmp.write_text(json.dumps(scores.to_dict(), indent=2) + "\n")
     return 0

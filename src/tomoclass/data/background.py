@@ -104,55 +104,78 @@ def background_boxes(
     shape_arr = np.asarray(shape, dtype=int)
     if shape_arr.shape != (3,) or (shape_arr <= 0).any():
         raise InputError(f"tomogram shape must be 3 positive sizes (z, y, x), got {shape}")
-    for col in (*schema.COORDS, schema.CLASS_NAME):
-        if col not in truth.columns:
-            raise InputError(f"ground-truth table has no column '{col}'", field=col)
-    if schema.IS_PROTEIN in truth.columns:
-        truth = truth[truth[schema.IS_PROTEIN].fillna(True).astype(bool)]
-    centres = truth[[schema.Z, schema.Y, schema.X]].to_numpy(float)  # (N, 3) z, y, x
-    r = _radii(truth, radii)
-    r_max = float(r.max()) if len(r) else 0.0
-    if box is not None:
-        if box > shape_arr.min():
-            raise InputError(
-                f"box {box} is larger than the tomogram {tuple(shape_arr)}", field="box"
-            )
-        lo, hi = np.full(3, box // 2), shape_arr - box + box // 2  # inclusive, exclusive
-    else:
-        lo, hi = np.zeros(3, int), shape_arr
+    truth = _particles_of(truth)
+    space = _FreeSpace(truth, _radii(truth, radii), *_centre_limits(shape_arr, box))
     if max_offset is None:
-        max_offset = box / 2 if box is not None else 2 * r_max
-    if len(r) and max_offset <= r_max:
+        max_offset = box / 2 if box is not None else 2 * space.r_max
+    if len(space.r) and max_offset <= space.r_max:
         raise InputError(
-            f"max_offset {max_offset} must exceed the largest particle radius {r_max}",
+            f"max_offset {max_offset} must exceed the largest particle radius {space.r_max}",
             field="max_offset",
         )
-    tree = cKDTree(centres) if len(centres) else None
-
-    def free(points: np.ndarray) -> np.ndarray:
-        """Which (M, 3) zyx points lie inside the box limits and inside no particle."""
-        ok = ((points >= lo) & (points < hi)).all(axis=1)
-        if tree is None or not ok.any():
-            return ok
-        for i, near in enumerate(tree.query_ball_point(points, r_max)):
-            if ok[i] and near:
-                d = np.linalg.norm(centres[near] - points[i], axis=1)
-                ok[i] = not (d <= r[near]).any()
-        return ok
-
     rows = []
     got = _draw(
         n_random,
         max_tries,
         rng,
-        free,
-        lambda m: rng.integers(lo, hi, size=(m, 3)).astype(float),
+        space,
+        lambda m: rng.integers(space.lo, space.hi, size=(m, 3)).astype(float),
     )
     rows.append((got, "random"))
-    if n_offcentre and len(centres) == 0:
+    if n_offcentre and len(space.centres) == 0:
         raise InputError(
             "off-centre background boxes need ground-truth particles", field="n_offcentre"
         )
+    propose = _offcentre_proposer(rng, space, max_offset)
+    rows.append((_draw(n_offcentre, max_tries, rng, space, propose), "offcentre"))
+    return _background_table(rows, _tomogram_of(truth, tomogram))
+
+
+def _particles_of(truth: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``truth`` that are particles; a missing column raises."""
+    for col in (*schema.COORDS, schema.CLASS_NAME):
+        if col not in truth.columns:
+            raise InputError(f"ground-truth table has no column '{col}'", field=col)
+    if schema.IS_PROTEIN in truth.columns:
+        truth = truth[truth[schema.IS_PROTEIN].fillna(True).astype(bool)]
+    return truth
+
+
+def _centre_limits(shape_arr: np.ndarray, box: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(lo inclusive, hi exclusive) z, y, x of centres whose whole ``box`` lies inside."""
+    if box is None:
+        return np.zeros(3, int), shape_arr
+    if box > shape_arr.min():
+        raise InputError(
+            f"box {box} is larger than the tomogram {tuple(shape_arr)}", field="box"
+        )
+    return np.full(3, box // 2), shape_arr - box + box // 2
+
+
+class _FreeSpace:
+    """``space(points)``: which (M, 3) zyx points lie inside the limits and inside no particle."""
+
+    def __init__(self, truth: pd.DataFrame, r: np.ndarray, lo: np.ndarray,
+                 hi: np.ndarray) -> None:
+        self.centres = truth[[schema.Z, schema.Y, schema.X]].to_numpy(float)  # (N, 3) z, y, x
+        self.r, self.lo, self.hi = r, lo, hi
+        self.r_max = float(r.max()) if len(r) else 0.0
+        self.tree = cKDTree(self.centres) if len(self.centres) else None
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        ok = ((points >= self.lo) & (points < self.hi)).all(axis=1)
+        if self.tree is None or not ok.any():
+            return ok
+        for i, near in enumerate(self.tree.query_ball_point(points, self.r_max)):
+            if ok[i] and near:
+                d = np.linalg.norm(self.centres[near] - points[i], axis=1)
+                ok[i] = not (d <= self.r[near]).any()
+        return ok
+
+
+def _offcentre_proposer(rng: np.random.Generator, space: _FreeSpace, max_offset: float):
+    """``propose(m)``: particle centres moved in random directions by (radius, max_offset]."""
+    centres, r = space.centres, space.r
 
     def offcentre(m: int) -> np.ndarray:
         k = rng.integers(0, len(centres), size=m)
@@ -161,12 +184,19 @@ def background_boxes(
         dist = rng.uniform(r[k], max_offset)
         return np.rint(centres[k] + direction * dist[:, None])
 
-    rows.append((_draw(n_offcentre, max_tries, rng, free, offcentre), "offcentre"))
+    return offcentre
 
-    name = tomogram
-    if name is None:
-        names = truth[schema.TOMOGRAM].unique() if schema.TOMOGRAM in truth.columns else []
-        name = str(names[0]) if len(names) == 1 else ""
+
+def _tomogram_of(truth: pd.DataFrame, tomogram: str | None) -> str:
+    """The ``tomogram`` value: given, else the truth's single tomogram name, else ""."""
+    if tomogram is not None:
+        return tomogram
+    names = truth[schema.TOMOGRAM].unique() if schema.TOMOGRAM in truth.columns else []
+    return str(names[0]) if len(names) == 1 else ""
+
+
+def _background_table(rows: Sequence[tuple[np.ndarray, str]], name: str) -> pd.DataFrame:
+    """Schema rows of class ``background`` for each (zyx centres, kind)."""
     tables = []
     for zyx, kind in rows:
         tables.append(

@@ -24,7 +24,7 @@ from tomoclass.data.polarity import DATASET_POLARITY, resolve_inversion
 from tomoclass.data.store import SPLIT, DatasetWriter, assign_splits, tomogram_number
 from tomoclass.errors import InputError, ResourceError
 from tomoclass.io import schema as S
-from tomoclass.io.particles import tomogram_name
+from tomoclass.io.naming import tomogram_name
 from tomoclass.io.volume import read_volume, warn_if_beam_along_y
 
 log = logging.getLogger(__name__)
@@ -250,12 +250,46 @@ def extract_dataset(
     ResourceError
         Not enough free disk for the dataset (checked before any work).
     """
+    _check_extract_options(tomograms, nonfinite)
+    report = ExtractReport(path=Path(out))
+    table = _extractable_rows(table, include_nonprotein, report)
+    if background:
+        table = _with_background(table, tomograms, background, box=box, border=border,
+                                 tomogram_voxel_size_angstrom=tomogram_voxel_size_angstrom)
+    class_map = _dataset_class_map(table, class_map, with_background=bool(background))
+    if SPLIT not in table.columns:
+        table[SPLIT] = assign_splits(table, split_method, **dict(split_options or {}))
+    paths = [Path(t) for t in tomograms]
+    matched, used = _matched_rows(paths, table, report)
+    _warn_if_no_validation(table[SPLIT].to_numpy()[used])
+    check_disk_space(Path(out), int(used.sum()) * box**3 * 4 * (2 if clean_tomograms else 1))
+    volumes = _matched_volumes(paths, matched, tomogram_voxel_size_angstrom)
+    cleans = _clean_volumes(paths, clean_tomograms, volumes, tomogram_voxel_size_angstrom)
+    if voxel_size_angstrom is None:
+        voxel_size_angstrom = next(iter(volumes.values())).voxel_size_angstrom
+    prov = {"tomograms": [str(p) for p in paths], "box": box, "subvoxel": subvoxel,
+            "border": border, "normalize": normalize, "split_method": split_method,
+            "polarity": {"requested": polarity,
+                         "tomograms": _resolve_polarities(volumes, polarity, report)},
+            **dict(provenance or {})}
+    cut = {"box": box, "voxel_size_angstrom": voxel_size_angstrom, "subvoxel": subvoxel,
+           "border": border, "normalize": normalize, "chunk": chunk, "nonfinite": nonfinite}
+    _write_dataset(out, volumes, cleans, table, matched, report, class_map, prov, cut)
+    return report
+
+
+def _check_extract_options(tomograms: Sequence[Any], nonfinite: str) -> None:
+    """Refuse an empty tomogram list or an unknown non-finite policy before any work."""
     if not tomograms:
         raise InputError("no tomograms given", field="tomograms")
     if nonfinite not in NONFINITE_CHOICES:
         raise InputError(f"nonfinite must be one of {', '.join(NONFINITE_CHOICES)}, not "
                          f"{nonfinite!r}", field="nonfinite")
-    report = ExtractReport(path=Path(out))
+
+
+def _extractable_rows(table: pd.DataFrame, include_nonprotein: bool,
+                      report: ExtractReport) -> pd.DataFrame:
+    """The rows to extract: proteins and background boxes (all rows with ``include_nonprotein``)."""
     table = table.reset_index(drop=True)
     if not include_nonprotein:
         # background boxes (tomoclass.locate.background_boxes) are not proteins but were
@@ -267,18 +301,24 @@ def extract_dataset(
     if len(table) == 0:
         raise InputError("no particles to extract (after leaving out non-protein rows)",
                          field="tables")
-    if background:
-        table = _with_background(table, tomograms, background, box=box, border=border,
-                                 tomogram_voxel_size_angstrom=tomogram_voxel_size_angstrom)
-        if class_map is not None and S.BACKGROUND not in class_map:
-            class_map = ClassMap([*class_map.names, S.BACKGROUND], [*class_map.size_groups, ""])
+    return table
+
+
+def _dataset_class_map(table: pd.DataFrame, class_map: ClassMap | None, *,
+                       with_background: bool) -> ClassMap:
+    """The dataset's class map (given, else from the table); an unknown class raises now."""
+    if with_background and class_map is not None and S.BACKGROUND not in class_map:
+        class_map = ClassMap([*class_map.names, S.BACKGROUND], [*class_map.size_groups, ""])
     if class_map is None:
         class_map = ClassMap.from_names(sorted(table[S.CLASS_NAME].astype(str).unique()))
     for name in pd.unique(table[S.CLASS_NAME].astype(str)):
         class_map.index(name)  # unknown class -> InputError before any work
-    if SPLIT not in table.columns:
-        table[SPLIT] = assign_splits(table, split_method, **dict(split_options or {}))
-    paths = [Path(t) for t in tomograms]
+    return class_map
+
+
+def _matched_rows(paths: Sequence[Path], table: pd.DataFrame,
+                  report: ExtractReport) -> tuple[dict[Path, np.ndarray], np.ndarray]:
+    """Rows of each tomogram file, and which rows have one; none matching raises."""
     matched = match_tomograms(paths, table)
     used = np.zeros(len(table), dtype=bool)
     for rows in matched.values():
@@ -293,74 +333,106 @@ def extract_dataset(
     if report.n_unmatched:
         log.warning("%d particle(s) belong to tomograms not given; not extracted",
                     report.n_unmatched)
-    _warn_if_no_validation(table[SPLIT].to_numpy()[used])
-    check_disk_space(Path(out), int(used.sum()) * box**3 * 4 * (2 if clean_tomograms else 1))
-    volumes = {p: read_volume(p, tomogram_voxel_size_angstrom, override_option=_OVERRIDE)
+    return matched, used
+
+
+def _matched_volumes(paths: Sequence[Path], matched: Mapping[Path, np.ndarray],
+                     voxel_size: float | None) -> dict[Path, Any]:
+    """The tomograms that have rows, opened (memory-mapped); warns of a beam along y."""
+    volumes = {p: read_volume(p, voxel_size, override_option=_OVERRIDE)
                for p in paths if len(matched[p])}
     for v in volumes.values():
         warn_if_beam_along_y(v)
+    return volumes
+
+
+def _clean_volumes(paths: Sequence[Path], clean_tomograms: Sequence[Any] | None,
+                   volumes: Mapping[Path, Any], voxel_size: float | None) -> dict[Path, Any]:
+    """The noise-free volume of each tomogram that has rows (same shape), if given."""
     cleans: dict[Path, Any] = {}
-    if clean_tomograms is not None:
-        if len(clean_tomograms) != len(paths):
-            raise InputError(f"{len(clean_tomograms)} clean volumes for {len(paths)} tomograms",
-                             field="clean_tomograms")
-        for p, c in zip(paths, clean_tomograms, strict=True):
-            if p not in volumes:
-                continue
-            cleans[p] = read_volume(c, tomogram_voxel_size_angstrom, override_option=_OVERRIDE)
-            if cleans[p].shape != volumes[p].shape:
-                raise InputError(f"clean volume of shape {cleans[p].shape} for a tomogram of "
-                                 f"shape {volumes[p].shape}", path=c, field="shape")
-    if voxel_size_angstrom is None:
-        voxel_size_angstrom = next(iter(volumes.values())).voxel_size_angstrom
+    if clean_tomograms is None:
+        return cleans
+    if len(clean_tomograms) != len(paths):
+        raise InputError(f"{len(clean_tomograms)} clean volumes for {len(paths)} tomograms",
+                         field="clean_tomograms")
+    for p, c in zip(paths, clean_tomograms, strict=True):
+        if p not in volumes:
+            continue
+        cleans[p] = read_volume(c, voxel_size, override_option=_OVERRIDE)
+        if cleans[p].shape != volumes[p].shape:
+            raise InputError(f"clean volume of shape {cleans[p].shape} for a tomogram of "
+                             f"shape {volumes[p].shape}", path=c, field="shape")
+    return cleans
+
+
+def _resolve_polarities(volumes: Mapping[Path, Any], polarity: str,
+                        report: ExtractReport) -> dict[str, Any]:
+    """Whether each tomogram's boxes are inverted (into ``report``), and the provenance."""
     measured = {}
     for p, v in volumes.items():
         name = tomogram_name(p)
         report.inverted[name], m = resolve_inversion(polarity, v.data, v.voxel_size_angstrom,
                                                      what=str(p))
         measured[name] = {"inverted": report.inverted[name],
-                            **({"measured": m.to_dict()} if m is not None else {})}
-    prov = {"tomograms": [str(p) for p in paths], "box": box, "subvoxel": subvoxel,
-            "border": border, "normalize": normalize, "split_method": split_method,
-            "polarity": {"requested": polarity, "tomograms": measured},
-            **dict(provenance or {})}
-    with DatasetWriter(out, box=box, class_map=class_map, voxel_size_angstrom=voxel_size_angstrom,
-                       normalization=normalize, provenance=prov, polarity=DATASET_POLARITY,
-                       with_clean=bool(cleans)) as w:
+                          **({"measured": m.to_dict()} if m is not None else {})}
+    return measured
+
+
+def _write_dataset(out: str | os.PathLike[str], volumes: Mapping[Path, Any],
+                   cleans: Mapping[Path, Any], table: pd.DataFrame,
+                   matched: Mapping[Path, np.ndarray], report: ExtractReport,
+                   class_map: ClassMap, provenance: Mapping[str, Any],
+                   cut: Mapping[str, Any]) -> None:
+    """Write the dataset directory: every tomogram's boxes (``cut``: how), atomically."""
+    with DatasetWriter(out, box=cut["box"], class_map=class_map,
+                       voxel_size_angstrom=cut["voxel_size_angstrom"],
+                       normalization=cut["normalize"], provenance=provenance,
+                       polarity=DATASET_POLARITY, with_clean=bool(cleans)) as w:
         for p, vol in volumes.items():
-            sub = table.iloc[matched[p]].reset_index(drop=True)
-            plan = plan_extraction(vol.shape, sub, box,
-                                   source_voxel_size_angstrom=vol.voxel_size_angstrom,
-                                   voxel_size_angstrom=voxel_size_angstrom, subvoxel=subvoxel,
-                                   border=border)
-            kept = sub.iloc[plan.rows].reset_index(drop=True)
-            kept["padded"] = plan.padded
-            n_dropped = 0
-            clean_chunks = (iter_boxes(cleans[p].data, plan, normalize="none", chunk=chunk)
-                            if cleans else None)
-            for start, boxes in iter_boxes(vol.data, plan, normalize=normalize, chunk=chunk):
-                if report.inverted[tomogram_name(p)]:
-                    np.negative(boxes, out=boxes)
-                clean = next(clean_chunks)[1] if clean_chunks is not None else None
-                boxes, rows, clean, dropped = screen_nonfinite(
-                    boxes, kept.iloc[start:start + len(boxes)], start, vol.data, plan,
-                    tomogram=p, policy=nonfinite, clean=clean)
-                n_dropped += dropped
-                if len(boxes):
-                    w.append(boxes, rows, clean=clean)
-            report.n_outside += plan.n_outside
-            report.n_border_skipped += plan.n_border_skipped
-            report.n_padded += int(plan.padded.sum())
-            report.n_nonfinite += n_dropped
-            report.per_tomogram[tomogram_name(p)] = len(kept) - n_dropped
-            report.n_written += len(kept) - n_dropped
-        if report.n_outside > 0.5 * (report.n_outside + report.n_written
-                                     + report.n_border_skipped):
-            log.warning("%d of %d particles lie outside their tomogram: are the coordinates in "
-                        "another pixel size (unbinned tilt-series pixels: --coords-angpix) or "
-                        "the voxel size wrong?", report.n_outside,
-                        report.n_outside + report.n_written + report.n_border_skipped)
-        if report.n_written == 0:
-            raise InputError("every particle was skipped (outside the tomogram or at the border)",
-                             field="border")
-    return report
+            _extract_tomogram(w, p, vol, table.iloc[matched[p]].reset_index(drop=True),
+                              cleans.get(p), report, **cut)
+        _check_written(report)
+
+
+def _extract_tomogram(w: DatasetWriter, p: Path, vol: Any, sub: pd.DataFrame, clean_vol: Any,
+                      report: ExtractReport, *, box: int, voxel_size_angstrom: float,
+                      subvoxel: bool, border: str, normalize: str, chunk: int,
+                      nonfinite: str) -> None:
+    """Cut the boxes of one tomogram's rows ``sub`` into the dataset, counting into ``report``."""
+    plan = plan_extraction(vol.shape, sub, box,
+                           source_voxel_size_angstrom=vol.voxel_size_angstrom,
+                           voxel_size_angstrom=voxel_size_angstrom, subvoxel=subvoxel,
+                           border=border)
+    kept = sub.iloc[plan.rows].reset_index(drop=True)
+    kept["padded"] = plan.padded
+    n_dropped = 0
+    clean_chunks = (iter_boxes(clean_vol.data, plan, normalize="none", chunk=chunk)
+                    if clean_vol is not None else None)
+    for start, boxes in iter_boxes(vol.data, plan, normalize=normalize, chunk=chunk):
+        if report.inverted[tomogram_name(p)]:
+            np.negative(boxes, out=boxes)
+        clean = next(clean_chunks)[1] if clean_chunks is not None else None
+        boxes, rows, clean, dropped = screen_nonfinite(
+            boxes, kept.iloc[start:start + len(boxes)], start, vol.data, plan,
+            tomogram=p, policy=nonfinite, clean=clean)
+        n_dropped += dropped
+        if len(boxes):
+            w.append(boxes, rows, clean=clean)
+    report.n_outside += plan.n_outside
+    report.n_border_skipped += plan.n_border_skipped
+    report.n_padded += int(plan.padded.sum())
+    report.n_nonfinite += n_dropped
+    report.per_tomogram[tomogram_name(p)] = len(kept) - n_dropped
+    report.n_written += len(kept) - n_dropped
+
+
+def _check_written(report: ExtractReport) -> None:
+    """Warn when most particles lie outside their tomogram (a pixel-size mix-up?); refuse none."""
+    total = report.n_outside + report.n_written + report.n_border_skipped
+    if report.n_outside > 0.5 * total:
+        log.warning("%d of %d particles lie outside their tomogram: are the coordinates in "
+                    "another pixel size (unbinned tilt-series pixels: --coords-angpix) or "
+                    "the voxel size wrong?", report.n_outside, total)
+    if report.n_written == 0:
+        raise InputError("every particle was skipped (outside the tomogram or at the border)",
+                         field="border")

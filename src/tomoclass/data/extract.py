@@ -320,7 +320,7 @@ def iter_boxes(
                 b = _sliced_box(data, c.astype(np.int64), box, shape, plan.padded[j])
             res[j - start] = b
         if normalize == "zscore":
-            _zscore_inplace(res)
+            zscore_inplace(res)
         yield start, res
 
 
@@ -482,7 +482,7 @@ def resample_volume(data: np.ndarray, step: float, *, slab: int = 16) -> np.ndar
 
 
 def zscore_tensor(x: Any) -> Any:
-    """:func:`_zscore_inplace` for a torch tensor of boxes ``(B, ...)``, as a new tensor.
+    """:func:`zscore_inplace` for a torch tensor of boxes ``(B, ...)``, as a new tensor.
 
     Each box to mean 0 and standard deviation 1 (a constant box becomes zeros). Typed
     ``Any`` so that this module does not import torch.
@@ -493,7 +493,7 @@ def zscore_tensor(x: Any) -> Any:
     return (flat / std.clamp_min(1e-30)).where(std > 0, 0.0).reshape(x.shape)
 
 
-def _zscore_inplace(boxes: np.ndarray) -> None:
+def zscore_inplace(boxes: np.ndarray) -> None:
     """Scale each box to mean 0 and standard deviation 1 (a constant box becomes zeros).
 
     The mean is removed before the sum of squares is taken, so a large offset (e.g. uint16

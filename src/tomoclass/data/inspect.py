@@ -22,7 +22,7 @@ from tomoclass.data.polarity import measure_polarity
 from tomoclass.errors import InputError
 from tomoclass.io import read_particles, read_volume, table_format, tomogram_name
 from tomoclass.io import schema as S
-from tomoclass.io.particles import OVERSHOOT_RATIO, outside_tomogram, overshoot
+from tomoclass.io.bounds import OVERSHOOT_RATIO, outside_tomogram, overshoot
 from tomoclass.io.volume import beam_along_y
 
 #: Share of a tomogram's particles outside it above which the table is flagged.

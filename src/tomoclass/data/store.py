@@ -36,6 +36,7 @@ import pandas as pd
 import yaml
 
 from tomoclass.data.classmap import ClassMap
+from tomoclass.data.extract import zscore_inplace
 from tomoclass.data.finite import RECORD_KEY, bad_rows_of, make_record, nonfinite_rows
 from tomoclass.data.polarity import DATA_POLARITIES
 from tomoclass.errors import InputError
@@ -568,7 +569,6 @@ def import_subtomograms(
         Missing rlnImageName, unreadable/missing subtomograms, boxes of different sizes or voxel
         sizes, ``N@stack`` 2D-stack names (RELION 5 2D stacks are not subtomograms).
     """
-    from tomoclass.data.extract import _zscore_inplace  # shared normalization
     from tomoclass.io.stacks import read_image_table
 
     star = Path(star)
@@ -622,7 +622,7 @@ def import_subtomograms(
                                      f"first subtomogram's {vs:g} Å", path=p)
                 boxes[j] = v.data
             if normalize == "zscore":
-                _zscore_inplace(boxes)
+                zscore_inplace(boxes)
             w.append(boxes, part)
     return Path(out)
 

@@ -47,6 +47,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -219,47 +220,8 @@ def score_picks(
     mismatch = class_mismatch(truth, picks)
     if mismatch:
         log.warning("%s", mismatch)
-
-    same_tomogram = truth[schema.TOMOGRAM].nunique() <= 1 and picks[schema.TOMOGRAM].nunique() <= 1
-    groups = (
-        [(None, truth.index, picks.index)]
-        if same_tomogram
-        else [
-            (
-                name,
-                truth.index[truth[schema.TOMOGRAM] == name],
-                picks.index[picks[schema.TOMOGRAM] == name],
-            )
-            for name in sorted(set(truth[schema.TOMOGRAM]) | set(picks[schema.TOMOGRAM]))
-        ]
-    )
-
-    matched_pick: list = []
-    matched_truth: list = []
-    distances: list[float] = []
-    n_duplicates = 0
-    for _, t_idx, p_idx in groups:
-        if len(t_idx) == 0 or len(p_idx) == 0:
-            continue
-        t_xyz = truth.loc[t_idx, list(schema.COORDS)].to_numpy(float)
-        p_xyz = picks.loc[p_idx, list(schema.COORDS)].to_numpy(float)
-        r = truth_radius.loc[t_idx].to_numpy(float)
-        pairs, dist = _candidate_pairs(p_xyz, t_xyz, r, region)
-        if matching == "greedy":
-            order = _score_order(picks.loc[p_idx, schema.SCORE].to_numpy(float))
-            pi, ti, dd, dup = _match_greedy(pairs, dist, order, len(p_idx))
-        else:
-            pi, ti, dd = _match_hungarian(pairs, dist, len(p_idx), len(t_idx))
-            covered = np.zeros(len(p_idx), bool)
-            covered[pairs[:, 0]] = True
-            hit = np.zeros(len(p_idx), bool)
-            hit[pi] = True
-            dup = int(np.count_nonzero(covered & ~hit))
-        matched_pick += list(p_idx[pi])
-        matched_truth += list(t_idx[ti])
-        distances += list(dd)
-        n_duplicates += dup
-
+    matched_pick, matched_truth, distances, n_duplicates = _match_all(
+        truth, picks, truth_radius, region, matching)
     tp = len(matched_pick)
     n_true, n_picks = len(truth), len(picks)
     fp, fn = n_picks - tp, n_true - tp
@@ -291,6 +253,52 @@ def score_picks(
         region=region,
         matching=matching,
     )
+
+
+def _tomogram_groups(truth: pd.DataFrame, picks: pd.DataFrame) -> list[tuple[Any, Any, Any]]:
+    """(tomogram, truth index, picks index) per tomogram; one group when both hold one."""
+    same_tomogram = truth[schema.TOMOGRAM].nunique() <= 1 and picks[schema.TOMOGRAM].nunique() <= 1
+    if same_tomogram:
+        return [(None, truth.index, picks.index)]
+    return [
+        (
+            name,
+            truth.index[truth[schema.TOMOGRAM] == name],
+            picks.index[picks[schema.TOMOGRAM] == name],
+        )
+        for name in sorted(set(truth[schema.TOMOGRAM]) | set(picks[schema.TOMOGRAM]))
+    ]
+
+
+def _match_all(truth: pd.DataFrame, picks: pd.DataFrame, truth_radius: pd.Series, region: str,
+               matching: str) -> tuple[list, list, list[float], int]:
+    """Hits of every tomogram: (pick labels, truth labels, distances, duplicate picks)."""
+    matched_pick: list = []
+    matched_truth: list = []
+    distances: list[float] = []
+    n_duplicates = 0
+    for _, t_idx, p_idx in _tomogram_groups(truth, picks):
+        if len(t_idx) == 0 or len(p_idx) == 0:
+            continue
+        t_xyz = truth.loc[t_idx, list(schema.COORDS)].to_numpy(float)
+        p_xyz = picks.loc[p_idx, list(schema.COORDS)].to_numpy(float)
+        r = truth_radius.loc[t_idx].to_numpy(float)
+        pairs, dist = _candidate_pairs(p_xyz, t_xyz, r, region)
+        if matching == "greedy":
+            order = _score_order(picks.loc[p_idx, schema.SCORE].to_numpy(float))
+            pi, ti, dd, dup = _match_greedy(pairs, dist, order, len(p_idx))
+        else:
+            pi, ti, dd = _match_hungarian(pairs, dist, len(p_idx), len(t_idx))
+            covered = np.zeros(len(p_idx), bool)
+            covered[pairs[:, 0]] = True
+            hit = np.zeros(len(p_idx), bool)
+            hit[pi] = True
+            dup = int(np.count_nonzero(covered & ~hit))
+        matched_pick += list(p_idx[pi])
+        matched_truth += list(t_idx[ti])
+        distances += list(dd)
+        n_duplicates += dup
+    return matched_pick, matched_truth, distances, n_duplicates
 
 
 def threshold_sweep(

@@ -27,7 +27,7 @@ from tomoclass.errors import InputError
 from tomoclass.infer.prepare import PreparedTomogram, prepare_tomogram
 from tomoclass.io import schema as S
 from tomoclass.io.annotate import INPUT_ROW
-from tomoclass.io.particles import COORDS_ANGPIX_HINT, OVERSHOOT_RATIO, overshoot
+from tomoclass.io.bounds import COORDS_ANGPIX_HINT, OVERSHOOT_RATIO, overshoot
 from tomoclass.train.device import autocast
 from tomoclass.train.resources import check_fits, estimate_prediction
 

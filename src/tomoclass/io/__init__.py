@@ -4,13 +4,13 @@ Volumes are ``(z, y, x)`` arrays with the voxel size in Ångström; particle tab
 DataFrames in the schema of :mod:`tomoclass.io.schema`.
 """
 
+from tomoclass.io.naming import tomogram_name
 from tomoclass.io.particles import (
     READ_FORMATS,
     SHREC19_CLASSES,
     WRITE_FORMATS,
     read_particles,
     table_format,
-    tomogram_name,
     write_particles,
 )
 from tomoclass.io.sizes import read_class_sizes

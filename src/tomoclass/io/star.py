@@ -37,13 +37,18 @@ Block = pd.DataFrame | dict[str, Any]
 _TEXT_LABEL = re.compile(r"Name|File|Tomogram$")
 
 
-def read_star(path: str | os.PathLike[str]) -> dict[str, Block]:
-    """Every block of a STAR file, in file order, via ``starfile.read``.
+def read_star(path: str | os.PathLike[str], *,
+              text_labels: list[str] | None = None) -> dict[str, Block]:
+    """Every block of a STAR file, in file order, via ``starfile.read`` (one parse).
 
     Parameters
     ----------
     path
         The STAR file.
+    text_labels
+        Labels whose values are kept as text (all of them, for a reader that converts values
+        itself). Default: the name-like labels (``rlnTomoName``, ``rlnImageName``...); the file
+        is then read a second time when it has such labels, to know them.
 
     Returns
     -------
@@ -61,11 +66,14 @@ def read_star(path: str | os.PathLike[str]) -> dict[str, Block]:
     try:
         import starfile
 
-        blocks = starfile.read(path, always_dict=True)
-        text_labels = sorted({str(c) for b in blocks.values() if isinstance(b, pd.DataFrame)
-                              for c in b.columns if _TEXT_LABEL.search(str(c))})
-        if text_labels:  # names stay text: tomogram "01" is not the number 1
-            blocks = starfile.read(path, always_dict=True, parse_as_string=text_labels)
+        if text_labels is not None:
+            blocks = starfile.read(path, always_dict=True, parse_as_string=list(text_labels))
+        else:
+            blocks = starfile.read(path, always_dict=True)
+            names = sorted({str(c) for b in blocks.values() if isinstance(b, pd.DataFrame)
+                            for c in b.columns if _TEXT_LABEL.search(str(c))})
+            if names:  # names stay text: tomogram "01" is not the number 1
+                blocks = starfile.read(path, always_dict=True, parse_as_string=names)
     except Exception as exc:  # a third-party parser on untrusted text: report, never crash
         text = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
         raise InputError(f"starfile cannot parse it ({type(exc).__name__}: {text})",

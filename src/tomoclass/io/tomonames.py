@@ -22,7 +22,7 @@ from xml.etree import ElementTree
 import pandas as pd
 
 from tomoclass.errors import InputError
-from tomoclass.io.particles import tomogram_name
+from tomoclass.io.naming import tomogram_name
 from tomoclass.io.star import read_star
 
 log = logging.getLogger(__name__)

@@ -10,6 +10,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mrcfile
 import numpy as np
@@ -148,77 +149,16 @@ def read_volume(
     compressed = path.suffix.lower() in _COMPRESSED
     _check_not_compressed(path, compressed)
     use_mmap = mmap and not compressed
-    # Permissive mode so that old files without the MAP ID or with a bad machine stamp still
-    # open; the problems that matter (truncated data, unknown mode) are checked below.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            opener = mrcfile.mmap if use_mmap else mrcfile.open
-            mrc = opener(path, mode="r", permissive=True)
-        except (ValueError, OSError, EOFError) as exc:
-            raise InputError(f"not a readable MRC volume ({_short(exc)})", path=path) from None
+    mrc, caught = _open_mrc(path, use_mmap)
     try:
         header = mrc.header
-        mode = int(header.mode)
-        if mode not in SUPPORTED_MODES:
-            raise InputError(
-                f"MRC mode {mode} is not supported (use one of "
-                f"{', '.join(f'{k} ({v})' for k, v in SUPPORTED_MODES.items())})",
-                path=path, field="mode",
-            )
+        mode = _check_mode(header, path)
         if not compressed:
-            nx, ny, nz = int(header.nx), int(header.ny), int(header.nz)
-            expected = (1024 + max(0, int(header.nsymbt))
-                        + nx * ny * nz * np.dtype(SUPPORTED_MODES[mode]).itemsize)
-            actual = path.stat().st_size
-            if actual < expected:
-                raise InputError(
-                    f"truncated: the header describes {nx}x{ny}x{nz} voxels of mode {mode} "
-                    f"({expected} bytes) but the file has {actual} bytes",
-                    path=path, field="data")
-            if actual > expected:
-                log.warning("%s: %d bytes after the data the header describes (%dx%dx%d of "
-                            "mode %d) are ignored; mrcfile's validator flags such a file",
-                            path, actual - expected, nx, ny, nz, mode)
+            _check_file_size(header, mode, path)
         _check_not_image_stack(header, path)
-        data = mrc.data
-        if data is None:
-            why = "; ".join(_short(w.message) for w in caught) or "no data block"
-            raise InputError(f"cannot read the data ({why})", path=path)
-        if mode == 0 and _imod_unsigned_bytes(header):
-            data = data.view(np.uint8)  # same bytes, read 0..255 as IMOD wrote them
-        if data.ndim == 3:
-            data = _to_zyx(data, header, path)
-        if data.ndim == 2 or (data.ndim == 3 and data.shape[0] == 1):
-            if not allow_2d:
-                raise InputError(
-                    f"this is a 2D image {tuple(data.shape[-2:])}, a 3D volume is expected",
-                    path=path, field="nz",
-                )
-            data = data.reshape((1,) + tuple(data.shape[-2:]))
-        elif data.ndim != 3:
-            raise InputError(f"expected a 3D volume, got {data.ndim} dimensions", path=path,
-                             field="nz")
+        data = _zyx_data(mrc, mode, caught, path, allow_2d=allow_2d)
         if voxel_size_angstrom is None:
-            vs = mrc.voxel_size
-            sizes = np.array([float(vs.x), float(vs.y), float(vs.z)])
-            if data.shape[0] == 1:
-                sizes = sizes[:2]
-            if np.any(sizes <= 0) or not np.all(np.isfinite(sizes)):
-                raise InputError(
-                    f"header voxel size is {sizes[0]:g} Å; give the real one with "
-                    f"{override_option} (Å)",
-                    path=path, field="voxel_size",
-                )
-            if np.max(sizes) - np.min(sizes) > 1e-3 * np.max(sizes):
-                raise InputError(
-                    "anisotropic voxel size ("
-                    + ", ".join(f"{float(s):.4g}" for s in sizes)
-                    + f") Å (x, y, z); give the isotropic value with {override_option}",
-                    path=path, field="voxel_size",
-                )
-            voxel = check_voxel_size(sizes[0], path=path, field="voxel_size",
-                                     override_option=override_option)
+            voxel = _header_voxel_size(mrc, data, path, override_option)
         else:
             voxel = check_voxel_size(voxel_size_angstrom, path=path, field=override_option)
         if not use_mmap:
@@ -230,6 +170,99 @@ def read_volume(
         # alive for ``data`` (read-only), so the returned array stays valid.
         mrc.close()
     return Volume(data=data, voxel_size_angstrom=voxel, path=path)
+
+
+def _open_mrc(path: Path, use_mmap: bool) -> tuple[Any, list[warnings.WarningMessage]]:
+    """The open MRC file and the warnings mrcfile gave while opening it.
+
+    Permissive mode so that old files without the MAP ID or with a bad machine stamp still
+    open; the problems that matter (truncated data, unknown mode) are checked by the caller.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            opener = mrcfile.mmap if use_mmap else mrcfile.open
+            mrc = opener(path, mode="r", permissive=True)
+        except (ValueError, OSError, EOFError) as exc:
+            raise InputError(f"not a readable MRC volume ({_short(exc)})", path=path) from None
+    return mrc, caught
+
+
+def _check_mode(header: np.recarray, path: Path) -> int:
+    """The header's MRC mode, one of :data:`SUPPORTED_MODES`."""
+    mode = int(header.mode)
+    if mode not in SUPPORTED_MODES:
+        raise InputError(
+            f"MRC mode {mode} is not supported (use one of "
+            f"{', '.join(f'{k} ({v})' for k, v in SUPPORTED_MODES.items())})",
+            path=path, field="mode",
+        )
+    return mode
+
+
+def _check_file_size(header: np.recarray, mode: int, path: Path) -> None:
+    """Refuse a file shorter than its header says; warn about bytes after the data."""
+    nx, ny, nz = int(header.nx), int(header.ny), int(header.nz)
+    expected = (1024 + max(0, int(header.nsymbt))
+                + nx * ny * nz * np.dtype(SUPPORTED_MODES[mode]).itemsize)
+    actual = path.stat().st_size
+    if actual < expected:
+        raise InputError(
+            f"truncated: the header describes {nx}x{ny}x{nz} voxels of mode {mode} "
+            f"({expected} bytes) but the file has {actual} bytes",
+            path=path, field="data")
+    if actual > expected:
+        log.warning("%s: %d bytes after the data the header describes (%dx%dx%d of "
+                    "mode %d) are ignored; mrcfile's validator flags such a file",
+                    path, actual - expected, nx, ny, nz, mode)
+
+
+def _zyx_data(mrc: Any, mode: int, caught: list[warnings.WarningMessage], path: Path, *,
+              allow_2d: bool) -> np.ndarray:
+    """The voxels as ``(z, y, x)`` (a 2D image as ``(1, y, x)`` when ``allow_2d``)."""
+    header = mrc.header
+    data = mrc.data
+    if data is None:
+        why = "; ".join(_short(w.message) for w in caught) or "no data block"
+        raise InputError(f"cannot read the data ({why})", path=path)
+    if mode == 0 and _imod_unsigned_bytes(header):
+        data = data.view(np.uint8)  # same bytes, read 0..255 as IMOD wrote them
+    if data.ndim == 3:
+        data = _to_zyx(data, header, path)
+    if data.ndim == 2 or (data.ndim == 3 and data.shape[0] == 1):
+        if not allow_2d:
+            raise InputError(
+                f"this is a 2D image {tuple(data.shape[-2:])}, a 3D volume is expected",
+                path=path, field="nz",
+            )
+        return data.reshape((1,) + tuple(data.shape[-2:]))
+    if data.ndim != 3:
+        raise InputError(f"expected a 3D volume, got {data.ndim} dimensions", path=path,
+                         field="nz")
+    return data
+
+
+def _header_voxel_size(mrc: Any, data: np.ndarray, path: Path, override_option: str) -> float:
+    """The header's voxel size (Å): non-zero, isotropic and plausible, else InputError."""
+    vs = mrc.voxel_size
+    sizes = np.array([float(vs.x), float(vs.y), float(vs.z)])
+    if data.shape[0] == 1:
+        sizes = sizes[:2]
+    if np.any(sizes <= 0) or not np.all(np.isfinite(sizes)):
+        raise InputError(
+            f"header voxel size is {sizes[0]:g} Å; give the real one with "
+            f"{override_option} (Å)",
+            path=path, field="voxel_size",
+        )
+    if np.max(sizes) - np.min(sizes) > 1e-3 * np.max(sizes):
+        raise InputError(
+            "anisotropic voxel size ("
+            + ", ".join(f"{float(s):.4g}" for s in sizes)
+            + f") Å (x, y, z); give the isotropic value with {override_option}",
+            path=path, field="voxel_size",
+        )
+    return check_voxel_size(sizes[0], path=path, field="voxel_size",
+                            override_option=override_option)
 
 
 #: First bytes of compressed files (gzip, bzip2).

@@ -30,8 +30,8 @@ from tomoclass.infer import PreparedTomogram, load_run, prepare_tomogram
 from tomoclass.io import write_particles, write_volume
 from tomoclass.io.annotate import class_file
 from tomoclass.io.atomic import atomic_dir
+from tomoclass.io.naming import distinct_tomogram_names
 from tomoclass.io.outputs import check_output_dir, check_output_file, claim_dir
-from tomoclass.io.particles import distinct_tomogram_names
 from tomoclass.locate.boxes import classify_candidates
 from tomoclass.locate.calibration import run_threshold
 from tomoclass.locate.candidates import Candidates, propose_candidates
