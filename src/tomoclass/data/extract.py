@@ -497,16 +497,19 @@ def zscore_inplace(boxes: np.ndarray) -> None:
     """Scale each box to mean 0 and standard deviation 1 (a constant box becomes zeros).
 
     The mean is removed before the sum of squares is taken, so a large offset (e.g. uint16
-    data) does not cancel the variance; float32 throughout to keep it memory-bound.
+    data) does not cancel the variance; float32 throughout to keep it memory-bound. Values
+    too large for float32 arithmetic make the box non-finite without numpy's warnings: the
+    caller checks every box (:func:`nonfinite_cause` says why) and refuses or skips it.
     """
     flat = boxes.reshape(len(boxes), -1)
-    mean = flat.mean(axis=1, dtype=np.float32)
-    flat -= mean[:, None]
-    var = np.einsum("ij,ij->i", flat, flat) / np.float32(flat.shape[1])
-    std = np.sqrt(var)
-    scale = np.zeros_like(std)
-    np.divide(1.0, std, out=scale, where=std > 0)
-    flat *= scale[:, None]
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = flat.mean(axis=1, dtype=np.float32)
+        flat -= mean[:, None]
+        var = np.einsum("ij,ij->i", flat, flat) / np.float32(flat.shape[1])
+        std = np.sqrt(var)
+        scale = np.zeros_like(std)
+        np.divide(1.0, std, out=scale, where=std > 0)
+        flat *= scale[:, None]
 
 
 # -- non-finite boxes ---------------------------------------------------------------------

@@ -159,8 +159,9 @@ def inspect_table(path: str | os.PathLike[str],
         sel = names == name
         xyz = table[[S.X, S.Y, S.Z]].to_numpy(np.float64)[sel]
         label = name or "(no tomogram name)"
-        rec: dict[str, Any] = {"rows": int(sel.sum()), "min_xyz": xyz.min(0).round(2).tolist(),
-                               "max_xyz": xyz.max(0).round(2).tolist()}
+        with np.errstate(over="ignore"):  # rounding 1e308 overflows to inf: reported as such
+            lo, hi = xyz.min(0).round(2).tolist(), xyz.max(0).round(2).tolist()
+        rec: dict[str, Any] = {"rows": int(sel.sum()), "min_xyz": lo, "max_xyz": hi}
         k = int(file_of[sel][0])
         if k >= 0:
             shape = vols[k].shape
