@@ -98,10 +98,3 @@ def inference_net(model: nn.Module, device: torch.device, precision: str = "auto
         except (TypeError, ValueError):
             return model, None
     return model, None
-
-
-def amp_dtype_for_inference(device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA devices that support it, else full precision."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return None
