@@ -6,6 +6,7 @@ import pytest
 from train_support import one_thread
 
 from tomoclass.cli.main import main
+from tomoclass.io.outputs import check_output_dir
 
 pytestmark = pytest.mark.slow
 
@@ -25,3 +26,5 @@ def test_quick_demo_writes_report_figures_and_scores(tmp_path, capsys):
         assert (out / name).stat().st_size > 0, name
     report = (out / "report.md").read_text()
     assert "Comparison (Table 2 layout)" in report
+    # `make demo` reruns with --overwrite: nothing in the folder may count as a foreign file
+    check_output_dir(out, "demo", overwrite=True)

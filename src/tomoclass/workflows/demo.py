@@ -46,8 +46,8 @@ DEMO_CLASSES = (
 
 
 #: What the demo writes in its folder (the sub-folders are outputs with their own marker).
-DEMO_PATTERNS = ("report.md", "demo.json", "cam*", "tomograms/*", "dataset/*", "runs/*",
-                 "compare/*")
+DEMO_PATTERNS = ("report.md", "demo.json", "simulation.yaml", "cam*", "tomograms/*", "dataset/*",
+                 "runs/*", "compare/*")
 
 
 @dataclass
@@ -165,7 +165,8 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None, *,
     templates = load_class_templates(sim)
     sim_dir = out / "tomograms"
     written = simulate_tomograms(sim_dir, templates, sim, prefix="tomo")
-    sim.to_yaml(sim_dir / "simulation.yaml")
+    # beside, not inside, tomograms/: that folder's own marker lists only what the simulator wrote
+    sim.to_yaml(out / "simulation.yaml")
     lap("simulate")
 
     # 2. extract subtomograms at the ground-truth positions, split by tomogram
