@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    metavar="KEY=VALUE", help="model constructor argument (repeatable)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="default",
                    help="'paper': the published protocol (Adam, lr 0.1); 'default': the "
-                   "measured working lr (docs/training.md)")
+                   "measured working lr (docs/training.md); 'plain': Adam 1e-3 with no warm-up, "
+                   "augmentation or BN recalibration, the floor the defaults must beat")
     p.add_argument("--config", type=Path, help="training config YAML (instead of --preset)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, help="global batch size (all processes)")
