@@ -3,7 +3,7 @@ against He (what tomoclass uses for this batch-norm-free net), Adam at several l
 
     PYTHONPATH=src python benchmarks/shrec_init_check.py --lrs 1e-4,1e-3 --steps 25
 
-Data: 4 classes of Gaussian blobs of different radius in noise (``synthetic.blob_volumes``,
+Data: 4 classes of Gaussian blobs of different radius in noise (``tomoclass.simulate.blob_volumes``,
 the training tests' data), z-scored per box, 24^3, batch 16, fresh samples every step. A net that
 learns pulls the loss below ln(4) = 1.386 within a few dozen steps; a dead one stays there.
 Writes ``benchmarks/results/shrec_init_<UTC time>.json``.
@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from synthetic import blob_volumes
 from torch import nn
 
 from tomoclass.models import get_model
 from tomoclass.models.layers import init_weights
 from tomoclass.provenance import git_commit, machine_info, write_result
+from tomoclass.simulate import blob_volumes
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from test_train import tiny_cfg
-from train_support import blob_volumes, make_dataset
+from train_support import make_dataset
 
 from tomoclass.io import write_volume
+from tomoclass.simulate import blob_volumes
 from tomoclass.train import fit
 
 BOX = 12

@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from tomoclass.data import ClassMap, write_dataset
+from tomoclass.simulate import blob_volumes
 
 TESTS_DIR = Path(__file__).resolve().parent
 SRC_DIR = TESTS_DIR.parent / "src"
@@ -23,21 +24,6 @@ TINY_KWARGS: dict = {"growth_rate": 2, "num_blocks": 2, "layers_per_block": 2,
 
 
 # -- tiny data ----------------------------------------------------------------------------
-def blob_volumes(labels: np.ndarray, box: int, rng: np.random.Generator) -> np.ndarray:
-    """Class k = a Gaussian blob of radius 1.5 + 1.5 k voxels at the centre, plus noise.
-
-    Returns float32 (N, box, box, box), zyx.
-    """
-    c = (box - 1) / 2
-    z, y, x = np.mgrid[:box, :box, :box]
-    r2 = (z - c) ** 2 + (y - c) ** 2 + (x - c) ** 2
-    out = np.empty((len(labels), box, box, box), dtype=np.float32)
-    for i, k in enumerate(labels):
-        sigma = 1.5 + 1.5 * k
-        out[i] = np.exp(-r2 / (2 * sigma**2)) + 0.3 * rng.standard_normal((box, box, box))
-    return out
-
-
 def make_dataset(path: Path, *, n_per_class=(6, 6, 6), n_val_per_class=2, box=12, seed=0,
                  voxel_size_angstrom=10.0, names=None) -> Path:
     """Write a labelled blob dataset through ``tomoclass.data.write_dataset``."""

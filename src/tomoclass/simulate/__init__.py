@@ -19,7 +19,7 @@ from tomoclass.simulate.fourier import (
     missing_wedge_mask,
 )
 from tomoclass.simulate.output import simulate_tomograms, write_tomogram
-from tomoclass.simulate.phantoms import list_phantoms, phantom, phantom_library
+from tomoclass.simulate.phantoms import blob_volumes, list_phantoms, phantom, phantom_library
 from tomoclass.simulate.rotation import matrix_to_euler, particle_matrix, random_euler
 from tomoclass.simulate.structures import (
     load_class_templates,
@@ -49,6 +49,7 @@ __all__ = [
     "SimulationConfig",
     "Subtomogram",
     "SubtomogramConfig",
+    "blob_volumes",
     "SubtomogramParams",
     "Template",
     "TomogramConfig",

@@ -35,7 +35,7 @@ from scipy.spatial.transform import Rotation
 
 from tomoclass.simulate.template import Template, center_and_crop, lowpass_gaussian
 
-__all__ = ["PHANTOMS", "list_phantoms", "phantom", "phantom_library"]
+__all__ = ["PHANTOMS", "blob_volumes", "list_phantoms", "phantom", "phantom_library"]
 
 #: Protein mass density, Da per Å³ (1.35 g/cm³).
 PROTEIN_DA_PER_A3 = 0.813
@@ -241,3 +241,19 @@ def phantom_library(
         phantom(n, voxel_size_angstrom=voxel_size_angstrom, resolution_angstrom=resolution_angstrom)
         for n in names
     ]
+
+
+def blob_volumes(labels: np.ndarray, box: int, rng: np.random.Generator) -> np.ndarray:
+    """Class k = a Gaussian blob of radius 1.5 + 1.5 k voxels at the centre, plus noise.
+
+    The smallest labelled data a classifier can learn (the training tests and
+    ``benchmarks/shrec_init_check.py`` use it). Returns float32 (N, box, box, box), zyx.
+    """
+    c = (box - 1) / 2
+    z, y, x = np.mgrid[:box, :box, :box]
+    r2 = (z - c) ** 2 + (y - c) ** 2 + (x - c) ** 2
+    out = np.empty((len(labels), box, box, box), dtype=np.float32)
+    for i, k in enumerate(labels):
+        sigma = 1.5 + 1.5 * k
+        out[i] = np.exp(-r2 / (2 * sigma**2)) + 0.3 * rng.standard_normal((box, box, box))
+    return out
