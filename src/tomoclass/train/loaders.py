@@ -7,6 +7,8 @@ precise-BN subset are sharded ``rank::world`` without padding (:class:`SplitSubs
 
 from __future__ import annotations
 
+import math
+
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -141,6 +143,18 @@ class Loaders:
     train: DataLoader
     val: DataLoader
     bn: DataLoader | None  # precise-BN subset (None: off, or no batch norm)
+    steps_per_epoch: int  # training batches per epoch on this rank
+
+
+def drops_last(n: int, batch: int) -> bool:
+    """Whether an epoch of ``n`` samples in batches of ``batch`` leaves out its last sample.
+
+    Only a last batch of exactly one sample is dropped: batch norm cannot normalise one
+    sample whose features have shrunk to one voxel (MONAI's DenseNet121 at 32³ stops with
+    "Expected more than 1 value per channel when training"), and its gradient is the noisiest
+    step of the epoch. The sample left out is another one every epoch (the order is reshuffled).
+    """
+    return batch > 1 and n % batch == 1
 
 
 def build_loaders(store: Any, cfg: TrainConfig, di: DistInfo, per_rank_batch: int,
@@ -173,17 +187,20 @@ def build_loaders(store: Any, cfg: TrainConfig, di: DistInfo, per_rank_batch: in
         plain = SubtomogramDataset(store, split=cfg.train_split, augment=False, seed=cfg.seed)
         order = np.random.default_rng([cfg.seed, 7]).permutation(len(plain))
         picked = sorted(order[: cfg.bn_recalibration_samples].tolist())
-        bn_loader = DataLoader(SplitSubset(torch.utils.data.Subset(plain, picked), di.rank,
-                                           di.world_size),
-                               batch_size=per_rank_batch, shuffle=False,
-                               num_workers=cfg.num_workers, pin_memory=pin)
+        bn_subset = SplitSubset(torch.utils.data.Subset(plain, picked), di.rank, di.world_size)
+        bn_loader = DataLoader(bn_subset, batch_size=per_rank_batch, shuffle=False,
+                               num_workers=cfg.num_workers, pin_memory=pin,
+                               drop_last=drops_last(len(bn_subset), per_rank_batch))
     base_sampler = DistributedSampler(train_ds, num_replicas=di.world_size, rank=di.rank,
                                       shuffle=True, seed=cfg.seed, drop_last=False)
     sampler = SkipSampler(base_sampler)
+    n = len(base_sampler)
+    drop = drops_last(n, per_rank_batch)
     train_loader = DataLoader(train_ds, batch_size=per_rank_batch, sampler=sampler,
                               num_workers=cfg.num_workers, pin_memory=pin,
-                              persistent_workers=cfg.num_workers > 0)
+                              persistent_workers=cfg.num_workers > 0, drop_last=drop)
     val_loader = DataLoader(SplitSubset(val_ds, di.rank, di.world_size),
                             batch_size=per_rank_batch, shuffle=False,
                             num_workers=cfg.num_workers, pin_memory=pin)
-    return Loaders(train_ds, base_sampler, sampler, train_loader, val_loader, bn_loader)
+    steps = n // per_rank_batch if drop else math.ceil(n / per_rank_batch)
+    return Loaders(train_ds, base_sampler, sampler, train_loader, val_loader, bn_loader, steps)

@@ -348,7 +348,7 @@ def _setup(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, di: DistInfo,
         model.to(memory_format=torch.channels_last_3d)
     optimizer = build_optimizer(model, cfg)
     loaders = build_loaders(store, cfg, di, per_rank_batch, device, has_batchnorm(model))
-    steps_per_epoch = math.ceil(len(loaders.base_sampler) / per_rank_batch)
+    steps_per_epoch = loaders.steps_per_epoch
     schedule = WarmupStepSchedule(optimizer, cfg, steps_per_epoch)
     dtype = amp_dtype(cfg, device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
