@@ -8,7 +8,6 @@ precise-BN subset are sharded ``rank::world`` without padding (:class:`SplitSubs
 from __future__ import annotations
 
 import math
-
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
