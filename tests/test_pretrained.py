@@ -12,6 +12,7 @@ from train_support import TINY_KWARGS, TINY_MODEL, make_dataset, one_thread
 from tomoclass.cli.main import main
 from tomoclass.errors import InputError
 from tomoclass.infer import load_run
+from tomoclass.models import pretrained as pretrained_mod
 from tomoclass.models.pretrained import ENV_DIR, list_pretrained, resolve_pretrained, sha256_of
 from tomoclass.train import fit, preset
 from tomoclass.train.loop import build_model
@@ -33,6 +34,8 @@ def source_run(tmp_path_factory):
 @pytest.fixture()
 def registered(source_run, tmp_path, monkeypatch):
     monkeypatch.setenv(ENV_DIR, str(tmp_path / "pretrained"))
+    # the shipped models (tests/test_pretrained_shipped.py) are out of these tests' lists
+    monkeypatch.setattr(pretrained_mod, "PACKAGE_DIR", tmp_path / "no_package_models")
     entry = register_run(source_run, "tiny-cls", description="test model")
     return entry
 
@@ -167,3 +170,57 @@ def test_calibrated_threshold_travels_with_the_name(registered, source_run, tmp_
     assert "use it as --run tiny-cal" in capsys.readouterr().out
     assert run_threshold("tiny-cal") == (0.37, "calibrated, recorded with pretrained tiny-cal")
     assert run_threshold("tiny-cls") == (0.5, "default")  # registered without calibration
+
+
+def test_registered_file_is_inference_only_and_smaller(registered, source_run):
+    shipped = torch.load(resolve_pretrained("tiny-cls"), weights_only=True)
+    full = torch.load(source_run / "checkpoints" / "best.pt", weights_only=True)
+    assert "optimizer_state" in full and "rng" in full
+    for key in ("optimizer_state", "schedule_state", "rng", "sampler"):
+        assert key not in shipped, key
+    assert shipped["class_names"] == full["class_names"] and shipped["epoch"] == full["epoch"]
+    assert resolve_pretrained("tiny-cls").stat().st_size < 0.6 * (
+        source_run / "checkpoints" / "best.pt").stat().st_size
+
+
+def test_detector_radii_are_recorded_in_angstrom_and_used_by_locate(source_run, tmp_path,
+                                                                    monkeypatch, capsys):
+    import numpy as np
+
+    from tomoclass.io import write_volume
+    from tomoclass.locate.radii import pretrained_radii
+    from tomoclass.workflows.locate import locate
+
+    monkeypatch.setenv(ENV_DIR, str(tmp_path / "pretrained"))
+    monkeypatch.setattr(pretrained_mod, "PACKAGE_DIR", tmp_path / "no_package_models")
+    ds = make_dataset(tmp_path / "ds", n_per_class=(2, 2, 2), n_val_per_class=1, box=12,
+                      names=["background", "ribo", "prot"])
+    cfg = preset("default", model=TINY_MODEL, model_kwargs=TINY_KWARGS, batch_size=6,
+                 epochs=1, lr_reference_batch=6, augment=False, checkpoint_every=0)
+    fit(cfg, ds, tmp_path / "det", progress=False, check_resources=False)
+    assert main(["models", "--add-pretrained", "tiny-det", "--from-run", str(tmp_path / "det"),
+                 "--radius", "ribo=5", "prot=2.5"]) == 0
+    capsys.readouterr()
+    assert main(["models", "--pretrained", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["detector"] and row["radii_angstrom"] == {"ribo": 50.0, "prot": 25.0}
+    assert pretrained_radii("tiny-det") == {"ribo": 5.0, "prot": 2.5}
+    assert pretrained_radii(tmp_path / "det") is None  # a run directory records none
+    tomo = tmp_path / "t.mrc"
+    write_volume(tomo, np.random.default_rng(0).normal(size=(24, 28, 32)).astype(np.float32),
+                 10.0)
+    res = locate("tiny-det", tomo, tmp_path / "picks.star", polarity="dark", progress=False)
+    assert res.radii == {"ribo": 5.0, "prot": 2.5}
+    res = locate("tiny-det", tomo, tmp_path / "picks2.star", polarity="dark", progress=False,
+                 radii={"ribo": 7, "prot": 3})
+    assert res.radii == {"ribo": 7.0, "prot": 3.0}  # given radii win
+    # a 5 Å tomogram located with --rescale: the radii follow the tomogram's voxels
+    write_volume(tmp_path / "fine.mrc",
+                 np.random.default_rng(1).normal(size=(48, 48, 48)).astype(np.float32), 5.0)
+    res = locate("tiny-det", tmp_path / "fine.mrc", tmp_path / "picks3.star", polarity="dark",
+                 progress=False, rescale=True)
+    assert res.radii == {"ribo": 10.0, "prot": 5.0}
+    with pytest.raises(InputError, match="no radius for class 'prot'"):
+        register_run(tmp_path / "det", "tiny-det2", radii_voxels={"ribo": 5})
+    with pytest.raises(InputError, match="does not have: nope"):
+        register_run(tmp_path / "det", "tiny-det3", radii_voxels={"*": 5, "nope": 2})

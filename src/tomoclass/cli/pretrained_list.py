@@ -35,6 +35,8 @@ def list_pretrained(args: argparse.Namespace) -> int:
         kind = "detector (has background)" if m.detector else "classifier"
         if m.threshold is not None:
             kind += f", locate threshold {m.threshold:g}"
+        if m.radii_angstrom:
+            kind += ", radii " + ", ".join(f"{c} {r:g} Å" for c, r in m.radii_angstrom.items())
         print(f"{m.name}: {m.model}, {len(m.classes)} classes, {kind}, "
               f"{m.voxel_size_angstrom or '?'} Å, box {m.box or '?'}; file {_status(m)}")
         print(f"  classes: {', '.join(m.classes)}")
@@ -54,6 +56,7 @@ def list_pretrained(args: argparse.Namespace) -> int:
 def add_pretrained(args: argparse.Namespace) -> int:
     """Register ``--from-run`` as ``--add-pretrained NAME`` and print the entry."""
     from tomoclass.locate.calibration import run_threshold
+    from tomoclass.locate.radii import parse_radii
     from tomoclass.train.pretrained import register_run
 
     if not args.from_run:
@@ -62,7 +65,8 @@ def add_pretrained(args: argparse.Namespace) -> int:
     entry = register_run(args.from_run, args.add_pretrained, which=args.which,
                          directory=args.pretrained_dir, training_command=args.training_command,
                          metrics_file=args.metrics, description=args.description,
-                         threshold=threshold if source.startswith("calibrated") else None)
+                         threshold=threshold if source.startswith("calibrated") else None,
+                         radii_voxels=parse_radii(args.radius))
     print(f"registered {entry.name}: {entry.directory}/{entry.file} (sha256 {entry.sha256}); "
           f"use it as --run {entry.name}")
     return 0

@@ -2,12 +2,14 @@
 
 :func:`parse_radii` reads ``R`` / ``NAME=R`` options, :func:`merge_radii` and
 :func:`radii_for_tomogram` merge them with a ``sizes.txt`` (the options winning), and
-:func:`resolve_radii` gives every particle class of a run its radius.
+:func:`resolve_radii` gives every particle class of a run its radius, and
+:func:`pretrained_radii` the radii a pretrained detector was registered with.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import numpy as np
 from tomoclass.errors import InputError
 from tomoclass.io import read_volume
 from tomoclass.locate.peaks import BACKGROUND
+from tomoclass.models.pretrained import get_pretrained, looks_like_name
 
 log = logging.getLogger(__name__)
 
@@ -121,3 +124,20 @@ def resolve_radii(
             )
         out[n] = r
     return out
+
+
+def pretrained_radii(run: str | os.PathLike[str]) -> dict[str, float] | None:
+    """The radii recorded with pretrained model ``run``, in its training voxels.
+
+    None for a run directory or checkpoint on disk (a path wins over a name, as for
+    ``--run``), an unknown name, or an entry without radii.
+    """
+    text = str(run)
+    if Path(text).exists() or not looks_like_name(text):
+        return None
+    entry = get_pretrained(text)
+    if entry is None or not entry.radii_angstrom or not entry.voxel_size_angstrom:
+        return None
+    log.info("radii recorded with pretrained %s: %s", entry.name,
+             ", ".join(f"{c} {r:g} Å" for c, r in entry.radii_angstrom.items()))
+    return {c: float(r) / float(entry.voxel_size_angstrom) for c, r in entry.radii_angstrom.items()}

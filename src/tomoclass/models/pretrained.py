@@ -13,14 +13,18 @@ A name found in the first is not looked up in the second. ``registry.json`` is::
      "models": {"NAME": {"file": "NAME.pt", "sha256": "...", "bytes": 123,
                          "model": "dilated_densenet3d", "classes": [...],
                          "voxel_size_angstrom": 10.0, "box": 32, "detector": true,
-                         "threshold": 0.62,
+                         "threshold": 0.62, "radii_angstrom": {"1s3x": 42.0, ...},
                          "training_command": "tomoclass train ...", "commit": "abc123",
                          "metrics": {...}, "description": "..."}}}
 
 Wherever a run directory is accepted (``--run``), a registered name is too: it resolves to the
 checkpoint file after its sha256 is checked (:func:`resolve_pretrained`; the checkpoint is
 then loaded with ``torch.load(weights_only=True)`` like any other). ``threshold`` is a detector's
-calibrated ``locate`` threshold (``score-picks --calibrate``), which ``locate --run NAME`` uses.
+calibrated ``locate`` threshold (``score-picks --calibrate``), which ``locate --run NAME`` uses;
+``radii_angstrom``, a detector's particle radius per class (non-maximum suppression and the
+hit region), which ``locate --run NAME`` uses when no ``--radius`` / ``--sizes`` is given.
+The checkpoint file of a registered run holds the weights and what inference needs, not the
+optimizer, RNG or sampler state (:func:`tomoclass.train.pretrained.register_run`).
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ class PretrainedModel:
     box: int | None = None
     detector: bool = False
     threshold: float | None = None
+    radii_angstrom: dict[str, float] = field(default_factory=dict)
     training_command: str = ""
     commit: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)

@@ -18,6 +18,8 @@ import json
 import logging
 import os
 import shlex
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +113,8 @@ def initialize_from(model: nn.Module, source: str | os.PathLike[str],
 def register_run(run: str | os.PathLike[str], name: str, *, which: str = "best",
                  directory: str | os.PathLike[str] | None = None,
                  training_command: str | None = None, metrics_file: str | None = None,
-                 description: str = "", threshold: float | None = None) -> PretrainedModel:
+                 description: str = "", threshold: float | None = None,
+                 radii_voxels: float | Mapping[str, float] | None = None) -> PretrainedModel:
     """Register checkpoint ``which`` of a run as pretrained model ``name``.
 
     The entry records the model, classes, voxel size and box from the checkpoint; whether it
@@ -119,7 +122,13 @@ def register_run(run: str | os.PathLike[str], name: str, *, which: str = "best",
     commit from the run's ``config.yaml`` (``training_command`` overrides the command); and
     metrics: the checkpoint epoch's validation record, each ``evaluation_*/report.json`` of the
     run, and the JSON object of ``metrics_file`` (e.g. a ``score-picks`` result) if given;
-    ``threshold``, a detector's calibrated ``locate`` threshold (the CLI passes the run's).
+    ``threshold``, a detector's calibrated ``locate`` threshold (the CLI passes the run's);
+    ``radii_voxels``, a detector's particle radii in the run's voxels (``R`` for every class or
+    a mapping by class name), recorded in Å as ``radii_angstrom``.
+
+    The registered file is the checkpoint without its training state (optimizer, lr schedule,
+    AMP scaler, RNG and sampler): what inference and ``train --init`` read, a third of the
+    size, and nothing a resumed run would need.
     """
     path = checkpoint_path(run, which)
     ck = ckpt_mod.load_checkpoint(path)
@@ -141,9 +150,45 @@ def register_run(run: str | os.PathLike[str], name: str, *, which: str = "best",
             "voxel_size_angstrom": ck.get("voxel_size_angstrom"), "box": ck.get("box"),
             "detector": "background" in [c.casefold() for c in classes],
             "threshold": None if threshold is None else float(threshold),
+            "radii_angstrom": _radii_angstrom(radii_voxels, classes,
+                                              ck.get("voxel_size_angstrom"), path),
             "training_command": command, "commit": config.get("git_commit"),
             "metrics": metrics, "description": description}
-    return add_pretrained(name, path, meta, directory)
+    inference_only = {k: v for k, v in ck.items() if k not in TRAINING_STATE}
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / "weights.pt"
+        torch.save(inference_only, weights)
+        return add_pretrained(name, weights, meta, directory)
+
+
+#: Checkpoint entries only a resumed run reads (left out of a registered pretrained file).
+TRAINING_STATE = ("optimizer_state", "schedule_state", "scaler_state", "rng", "sampler")
+
+
+def _radii_angstrom(radii: float | Mapping[str, float] | None, classes: list[str],
+                    voxel_size: float | None, path: Path) -> dict[str, float]:
+    """Radii in the run's voxels -> Å per particle class (every one must have a radius)."""
+    if radii is None:
+        return {}
+    if not voxel_size:
+        raise InputError("the checkpoint records no voxel size, so radii cannot be recorded "
+                         "in Å", path=path, field="voxel_size_angstrom")
+    table = ({"*": float(radii)} if not isinstance(radii, Mapping)
+             else {str(k).casefold(): float(v) for k, v in radii.items()})
+    out = {}
+    for c in classes:
+        if c.casefold() == "background":
+            continue
+        r = table.get(c.casefold(), table.get("*"))
+        if r is None:
+            raise InputError(f"no radius for class '{c}'; give NAME=R for it or a bare R for "
+                             "all", field="radius")
+        out[c] = round(r * float(voxel_size), 3)
+    unknown = sorted(set(table) - {c.casefold() for c in classes} - {"*"})
+    if unknown:
+        raise InputError(f"radius for a class the run does not have: {', '.join(unknown)}",
+                         field="radius")
+    return out
 
 
 def _read_json(path: Path) -> Any:

@@ -37,7 +37,7 @@ from tomoclass.locate.calibration import run_threshold
 from tomoclass.locate.candidates import Candidates, propose_candidates
 from tomoclass.locate.geometry import ScoreMaps
 from tomoclass.locate.peaks import BACKGROUND, find_peaks, picks_from_boxes
-from tomoclass.locate.radii import radii_for_tomogram, resolve_radii
+from tomoclass.locate.radii import pretrained_radii, radii_for_tomogram, resolve_radii
 from tomoclass.locate.scoring import score_tomogram
 
 #: Files a multi-tomogram ``locate`` writes into its --out folder.
@@ -216,7 +216,7 @@ def locate(
         warp_settings=warp_settings, rescale_what="the tomogram", allow_both=True)
     threshold, threshold_source = _threshold(run_dir, which, threshold)
     box = _detector_box(prep, run_dir)
-    class_radii, located = _radii(list(prep.class_map.names), radii, box, prep.step)
+    class_radii, located = _radii(list(prep.class_map.names), radii, box, prep.step, run_dir)
     _spectrum_for(prep, method, match_spectrum)
     stage = {"polarity": prep.seconds["polarity"]}  # the clock started before it
     job = _Job(prep, box, threshold, normalize or _normalization(prep.info), located, stage,
@@ -408,14 +408,16 @@ def _normalization(info: dict[str, Any]) -> str:
 
 
 def _radii(names: list[str], radii: float | Mapping[str, float] | None, box: int,
-           step: float) -> tuple[dict[str, float], dict[str, float]]:
+           step: float, run_dir: str | Path) -> tuple[dict[str, float], dict[str, float]]:
     """Radii in tomogram voxels and in the voxels located at (/ ``step``).
 
-    Given radii are in tomogram voxels; the ``box / 4`` default is in training voxels.
+    Given radii are in tomogram voxels; the defaults (a pretrained model's recorded radii,
+    else ``box / 4``) are in training voxels.
     """
-    class_radii = resolve_radii(names, radii, box)
     if radii is None:
+        class_radii = resolve_radii(names, pretrained_radii(run_dir), box)
         return {n: r * step for n, r in class_radii.items()}, class_radii
+    class_radii = resolve_radii(names, radii, box)
     return class_radii, {n: r / step for n, r in class_radii.items()}
 
 
