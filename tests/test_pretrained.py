@@ -199,7 +199,7 @@ def test_detector_radii_are_recorded_in_angstrom_and_used_by_locate(source_run, 
                  epochs=1, lr_reference_batch=6, augment=False, checkpoint_every=0)
     fit(cfg, ds, tmp_path / "det", progress=False, check_resources=False)
     assert main(["models", "--add-pretrained", "tiny-det", "--from-run", str(tmp_path / "det"),
-                 "--radius", "ribo=5", "prot=2.5"]) == 0
+                 "--radius", "ribo=5", "--radius", "prot=2.5"]) == 0
     capsys.readouterr()
     assert main(["models", "--pretrained", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)

@@ -37,9 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--metrics", metavar="JSON",
                    help="record this JSON too (e.g. score-picks output on a held-out tomogram)")
     g.add_argument("--description", default="", help="one line on what the model is for")
-    g.add_argument("--radius", nargs="+", action="extend", metavar="R|NAME=R",
-                   help="a detector's particle radii in the run's voxels (R for every class or "
-                   "NAME=R), recorded in Å; locate --run NAME uses them unless given others")
+    g.add_argument("--radius", action="append", metavar="R|NAME=R",
+                   help="a detector's particle radius in the run's voxels, R for every class or "
+                   "NAME=R (repeat), recorded in Å; locate --run NAME uses them unless given "
+                   "others")
     p.set_defaults(func=run)
 
 
