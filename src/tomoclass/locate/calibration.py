@@ -27,7 +27,7 @@ from typing import Any
 
 from tomoclass.errors import InputError
 from tomoclass.io.atomic import atomic_path
-from tomoclass.models.pretrained import get_pretrained, looks_like_name
+from tomoclass.models.pretrained import pretrained_for_run
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +86,9 @@ def run_threshold(run_dir: str | Path, which: str = "best") -> tuple[float, str]
     """
     run = Path(run_dir)
     path = run / CALIBRATION_FILE
-    if not run.exists() and looks_like_name(run_dir):  # a pretrained model's recorded one
-        entry = get_pretrained(str(run_dir))
-        if entry is not None and entry.threshold is not None:
-            return float(entry.threshold), f"calibrated, recorded with pretrained {entry.name}"
+    entry = pretrained_for_run(run_dir)  # a pretrained model's recorded one
+    if entry is not None and entry.threshold is not None:
+        return float(entry.threshold), f"calibrated, recorded with pretrained {entry.name}"
     if not (run.is_dir() and path.is_file()):
         return DEFAULT_THRESHOLD, "default"
     ck = _checkpoint(run, which)

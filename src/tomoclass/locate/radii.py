@@ -18,7 +18,7 @@ import numpy as np
 from tomoclass.errors import InputError
 from tomoclass.io import read_volume
 from tomoclass.locate.peaks import BACKGROUND
-from tomoclass.models.pretrained import get_pretrained, looks_like_name
+from tomoclass.models.pretrained import pretrained_for_run
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +132,7 @@ def pretrained_radii(run: str | os.PathLike[str]) -> dict[str, float] | None:
     None for a run directory or checkpoint on disk (a path wins over a name, as for
     ``--run``), an unknown name, or an entry without radii.
     """
-    text = str(run)
-    if Path(text).exists() or not looks_like_name(text):
-        return None
-    entry = get_pretrained(text)
+    entry = pretrained_for_run(run)
     if entry is None or not entry.radii_angstrom or not entry.voxel_size_angstrom:
         return None
     log.info("radii recorded with pretrained %s: %s", entry.name,

@@ -185,6 +185,19 @@ def looks_like_name(text: str | os.PathLike[str]) -> bool:
     return bool(NAME_RE.match(s)) and not s.endswith(".pt")
 
 
+def is_pretrained_name(run: str | os.PathLike[str]) -> bool:
+    """True if a ``--run`` value is read as a pretrained name.
+
+    It must look like one, and no file or folder of that name may exist (a path always wins).
+    """
+    return not Path(run).exists() and looks_like_name(run)
+
+
+def pretrained_for_run(run: str | os.PathLike[str]) -> PretrainedModel | None:
+    """The registry entry a ``--run`` value names, or None (a path, or an unknown name)."""
+    return get_pretrained(str(run)) if is_pretrained_name(run) else None
+
+
 def add_pretrained(name: str, checkpoint: str | os.PathLike[str], metadata: dict[str, Any],
                    directory: str | os.PathLike[str] | None = None) -> PretrainedModel:
     """Copy a checkpoint into a pretrained directory and register it under ``name``.

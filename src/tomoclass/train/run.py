@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tomoclass.errors import InputError
-from tomoclass.models.pretrained import looks_like_name, resolve_pretrained
+from tomoclass.models.pretrained import is_pretrained_name, resolve_pretrained
 
 
 def checkpoint_path(run_dir: str | Path, which: str = "best") -> Path:
@@ -29,7 +29,7 @@ def checkpoint_path(run_dir: str | Path, which: str = "best") -> Path:
     run = Path(run_dir)
     if run.is_file() and run.suffix == ".pt":
         return run
-    if not run.exists() and looks_like_name(run_dir):  # a pretrained name: checked file
+    if is_pretrained_name(run_dir):  # a pretrained name: checked file
         return resolve_pretrained(str(run_dir))
     ckdir = run / "checkpoints"
     if not ckdir.is_dir():
