@@ -340,6 +340,23 @@ def train_config(bench: Benchmark, model: str, seed: int, epochs: int | None = N
     )
 
 
+def fit_or_stop(cfg, data, run_dir: Path, **kwargs: Any):
+    """:func:`tomoclass.train.fit`, then stop the script if a signal interrupted training.
+
+    ``fit`` returns normally when SIGINT/SIGTERM stops it (the run is resumable); a benchmark
+    that went on would evaluate, locate or record the half-trained run as if it were done.
+    Exits with 130 (SIGINT) or 143 (SIGTERM), as ``tomoclass train`` does.
+    """
+    from tomoclass.train import fit
+
+    result = fit(cfg, data, run_dir, **kwargs)
+    if result.interrupted:
+        log.warning("%s: training of %s stopped; rerun the same command to resume it",
+                    result.interrupted, run_dir)
+        raise SystemExit(130 if result.interrupted == "SIGINT" else 143)
+    return result
+
+
 def train_runs(jobs: Sequence[tuple[Any, ...]], ds_dir: Path, parallel: int = 1,
                progress: bool = False, log_dir: Path | None = None) -> None:
     """Train each ``(TrainConfig, run_dir[, dataset])`` (default dataset ``ds_dir``);
@@ -349,12 +366,10 @@ def train_runs(jobs: Sequence[tuple[Any, ...]], ds_dir: Path, parallel: int = 1,
     CUDA, unlike forking), each logging to ``log_dir/<run>.log`` (default: beside the run);
     sequential runs call :func:`tomoclass.train.fit` in-process.
     """
-    from tomoclass.train import fit
-
     jobs = [(j[0], j[1], j[2] if len(j) > 2 else ds_dir) for j in jobs]
     if parallel <= 1:
         for cfg, run_dir, data in jobs:
-            fit(cfg, data, run_dir, progress=progress)
+            fit_or_stop(cfg, data, run_dir, progress=progress)
         return
     # the workers import the tomoclass this process runs (installed, or on $PYTHONPATH)
     env = dict(os.environ)

@@ -64,7 +64,6 @@ from shrec12_locate_steps import (
 from tomoclass.errors import InputError, TomoclassError
 from tomoclass.provenance import git_commit
 from tomoclass.simulate import load_class_templates
-from tomoclass.train import fit
 
 log = logging.getLogger("reproduce_table2.locate")
 
@@ -116,8 +115,8 @@ def run_alone(bench, out: Path, work: Path, *, methods: Sequence[str], reuse: bo
             data_rec = json.loads(data_rec_path.read_text())
         clock.lap("extract_locate")
         resume = reuse and (run_dir / "checkpoints" / "last.pt").is_file()
-        fit(sb.train_config(bench, cfg["model"], cfg["seed"], device=device), ds_dir, run_dir,
-            progress=False, resume=resume)
+        sb.fit_or_stop(sb.train_config(bench, cfg["model"], cfg["seed"], device=device), ds_dir,
+                       run_dir, progress=False, resume=resume)
     clock.lap("train")
     machine = sb.machine_record()
     machine["loadavg"] = load_start

@@ -42,6 +42,7 @@ from shrec12 import (
     MODELS,
     Benchmark,
     evaluate,
+    fit_or_stop,
     load_benchmark,
     machine_record,
     run_record,
@@ -90,8 +91,6 @@ def check_protocol(out: Path, bench: Benchmark, preset_name: str, epochs: int) -
 def run_one(bench: Benchmark, model: str, seed: int, ds_dir: Path, work: Path, out: Path, *,
             preset_name: str, epochs: int, device: str = "auto") -> Path | None:
     """Train, evaluate and record one (model, seed); None when its record already exists."""
-    from tomoclass.train import fit
-
     res = out / "runs" / f"{model}_seed{seed}.json"
     if res.exists():
         log.info("%s seed %d: done before (%s), skipped", model, seed, res)
@@ -105,7 +104,7 @@ def run_one(bench: Benchmark, model: str, seed: int, ds_dir: Path, work: Path, o
     date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     load = list(os.getloadavg())
     t0 = time.perf_counter()
-    fit(cfg, ds_dir, run_dir, resume=resume, progress=False)
+    fit_or_stop(cfg, ds_dir, run_dir, resume=resume, progress=False)
     wall = time.perf_counter() - t0
     rep = evaluate(run_dir, ds_dir, bench, device=device)
     rec = run_record(rep, run_dir, bench)
@@ -162,7 +161,6 @@ def estimate(bench: Benchmark, models: Sequence[str], boxes: int, out: Path, wor
 
     from tomoclass.data import ClassMap, write_dataset
     from tomoclass.models import get_model
-    from tomoclass.train import fit
 
     k = len(bench.names)
     rng = np.random.default_rng(0)
@@ -191,7 +189,7 @@ def estimate(bench: Benchmark, models: Sequence[str], boxes: int, out: Path, wor
         run_dir = work / f"estimate_{model}"
         shutil.rmtree(run_dir, ignore_errors=True)
         cfg = train_config(bench, model, 0, epochs=epochs_timed, device=device)
-        fit(cfg, ds, run_dir, progress=False, check_resources=False)
+        fit_or_stop(cfg, ds, run_dir, progress=False, check_resources=False)
         hist = read_metrics_log(run_dir / "metrics.jsonl")[-1]
         net = get_model(model, num_classes=k, **bench.model_kwargs(model)).eval()
         x = torch.randn(min(boxes, 32), 1, bench.box, bench.box, bench.box)

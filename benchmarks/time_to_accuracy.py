@@ -38,6 +38,7 @@ from typing import Any
 from shrec12 import (
     DEFAULT_CONFIG,
     Benchmark,
+    fit_or_stop,
     load_benchmark,
     machine_record,
     train_config,
@@ -86,8 +87,6 @@ def variant_config(bench: Benchmark, variant: str, model: str, seed: int, epochs
 def time_to_target(bench: Benchmark, variant: str, ds_dir: Path, work: Path, *, model: str,
                    seed: int, target: float, max_epochs: int, device: str) -> dict[str, Any]:
     """Train epoch by epoch until the monitored macro F1 reaches ``target``."""
-    from tomoclass.train import fit
-
     run_dir = work / "tta_runs" / f"{model}_{variant}_seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)  # inside the marked scratch folder
     curve: list[dict[str, Any]] = []
@@ -96,7 +95,7 @@ def time_to_target(bench: Benchmark, variant: str, ds_dir: Path, work: Path, *, 
     for epoch in range(1, max_epochs + 1):
         cfg = variant_config(bench, variant, model, seed, epoch, device)
         t0 = time.perf_counter()
-        fit(cfg, ds_dir, run_dir, resume=epoch > 1, progress=False)
+        fit_or_stop(cfg, ds_dir, run_dir, resume=epoch > 1, progress=False)
         wall += time.perf_counter() - t0
         h = read_metrics_log(run_dir / "metrics.jsonl")[-1]
         curve.append({"epoch": epoch, "val_macro_f1": h["val_macro_f1"],

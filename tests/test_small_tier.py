@@ -151,3 +151,32 @@ def test_smoke_tier_end_to_end_resumes_and_aggregates(tier, tmp_path, capsys):
     assert v["variant"] == "plain" and v["reached_at_epoch"] is None
     assert [c["epoch"] for c in v["curve"]] == [1, 2] and v["minutes_trained"] > 0
     assert v["train_config"]["warmup_epochs"] == 0 and v["train_config"]["epochs"] == 2
+
+
+def test_an_interrupted_training_stops_the_benchmark(monkeypatch, tmp_path):
+    """fit returns normally when a signal stops it; the benchmarks must not go on to evaluate
+    and record the half-trained run as done (small_tier.py did, writing its run JSON)."""
+    from types import SimpleNamespace
+
+    import shrec12
+
+    import tomoclass.train
+
+    calls = []
+
+    def fake_fit(cfg, data, run_dir, **kw):
+        calls.append(run_dir)
+        return SimpleNamespace(interrupted=stop_with)
+
+    monkeypatch.setattr(tomoclass.train, "fit", fake_fit)
+    stop_with = "SIGINT"
+    with pytest.raises(SystemExit) as ex:
+        shrec12.fit_or_stop(None, tmp_path, tmp_path / "run")
+    assert ex.value.code == 130
+    stop_with = "SIGTERM"
+    with pytest.raises(SystemExit) as ex:
+        shrec12.fit_or_stop(None, tmp_path, tmp_path / "run")
+    assert ex.value.code == 143
+    stop_with = None
+    assert shrec12.fit_or_stop(None, tmp_path, tmp_path / "run").interrupted is None
+    assert len(calls) == 3
