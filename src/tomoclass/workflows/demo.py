@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -31,6 +32,11 @@ from tomoclass.io.outputs import prepare_dir
 from tomoclass.simulate import ClassSpec, SimulationConfig, load_class_templates, simulate_tomograms
 from tomoclass.train import fit, preset
 from tomoclass.workflows.cam import cam_for_runs
+from tomoclass.workflows.demo_report import (
+    demo_record,
+    shipped_markdown,
+    summarize_demo_runs,
+)
 from tomoclass.workflows.evaluate import evaluate_run
 
 log = logging.getLogger(__name__)
@@ -43,6 +49,15 @@ DEMO_CLASSES = (
     "ring6",                        # medium
     "barrel28",                     # large
 )
+
+
+#: Registered pretrained models named ``<prefix>-<model>-s<seed>`` are the demo's shipped models
+#: (trained by ``benchmarks/demo_models.py`` on another seed's tomograms).
+SHIPPED_PREFIX = "demo-phantoms"
+
+__all__ = ["DEMO_CLASSES", "SHIPPED_PREFIX", "DemoConfig", "DemoData", "DemoResult",
+           "demo_record", "run_demo", "shipped_markdown", "simulate_demo_data",
+           "summarize_demo_runs"]
 
 
 #: What the demo writes in its folder (the sub-folders are outputs with their own marker).
@@ -83,14 +98,14 @@ class DemoConfig:
     """
 
     classes: Sequence[str] = DEMO_CLASSES
-    shape_zyx: tuple[int, int, int] = (64, 160, 160)
-    n_particles: int = 100
-    n_train: int = 5
+    shape_zyx: tuple[int, int, int] = (96, 192, 192)
+    n_particles: int = 200
+    n_train: int = 3
     n_val: int = 1
     n_test: int = 2
     voxel_size_angstrom: float = 10.0
     dose_e_per_angstrom2: float = 110.0
-    box: int = 24
+    box: int = 32
     border: str = "skip"
     epochs: int = 3
     batch_size: int = 16
@@ -127,6 +142,63 @@ def _simulation_config(cfg: DemoConfig):
     )
 
 
+@dataclass
+class DemoData:
+    """What :func:`simulate_demo_data` wrote."""
+
+    tomograms: Path
+    dataset: Path
+    extract: Any
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def simulate_demo_data(out: str | Path, cfg: DemoConfig) -> DemoData:
+    """Simulate the demo's tomograms and extract their subtomograms, split by tomogram.
+
+    Writes ``out/tomograms/`` (tilt series reconstructed by weighted back-projection, with the
+    noise-free density beside each for CAM scoring), ``out/simulation.yaml`` and
+    ``out/dataset/`` (boxes at the ground-truth positions; the first ``n_train`` tomograms
+    train, the next ``n_val`` validate, the rest test). The simulation is deterministic in
+    ``cfg.seed``: the shipped demo models were trained on another seed's tomograms
+    (``benchmarks/demo_models.py``).
+
+    Parameters
+    ----------
+    out
+        Folder to write into (created by the caller, e.g. with
+        :func:`tomoclass.io.outputs.prepare_dir`).
+    cfg
+        Sizes, classes, dose and seed.
+    """
+    out = Path(out)
+    t0 = time.perf_counter()
+    sim = _simulation_config(cfg)
+    templates = load_class_templates(sim)
+    sim_dir = out / "tomograms"
+    written = simulate_tomograms(sim_dir, templates, sim, prefix="tomo")
+    # beside, not inside, tomograms/: that folder's own marker lists only what the simulator wrote
+    sim.to_yaml(out / "simulation.yaml")
+    t1 = time.perf_counter()
+    # each ground-truth file names its tomogram (tomo_000_gt.txt -> tomo_000)
+    table = pd.concat([read_particles(w["ground_truth"]) for w in written], ignore_index=True)
+    names = [Path(w["tomogram"]).stem for w in written]
+    val_names = names[cfg.n_train:cfg.n_train + cfg.n_val]
+    test_names = names[cfg.n_train + cfg.n_val:]
+    extract = extract_dataset(
+        out / "dataset", [w["tomogram"] for w in written], table,
+        box=cfg.box,
+        border=cfg.border,
+        class_map=ClassMap([t.name for t in templates], [t.size_group for t in templates]),
+        clean_tomograms=[w["density"] for w in written],
+        split_method="tomogram",
+        split_options={"test_tomograms": test_names, "val_tomograms": val_names},
+        provenance={"made_by": "tomoclass demo", "simulation": sim.to_dict()},
+    )
+    t2 = time.perf_counter()
+    return DemoData(tomograms=sim_dir, dataset=out / "dataset", extract=extract,
+                    seconds={"simulate": round(t1 - t0, 1), "extract": round(t2 - t1, 1)})
+
+
 def run_demo(out_dir: str | Path, config: DemoConfig | None = None, *,
              progress: bool = True) -> DemoResult:
     """Run the whole pipeline on built-in phantoms and write a report.
@@ -160,34 +232,11 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None, *,
         clock = now
         log.info("demo: %s done in %.1f s", stage, result.seconds[stage])
 
-    # 1. simulate tomograms (physical: tilt series + WBP), with noise-free density for CAM
-    sim = _simulation_config(cfg)
-    templates = load_class_templates(sim)
-    sim_dir = out / "tomograms"
-    written = simulate_tomograms(sim_dir, templates, sim, prefix="tomo")
-    # beside, not inside, tomograms/: that folder's own marker lists only what the simulator wrote
-    sim.to_yaml(out / "simulation.yaml")
-    lap("simulate")
-
-    # 2. extract subtomograms at the ground-truth positions, split by tomogram
-
-    # each ground-truth file names its tomogram (tomo_000_gt.txt -> tomo_000)
-    table = pd.concat([read_particles(w["ground_truth"]) for w in written], ignore_index=True)
-    names = [Path(w["tomogram"]).stem for w in written]
-    val_names = names[cfg.n_train:cfg.n_train + cfg.n_val]
-    test_names = names[cfg.n_train + cfg.n_val:]
-    ds_dir = out / "dataset"
-    extract = extract_dataset(
-        ds_dir, [w["tomogram"] for w in written], table,
-        box=cfg.box,
-        border=cfg.border,
-        class_map=ClassMap([t.name for t in templates], [t.size_group for t in templates]),
-        clean_tomograms=[w["density"] for w in written],
-        split_method="tomogram",
-        split_options={"test_tomograms": test_names, "val_tomograms": val_names},
-        provenance={"made_by": "tomoclass demo", "simulation": sim.to_dict()},
-    )
-    lap("extract")
+    # 1. simulate tomograms, 2. extract subtomograms at the ground-truth positions
+    data = simulate_demo_data(out, cfg)
+    result.seconds.update(data.seconds)
+    clock = time.perf_counter()
+    sim_dir, ds_dir, extract = data.tomograms, data.dataset, data.extract
 
     # 3. train every model with the same protocol (default preset, shortened)
     run_dirs = []
