@@ -237,7 +237,8 @@ def plot_group_f1(summary: Mapping[str, Any], paper_groups: Mapping[str, Mapping
     summary
         :func:`summarize_seeds` output.
     paper_groups
-        :func:`paper_group_f1` of the paper's values.
+        :func:`paper_group_f1` of the paper's values; a model without them (``{}``: all)
+        gets no paper bar.
     path
         Output PNG (written atomically).
     title
@@ -258,10 +259,11 @@ def plot_group_f1(summary: Mapping[str, Any], paper_groups: Mapping[str, Mapping
         err = [per_model[m]["group_f1"][g]["sd"] or 0.0 for g in GROUPS]
         pos = x - 0.4 + width * (2 * i + 0.5)
         bar = ax.bar(pos, [np.nan if v is None else v for v in ours], width, yerr=err,
-                     label=f"{m} (ours)", capsize=2)
-        ax.bar(pos + width, [paper_groups[m][g] for g in GROUPS], width,
-               color=bar.patches[0].get_facecolor(), alpha=0.4, hatch="//",
-               label=f"{m} (paper)")
+                     label=f"{m} (ours)" if paper_groups else m, capsize=2)
+        if m in paper_groups:
+            ax.bar(pos + width, [paper_groups[m][g] for g in GROUPS], width,
+                   color=bar.patches[0].get_facecolor(), alpha=0.4, hatch="//",
+                   label=f"{m} (paper)")
     ax.set_xticks(x, GROUPS)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("mean F1 of the group's classes")
