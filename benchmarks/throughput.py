@@ -53,6 +53,7 @@ from tomoclass.models import (
     optimize_for_inference,
 )
 from tomoclass.provenance import git_commit
+from tomoclass.runtime import retain_freed_memory
 
 HERE = Path(__file__).resolve().parent
 
@@ -303,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    # as `tomoclass train` on a CPU does (TOMOCLASS_MALLOC=system: glibc as it is)
+    malloc_retained = retain_freed_memory() if device.type == "cpu" else False
     if args.threads:
         torch.set_num_threads(args.threads)
     cuda = device.type == "cuda"
@@ -326,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {
         "benchmark": "throughput",
         "mode": "quick" if quick else "full",
+        "malloc_retained": malloc_retained,
         "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "commit": git_commit(),
         "machine": machine_info(device),

@@ -20,7 +20,7 @@ SRC = Path(tomoclass.__file__).resolve().parent
 #: ``tomoclass`` itself for ``from tomoclass import __version__``) may import units of lower
 #: layers only: not its own layer's siblings, not any layer above.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors",),
+    ("errors", "runtime"),
     ("tomoclass",),  # the package's __init__: __version__ and the error classes
     ("io", "metrics"),
     ("provenance", "splits"),

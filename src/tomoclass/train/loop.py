@@ -40,6 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from tomoclass.errors import InputError, TomoclassError
+from tomoclass.runtime import retain_freed_memory
 from tomoclass.train import checkpoint as ckpt_mod
 from tomoclass.train import metrics as M
 from tomoclass.train.batch_plan import BatchPlan, forward_backward, plan_for_run
@@ -316,6 +317,8 @@ def _setup(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, di: DistInfo,
         ckpt_mod.check_compatible(state, path=resume_path, model_name=cfg.model,
                                   class_names=class_names)
     device = select_device(cfg.device, di.local_rank)
+    if device.type == "cpu":
+        retain_freed_memory()  # 1.7-1.9x faster CPU steps measured (tomoclass.runtime)
     seed_everything(cfg.seed, cfg.deterministic)
     if di.distributed and cfg.batch_size % di.world_size:
         raise InputError(f"batch size {cfg.batch_size} does not split evenly over "
