@@ -6,6 +6,8 @@
     # then ship them inside the package (the demo evaluates every demo-phantoms-* model):
     python benchmarks/demo_models.py --out benchmarks/results/demo_models \\
         --work ~/tomoclass_demo_models --register src/tomoclass/models/pretrained_weights
+    # reproduce every shipped model's recorded test F1 by name (exit 1 beyond --tolerance):
+    python benchmarks/demo_models.py --out OUT --work ~/tomoclass_demo_models --check
     # plumbing (about a minute):
     python benchmarks/demo_models.py --out /tmp/dm --work /tmp/dm_work --smoke
 
@@ -63,6 +65,9 @@ from tomoclass.workflows.evaluate import evaluate_run
 log = logging.getLogger("demo_models")
 
 MODELS = ("dilated_densenet3d", "densenet3d")
+#: The DemoConfig fields that decide the simulated data and its split.
+DATA_FIELDS = ("classes", "shape_zyx", "n_particles", "n_train", "n_val", "n_test",
+               "voxel_size_angstrom", "dose_e_per_angstrom2", "box", "border", "seed")
 
 
 def data_config(args: argparse.Namespace) -> DemoConfig:
@@ -78,7 +83,8 @@ def prepare(work: Path, cfg: DemoConfig) -> Path:
     """Simulate and extract once; reuse while the data config is unchanged."""
     data_dir, stamp = work / "data", work / "data.json"
     want = json.loads(json.dumps(dataclasses.asdict(cfg), default=list))
-    if stamp.exists() and json.loads(stamp.read_text()) == want:
+    have = json.loads(stamp.read_text()) if stamp.exists() else {}
+    if all(have.get(k) == want[k] for k in DATA_FIELDS):
         log.info("reusing the data in %s", data_dir)
         return data_dir / "dataset"
     if data_dir.exists():
@@ -173,7 +179,8 @@ def register(out: Path, directory: Path) -> list[str]:
                 k: rec[k] for k in ("macro_f1", "group_f1", "f1", "n_test")},
                 "seed_summary": summary["per_model"].get(rec["model"], {}).get("macro_f1"),
                 "dilated_minus_plain": summary.get("dilated_minus_plain"),
-                "convergence": rec["convergence"], "train_seconds": rec["train_seconds"]}))
+                "convergence": rec["convergence"], "train_seconds": rec["train_seconds"],
+                "data": rec["data"], "train_config": rec["train_config"]}))
         register_run(rec["run_dir"], name, which="last", directory=directory,
                      metrics_file=str(out / "runs" / f".{name}.metrics.json"),
                      training_command=rec["command"],
@@ -183,6 +190,33 @@ def register(out: Path, directory: Path) -> list[str]:
         (out / "runs" / f".{name}.metrics.json").unlink()
         done.append(name)
     return done
+
+
+def check(args: argparse.Namespace) -> int:
+    """Evaluate every registered demo model by name on its recorded test split; 1 if any
+    macro F1 differs from the recorded one by more than ``--tolerance``."""
+    from tomoclass.models.pretrained import get_pretrained
+    from tomoclass.workflows.demo import shipped_models
+
+    rows, bad = [], 0
+    for (model, seed), name in shipped_models(SHIPPED_PREFIX).items():
+        entry = get_pretrained(name)
+        recorded = entry.metrics["recorded"]["test_on_training_simulation"]["macro_f1"]
+        cfg = DemoConfig(**{k: tuple(v) if isinstance(v, list) else v
+                            for k, v in entry.metrics["recorded"]["data"].items()})
+        ds = prepare(args.work, cfg)
+        rep = evaluate_run(name, ds, split="test", out_dir=args.out / "check" / name,
+                           cam=False, device=args.device)
+        ok = abs(rep.macro_f1 - recorded) <= args.tolerance
+        bad += not ok
+        rows.append({"name": name, "model": model, "seed": seed, "recorded": recorded,
+                     "measured": float(rep.macro_f1), "ok": ok})
+        log.info("%s: recorded %.4f, measured %.4f %s", name, recorded, rep.macro_f1,
+                 "ok" if ok else "DIFFERS")
+    write_json(args.out / "check.json", {"tolerance": args.tolerance, "models": rows,
+                                         "git_commit": git_commit(),
+                                         "machine": machine_record()})
+    return 1 if bad or not rows else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aggregate-only", action="store_true")
     p.add_argument("--register", type=Path, metavar="DIR",
                    help="register the recorded runs as pretrained models in DIR")
+    p.add_argument("--check", action="store_true",
+                   help="reproduce the shipped models' recorded test F1 by name")
+    p.add_argument("--tolerance", type=float, default=0.005)
     p.add_argument("--smoke", action="store_true", help="tiny data and nets: plumbing only")
     return p
 
@@ -208,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
+        if args.check:
+            return check(args)
         if not args.aggregate_only:
             ds = prepare(args.work, data_config(args))
             for model in args.models.split(","):
