@@ -4,12 +4,10 @@ by name (the plumbing; its F1 values mean nothing)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from bench_support import load_script
 from train_support import one_thread
 
 from tomoclass.models import pretrained as pretrained_mod
@@ -17,25 +15,13 @@ from tomoclass.models.pretrained import ENV_DIR, get_pretrained
 from tomoclass.workflows.demo import shipped_models
 
 pytestmark = pytest.mark.slow
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
-
 _one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_smoke_train_register_and_check(tmp_path, monkeypatch):
     monkeypatch.setenv(ENV_DIR, str(tmp_path / "user_models"))
     monkeypatch.setattr(pretrained_mod, "PACKAGE_DIR", tmp_path / "package_models")
-    dm = _load("demo_models")
+    dm = load_script("demo_models")
     out, work, reg = tmp_path / "out", tmp_path / "work", tmp_path / "package_models"
     base = ["--out", str(out), "--work", str(work), "--smoke", "--epochs", "2",
             "--lr-step", "1", "--seeds", "0-1"]

@@ -6,21 +6,15 @@ through ``main(argv)``: it checks the plumbing, not the F1 values.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from bench_support import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "reproduce_table2.py"
-# the scripts import their shared modules (shrec12, shrec12_locate_steps) from their folder,
-# which is on sys.path when they run as scripts; loaded from here, it is put there
-if str(ROOT / "benchmarks") not in sys.path:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
 CONFIG = ROOT / "benchmarks" / "configs" / "shrec12.yaml"
 # ../shared/data beside the checkout; TOMOCLASS_SHARED_DATA overrides it (e.g. from a worktree).
 DATA = Path(os.environ.get("TOMOCLASS_SHARED_DATA", ROOT / ".." / "shared" / "data"))
@@ -37,11 +31,7 @@ ISSUE_GROUPS = {  # issue 7, verbatim
 
 @pytest.fixture(scope="module")
 def repro():
-    spec = importlib.util.spec_from_file_location("reproduce_table2", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["reproduce_table2"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("reproduce_table2")
 
 
 def test_yaml_classes_imaging_and_tiers():
@@ -168,10 +158,7 @@ def test_train_protocol_per_model_comes_from_the_preset(repro):
 @realdata
 def test_locate_alone_chooses_the_threshold_on_a_validation_tomogram(repro, tmp_path):
     """shrec12_locate.py with a val tomogram; --reuse simulates only the tomogram added."""
-    spec = importlib.util.spec_from_file_location("shrec12_locate",
-                                                  ROOT / "benchmarks" / "shrec12_locate.py")
-    loc = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loc)
+    loc = load_script("shrec12_locate")
     raw = yaml.safe_load(CONFIG.read_text())
     tier = raw["tiers"]["smoke"]
     tier.update(n_particles=24, locate_stride=8)

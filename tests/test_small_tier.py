@@ -7,21 +7,15 @@ narrow DenseNets) through ``main(argv)`` twice, as two sessions would; it checks
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from bench_support import BENCH, load_script
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCH = ROOT / "benchmarks"
-# the scripts import their helper modules (shrec12, tier_data) from their folder, which is on
-# sys.path when they run as scripts; loaded from here, it is put there
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
 CONFIG = BENCH / "configs" / "shrec12.yaml"
 DATA = Path(os.environ.get("TOMOCLASS_SHARED_DATA", ROOT / ".." / "shared" / "data"))
 realdata = pytest.mark.skipif(not (DATA / "structures" / "pdb").is_dir(),
@@ -30,11 +24,7 @@ ISSUE_CLASSES = {"1s3x", "3qm1", "3gl1", "3d2f", "1u6g", "2cg9", "3h84"}  # issu
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(name)
 
 
 @pytest.fixture(scope="module")
