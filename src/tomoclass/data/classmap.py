@@ -109,3 +109,29 @@ class ClassMap:
             else:
                 raise InputError(f"class entry {i} has no name", field="classes")
         return cls(names, groups)
+
+
+def per_class_values(class_names: Sequence[str], values: Mapping[str, float], *,
+                     what: str = "radius", option: str = "radius",
+                     strict: bool = False) -> dict[str, float]:
+    """``values`` looked up for every particle class: by name (case-insensitive), else ``"*"``.
+
+    The ``background`` class is left out. Raises :class:`InputError` naming ``option`` when a
+    class has no value, or (``strict``) when ``values`` names a class that ``class_names``
+    lacks; otherwise extra names are ignored (a sizes table may list more classes than a
+    model has).
+    """
+    table = {str(k).casefold(): float(v) for k, v in values.items()}
+    names = [n for n in class_names if n.casefold() != "background"]
+    out = {}
+    for n in names:
+        v = table.get(n.casefold(), table.get("*"))
+        if v is None:
+            raise InputError(f"no {what} for class '{n}'; give NAME=R for it or a bare R for "
+                             "all", field=option)
+        out[n] = v
+    unknown = sorted(set(table) - {n.casefold() for n in names} - {"*"})
+    if strict and unknown:
+        raise InputError(f"{what} for a class the run does not have: {', '.join(unknown)}",
+                         field=option)
+    return out

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tomoclass.data.classmap import per_class_values
 from tomoclass.errors import InputError
 from tomoclass.io import read_volume
 from tomoclass.locate.peaks import BACKGROUND
@@ -113,17 +114,7 @@ def resolve_radii(
         return {n: box / 4 for n in names}
     if not isinstance(radii, Mapping):
         return {n: float(radii) for n in names}
-    table = {str(k).casefold(): float(v) for k, v in radii.items()}
-    out = {}
-    for n in names:
-        r = table.get(n.casefold(), table.get("*"))
-        if r is None:
-            raise InputError(
-                f"no radius for class '{n}'; give NAME=R for it or a bare R for all",
-                field="radius",
-            )
-        out[n] = r
-    return out
+    return per_class_values(names, radii)
 
 
 def pretrained_radii(run: str | os.PathLike[str]) -> dict[str, float] | None:

@@ -27,6 +27,7 @@ import torch
 import yaml
 from torch import nn
 
+from tomoclass.data.classmap import per_class_values
 from tomoclass.errors import InputError
 from tomoclass.models.pretrained import PretrainedModel, add_pretrained
 from tomoclass.train import checkpoint as ckpt_mod
@@ -173,22 +174,9 @@ def _radii_angstrom(radii: float | Mapping[str, float] | None, classes: list[str
     if not voxel_size:
         raise InputError("the checkpoint records no voxel size, so radii cannot be recorded "
                          "in Å", path=path, field="voxel_size_angstrom")
-    table = ({"*": float(radii)} if not isinstance(radii, Mapping)
-             else {str(k).casefold(): float(v) for k, v in radii.items()})
-    out = {}
-    for c in classes:
-        if c.casefold() == "background":
-            continue
-        r = table.get(c.casefold(), table.get("*"))
-        if r is None:
-            raise InputError(f"no radius for class '{c}'; give NAME=R for it or a bare R for "
-                             "all", field="radius")
-        out[c] = round(r * float(voxel_size), 3)
-    unknown = sorted(set(table) - {c.casefold() for c in classes} - {"*"})
-    if unknown:
-        raise InputError(f"radius for a class the run does not have: {', '.join(unknown)}",
-                         field="radius")
-    return out
+    table = radii if isinstance(radii, Mapping) else {"*": float(radii)}
+    return {c: round(r * float(voxel_size), 3)
+            for c, r in per_class_values(classes, table, strict=True).items()}
 
 
 def _read_json(path: Path) -> Any:
