@@ -94,3 +94,22 @@ def test_quick_start_locates_with_the_shipped_detector(tmp_path, capsys, caplog)
     assert "pick threshold" in log
     assert "calibrated, recorded with pretrained shrec12-detector" in log
     assert "radii recorded with pretrained shrec12-detector" in log
+
+
+def test_demo_models_ship_three_seeds_each_with_their_records():
+    from tomoclass.workflows.demo import DEMO_CLASSES, SHIPPED_PREFIX, DemoConfig, shipped_models
+
+    found = shipped_models(SHIPPED_PREFIX)
+    assert sorted(found) == [(m, s) for m in ("densenet3d", "dilated_densenet3d")
+                             for s in (0, 1, 2)]
+    for (model, _seed), name in found.items():
+        entry = _registry()[name]
+        assert entry["model"] == model and entry["classes"] == list(DEMO_CLASSES)
+        assert entry["voxel_size_angstrom"] == DemoConfig.voxel_size_angstrom
+        assert entry["box"] == DemoConfig.box
+        rec = entry["metrics"]["recorded"]  # what `demo_models.py --check` reproduces
+        assert 1.0 / len(DEMO_CLASSES) < rec["test_on_training_simulation"]["macro_f1"] <= 1.0
+        assert "converged" in rec["convergence"] and rec["data"]["seed"] != DemoConfig.seed
+        path = resolve_pretrained(name)
+        ck = torch.load(path, weights_only=True, map_location="cpu")
+        assert not set(TRAINING_STATE) & set(ck) and path.stat().st_size < 5 * 2**20
