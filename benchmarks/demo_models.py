@@ -48,14 +48,13 @@ from tier_data import parse_seeds
 
 from tomoclass.errors import TomoclassError
 from tomoclass.evaluate.compare import read_metrics_log
-from tomoclass.evaluate.tier import convergence
+from tomoclass.evaluate.tier import convergence, report_record
 from tomoclass.io.atomic import atomic_path
 from tomoclass.provenance import git_commit
 from tomoclass.train import preset
 from tomoclass.workflows.demo import (
     SHIPPED_PREFIX,
     DemoConfig,
-    demo_record,
     shipped_markdown,
     simulate_demo_data,
     summarize_demo_runs,
@@ -125,7 +124,7 @@ def run_one(model: str, seed: int, ds: Path, args: argparse.Namespace) -> Path |
     wall = time.perf_counter() - t0
     rep = evaluate_run(run_dir, ds, split="test", which="last", cam=False, device=args.device)
     hist = read_metrics_log(run_dir / "metrics.jsonl")
-    rec = {**demo_record(rep), "model": model, "seed": seed, "run_dir": str(run_dir),
+    rec = {**report_record(rep), "model": model, "seed": seed, "run_dir": str(run_dir),
            "epochs": [{k: h.get(k) for k in ("epoch", "train_loss", "val_loss",
                                              "val_macro_f1", "lr", "epoch_seconds",
                                              "samples_per_s")} for h in hist],

@@ -420,11 +420,9 @@ def evaluate(run_dir: Path, ds_dir: Path, bench: Benchmark, device: str = "auto"
 def run_record(report, run_dir: Path, bench: Benchmark) -> dict[str, Any]:
     """Per-class F1, group means, macro F1, CAM score and the test F1 curve of one run."""
     from tomoclass.evaluate.compare import epoch_curve, read_metrics_log
+    from tomoclass.evaluate.tier import report_record
 
     m = report.metrics
-    f1 = {n: (None if not np.isfinite(v) else float(v))
-          for n, v in zip(m.class_names, m.f1, strict=True)}
-    groups = {g: float(v) for g, v in m.group_f1().items() if np.isfinite(v)}
     every = max(1, int(bench.tier.get("checkpoint_every", 5)))
     curves = {}
     records = read_metrics_log(run_dir / "metrics.jsonl")
@@ -438,10 +436,7 @@ def run_record(report, run_dir: Path, bench: Benchmark) -> dict[str, Any]:
     return {
         "run_dir": str(run_dir),
         "checkpoint": report.checkpoint,
-        "f1": f1,
-        "macro_f1": float(report.macro_f1),
-        "group_f1": groups,
-        "n_test": int(m.n),
+        **report_record(report),
         "cam": report.cam,
         "curve_test_f1": curves,
         "train_seconds": round(seconds, 1),

@@ -162,6 +162,69 @@ def load_run_records(folder: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def group_runs(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[int, Mapping[str, Any]]]:
+    """``{model: {seed: record}}`` from records with ``model`` and ``seed`` keys.
+
+    Raises
+    ------
+    InputError
+        The same (model, seed) in two records.
+    """
+    runs: dict[str, dict[int, Mapping[str, Any]]] = {}
+    for r in records:
+        m, s = str(r["model"]), int(r["seed"])
+        if s in runs.get(m, {}):
+            raise InputError(f"two run records for model {m} seed {s}", field="seed")
+        runs.setdefault(m, {})[s] = r
+    return runs
+
+
+def compare_seeds(runs: Mapping[str, Mapping[int, Mapping[str, Any]]],
+                  class_names: Sequence[str], pair: tuple[str, str] = PAIRED
+                  ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Mean ± s.d. over seeds per model and the paired tests of ``pair`` (seeds in both).
+
+    Returns
+    -------
+    summary, paired
+        :func:`~tomoclass.evaluate.seeds.summarize_seeds` of ``runs``, and
+        ``{"pair", "macro": tests, "groups": {group: tests}, "classes": {class: tests}}``
+        (:func:`paired_tests`; groups present in some record only), or None when the two
+        models share no seed.
+    """
+    a, b = runs.get(pair[0], {}), runs.get(pair[1], {})
+    paired = None
+    if set(a) & set(b):
+        paired = {
+            "pair": list(pair),
+            "macro": paired_tests({s: r["macro_f1"] for s, r in a.items()},
+                                  {s: r["macro_f1"] for s, r in b.items()}),
+            "groups": {g: paired_tests({s: r["group_f1"].get(g) for s, r in a.items()},
+                                       {s: r["group_f1"].get(g) for s, r in b.items()})
+                       for g in SIZE_GROUPS
+                       if any(g in r["group_f1"] for r in (*a.values(), *b.values()))},
+            "classes": {n: paired_tests({s: r["f1"].get(n) for s, r in a.items()},
+                                        {s: r["f1"].get(n) for s, r in b.items()})
+                        for n in class_names},
+        }
+    summary = summarize_seeds({m: {s: _with_cam(r) for s, r in by.items()}
+                               for m, by in runs.items()}, class_names)
+    return summary, paired
+
+
+def report_record(report: Any) -> dict[str, Any]:
+    """The accuracy keys of a run record, from an evaluation report.
+
+    ``f1`` per class (None where undefined), ``group_f1`` (groups with a value), ``macro_f1``
+    and ``n_test``.
+    """
+    m = report.metrics
+    return {"f1": {str(n): (None if not np.isfinite(v) else float(v))
+                   for n, v in zip(m.class_names, m.f1, strict=True)},
+            "group_f1": {g: float(v) for g, v in m.group_f1().items() if np.isfinite(v)},
+            "macro_f1": float(report.macro_f1), "n_test": int(m.n)}
+
+
 def aggregate_tier(records: Iterable[Mapping[str, Any]], class_names: Sequence[str],
                    pair: tuple[str, str] = PAIRED) -> dict[str, Any]:
     """The tier's statistics from its run records.
@@ -188,35 +251,14 @@ def aggregate_tier(records: Iterable[Mapping[str, Any]], class_names: Sequence[s
     InputError
         The same (model, seed) in two records.
     """
-    runs: dict[str, dict[int, Mapping[str, Any]]] = {}
-    for r in records:
-        m, s = str(r["model"]), int(r["seed"])
-        if s in runs.get(m, {}):
-            raise InputError(f"two run records for model {m} seed {s}", field="seed")
-        runs.setdefault(m, {})[s] = r
+    runs = group_runs(records)
     conv: dict[str, Any] = {}
     for m, by_seed in runs.items():
         per = {s: r.get("convergence") or convergence([e.get("val_loss") for e in r["epochs"]])
                for s, r in sorted(by_seed.items())}
         conv[m] = {"runs": per, "n_converged": sum(bool(c["converged"]) for c in per.values()),
                    "n": len(per)}
-    a, b = runs.get(pair[0], {}), runs.get(pair[1], {})
-    paired = None
-    if set(a) & set(b):
-        paired = {
-            "pair": list(pair),
-            "macro": paired_tests({s: r["macro_f1"] for s, r in a.items()},
-                                  {s: r["macro_f1"] for s, r in b.items()}),
-            "groups": {g: paired_tests({s: r["group_f1"].get(g) for s, r in a.items()},
-                                       {s: r["group_f1"].get(g) for s, r in b.items()})
-                       for g in SIZE_GROUPS
-                       if any(g in r["group_f1"] for r in (*a.values(), *b.values()))},
-            "classes": {n: paired_tests({s: r["f1"].get(n) for s, r in a.items()},
-                                        {s: r["f1"].get(n) for s, r in b.items()})
-                        for n in class_names},
-        }
-    summary = summarize_seeds({m: {s: _with_cam(r) for s, r in by.items()}
-                               for m, by in runs.items()}, class_names)
+    summary, paired = compare_seeds(runs, class_names, pair)
     return {"summary": summary, "paired": paired, "convergence": conv,
             "time_accuracy": time_accuracy(runs),
             "runs": {m: {str(s): dict(r) for s, r in sorted(by.items())}

@@ -35,6 +35,7 @@ import pandas as pd
 from tomoclass.data import ClassMap, extract_dataset
 from tomoclass.errors import InputError
 from tomoclass.evaluate.seeds import plot_group_f1
+from tomoclass.evaluate.tier import report_record
 from tomoclass.io import read_particles
 from tomoclass.io.atomic import atomic_path
 from tomoclass.io.outputs import prepare_dir
@@ -43,7 +44,6 @@ from tomoclass.simulate import ClassSpec, SimulationConfig, load_class_templates
 from tomoclass.train import fit, preset
 from tomoclass.workflows.cam import cam_for_runs
 from tomoclass.workflows.demo_report import (
-    demo_record,
     shipped_markdown,
     summarize_demo_runs,
 )
@@ -66,7 +66,7 @@ DEMO_CLASSES = (
 SHIPPED_PREFIX = "demo-phantoms"
 
 __all__ = ["DEMO_CLASSES", "SHIPPED_PREFIX", "DemoConfig", "DemoData", "DemoResult",
-           "demo_record", "run_demo", "shipped_markdown", "simulate_demo_data",
+           "run_demo", "shipped_markdown", "simulate_demo_data",
            "summarize_demo_runs"]
 
 
@@ -282,7 +282,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None, *,
     for (model, seed), name in shipped.items():
         rep = evaluate_run(name, ds_dir, split="test", out_dir=out / "shipped" / name,
                            cam=False)
-        records[(model, seed)] = demo_record(rep)
+        records[(model, seed)] = report_record(rep)
     if records:
         result.shipped = summarize_demo_runs(records)
         result.files["shipped_figure"] = str(plot_group_f1(

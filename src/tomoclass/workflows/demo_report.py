@@ -10,23 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
-from tomoclass.evaluate.seeds import PAIRED, format_mean_sd, summarize_seeds
-from tomoclass.evaluate.tier import paired_tests
+from tomoclass.evaluate.seeds import format_mean_sd
+from tomoclass.evaluate.tier import compare_seeds
 from tomoclass.metrics import SIZE_GROUPS
 
-__all__ = ["demo_record", "shipped_markdown", "summarize_demo_runs"]
-
-
-def demo_record(report: Any) -> dict[str, Any]:
-    """Macro F1, per-group and per-class F1 and count of an :class:`EvaluationReport`."""
-    m = report.metrics
-    f1 = {str(n): (None if not np.isfinite(v) else float(v))
-          for n, v in zip(m.class_names, m.f1, strict=True)}
-    groups = {g: float(v) for g, v in m.group_f1().items() if np.isfinite(v)}
-    return {"macro_f1": float(report.macro_f1), "group_f1": groups, "f1": f1,
-            "n_test": int(m.n), "cam": None}
+__all__ = ["shipped_markdown", "summarize_demo_runs"]
 
 
 def summarize_demo_runs(records: Mapping[tuple[str, int], Mapping[str, Any]]) -> dict[str, Any]:
@@ -35,14 +23,14 @@ def summarize_demo_runs(records: Mapping[tuple[str, int], Mapping[str, Any]]) ->
     Parameters
     ----------
     records
-        ``{(model, seed): record}`` with :func:`demo_record`'s keys.
+        ``{(model, seed): record}`` with :func:`tomoclass.evaluate.tier.report_record`'s keys.
 
     Returns
     -------
     dict
         :func:`tomoclass.evaluate.seeds.summarize_seeds`'s ``per_model`` and
         ``dilated_minus_plain``, plus ``classes`` and ``paired_tests`` (macro and per size
-        group: mean, s.d., paired t and Wilcoxon p-values).
+        group: mean, s.d., paired t and Wilcoxon p-values; :func:`compare_seeds`).
     """
     runs: dict[str, dict[int, Mapping[str, Any]]] = {}
     for (model, seed), rec in records.items():
@@ -50,17 +38,9 @@ def summarize_demo_runs(records: Mapping[tuple[str, int], Mapping[str, Any]]) ->
     classes: list[str] = []
     for rec in records.values():
         classes += [c for c in rec["f1"] if c not in classes]
-    out = summarize_seeds(runs, classes)
+    out, paired = compare_seeds(runs, classes)
     out["classes"] = classes
-    a, b = runs.get(PAIRED[0], {}), runs.get(PAIRED[1], {})
-    tests: dict[str, Any] = {}
-    if a and b:
-        tests["macro"] = paired_tests({s: r["macro_f1"] for s, r in a.items()},
-                                      {s: r["macro_f1"] for s, r in b.items()})
-        for g in SIZE_GROUPS:
-            tests[g] = paired_tests({s: r["group_f1"].get(g) for s, r in a.items()},
-                                    {s: r["group_f1"].get(g) for s, r in b.items()})
-    out["paired_tests"] = tests
+    out["paired_tests"] = {"macro": paired["macro"], **paired["groups"]} if paired else {}
     return out
 
 
