@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from shrec12 import fit_or_stop, machine_record, write_json
-from tier_data import parse_seeds
+from tier_data import open_work, parse_seeds
 
 from tomoclass.errors import TomoclassError
 from tomoclass.evaluate.compare import read_metrics_log
@@ -244,6 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
+        # prepare() and run_one() replace stale data and runs inside --work: only in a
+        # scratch folder these scripts made (a foreign non-empty one is refused)
+        args.work = open_work(args.work)
         if args.check:
             return check(args)
         if not args.aggregate_only:

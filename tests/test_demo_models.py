@@ -51,3 +51,13 @@ def test_smoke_train_register_and_check(tmp_path, monkeypatch):
     assert dm.main(["--out", str(tmp_path / "check"), "--work", str(work), "--check"]) == 0
     check = json.loads((tmp_path / "check" / "check.json").read_text())
     assert len(check["models"]) == 4 and all(r["ok"] for r in check["models"])
+
+
+def test_a_foreign_work_folder_is_refused_and_left_alone(tmp_path, capsys):
+    dm = load_script("demo_models")
+    work = tmp_path / "mine"
+    (work / "data").mkdir(parents=True)
+    (work / "data" / "keep.txt").write_text("a user's file")
+    rc = dm.main(["--out", str(tmp_path / "out"), "--work", str(work), "--smoke"])
+    assert rc == 2 and "was not made by" in capsys.readouterr().err
+    assert (work / "data" / "keep.txt").read_text() == "a user's file"
