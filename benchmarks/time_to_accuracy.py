@@ -18,7 +18,9 @@ training tomograms (resumed from ``last.pt``, so the schedule is that of one lon
 the test tomogram is scored after every epoch (monitored only), and the run stops at the
 first epoch whose macro F1 reaches ``--target-f1`` or at ``--max-epochs``. Minutes to the
 target count the training and validation wall time of the epochs (not data preparation).
-One JSON per call: ``OUT/time_to_accuracy_<tier>_<date>.json``.
+``--run-to-max`` goes on to ``--max-epochs`` after the target (the curve then shows the plateau).
+One JSON per call, ``OUT/time_to_accuracy_<tier>_<date>.json``, rewritten after every epoch
+(``"complete": false`` until the end), so an interrupted call keeps what it measured.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,7 @@ from tier_data import open_work, prepare_data
 
 from tomoclass.errors import InputError, TomoclassError
 from tomoclass.evaluate.compare import read_metrics_log
+from tomoclass.evaluate.tier import convergence
 from tomoclass.provenance import git_commit
 from tomoclass.train import TrainConfig
 
@@ -85,13 +88,23 @@ def variant_config(bench: Benchmark, variant: str, model: str, seed: int, epochs
 
 
 def time_to_target(bench: Benchmark, variant: str, ds_dir: Path, work: Path, *, model: str,
-                   seed: int, target: float, max_epochs: int, device: str) -> dict[str, Any]:
-    """Train epoch by epoch until the monitored macro F1 reaches ``target``."""
+                   seed: int, target: float, max_epochs: int, device: str,
+                   run_to_max: bool = False,
+                   on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train epoch by epoch until the monitored macro F1 reaches ``target``.
+
+    With ``run_to_max`` training goes on to ``max_epochs`` after the target is reached (the
+    curve then shows the plateau); ``on_epoch`` receives the variant's record so far after
+    every epoch (``"complete": False`` until the last), so an interrupted call keeps its
+    finished epochs on disk.
+    """
     run_dir = work / "tta_runs" / f"{model}_{variant}_seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)  # inside the marked scratch folder
     curve: list[dict[str, Any]] = []
     wall = 0.0
     reached = None
+    to_target = 0.0
+    record: dict[str, Any] = {}
     for epoch in range(1, max_epochs + 1):
         cfg = variant_config(bench, variant, model, seed, epoch, device)
         t0 = time.perf_counter()
@@ -104,15 +117,23 @@ def time_to_target(bench: Benchmark, variant: str, ds_dir: Path, work: Path, *, 
                       "cumulative_wall_seconds": round(wall, 1)})
         log.info("%s epoch %d: macro F1 %.3f, %.0f s so far", variant, epoch,
                  h["val_macro_f1"], wall)
-        if h["val_macro_f1"] is not None and h["val_macro_f1"] >= target:
+        if reached is None and h["val_macro_f1"] is not None and h["val_macro_f1"] >= target:
             reached = epoch
+            to_target = wall
+        done = epoch == max_epochs or (reached is not None and not run_to_max)
+        record = {"variant": variant, "train_config": cfg.model_dump(mode="json"),
+                  "reached_at_epoch": reached,
+                  "minutes_to_target": round(to_target / 60, 2) if reached else None,
+                  "best_macro_f1": max((c["val_macro_f1"] for c in curve
+                                        if c["val_macro_f1"] is not None), default=None),
+                  "minutes_trained": round(wall / 60, 2), "curve": curve,
+                  "convergence": convergence([c["val_loss"] for c in curve]),
+                  "complete": done}
+        if on_epoch is not None:
+            on_epoch(record)
+        if done:
             break
-    return {"variant": variant, "train_config": cfg.model_dump(mode="json"),
-            "reached_at_epoch": reached,
-            "minutes_to_target": round(wall / 60, 2) if reached else None,
-            "best_macro_f1": max((c["val_macro_f1"] for c in curve
-                                  if c["val_macro_f1"] is not None), default=None),
-            "minutes_trained": round(wall / 60, 2), "curve": curve}
+    return record
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="dilated_densenet3d")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-epochs", type=int, help="stop here (default: the tier's epochs)")
+    p.add_argument("--run-to-max", action="store_true",
+                   help="go on to --max-epochs after the target is reached (shows the plateau)")
     p.add_argument("--out", type=Path, required=True, help="folder of the result JSON")
     p.add_argument("--work", type=Path, help="scratch folder (shared with small_tier.py: the "
                    "tier's dataset is reused; default <tmp>/tomoclass_small_tier_<tier>)")
@@ -146,28 +169,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         work = open_work(args.work or Path(tempfile.gettempdir())
                          / f"tomoclass_small_tier_{args.tier}")
         date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        path = args.out / f"time_to_accuracy_{bench.tier_name}_{stamp}.json"
         load = list(os.getloadavg())
         ds_dir = prepare_data(bench, work)
         max_epochs = int(args.max_epochs or bench.tier["epochs"])
-        results = [time_to_target(bench, v, ds_dir, work, model=args.model, seed=args.seed,
-                                  target=args.target_f1, max_epochs=max_epochs,
-                                  device=args.device) for v in variants]
+        results: list[dict[str, Any]] = []
+
+        def write(partial: dict[str, Any] | None = None) -> dict[str, Any]:
+            rec = {"benchmark": "time to accuracy", "tier": bench.tier_name,
+                   "model": args.model, "seed": args.seed, "target_macro_f1": args.target_f1,
+                   "max_epochs": max_epochs, "run_to_max": args.run_to_max,
+                   "variants": results + ([partial] if partial else []),
+                   "complete": partial is None,
+                   "machine": {**machine_record(), "loadavg": load,
+                               "loadavg_end": list(os.getloadavg())},
+                   "git_commit": git_commit(), "date_utc": date,
+                   "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}
+            write_json(path, rec)  # after every epoch: an interrupted call keeps its epochs
+            return rec
+
+        for v in variants:
+            results.append(time_to_target(
+                bench, v, ds_dir, work, model=args.model, seed=args.seed,
+                target=args.target_f1, max_epochs=max_epochs, device=args.device,
+                run_to_max=args.run_to_max, on_epoch=write))
+        write()
     except TomoclassError as exc:
         print(f"time_to_accuracy.py: error: {exc}", file=sys.stderr)
         return 2
-    rec = {"benchmark": "time to accuracy", "tier": bench.tier_name, "model": args.model,
-           "seed": args.seed, "target_macro_f1": args.target_f1, "max_epochs": max_epochs,
-           "variants": results, "machine": {**machine_record(), "loadavg": load,
-                                            "loadavg_end": list(os.getloadavg())},
-           "git_commit": git_commit(), "date_utc": date,
-           "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = args.out / f"time_to_accuracy_{bench.tier_name}_{stamp}.json"
-    write_json(path, rec)
     for r in results:
         got = (f"{r['minutes_to_target']:.1f} min (epoch {r['reached_at_epoch']})"
                if r["reached_at_epoch"] else f"not reached in {r['minutes_trained']:.1f} min")
-        print(f"{r['variant']}: macro F1 {args.target_f1} {got}; best {r['best_macro_f1']}")
+        flat = "flat" if r["convergence"]["converged"] else "not flat"
+        print(f"{r['variant']}: macro F1 {args.target_f1} {got}; best {r['best_macro_f1']}; "
+              f"validation loss {flat} over the last {r['convergence']['k']} epochs")
     print(f"wrote {path}")
     return 0
 
