@@ -48,7 +48,7 @@ from tier_data import open_work, parse_seeds
 
 from tomoclass.errors import TomoclassError
 from tomoclass.evaluate.compare import read_metrics_log
-from tomoclass.evaluate.tier import convergence, report_record
+from tomoclass.evaluate.tier import report_record, run_convergence
 from tomoclass.io.atomic import atomic_path
 from tomoclass.provenance import git_commit
 from tomoclass.train import preset
@@ -128,7 +128,6 @@ def run_one(model: str, seed: int, ds: Path, args: argparse.Namespace) -> Path |
            "epochs": [{k: h.get(k) for k in ("epoch", "train_loss", "val_loss",
                                              "val_macro_f1", "lr", "epoch_seconds",
                                              "samples_per_s")} for h in hist],
-           "convergence": convergence([h.get("val_loss") for h in hist]),
            "train_seconds": round(sum(float(h.get("epoch_seconds") or 0) for h in hist), 1),
            "wall_seconds_this_session": round(wall, 1), "resumed": resume,
            "train_config": cfg.model_dump(mode="json"),
@@ -137,6 +136,7 @@ def run_one(model: str, seed: int, ds: Path, args: argparse.Namespace) -> Path |
                        "torch_threads_env": os.environ.get("OMP_NUM_THREADS")},
            "git_commit": git_commit(), "date_utc": date,
            "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}
+    rec["convergence"] = run_convergence(rec)
     write_json(res, rec)
     log.info("%s seed %d: test macro F1 %.3f, %s, %.0f s", model, seed, rec["macro_f1"],
              "converged" if rec["convergence"]["converged"] else "NOT converged", wall)

@@ -56,10 +56,10 @@ from tomoclass.evaluate.compare import read_metrics_log
 from tomoclass.evaluate.seeds import format_mean_sd
 from tomoclass.evaluate.tier import (
     aggregate_tier,
-    convergence,
     load_run_records,
     plot_accuracy_vs_time,
     plot_tier_groups,
+    run_convergence,
     tier_markdown,
 )
 from tomoclass.io.atomic import atomic_path
@@ -114,13 +114,13 @@ def run_one(bench: Benchmark, model: str, seed: int, ds_dir: Path, work: Path, o
         "epochs": [{k: h.get(k) for k in ("epoch", "train_loss", "val_loss", "val_macro_f1",
                                          "lr", "epoch_seconds", "samples_per_s")}
                    for h in hist],
-        "convergence": convergence([h.get("val_loss") for h in hist]),
         "wall_seconds_this_session": round(wall, 1), "resumed": resume,
         "train_config": cfg.model_dump(mode="json"),
         "machine": {**machine_record(), "loadavg": load, "loadavg_end": list(os.getloadavg())},
         "git_commit": git_commit(), "date_utc": date,
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
     })
+    rec["convergence"] = run_convergence(rec)
     write_json(res, rec)
     log.info("%s seed %d: macro F1 %.3f, %s, %.0f s", model, seed, rec["macro_f1"],
              "converged" if rec["convergence"]["converged"] else "NOT converged", wall)
@@ -272,8 +272,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for m, pm in agg["summary"]["per_model"].items():
         c = agg["convergence"][m]
+        peak = sum(bool(r.get("flat_at_peak_lr")) for r in c["runs"].values())
         print(f"{m}: macro F1 {format_mean_sd(pm['macro_f1'])} over seeds {pm['seeds']}; "
-              f"converged {c['n_converged']}/{c['n']}")
+              f"validation loss flat at the end {c['n_converged']}/{c['n']}, "
+              f"at the peak rate {peak}/{c['n']}")
     if agg["paired"]:
         d = agg["paired"]["macro"]
         print(f"dilated - plain macro F1: {format_mean_sd(d)} (seeds {d['seeds']}, paired t p = "

@@ -53,6 +53,7 @@ from tomoclass.evaluate.compare import read_metrics_log
 from tomoclass.evaluate.tier import convergence
 from tomoclass.provenance import git_commit
 from tomoclass.train import TrainConfig
+from tomoclass.train.schedule import epoch_lr
 
 log = logging.getLogger("time_to_accuracy")
 
@@ -127,7 +128,8 @@ def time_to_target(bench: Benchmark, variant: str, ds_dir: Path, work: Path, *, 
                   "best_macro_f1": max((c["val_macro_f1"] for c in curve
                                         if c["val_macro_f1"] is not None), default=None),
                   "minutes_trained": round(wall / 60, 2), "curve": curve,
-                  "convergence": convergence([c["val_loss"] for c in curve]),
+                  "convergence": convergence([c["val_loss"] for c in curve],
+                                             lr=[epoch_lr(cfg, c["epoch"]) for c in curve]),
                   "complete": done}
         if on_epoch is not None:
             on_epoch(record)

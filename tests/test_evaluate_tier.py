@@ -15,6 +15,7 @@ from tomoclass.evaluate.tier import (
     paired_tests,
     plot_accuracy_vs_time,
     plot_tier_groups,
+    run_convergence,
     tier_markdown,
 )
 
@@ -38,6 +39,37 @@ def test_convergence_is_a_flat_validation_loss_over_the_last_k_epochs():
     assert falling["relative_range"] == pytest.approx(0.4 / 0.8)
     assert not convergence([0.5, 0.5], k=3)["converged"]  # too few epochs
     assert not convergence([0.5, None, 0.5, float("nan")], k=3)["converged"]
+
+
+def test_a_loss_flat_only_after_the_rate_dropped_is_not_flat_at_the_peak_rate():
+    # the small12 seed-0 shape: still falling fast when x0.1 came after epoch 4
+    val = [1.83, 1.41, 1.24, 1.24, 1.12, 1.10, 1.08, 1.075, 1.071, 1.064]
+    lr = [1e-3] * 4 + [1e-4] * 4 + [1e-5] * 2
+    c = convergence(val, k=3, tol=0.05, lr=lr)
+    assert c["converged"]  # flat at the end ...
+    assert not c["flat_at_peak_lr"] and c["epochs_at_peak_lr"] == 4  # ... but not at the peak
+    assert c["peak_lr_relative_range"] == pytest.approx((1.41 - 1.24) / ((1.41 + 2 * 1.24) / 3))
+    assert c["final_lr_fraction"] == pytest.approx(0.01)
+    const = convergence([2.0, 1.0, 0.50, 0.51, 0.50], k=3, lr=[1e-3] * 5)
+    assert const["converged"] and const["flat_at_peak_lr"] and const["final_lr_fraction"] == 1
+    short = convergence([2.0, 1.0, 0.50, 0.50], k=3, lr=[1e-3, 1e-3, 1e-4, 1e-4])
+    assert not short["flat_at_peak_lr"]  # 2 epochs at the peak cannot show a plateau of 3
+    with pytest.raises(ValueError, match="one positive rate per epoch"):
+        convergence([1.0, 0.5], lr=[1e-3])
+
+
+def test_run_convergence_takes_the_rates_from_the_schedule_not_the_log():
+    r = record("m", 0, 0.1, 0.2, 0.3, losses=(2.0, 1.0, 0.6, 0.5, 0.5, 0.5))
+    r["train_config"] = {"model": "densenet3d", "base_lr": 1e-3, "lr_reference_batch": 16,
+                         "batch_size": 16, "lr_step_epochs": 2, "lr_gamma": 0.1}
+    for e in r["epochs"]:  # what older runs logged: the next epoch's rate
+        e["lr"] = 1e-3 * 0.1 ** (e["epoch"] // 2)
+    c = run_convergence(r)
+    assert c["epochs_at_peak_lr"] == 2 and c["final_lr_fraction"] == pytest.approx(0.01)
+    assert c["converged"] and not c["flat_at_peak_lr"]
+    del r["train_config"]
+    r["convergence"] = {"converged": False, "stored": True}
+    assert run_convergence(r) == {"converged": False, "stored": True}
 
 
 def test_paired_tests_match_scipy_and_pair_by_seed():

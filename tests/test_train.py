@@ -20,7 +20,7 @@ from tomoclass.errors import InputError, ResourceError
 from tomoclass.infer import load_run
 from tomoclass.train import TrainConfig, fit, load_checkpoint, preset
 from tomoclass.train import metrics as M
-from tomoclass.train.schedule import lr_at
+from tomoclass.train.schedule import epoch_lr, lr_at
 
 _one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
@@ -83,6 +83,17 @@ def test_schedule_warms_up_then_steps_down():
     assert lrs[10 * spe] == pytest.approx(0.01) and lrs[20 * spe] == pytest.approx(0.001)
 
 
+def test_epoch_lr_is_the_rate_each_epoch_trains_at():
+    cfg = preset("plain", lr_step_epochs=4, lr_gamma=0.1)
+    assert [epoch_lr(cfg, e) for e in (1, 4, 5, 8, 9)] == pytest.approx(
+        [1e-3, 1e-3, 1e-4, 1e-4, 1e-5])
+    spe = 7  # the schedule itself, at the last step of each epoch, agrees
+    assert [lr_at(e * spe - 1, spe, cfg) for e in (4, 5, 9)] == pytest.approx(
+        [epoch_lr(cfg, e) for e in (4, 5, 9)])
+    with pytest.raises(ValueError, match="1-based"):
+        epoch_lr(cfg, 0)
+
+
 def test_f1_against_hand_computed_confusion():
     # class 2 has no predictions, class 3 no support and no predictions
     y_true = np.array([0, 0, 0, 1, 1, 2])
@@ -123,6 +134,15 @@ def test_fit_writes_a_complete_run_and_load_run_rebuilds_it(dataset, tmp_path):
     assert best["metrics"]["val_macro_f1"] == max(r["val_macro_f1"] for r in lines)
     with pytest.raises(InputError, match="no checkpoint 'epoch_007'"):
         load_run(run, which="7")
+
+
+def test_metrics_lr_is_the_rate_the_epoch_trained_at(dataset, tmp_path):
+    """x0.1 after every epoch: epoch 1 trained at the peak and epoch 2 at a tenth of it (the
+    log once showed the next epoch's rate, which made an annealed run look stepped early)."""
+    cfg = tiny_cfg(epochs=2, warmup_epochs=0.0, lr_step_epochs=1, lr_gamma=0.1)
+    fit(cfg, dataset, tmp_path / "run", progress=False)
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in lines] == pytest.approx([cfg.peak_lr, cfg.peak_lr * 0.1])
 
 
 def test_resume_gives_the_same_weights_as_a_straight_run(dataset, tmp_path):

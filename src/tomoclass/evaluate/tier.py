@@ -34,6 +34,8 @@ from tomoclass.errors import InputError
 from tomoclass.evaluate.seeds import PAIRED, format_mean_sd, seed_stats, summarize_seeds
 from tomoclass.io.atomic import atomic_path
 from tomoclass.metrics import SIZE_GROUPS
+from tomoclass.train.config import TrainConfig
+from tomoclass.train.schedule import epoch_lr
 
 __all__ = [
     "CONVERGENCE_K",
@@ -42,6 +44,7 @@ __all__ = [
     "convergence",
     "load_run_records",
     "paired_tests",
+    "run_convergence",
     "plot_accuracy_vs_time",
     "plot_tier_groups",
     "time_accuracy",
@@ -57,11 +60,20 @@ REQUIRED = ("model", "seed", "f1", "group_f1", "macro_f1", "train_seconds", "epo
 
 
 def convergence(val_loss: Sequence[float | None], k: int = CONVERGENCE_K,
-                tol: float = CONVERGENCE_TOL) -> dict[str, Any]:
+                tol: float = CONVERGENCE_TOL, lr: Sequence[float] | None = None
+                ) -> dict[str, Any]:
     """Whether the validation loss is flat over the last ``k`` epochs.
 
     Flat means ``(max - min) / mean <= tol`` over the last ``k`` values (all finite). Fewer
     than ``k`` epochs, or a non-finite value among them, is not converged.
+
+    A step schedule makes any loss flat once the rate is small: a run whose rate fell x100
+    while its loss was still dropping ends "flat" without having converged. With ``lr`` (the
+    rate each epoch trained at, :func:`tomoclass.train.schedule.epoch_lr`) the record also
+    says whether the loss was flat over the last ``k`` epochs *at the peak rate*
+    (``flat_at_peak_lr``; False when fewer than ``k`` epochs ran at the peak), how many epochs
+    did (``epochs_at_peak_lr``), that stretch's ``peak_lr_relative_range`` and the final
+    rate as a fraction of the peak (``final_lr_fraction``).
 
     Returns
     -------
@@ -70,6 +82,8 @@ def convergence(val_loss: Sequence[float | None], k: int = CONVERGENCE_K,
         ``relative_range`` (None when undefined) and ``slope_per_epoch`` (least-squares slope
         of the last k values; negative: still falling).
     """
+    if lr is not None:
+        return _with_peak_phase(convergence(val_loss, k, tol), val_loss, lr, k, tol)
     last = [None if v is None else float(v) for v in list(val_loss)[-k:]]
     rec: dict[str, Any] = {"converged": False, "k": int(k), "tol": float(tol),
                            "last_val_loss": last, "relative_range": None,
@@ -83,6 +97,36 @@ def convergence(val_loss: Sequence[float | None], k: int = CONVERGENCE_K,
     rec["slope_per_epoch"] = float(np.polyfit(np.arange(k, dtype=np.float64), arr, 1)[0])
     rec["converged"] = bool(math.isfinite(rel) and rel <= tol)
     return rec
+
+
+def run_convergence(record: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`convergence` of a run record's ``epochs``, peak-rate phase included.
+
+    The rate of every epoch comes from the record's ``train_config`` (the schedule, not the
+    logged rate, which older runs wrote one epoch late); a record without one falls back to
+    its stored ``convergence``, else to the plain criterion.
+    """
+    epochs = list(record["epochs"])
+    val = [e.get("val_loss") for e in epochs]
+    cfg = record.get("train_config")
+    if cfg and epochs:
+        tc = TrainConfig.from_dict(dict(cfg))
+        return convergence(val, lr=[epoch_lr(tc, int(e["epoch"])) for e in epochs])
+    return dict(record.get("convergence") or convergence(val))
+
+
+def _with_peak_phase(rec: dict[str, Any], val_loss: Sequence[float | None],
+                     lr: Sequence[float], k: int, tol: float) -> dict[str, Any]:
+    lrs = [float(x) for x in lr]
+    if len(lrs) != len(val_loss) or not lrs or max(lrs) <= 0:
+        raise ValueError(f"lr needs one positive rate per epoch ({len(val_loss)}), "
+                         f"got {len(lrs)}")
+    peak = max(lrs)
+    at_peak = [v for v, r in zip(val_loss, lrs, strict=True) if r >= peak * (1 - 1e-9)]
+    flat = convergence(at_peak, k, tol)
+    return {**rec, "flat_at_peak_lr": flat["converged"], "epochs_at_peak_lr": len(at_peak),
+            "peak_lr_relative_range": flat["relative_range"],
+            "final_lr_fraction": lrs[-1] / peak}
 
 
 def paired_tests(a: Mapping[Any, float | None], b: Mapping[Any, float | None]
@@ -254,8 +298,7 @@ def aggregate_tier(records: Iterable[Mapping[str, Any]], class_names: Sequence[s
     runs = group_runs(records)
     conv: dict[str, Any] = {}
     for m, by_seed in runs.items():
-        per = {s: r.get("convergence") or convergence([e.get("val_loss") for e in r["epochs"]])
-               for s, r in sorted(by_seed.items())}
+        per = {s: run_convergence(r) for s, r in sorted(by_seed.items())}
         conv[m] = {"runs": per, "n_converged": sum(bool(c["converged"]) for c in per.values()),
                    "n": len(per)}
     summary, paired = compare_seeds(runs, class_names, pair)
@@ -321,13 +364,21 @@ def tier_markdown(agg: Mapping[str, Any], class_names: Sequence[str],
                                              for g in groups) + " |")
     lines += _paired_lines(agg.get("paired"))
     lines += ["", "## Convergence (validation loss flat over the last epochs)", "",
-              "| model | converged / runs | per seed: converged (relative range of the last "
-              "k val losses) |", "|---|---|---|"]
+              "Flat at the end can be the schedule's doing: a loss still falling when the rate "
+              "drops x10 and x100 ends flat. The last column asks whether the loss was already "
+              "flat over the last epochs at the peak rate.", "",
+              "| model | flat at the end / runs | per seed: flat at the end (relative range "
+              "of the last k val losses) | per seed: flat at the peak rate (epochs at it; "
+              "range) |", "|---|---|---|---|"]
     for m in models:
         c = agg["convergence"][m]
         per = ", ".join(f"{s}: {'yes' if r['converged'] else 'NO'} "
                         f"({_f(r.get('relative_range'))})" for s, r in c["runs"].items())
-        lines.append(f"| {m} | {c['n_converged']} / {c['n']} | {per} |")
+        peak = ", ".join(
+            f"{s}: {'yes' if r['flat_at_peak_lr'] else 'NO'} ({r['epochs_at_peak_lr']}; "
+            f"{_f(r.get('peak_lr_relative_range'))})" if "flat_at_peak_lr" in r else f"{s}: –"
+            for s, r in c["runs"].items())
+        lines.append(f"| {m} | {c['n_converged']} / {c['n']} | {per} | {peak} |")
     lines += ["", "## Accuracy against training time", "", "![accuracy vs time](time_f1.png)",
               "", "| model | training s per run (mean ± s.d.) | macro F1 |", "|---|---|---|"]
     for m in models:

@@ -499,7 +499,9 @@ def _end_epoch(run: _Run, done: Progress, epoch: int, sums: dict[str, Any]) -> N
     f1 = M.per_class_f1(cm)
     record = {
         "epoch": epoch + 1,
-        "lr": float(run.optimizer.param_groups[0]["lr"]),
+        # the rate the epoch ended with; the next epoch's (after a step of the schedule)
+        # would label epoch 4 of "x0.1 after epoch 4" with the lower rate
+        "lr": run.schedule.last_lr,
         "train_loss": float(totals[0] / totals[2]),
         "train_accuracy": float(totals[1] / totals[2]),
         "val_loss": val_loss,

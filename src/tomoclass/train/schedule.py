@@ -45,6 +45,17 @@ def lr_at(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
     return cfg.peak_lr * factor * decay
 
 
+def epoch_lr(cfg: TrainConfig, epoch: int) -> float:
+    """The step-decay rate epoch ``epoch`` (1-based) trains at, warm-up left out.
+
+    ``peak_lr * lr_gamma ** ((epoch - 1) // lr_step_epochs)``: with ``lr_step_epochs`` 4,
+    epochs 1-4 train at the peak and epochs 5-8 at ``lr_gamma`` times it.
+    """
+    if epoch < 1:
+        raise ValueError(f"epoch is 1-based, got {epoch}")
+    return cfg.peak_lr * cfg.lr_gamma ** ((epoch - 1) // cfg.lr_step_epochs)
+
+
 class WarmupStepSchedule:
     """Sets the optimiser's lr before every step from :func:`lr_at`.
 
@@ -67,6 +78,11 @@ class WarmupStepSchedule:
     def lr(self) -> float:
         """The rate the next optimiser step will use."""
         return float(self.optimizer.param_groups[0]["lr"])
+
+    @property
+    def last_lr(self) -> float:
+        """The rate the last optimiser step used (the next one's before any step)."""
+        return lr_at(max(self.step_count - 1, 0), self.steps_per_epoch, self.cfg)
 
     def step(self) -> None:
         """Advance one optimisation step."""
