@@ -6,6 +6,7 @@ import pytest
 
 from tomoclass.evaluate.seeds import (
     MODELS,
+    paper_difference,
     paper_group_f1,
     plot_epoch_curves,
     plot_group_f1,
@@ -52,3 +53,20 @@ def test_table_and_figures(tmp_path):
     png = b"\x89PNG\r\n\x1a\n"
     assert plot_group_f1(s, groups, tmp_path / "a.png", "4A").read_bytes()[:8] == png
     assert plot_epoch_curves(RUNS, tmp_path / "b.png", "4B").read_bytes()[:8] == png
+
+
+def test_distance_from_the_paper_counts_only_shared_cells():
+    ours = {"densenet3d": {"a": 0.6, "b": 0.9}, "dilated_densenet3d": {"a": 0.75, "b": None},
+            "monai_densenet121": {"a": 0.1, "b": 0.1}}  # not in the paper: no cells
+    d = paper_difference(ours, PAPER, NAMES)
+    # densenet3d: +0.1, +0.05 (paper b 0.85); dilated: +0.25 (b missing)
+    assert d["cells"] == 3 and set(d["per_model"]) == {"densenet3d", "dilated_densenet3d"}
+    assert d["mean_abs"] == pytest.approx((0.1 + 0.05 + 0.25) / 3)
+    assert d["sum_sq"] == pytest.approx(0.01 + 0.0025 + 0.0625)
+    assert d["rms"] == pytest.approx(((0.01 + 0.0025 + 0.0625) / 3) ** 0.5)
+    assert d["per_model"]["densenet3d"]["mean_signed"] == pytest.approx(0.075)
+    below = paper_difference({"densenet3d": {"a": 0.4, "b": 0.85}}, PAPER, NAMES)
+    assert below["mean_signed"] == pytest.approx(-0.05) and below["mean_abs"] == pytest.approx(0.05)
+    text = "\n".join(table2_sections(summarize_seeds(RUNS, NAMES), RUNS, class_names=NAMES,
+                                     size_groups=GROUPS, paper_f1=PAPER))
+    assert "Mean absolute difference over the 4 (model, class) cells" in text

@@ -25,6 +25,8 @@ __all__ = [
     "MODELS",
     "PAIRED",
     "format_mean_sd",
+    "paper_difference",
+    "paper_difference_lines",
     "paper_group_f1",
     "plot_epoch_curves",
     "plot_group_f1",
@@ -105,6 +107,63 @@ def paper_group_f1(paper_f1: Mapping[str, Mapping[str, float]], class_names: Seq
     return {m: {g: mean(f1, g) for g in GROUPS} for m, f1 in paper_f1.items()}
 
 
+def paper_difference(per_model_f1: Mapping[str, Mapping[str, float | None]],
+                     paper_f1: Mapping[str, Mapping[str, float]],
+                     class_names: Sequence[str]) -> dict[str, Any]:
+    """How far a table's cells are from the paper's: the (model, class) cells both have.
+
+    Parameters
+    ----------
+    per_model_f1
+        Ours, ``{model: {class: F1 or None}}`` (e.g. the seed means of a summary).
+    paper_f1
+        The paper's ``{model: {class: F1}}``.
+    class_names
+        The classes to compare.
+
+    Returns
+    -------
+    dict
+        ``{"cells", "mean_abs", "rms", "mean_signed", "sum_sq", "per_model": {model:
+        {"cells", "mean_abs", "mean_signed"}}}`` with ``mean_signed`` = ours − paper (None
+        where no cell is shared). ``sum_sq`` is the least-squares objective of a joint
+        calibration over all shared cells.
+    """
+    diffs: dict[str, list[float]] = {}
+    for m, ours in per_model_f1.items():
+        if m not in paper_f1:
+            continue
+        d = [float(ours[n]) - float(paper_f1[m][n]) for n in class_names
+             if ours.get(n) is not None and n in paper_f1[m]]
+        if d:
+            diffs[m] = d
+
+    def stats(d: Sequence[float]) -> dict[str, Any]:
+        a = np.asarray(d, dtype=np.float64)
+        return {"cells": int(a.size), "mean_abs": float(np.abs(a).mean()) if a.size else None,
+                "mean_signed": float(a.mean()) if a.size else None}
+
+    every = [x for d in diffs.values() for x in d]
+    a = np.asarray(every, dtype=np.float64)
+    return {**stats(every), "rms": float(np.sqrt((a ** 2).mean())) if a.size else None,
+            "sum_sq": float((a ** 2).sum()),
+            "per_model": {m: stats(d) for m, d in diffs.items()}}
+
+
+def paper_difference_lines(diff: Mapping[str, Any]) -> list[str]:
+    """Markdown: the mean absolute difference from the paper's cells, in all and per model."""
+    if not diff["cells"]:
+        return []
+    lines = ["", "## Distance from the paper's Table 2", "",
+             f"Mean absolute difference over the {diff['cells']} (model, class) cells: "
+             f"**{diff['mean_abs']:.3f}** (RMS {diff['rms']:.3f}; mean ours − paper "
+             f"{diff['mean_signed']:+.3f}).", "",
+             r"| model | cells | mean \|ours − paper\| | mean ours − paper |", "|---|---|---|---|"]
+    for m, d in diff["per_model"].items():
+        lines.append(f"| {m} | {d['cells']} | {d['mean_abs']:.3f} | {d['mean_signed']:+.3f} |")
+    return lines
+
+
 def _f(x: float | None, nd: int = 3) -> str:
     return "–" if x is None else f"{x:.{nd}f}"
 
@@ -177,6 +236,8 @@ def table2_sections(
         lines.append(f"| {m} | paper | "
                      + " | ".join(_f(paper_groups[m][g]) for g in GROUPS) + " |")
     lines += _difference_lines(summary.get("dilated_minus_plain"), paper_f1, names, size_groups)
+    means = {m: {n: pm["f1"][n]["mean"] for n in names} for m, pm in per_model.items()}
+    lines += paper_difference_lines(paper_difference(means, paper_f1, names))
     lines += ["", "## F1 against epoch (Fig. 4B)", "", "![Fig. 4B](fig4b.png)", "",
               f"Mean F1 of the tiny classes on the test tomogram every "
               f"{checkpoint_every} epoch(s), mean over seeds (from each run's "

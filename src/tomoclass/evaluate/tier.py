@@ -31,7 +31,14 @@ from typing import Any
 import numpy as np
 
 from tomoclass.errors import InputError
-from tomoclass.evaluate.seeds import PAIRED, format_mean_sd, seed_stats, summarize_seeds
+from tomoclass.evaluate.seeds import (
+    PAIRED,
+    format_mean_sd,
+    paper_difference,
+    paper_difference_lines,
+    seed_stats,
+    summarize_seeds,
+)
 from tomoclass.io.atomic import atomic_path
 from tomoclass.metrics import SIZE_GROUPS
 from tomoclass.train.config import TrainConfig
@@ -363,6 +370,8 @@ def tier_markdown(agg: Mapping[str, Any], class_names: Sequence[str],
         lines.append(f"| {m} | " + " | ".join(format_mean_sd(per_model[m]["group_f1"][g])
                                              for g in groups) + " |")
     lines += _paired_lines(agg.get("paired"))
+    means = {m: {n: per_model[m]["f1"][n]["mean"] for n in class_names} for m in models}
+    lines += paper_difference_lines(paper_difference(means, paper_f1, class_names))
     lines += ["", "## Convergence (validation loss flat over the last epochs)", "",
               "Flat at the end can be the schedule's doing: a loss still falling when the rate "
               "drops x10 and x100 ends flat. The last column asks whether the loss was already "
