@@ -7,6 +7,10 @@
     python benchmarks/small_tier.py --tier small12 --out benchmarks/results/small12 --aggregate-only
     # how long a run takes here: one epoch of every model on a reduced synthetic set:
     python benchmarks/small_tier.py --tier small12 --out benchmarks/results --estimate
+    # a dose of a calibration sweep (its own --out and --work), then the joint choice:
+    python benchmarks/small_tier.py --tier small12 --dose 80 --out R/small12_dose80 \
+        --work ~/tomoclass_small12_dose80 --models shrec_cnn,densenet3d,dilated_densenet3d
+    python benchmarks/calibrate_tier.py R/small12_dose80 R/small12 R/small12_dose150 --out R
     # plumbing (about a minute):
     python benchmarks/small_tier.py --tier small12_smoke --out /tmp/small_smoke
 
@@ -225,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=parse_seeds, help="e.g. 0-4 (default: the tier's)")
     p.add_argument("--preset", help="train preset (default: the tier's, else 'default')")
     p.add_argument("--epochs", type=int, help="override the tier's epochs")
+    p.add_argument("--dose", type=float,
+                   help="total dose per tilt series in e/A^2 instead of the benchmark's frozen "
+                        "one (a calibration sweep: one --out and one --work per dose; "
+                        "benchmarks/calibrate_tier.py compares the folders)")
     p.add_argument("--device", default="auto")
     p.add_argument("--aggregate-only", action="store_true", help="only the tables and figures")
     p.add_argument("--estimate", action="store_true",
@@ -243,14 +251,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         bench = load_benchmark(args.config, args.tier, args.data_root)
+        if args.dose is not None:
+            if not args.dose > 0:
+                raise InputError(f"must be > 0, got {args.dose}", field="--dose")
+            bench.dose = float(args.dose)
         models = ([m.strip() for m in args.models.split(",") if m.strip()] if args.models
                   else [m for m in ORDER if bench.seeds(m)])
         unknown = [m for m in models if m not in ORDER]
         if unknown:
             raise InputError(f"unknown models {unknown} (known: {', '.join(ORDER)})",
                              field="--models")
+        dose_tag = "" if args.dose is None else f"_dose{args.dose:g}"
         work = open_work(args.work or Path(tempfile.gettempdir())
-                         / f"tomoclass_small_tier_{args.tier}")
+                         / f"tomoclass_small_tier_{args.tier}{dose_tag}")
         if args.estimate:
             estimate(bench, models, args.boxes, args.out, work,
                      device="cpu" if args.device == "auto" else args.device,

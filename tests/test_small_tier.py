@@ -84,6 +84,13 @@ def test_unknown_tier_class_and_mixed_protocols_are_refused(tier, tmp_path, caps
     tier.check_protocol(tmp_path / "r", bench, "default", 2)  # the same: fine
     with pytest.raises(tier.InputError, match="another protocol"):
         tier.check_protocol(tmp_path / "r", bench, "plain", 2)
+    # a calibration dose is part of the data: its runs cannot join the frozen dose's folder
+    bench.dose = 80.0
+    with pytest.raises(tier.InputError, match="another protocol.*data"):
+        tier.check_protocol(tmp_path / "r", bench, "default", 2)
+    assert tier.main(["--tier", "small12_smoke", "--out", str(tmp_path / "o"), "--work",
+                      str(tmp_path / "w"), "--dose", "0"]) == 2
+    assert "--dose" in capsys.readouterr().err and not (tmp_path / "w").exists()
 
 
 def test_time_to_accuracy_variants(tta, tmp_path):
