@@ -12,8 +12,10 @@
 Issue 18, item 4. A variant is a train preset (``default``, ``plain``, ``paper``) followed by
 ``+`` modifiers: ``augment`` (wedge-preserving augmentation on, as ``tomoclass train`` has it;
 the tier otherwise follows the benchmark's ``train.augment: false``), ``batchN`` (global
-batch N; the preset's lr rule applies), ``memory_efficient`` (the DenseNet's checkpointed
-dense layers). The dilated net (``--model``) trains one epoch at a time on the tier's
+batch N; the preset's lr rule applies), ``stepN`` (the rate x ``lr_gamma`` every N epochs
+instead of the tier's: ``default+step100`` keeps the peak rate, to see where the loss
+flattens), ``memory_efficient`` (the DenseNet's checkpointed dense layers). The dilated net
+(``--model``) trains one epoch at a time on the tier's
 training tomograms (resumed from ``last.pt``, so the schedule is that of one long run),
 the test tomogram is scored after every epoch (monitored only), and the run stops at the
 first epoch whose macro F1 reaches ``--target-f1`` or at ``--max-epochs``. Minutes to the
@@ -57,7 +59,7 @@ from tomoclass.train.schedule import epoch_lr
 
 log = logging.getLogger("time_to_accuracy")
 
-MODIFIERS = ("augment", "batchN", "memory_efficient")
+MODIFIERS = ("augment", "batchN", "stepN", "memory_efficient")
 
 
 def variant_config(bench: Benchmark, variant: str, model: str, seed: int, epochs: int,
@@ -78,6 +80,8 @@ def variant_config(bench: Benchmark, variant: str, model: str, seed: int, epochs
             data["augment"] = True
         elif mod == "memory_efficient":
             data["model_kwargs"] = {**data["model_kwargs"], "memory_efficient": True}
+        elif mod.startswith("step") and mod[4:].isdigit() and int(mod[4:]) > 0:
+            data["lr_step_epochs"] = int(mod[4:])  # step100: the peak rate throughout
         elif mod.startswith("batch") and mod[5:].isdigit() and int(mod[5:]) > 0:
             data["batch_size"] = int(mod[5:])
             if preset_name == "plain":  # plain: the lr does not follow the batch
