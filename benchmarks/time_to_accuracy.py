@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import os
 import shutil
@@ -52,7 +53,13 @@ from tier_data import open_work, prepare_data
 
 from tomoclass.errors import InputError, TomoclassError
 from tomoclass.evaluate.compare import read_metrics_log
-from tomoclass.evaluate.tier import convergence
+from tomoclass.evaluate.tier import convergence, run_convergence
+from tomoclass.evaluate.variants import (
+    curve_from_run_record,
+    plot_variant_curves,
+    variants_markdown,
+)
+from tomoclass.io.atomic import atomic_path
 from tomoclass.provenance import git_commit
 from tomoclass.train import TrainConfig
 from tomoclass.train.schedule import epoch_lr
@@ -142,6 +149,42 @@ def time_to_target(bench: Benchmark, variant: str, ds_dir: Path, work: Path, *, 
     return record
 
 
+def report(out: Path, tier: str, model: str, seed: int, target: float,
+           with_runs: Sequence[Path]) -> Path:
+    """``OUT/time_to_accuracy_<tier>.md`` and ``.png`` from the records already in ``out``."""
+    newest: dict[str, dict[str, Any]] = {}
+    for path in sorted(out.glob(f"time_to_accuracy_{tier}_*.json")):  # stamps sort by time
+        rec = json.loads(path.read_text())
+        if (rec.get("model"), rec.get("seed")) != (model, seed):
+            continue
+        for v in rec["variants"]:
+            newest[v["variant"]] = {**v, "source": path.name}
+    curves = []
+    for path in with_runs:
+        try:
+            run = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"unreadable run record ({exc})", path=path) from exc
+        if (run.get("model"), run.get("seed")) != (model, seed):
+            raise InputError(f"a run of {run.get('model')} seed {run.get('seed')}, not "
+                             f"{model} seed {seed}", path=path, field="model")
+        run = {**run, "convergence": run_convergence(run)}
+        curves.append(curve_from_run_record(run, f"{run.get('preset')} (tier run)"))
+    curves += list(newest.values())
+    if not curves:
+        raise InputError(f"no time_to_accuracy_{tier}_*.json of {model} seed {seed} here",
+                         path=out)
+    title = f"Time to accuracy: {model} seed {seed}, tier {tier}"
+    base = out / f"time_to_accuracy_{tier}"
+    plot_variant_curves(curves, base.with_suffix(".png"), title, target)
+    text = variants_markdown(curves, target, title)
+    text += (f"\n![curves]({base.with_suffix('.png').name})\n\nSources: "
+             + ", ".join(f"{c['variant']}: {c.get('source', '?')}" for c in curves) + "\n")
+    with atomic_path(base.with_suffix(".md")) as tmp:
+        tmp.write_text(text)
+    return base.with_suffix(".md")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="time_to_accuracy.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--tier", default="small12")
@@ -150,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="dilated_densenet3d")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-epochs", type=int, help="stop here (default: the tier's epochs)")
+    p.add_argument("--report", action="store_true",
+                   help="train nothing: table and figure of the records in --out (the newest "
+                        "per variant) and of --with-run records")
+    p.add_argument("--with-run", type=Path, action="append", default=[],
+                   help="with --report: a small_tier.py run record of the same model and seed, "
+                        "shown as '<preset> (tier run)'")
     p.add_argument("--run-to-max", action="store_true",
                    help="go on to --max-epochs after the target is reached (shows the plateau)")
     p.add_argument("--out", type=Path, required=True, help="folder of the result JSON")
@@ -168,6 +217,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if not 0.0 < args.target_f1 <= 1.0:
             raise InputError("must be in (0, 1]", field="--target-f1")
+        if args.report:
+            md = report(args.out, args.tier, args.model, args.seed, args.target_f1,
+                        args.with_run)
+            print(f"wrote {md} and {md.with_suffix('.png')}")
+            return 0
         bench = load_benchmark(args.config, args.tier, args.data_root)
         variants = [v.strip() for v in args.variants.split(",") if v.strip()]
         for v in variants:  # refuse a bad name before any data is made

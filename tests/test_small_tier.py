@@ -150,6 +150,16 @@ def test_smoke_tier_end_to_end_resumes_and_aggregates(tier, tmp_path, capsys):
     assert v["variant"] == "plain" and v["reached_at_epoch"] is None
     assert [c["epoch"] for c in v["curve"]] == [1, 2] and v["minutes_trained"] > 0
     assert v["train_config"]["warmup_epochs"] == 0 and v["train_config"]["epochs"] == 2
+    assert v["complete"] and "flat_at_peak_lr" in v["convergence"]
+    # the report: the tta record beside the tier run of the same model and seed
+    run = out / "runs" / "dilated_densenet3d_seed0.json"
+    assert tta.main(["--tier", "small12_smoke", "--out", str(out / "tta"), "--report",
+                     "--target-f1", "1.0", "--with-run", str(run)]) == 0
+    md = (out / "tta" / "time_to_accuracy_small12_smoke.md").read_text()
+    assert "| plain | not reached |" in md and "default (tier run)" in md
+    other = out / "runs" / "densenet3d_seed0.json"
+    assert tta.main(["--tier", "small12_smoke", "--out", str(out / "tta"), "--report",
+                     "--target-f1", "1.0", "--with-run", str(other)]) == 2
 
 
 def test_an_interrupted_training_stops_the_benchmark(monkeypatch, tmp_path):
