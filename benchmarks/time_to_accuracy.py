@@ -158,7 +158,10 @@ def report(out: Path, tier: str, model: str, seed: int, target: float,
         if (rec.get("model"), rec.get("seed")) != (model, seed):
             continue
         for v in rec["variants"]:
-            newest[v["variant"]] = {**v, "source": path.name}
+            cfg = TrainConfig.from_dict(v["train_config"])  # older records: no peak-rate verdict
+            conv = convergence([c["val_loss"] for c in v["curve"]],
+                               lr=[epoch_lr(cfg, c["epoch"]) for c in v["curve"]])
+            newest[v["variant"]] = {**v, "convergence": conv, "source": path.name}
     curves = []
     for path in with_runs:
         try:
