@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from shrec12 import fit_or_stop, machine_record, write_json
-from tier_data import open_work, parse_seeds
+from tier_data import open_work, parse_seeds, resumable
 
 from tomoclass.errors import TomoclassError
 from tomoclass.evaluate.compare import read_metrics_log
@@ -113,10 +113,10 @@ def run_one(model: str, seed: int, ds: Path, args: argparse.Namespace) -> Path |
         log.info("%s seed %d: recorded before, skipped", model, seed)
         return None
     run_dir = args.work / "runs" / f"{model}_seed{seed}"
-    resume = (run_dir / "checkpoints" / "last.pt").exists()
+    cfg = train_config(model, seed, args)
+    resume = resumable(run_dir, cfg)  # refuses a checkpoint of another plan
     if run_dir.exists() and not resume:
         shutil.rmtree(run_dir)  # our own scratch run that never reached a checkpoint
-    cfg = train_config(model, seed, args)
     date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     load = list(os.getloadavg())
     t0 = time.perf_counter()

@@ -86,3 +86,25 @@ def prepare_data(bench: Benchmark, work: Path) -> Path:
         tmp.write_text(json.dumps({**want, "seconds": clock.seconds,
                                    "n_written": rep.n_written}, default=str))
     return ds_dir
+
+
+def resumable(run_dir: Path, cfg: Any) -> bool:
+    """Whether ``run_dir`` holds a checkpoint to resume, refusing one of another plan.
+
+    Raises
+    ------
+    InputError
+        ``last.pt`` was written under another training plan (a changed tier schedule, preset
+        or seed): resuming it would train on with the old plan under the new protocol's name.
+    """
+    from tomoclass.train import load_checkpoint
+    from tomoclass.train.resume import plan_differences, saved_config
+
+    last = run_dir / "checkpoints" / "last.pt"
+    if not last.exists():
+        return False
+    diff = plan_differences(saved_config(load_checkpoint(last), last), cfg)
+    if diff:
+        raise InputError(f"written under another training plan (differs in {', '.join(diff)}); "
+                         "give this protocol its own --work", path=last, field=diff[0])
+    return True

@@ -69,6 +69,25 @@ def test_parse_seeds_and_a_foreign_work_folder(tier, tmp_path):
     assert (tmp_path / "w" / "mine.txt").read_text() == "keep"
 
 
+def test_a_checkpoint_of_another_plan_is_not_resumed_under_the_new_protocol(tmp_path):
+    """A tier whose schedule changed must not continue the old runs' checkpoints: they
+    would train on with the old schedule, recorded under the new protocol."""
+    from train_support import TINY_KWARGS, TINY_MODEL, make_dataset
+
+    from tomoclass.train import fit, preset
+
+    td = load_script("tier_data")
+    cfg = preset("default", model=TINY_MODEL, model_kwargs=TINY_KWARGS, batch_size=6, epochs=1,
+                 checkpoint_every=1, seed=2, lr_step_epochs=4)
+    assert not td.resumable(tmp_path / "run", cfg)  # nothing there
+    fit(cfg, make_dataset(tmp_path / "ds"), tmp_path / "run", progress=False)
+    assert td.resumable(tmp_path / "run", cfg.model_copy(update={"epochs": 3}))  # longer: fine
+    with pytest.raises(td.InputError, match=r"another training plan \(differs in lr_step_epochs"):
+        td.resumable(tmp_path / "run", cfg.model_copy(update={"lr_step_epochs": 100}))
+    with pytest.raises(td.InputError, match="last.pt"):
+        td.resumable(tmp_path / "run", cfg.model_copy(update={"seed": 3}))
+
+
 @realdata
 def test_unknown_tier_class_and_mixed_protocols_are_refused(tier, tmp_path, capsys):
     bad = yaml.safe_load(CONFIG.read_text())

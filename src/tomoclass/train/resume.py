@@ -58,6 +58,19 @@ def resumed_config(saved: TrainConfig, requested: TrainConfig | None) -> TrainCo
     return saved.model_copy(update={"epochs": max(saved.epochs, requested.epochs)})
 
 
+def plan_differences(saved: TrainConfig, requested: TrainConfig,
+                     ignore: tuple[str, ...] = ("epochs", "device", "num_workers")) -> list[str]:
+    """The fields in which ``requested`` asks for another run than the ``saved`` one.
+
+    A resumed run trains with its own configuration (:func:`resumed_config`), so a caller
+    that wants a particular plan (a benchmark protocol) must not resume a checkpoint whose
+    plan differs: its epochs would follow the old schedule under the new name. ``epochs`` may
+    grow on resume, and where the run executes does not change the plan.
+    """
+    a, b = saved.model_dump(mode="json"), requested.model_dump(mode="json")
+    return sorted(k for k in a.keys() | b.keys() if k not in ignore and a.get(k) != b.get(k))
+
+
 def fresh_partial() -> dict[str, float]:
     """Running sums of an epoch that has not started."""
     return {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
