@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tomoclass.io.atomic import atomic_path
+from tomoclass.io.atomic import save_png
 from tomoclass.metrics import SIZE_GROUPS
 
 __all__ = [
@@ -331,10 +331,7 @@ def plot_group_f1(summary: Mapping[str, Any], paper_groups: Mapping[str, Mapping
     ax.set_title(title)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    return path
+    return save_png(fig, path)
 
 
 def plot_epoch_curves(runs: Runs, path: str | Path, title: str, group: str = "tiny") -> Path:
@@ -379,7 +376,4 @@ def plot_epoch_curves(runs: Runs, path: str | Path, title: str, group: str = "ti
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    return path
+    return save_png(fig, path)

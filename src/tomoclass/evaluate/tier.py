@@ -39,7 +39,7 @@ from tomoclass.evaluate.seeds import (
     seed_stats,
     summarize_seeds,
 )
-from tomoclass.io.atomic import atomic_path
+from tomoclass.io.atomic import save_png
 from tomoclass.metrics import SIZE_GROUPS
 from tomoclass.train.config import TrainConfig
 from tomoclass.train.schedule import epoch_lr
@@ -447,7 +447,7 @@ def plot_tier_groups(agg: Mapping[str, Any], path: str | Path, title: str,
     ax.set_title(title)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_accuracy_vs_time(agg: Mapping[str, Any], path: str | Path, title: str) -> Path:
@@ -467,11 +467,6 @@ def plot_accuracy_vs_time(agg: Mapping[str, Any], path: str | Path, title: str) 
     ax.set_title(title)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
-def _save(fig: Any, path: str | Path) -> Path:
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    return path

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from tomoclass.io.atomic import atomic_path
+from tomoclass.io.atomic import save_png
 
 __all__ = ["curve_from_run_record", "plot_variant_curves", "variant_summary", "variants_markdown"]
 
@@ -117,7 +117,4 @@ def plot_variant_curves(variants: Sequence[Mapping[str, Any]], path: str | Path,
     ax.set_title(title)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    return path
+    return save_png(fig, path)

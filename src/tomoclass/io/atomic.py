@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from tomoclass.errors import InputError
 from tomoclass.io import outputs as O
@@ -146,6 +147,14 @@ def atomic_dir(target: str | os.PathLike[str], *, kind: str = "output",
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def save_png(fig: Any, target: str | os.PathLike[str], dpi: int = 120) -> Path:
+    """Write a matplotlib figure as a PNG through :func:`atomic_path`; returns the path."""
+    path = Path(target)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    return path
 
 
 def _replace_dir(target: Path, tmp: Path) -> None:
