@@ -151,7 +151,8 @@ def time_to_target(bench: Benchmark, variant: str, ds_dir: Path, work: Path, *, 
 
 def report(out: Path, tier: str, model: str, seed: int, target: float,
            with_runs: Sequence[Path]) -> Path:
-    """``OUT/time_to_accuracy_<tier>.md`` and ``.png`` from the records already in ``out``."""
+    """``OUT/time_to_accuracy_<tier>_<model>_seed<s>.md`` and ``.png`` from the records in
+    ``out`` (the newest of every variant) and the tier runs ``with_runs``."""
     newest: dict[str, dict[str, Any]] = {}
     for path in sorted(out.glob(f"time_to_accuracy_{tier}_*.json")):  # stamps sort by time
         rec = json.loads(path.read_text())
@@ -178,7 +179,7 @@ def report(out: Path, tier: str, model: str, seed: int, target: float,
         raise InputError(f"no time_to_accuracy_{tier}_*.json of {model} seed {seed} here",
                          path=out)
     title = f"Time to accuracy: {model} seed {seed}, tier {tier}"
-    base = out / f"time_to_accuracy_{tier}"
+    base = out / f"time_to_accuracy_{tier}_{model}_seed{seed}"
     plot_variant_curves(curves, base.with_suffix(".png"), title, target)
     text = variants_markdown(curves, target, title)
     text += (f"\n![curves]({base.with_suffix('.png').name})\n\nSources: "
