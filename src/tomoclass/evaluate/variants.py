@@ -97,24 +97,31 @@ def variants_markdown(variants: Sequence[Mapping[str, Any]], target: float, titl
 
 def plot_variant_curves(variants: Sequence[Mapping[str, Any]], path: str | Path, title: str,
                         target: float | None = None) -> Path:
-    """Monitored macro F1 against cumulative training minutes, one line per variant."""
+    """Monitored macro F1 against epoch (left) and against training minutes (right).
+
+    Epochs compare variants whatever the machine's load; minutes only when the curves were
+    measured under the same load (each record keeps its load average).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.5, 4))
+    fig = Figure(figsize=(10, 4))
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    by_epoch, by_time = fig.subplots(1, 2, sharey=True)
     for v in variants:
-        pts = np.array([(c["cumulative_wall_seconds"] / 60.0, c["val_macro_f1"])
+        pts = np.array([(c["epoch"], c["cumulative_wall_seconds"] / 60.0, c["val_macro_f1"])
                         for c in v["curve"] if c.get("val_macro_f1") is not None],
-                       dtype=np.float64).reshape(-1, 2)
-        ax.plot(pts[:, 0], pts[:, 1], marker="o", ms=3, label=v["variant"])
-    if target is not None:
-        ax.axhline(target, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("training + monitoring time (min)")
-    ax.set_ylabel("test macro F1 (monitored)")
-    ax.set_ylim(0, 1.0)
-    ax.set_title(title)
-    ax.legend(fontsize=7)
+                       dtype=np.float64).reshape(-1, 3)
+        by_epoch.plot(pts[:, 0], pts[:, 2], marker="o", ms=3, label=v["variant"])
+        by_time.plot(pts[:, 1], pts[:, 2], marker="o", ms=3, label=v["variant"])
+    for ax in (by_epoch, by_time):
+        if target is not None:
+            ax.axhline(target, color="grey", lw=0.8, ls="--")
+    by_epoch.set_xlabel("epoch")
+    by_time.set_xlabel("training + monitoring time (min; load-dependent)")
+    by_epoch.set_ylabel("test macro F1 (monitored)")
+    by_epoch.set_ylim(0, 1.0)
+    by_epoch.legend(fontsize=7)
+    fig.suptitle(title)
     fig.tight_layout()
     return save_png(fig, path)
