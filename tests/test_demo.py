@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import yaml
 from train_support import one_thread
 
 from tomoclass.cli.main import main
@@ -27,6 +28,8 @@ def test_quick_demo_writes_report_figures_and_scores(tmp_path, capsys):
         assert (out / name).stat().st_size > 0, name
     report = (out / "report.md").read_text()
     assert "A short training run" in report and "No shipped demo models" in report
+    train = yaml.safe_load((out / "runs" / "densenet3d" / "config.yaml").read_text())["train"]
+    assert train["lr_step_epochs"] >= train["epochs"]  # no step inside the short run
     # `make demo` reruns with --overwrite: nothing in the folder may count as a foreign file
     check_output_dir(out, "demo", overwrite=True)
 
@@ -116,3 +119,12 @@ def test_demo_without_shipped_models_says_so(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="a model to train or a shipped model"):
         run_demo(tmp_path / "d", cfg)
     assert not (tmp_path / "d").exists()
+
+
+def test_the_short_run_keeps_the_peak_rate():
+    from tomoclass.train.schedule import epoch_lr
+    from tomoclass.workflows.demo import DemoConfig, short_run_config
+
+    for epochs in (1, 2, 5):
+        tcfg = short_run_config(DemoConfig(epochs=epochs), "densenet3d")
+        assert [epoch_lr(tcfg, e) for e in range(1, epochs + 1)] == [tcfg.peak_lr] * epochs
