@@ -74,10 +74,22 @@ log = logging.getLogger("small_tier")
 ORDER = (*MODELS, *EXTRA_MODELS)
 
 
+def training_plan(bench: Benchmark, preset_name: str, epochs: int) -> dict[str, Any]:
+    """What the tier's runs train with (lr, schedule, warm-up, batch, augmentation, precise
+    BN, ...), as the dilated net's seed-0 config; the preset's per-model overrides (SHREC-CNN's
+    lr) apply on top of it."""
+    plan = train_config(bench, "dilated_densenet3d", 0, epochs=epochs,
+                        preset_name=preset_name).model_dump(mode="json")
+    for k in ("seed", "device", "num_workers", "model", "model_kwargs", "checkpoint_every"):
+        plan.pop(k, None)
+    return plan
+
+
 def check_protocol(out: Path, bench: Benchmark, preset_name: str, epochs: int) -> None:
-    """Refuse to mix runs of another tier, preset, length or data in one results folder."""
+    """Refuse to mix runs of another tier, preset, length, schedule or data in one folder."""
     want = json.loads(json.dumps({"tier": bench.tier_name, "preset": preset_name,
                                   "epochs": epochs, "classes": bench.names,
+                                  "train": training_plan(bench, preset_name, epochs),
                                   "data": data_fingerprint(bench)}, default=str))
     path = out / "protocol.json"
     if path.exists():

@@ -103,6 +103,11 @@ def test_unknown_tier_class_and_mixed_protocols_are_refused(tier, tmp_path, caps
     tier.check_protocol(tmp_path / "r", bench, "default", 2)  # the same: fine
     with pytest.raises(tier.InputError, match="another protocol"):
         tier.check_protocol(tmp_path / "r", bench, "plain", 2)
+    # the schedule is part of the protocol (it is not part of the data)
+    bench.tier["lr_step_epochs"] = 100
+    with pytest.raises(tier.InputError, match=r"another protocol \(differs in train\)"):
+        tier.check_protocol(tmp_path / "r", bench, "default", 2)
+    bench = tier.load_benchmark(CONFIG, "small12_smoke")
     # a calibration dose is part of the data: its runs cannot join the frozen dose's folder
     bench.dose = 80.0
     with pytest.raises(tier.InputError, match="another protocol.*data"):
