@@ -461,7 +461,7 @@ def _train_epoch(run: _Run, done: Progress, epoch: int, stop: _StopFlag
         batches_done += 1
         if bar is not None:
             bar.update(n * di.world_size)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{run.schedule.lr:.2e}")
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{run.schedule.last_lr:.2e}")
         ckpt_mod.pause_hook(f"batch:{epoch + 1}:{batches_done}")
         if any_rank(stop.signal is not None, di, device):
             interrupted = stop.signal or "SIGTERM"
