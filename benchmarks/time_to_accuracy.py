@@ -21,7 +21,9 @@ the test tomogram is scored after every epoch (monitored only), and the run stop
 first epoch whose macro F1 reaches ``--target-f1`` or at ``--max-epochs``. Minutes to the
 target count the training and validation wall time of the epochs (not data preparation).
 ``--run-to-max`` goes on to ``--max-epochs`` after the target (the curve then shows the plateau).
-One JSON per call, ``OUT/time_to_accuracy_<tier>_<date>.json``, rewritten after every epoch
+A variant resumes across calls (its finished epochs in ``RUN/tta_curve.json``): a later call with
+a larger ``--max-epochs`` goes on from there. One JSON per call,
+``OUT/time_to_accuracy_<tier>_<date>.json``, rewritten after every epoch
 (``"complete": false`` until the end), so an interrupted call keeps what it measured.
 """
 
@@ -49,7 +51,7 @@ from shrec12 import (
     train_config,
     write_json,
 )
-from tier_data import open_work, prepare_data
+from tier_data import open_work, prepare_data, resumable
 
 from tomoclass.errors import InputError, TomoclassError
 from tomoclass.evaluate.compare import read_metrics_log
@@ -109,44 +111,69 @@ def time_to_target(bench: Benchmark, variant: str, ds_dir: Path, work: Path, *, 
     curve then shows the plateau); ``on_epoch`` receives the variant's record so far after
     every epoch (``"complete": False`` until the last), so an interrupted call keeps its
     finished epochs on disk.
+
+    A variant's run resumes across calls (sessions): its finished epochs are kept in
+    ``RUN/tta_curve.json`` beside the checkpoints, and a call with a larger ``max_epochs``
+    continues from there. A run of another plan (a changed variant definition) is refused,
+    not continued; a run without a checkpoint starts over.
     """
     run_dir = work / "tta_runs" / f"{model}_{variant}_seed{seed}"
-    shutil.rmtree(run_dir, ignore_errors=True)  # inside the marked scratch folder
+    curve_file = run_dir / "tta_curve.json"
+    resume = resumable(run_dir, variant_config(bench, variant, model, seed, 1, device))
     curve: list[dict[str, Any]] = []
-    wall = 0.0
-    reached = None
-    to_target = 0.0
+    if resume and curve_file.exists():
+        curve = json.loads(curve_file.read_text())
+        log.info("%s: continuing after epoch %d", variant, len(curve))
+    elif run_dir.exists():
+        shutil.rmtree(run_dir)  # inside the marked scratch folder, no checkpoint: start over
+    wall = float(curve[-1]["cumulative_wall_seconds"]) if curve else 0.0
+    reached = next((c["epoch"] for c in curve if c["val_macro_f1"] is not None
+                    and c["val_macro_f1"] >= target), None)
+    to_target = next((c["cumulative_wall_seconds"] for c in curve if c["epoch"] == reached), 0.0)
     record: dict[str, Any] = {}
-    for epoch in range(1, max_epochs + 1):
+    for epoch in range(len(curve) + 1, max_epochs + 1):
+        if reached is not None and not run_to_max:
+            break
         cfg = variant_config(bench, variant, model, seed, epoch, device)
         t0 = time.perf_counter()
-        fit_or_stop(cfg, ds_dir, run_dir, resume=epoch > 1, progress=False)
+        fit_or_stop(cfg, ds_dir, run_dir, resume=epoch > 1 or resume, progress=False)
         wall += time.perf_counter() - t0
         h = read_metrics_log(run_dir / "metrics.jsonl")[-1]
         curve.append({"epoch": epoch, "val_macro_f1": h["val_macro_f1"],
                       "val_loss": h["val_loss"], "train_loss": h["train_loss"],
                       "epoch_seconds": h["epoch_seconds"], "samples_per_s": h["samples_per_s"],
                       "cumulative_wall_seconds": round(wall, 1)})
+        with atomic_path(curve_file) as tmp:
+            tmp.write_text(json.dumps(curve))
         log.info("%s epoch %d: macro F1 %.3f, %.0f s so far", variant, epoch,
                  h["val_macro_f1"], wall)
         if reached is None and h["val_macro_f1"] is not None and h["val_macro_f1"] >= target:
             reached = epoch
             to_target = wall
         done = epoch == max_epochs or (reached is not None and not run_to_max)
-        record = {"variant": variant, "train_config": cfg.model_dump(mode="json"),
-                  "reached_at_epoch": reached,
-                  "minutes_to_target": round(to_target / 60, 2) if reached else None,
-                  "best_macro_f1": max((c["val_macro_f1"] for c in curve
-                                        if c["val_macro_f1"] is not None), default=None),
-                  "minutes_trained": round(wall / 60, 2), "curve": curve,
-                  "convergence": convergence([c["val_loss"] for c in curve],
-                                             lr=[epoch_lr(cfg, c["epoch"]) for c in curve]),
-                  "complete": done}
+        record = _variant_record(variant, cfg, curve, reached, to_target, wall, done)
         if on_epoch is not None:
             on_epoch(record)
         if done:
             break
+    if not record:  # nothing left to train: the curve of earlier calls
+        cfg = variant_config(bench, variant, model, seed, max(len(curve), 1), device)
+        record = _variant_record(variant, cfg, curve, reached, to_target, wall, True)
     return record
+
+
+def _variant_record(variant: str, cfg: TrainConfig, curve: list[dict[str, Any]],
+                    reached: int | None, to_target: float, wall: float,
+                    done: bool) -> dict[str, Any]:
+    return {"variant": variant, "train_config": cfg.model_dump(mode="json"),
+            "reached_at_epoch": reached,
+            "minutes_to_target": round(to_target / 60, 2) if reached else None,
+            "best_macro_f1": max((c["val_macro_f1"] for c in curve
+                                  if c["val_macro_f1"] is not None), default=None),
+            "minutes_trained": round(wall / 60, 2), "curve": curve,
+            "convergence": convergence([c["val_loss"] for c in curve],
+                                       lr=[epoch_lr(cfg, c["epoch"]) for c in curve]),
+            "complete": done}
 
 
 def report(out: Path, tier: str, model: str, seed: int, target: float,

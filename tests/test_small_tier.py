@@ -175,6 +175,15 @@ def test_smoke_tier_end_to_end_resumes_and_aggregates(tier, tmp_path, capsys):
     assert [c["epoch"] for c in v["curve"]] == [1, 2] and v["minutes_trained"] > 0
     assert v["train_config"]["warmup_epochs"] == 0 and v["train_config"]["epochs"] == 2
     assert v["complete"] and "flat_at_peak_lr" in v["convergence"]
+    # a later session goes on with the same run: epoch 3 only, the curve kept
+    assert tta.main(["--tier", "small12_smoke", "--out", str(out / "tta2"), "--work", str(work),
+                     "--target-f1", "1.0", "--max-epochs", "3", "--variants", "plain"]) == 0
+    (res2,) = (out / "tta2").glob("time_to_accuracy_small12_smoke_*.json")
+    (v2,) = json.loads(res2.read_text())["variants"]
+    assert [c["epoch"] for c in v2["curve"]] == [1, 2, 3] and v2["curve"][:2] == v["curve"]
+    lines = (work / "tta_runs" / "dilated_densenet3d_plain_seed0" / "metrics.jsonl"
+             ).read_text().splitlines()
+    assert len(lines) == 3  # trained once each, not again from epoch 1
     # the report: the tta record beside the tier run of the same model and seed
     run = out / "runs" / "dilated_densenet3d_seed0.json"
     assert tta.main(["--tier", "small12_smoke", "--out", str(out / "tta"), "--report",
