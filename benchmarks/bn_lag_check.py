@@ -32,6 +32,7 @@ from tomoclass.data.torch_dataset import SubtomogramDataset
 from tomoclass.errors import InputError, TomoclassError
 from tomoclass.infer.run import load_run
 from tomoclass.provenance import git_commit
+from tomoclass.runtime import retain_freed_memory
 from tomoclass.train import metrics as M
 from tomoclass.train.batchnorm import recalibrate_batchnorm
 
@@ -85,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--split", default="test", help="the split scored (default test)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
+    malloc_retained = retain_freed_memory()  # big activation buffers reused, not re-faulted
     date = dt.datetime.now(dt.timezone.utc)
     load = list(os.getloadavg())
     try:
@@ -93,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TomoclassError as exc:
         print(f"bn_lag_check.py: error: {exc}", file=sys.stderr)
         return 2
-    rec.update({"machine": {**machine_record(), "loadavg": load}, "git_commit": git_commit(),
+    rec.update({"machine": {**machine_record(), "loadavg": load,
+                            "malloc_retained": malloc_retained}, "git_commit": git_commit(),
                 "date_utc": date.isoformat(timespec="seconds"),
                 "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])})
     path = args.out / f"bn_lag_{args.run.name}_{args.which}_{date:%Y%m%dT%H%M%SZ}.json"
