@@ -23,7 +23,7 @@ target count the training and validation wall time of the epochs (not data prepa
 ``--run-to-max`` goes on to ``--max-epochs`` after the target (the curve then shows the plateau).
 A variant resumes across calls (its finished epochs in ``RUN/tta_curve.json``): a later call with
 a larger ``--max-epochs`` goes on from there. One JSON per call,
-``OUT/time_to_accuracy_<tier>_<date>.json``, rewritten after every epoch
+``OUT/time_to_accuracy_<tier>_<model>_seed<s>_<date>.json``, rewritten after every epoch
 (``"complete": false`` until the end), so an interrupted call keeps what it measured.
 """
 
@@ -261,7 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                          / f"tomoclass_small_tier_{args.tier}")
         date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        path = args.out / f"time_to_accuracy_{bench.tier_name}_{stamp}.json"
+        # model and seed in the name: two calls started in the same second wrote one file
+        path = (args.out / f"time_to_accuracy_{bench.tier_name}_{args.model}_seed{args.seed}_"
+                f"{stamp}.json")
         load = list(os.getloadavg())
         ds_dir = prepare_data(bench, work)
         max_epochs = int(args.max_epochs or bench.tier["epochs"])
