@@ -28,6 +28,7 @@ from shrec12 import DEFAULT_CONFIG, load_benchmark, write_json
 
 from tomoclass.errors import InputError, TomoclassError
 from tomoclass.evaluate.dose_fit import dose_fit_markdown, joint_dose_fit
+from tomoclass.evaluate.seeds import seed_means
 from tomoclass.io.atomic import atomic_path
 from tomoclass.provenance import git_commit
 
@@ -51,7 +52,7 @@ def load_point(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         dose = float(proto["data"]["dose"])
         per_model = summary["summary"]["per_model"]
-        f1 = {m: {n: v["mean"] for n, v in pm["f1"].items()} for m, pm in per_model.items()}
+        f1 = seed_means(per_model)
         seeds = {m: list(pm["seeds"]) for m, pm in per_model.items()}
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"lacks {exc}", path=folder / "summary.json",

@@ -55,7 +55,7 @@ from tier_data import open_work, prepare_data, resumable
 
 from tomoclass.errors import InputError, TomoclassError
 from tomoclass.evaluate.compare import read_metrics_log
-from tomoclass.evaluate.tier import convergence, run_convergence
+from tomoclass.evaluate.tier import curve_convergence, run_convergence
 from tomoclass.evaluate.variants import (
     curve_from_run_record,
     plot_variant_curves,
@@ -64,7 +64,6 @@ from tomoclass.evaluate.variants import (
 from tomoclass.io.atomic import atomic_path
 from tomoclass.provenance import git_commit
 from tomoclass.train import TrainConfig
-from tomoclass.train.schedule import epoch_lr
 
 log = logging.getLogger("time_to_accuracy")
 
@@ -171,8 +170,7 @@ def _variant_record(variant: str, cfg: TrainConfig, curve: list[dict[str, Any]],
             "best_macro_f1": max((c["val_macro_f1"] for c in curve
                                   if c["val_macro_f1"] is not None), default=None),
             "minutes_trained": round(wall / 60, 2), "curve": curve,
-            "convergence": convergence([c["val_loss"] for c in curve],
-                                       lr=[epoch_lr(cfg, c["epoch"]) for c in curve]),
+            "convergence": curve_convergence(curve, cfg),
             "complete": done}
 
 
@@ -185,11 +183,10 @@ def report(out: Path, tier: str, model: str, seed: int, target: float,
         rec = json.loads(path.read_text())
         if (rec.get("model"), rec.get("seed")) != (model, seed):
             continue
-        for v in rec["variants"]:
-            cfg = TrainConfig.from_dict(v["train_config"])  # older records: no peak-rate verdict
-            conv = convergence([c["val_loss"] for c in v["curve"]],
-                               lr=[epoch_lr(cfg, c["epoch"]) for c in v["curve"]])
-            newest[v["variant"]] = {**v, "convergence": conv, "source": path.name}
+        for v in rec["variants"]:  # older records have no peak-rate verdict: recomputed
+            newest[v["variant"]] = {**v, "source": path.name,
+                                    "convergence": curve_convergence(v["curve"],
+                                                                     v["train_config"])}
     curves = []
     for path in with_runs:
         try:

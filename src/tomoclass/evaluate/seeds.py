@@ -30,6 +30,7 @@ __all__ = [
     "paper_group_f1",
     "plot_epoch_curves",
     "plot_group_f1",
+    "seed_means",
     "seed_stats",
     "summarize_seeds",
     "table2_sections",
@@ -105,6 +106,11 @@ def paper_group_f1(paper_f1: Mapping[str, Mapping[str, float]], class_names: Seq
         return float(np.mean(v)) if v else float("nan")
 
     return {m: {g: mean(f1, g) for g in GROUPS} for m, f1 in paper_f1.items()}
+
+
+def seed_means(per_model: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Per-class F1 means of a :func:`summarize_seeds` ``per_model``, ``{model: {class: mean}}``."""
+    return {m: {n: v["mean"] for n, v in pm["f1"].items()} for m, pm in per_model.items()}
 
 
 def paper_difference(per_model_f1: Mapping[str, Mapping[str, float | None]],
@@ -236,8 +242,7 @@ def table2_sections(
         lines.append(f"| {m} | paper | "
                      + " | ".join(_f(paper_groups[m][g]) for g in GROUPS) + " |")
     lines += _difference_lines(summary.get("dilated_minus_plain"), paper_f1, names, size_groups)
-    means = {m: {n: pm["f1"][n]["mean"] for n in names} for m, pm in per_model.items()}
-    lines += paper_difference_lines(paper_difference(means, paper_f1, names))
+    lines += paper_difference_lines(paper_difference(seed_means(per_model), paper_f1, names))
     lines += ["", "## F1 against epoch (Fig. 4B)", "", "![Fig. 4B](fig4b.png)", "",
               f"Mean F1 of the tiny classes on the test tomogram every "
               f"{checkpoint_every} epoch(s), mean over seeds (from each run's "

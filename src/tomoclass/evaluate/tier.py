@@ -36,6 +36,7 @@ from tomoclass.evaluate.seeds import (
     format_mean_sd,
     paper_difference,
     paper_difference_lines,
+    seed_means,
     seed_stats,
     summarize_seeds,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "CONVERGENCE_TOL",
     "aggregate_tier",
     "convergence",
+    "curve_convergence",
     "load_run_records",
     "paired_tests",
     "run_convergence",
@@ -114,12 +116,25 @@ def run_convergence(record: Mapping[str, Any]) -> dict[str, Any]:
     its stored ``convergence``, else to the plain criterion.
     """
     epochs = list(record["epochs"])
-    val = [e.get("val_loss") for e in epochs]
     cfg = record.get("train_config")
     if cfg and epochs:
-        tc = TrainConfig.from_dict(dict(cfg))
-        return convergence(val, lr=[epoch_lr(tc, int(e["epoch"])) for e in epochs])
-    return dict(record.get("convergence") or convergence(val))
+        return curve_convergence(epochs, cfg)
+    return dict(record.get("convergence") or convergence([e.get("val_loss") for e in epochs]))
+
+
+def curve_convergence(epochs: Sequence[Mapping[str, Any]],
+                      train_config: TrainConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`convergence` of per-epoch records (``epoch``, ``val_loss``), peak rate included.
+
+    Each epoch's rate comes from the training config's schedule
+    (:func:`tomoclass.train.schedule.epoch_lr`); no epochs: the plain criterion.
+    """
+    tc = (train_config if isinstance(train_config, TrainConfig)
+          else TrainConfig.from_dict(dict(train_config)))
+    val = [e.get("val_loss") for e in epochs]
+    if not epochs:
+        return convergence(val)
+    return convergence(val, lr=[epoch_lr(tc, int(e["epoch"])) for e in epochs])
 
 
 def _with_peak_phase(rec: dict[str, Any], val_loss: Sequence[float | None],
@@ -370,7 +385,7 @@ def tier_markdown(agg: Mapping[str, Any], class_names: Sequence[str],
         lines.append(f"| {m} | " + " | ".join(format_mean_sd(per_model[m]["group_f1"][g])
                                              for g in groups) + " |")
     lines += _paired_lines(agg.get("paired"))
-    means = {m: {n: per_model[m]["f1"][n]["mean"] for n in class_names} for m in models}
+    means = seed_means({m: per_model[m] for m in models})
     lines += paper_difference_lines(paper_difference(means, paper_f1, class_names))
     lines += ["", "## Convergence (validation loss flat over the last epochs)", "",
               "Flat at the end can be the schedule's doing: a loss still falling when the rate "

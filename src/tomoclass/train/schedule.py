@@ -34,15 +34,13 @@ def lr_at(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
         ``warmup_epochs`` epochs.
     """
     steps_per_epoch = max(1, steps_per_epoch)
-    epoch = step // steps_per_epoch
-    decay = cfg.lr_gamma ** (epoch // cfg.lr_step_epochs)
     warm_steps = int(math.ceil(cfg.warmup_epochs * steps_per_epoch))
     if warm_steps > 0 and step < warm_steps:
         frac = step / warm_steps
         factor = cfg.warmup_start_factor + (1.0 - cfg.warmup_start_factor) * frac
     else:
         factor = 1.0
-    return cfg.peak_lr * factor * decay
+    return epoch_lr(cfg, step // steps_per_epoch + 1) * factor
 
 
 def epoch_lr(cfg: TrainConfig, epoch: int) -> float:
