@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from shrec12 import fit_or_stop, machine_record, write_json
-from tier_data import open_work, parse_seeds, resumable
+from tier_data import open_work, parse_seeds, start_run
 
 from tomoclass.errors import TomoclassError
 from tomoclass.evaluate.compare import read_metrics_log
@@ -114,9 +114,7 @@ def run_one(model: str, seed: int, ds: Path, args: argparse.Namespace) -> Path |
         return None
     run_dir = args.work / "runs" / f"{model}_seed{seed}"
     cfg = train_config(model, seed, args)
-    resume = resumable(run_dir, cfg)  # refuses a checkpoint of another plan
-    if run_dir.exists() and not resume:
-        shutil.rmtree(run_dir)  # our own scratch run that never reached a checkpoint
+    resume = start_run(run_dir, cfg)  # refuses a checkpoint of another plan
     date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     load = list(os.getloadavg())
     t0 = time.perf_counter()

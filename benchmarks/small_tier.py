@@ -53,7 +53,7 @@ from shrec12 import (
     train_config,
     write_json,
 )
-from tier_data import data_fingerprint, open_work, parse_seeds, prepare_data, resumable
+from tier_data import data_fingerprint, open_work, parse_seeds, prepare_data, start_run
 
 from tomoclass.errors import InputError, TomoclassError
 from tomoclass.evaluate.compare import read_metrics_log
@@ -114,9 +114,7 @@ def run_one(bench: Benchmark, model: str, seed: int, ds_dir: Path, work: Path, o
     run_dir = work / "runs" / f"{model}_seed{seed}"
     cfg = train_config(bench, model, seed, epochs=epochs, device=device,
                        preset_name=preset_name)
-    resume = resumable(run_dir, cfg)  # refuses a checkpoint of another plan
-    if run_dir.exists() and not resume:
-        shutil.rmtree(run_dir)
+    resume = start_run(run_dir, cfg)  # refuses a checkpoint of another plan
     date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     load = list(os.getloadavg())
     t0 = time.perf_counter()

@@ -108,3 +108,16 @@ def resumable(run_dir: Path, cfg: Any) -> bool:
         raise InputError(f"written under another training plan (differs in {', '.join(diff)}); "
                          "give this protocol its own --work", path=last, field=diff[0])
     return True
+
+
+def start_run(run_dir: Path, cfg: Any, needs: Path | None = None) -> bool:
+    """Resume ``run_dir`` (True) or clear it for a fresh start (False).
+
+    :func:`resumable` decides (a checkpoint of another plan is refused); a run that also
+    needs ``needs`` (a file the script keeps beside the checkpoints) without it starts over.
+    Only our own scratch run folders are cleared.
+    """
+    resume = resumable(run_dir, cfg) and (needs is None or needs.exists())
+    if run_dir.exists() and not resume:
+        shutil.rmtree(run_dir)
+    return resume

@@ -34,7 +34,6 @@ import datetime as dt
 import json
 import logging
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -51,7 +50,7 @@ from shrec12 import (
     train_config,
     write_json,
 )
-from tier_data import open_work, prepare_data, resumable
+from tier_data import open_work, prepare_data, start_run
 
 from tomoclass.errors import InputError, TomoclassError
 from tomoclass.evaluate.compare import read_metrics_log
@@ -118,13 +117,14 @@ def time_to_target(bench: Benchmark, variant: str, ds_dir: Path, work: Path, *, 
     """
     run_dir = work / "tta_runs" / f"{model}_{variant}_seed{seed}"
     curve_file = run_dir / "tta_curve.json"
-    resume = resumable(run_dir, variant_config(bench, variant, model, seed, 1, device))
+    # a checkpoint without its curve (killed between the two writes) starts over: the curve's
+    # wall times could not be rebuilt
+    resume = start_run(run_dir, variant_config(bench, variant, model, seed, 1, device),
+                       needs=curve_file)
     curve: list[dict[str, Any]] = []
-    if resume and curve_file.exists():
+    if resume:
         curve = json.loads(curve_file.read_text())
         log.info("%s: continuing after epoch %d", variant, len(curve))
-    elif run_dir.exists():
-        shutil.rmtree(run_dir)  # inside the marked scratch folder, no checkpoint: start over
     wall = float(curve[-1]["cumulative_wall_seconds"]) if curve else 0.0
     reached = next((c["epoch"] for c in curve if c["val_macro_f1"] is not None
                     and c["val_macro_f1"] >= target), None)

@@ -184,6 +184,13 @@ def test_smoke_tier_end_to_end_resumes_and_aggregates(tier, tmp_path, capsys):
     lines = (work / "tta_runs" / "dilated_densenet3d_plain_seed0" / "metrics.jsonl"
              ).read_text().splitlines()
     assert len(lines) == 3  # trained once each, not again from epoch 1
+    # a checkpoint whose curve is lost (killed between the two writes) starts over cleanly
+    run = work / "tta_runs" / "dilated_densenet3d_plain_seed0"
+    (run / "tta_curve.json").unlink()
+    assert tta.main(["--tier", "small12_smoke", "--out", str(out / "tta3"), "--work", str(work),
+                     "--target-f1", "1.0", "--max-epochs", "1", "--variants", "plain"]) == 0
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+    assert len(json.loads((run / "tta_curve.json").read_text())) == 1
     # the report: the tta record beside the tier run of the same model and seed
     run = out / "runs" / "dilated_densenet3d_seed0.json"
     assert tta.main(["--tier", "small12_smoke", "--out", str(out / "tta"), "--report",
