@@ -106,7 +106,7 @@ def dose_fit_markdown(fit: Mapping[str, Any], title: str) -> str:
              + " | ".join(f"{m} mean abs" for m in models) + " | seeds |",
              "|---|---|---|---|" + "---|" * len(models) + "---|"]
     for r in fit["doses"]:
-        mark = "**" if r is fit["chosen"] or r["dose"] == fit["chosen"]["dose"] else ""
+        mark = "**" if r["dose"] == fit["chosen"]["dose"] else ""
         seeds = "; ".join(f"{m} {len(s)}" for m, s in r["seeds"].items()) or "–"
         lines.append(f"| {mark}{r['dose']:g}{mark} | {r['mean_sq']:.4f} | {r['mean_abs']:.3f} | "
                      f"{r['mean_signed']:+.3f} | "
