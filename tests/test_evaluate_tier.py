@@ -15,6 +15,7 @@ from tomoclass.evaluate.tier import (
     paired_tests,
     plot_accuracy_vs_time,
     plot_tier_groups,
+    relative_trend,
     run_convergence,
     tier_markdown,
 )
@@ -56,6 +57,29 @@ def test_a_loss_flat_only_after_the_rate_dropped_is_not_flat_at_the_peak_rate():
     assert not short["flat_at_peak_lr"]  # 2 epochs at the peak cannot show a plateau of 3
     with pytest.raises(ValueError, match="one positive rate per epoch"):
         convergence([1.0, 0.5], lr=[1e-3])
+
+
+def test_the_peak_phase_trend_tells_jitter_from_a_loss_still_falling():
+    # issue 18's probes at 1e-3 (val loss on 180 boxes), epochs 1-12 at the peak rate
+    plain = [1.954, 1.699, 1.428, 1.281, 1.184, 1.076, 1.173, 0.886, 0.979, 0.911, 0.985,
+             0.956]
+    dilated = [1.829, 1.41, 1.244, 1.213, 1.136, 0.984, 0.97, 0.894, 0.96, 0.82, 0.869, 0.816]
+    lr = [1e-3] * 12 + [1e-4] * 2
+    p = convergence(plain + [0.93, 0.93], lr=lr)
+    d = convergence(dilated + [0.80, 0.80], lr=lr)
+    # the range over 3 noisy epochs calls both "not flat" (7.9 % and 6.3 %) ...
+    assert not p["flat_at_peak_lr"] and not d["flat_at_peak_lr"]
+    # ... the 5-epoch trend: the plain net's loss had stopped falling, the dilated one's had not
+    assert p["stopped_falling_at_peak_lr"] and p["peak_lr_trend"] > 0
+    assert not d["stopped_falling_at_peak_lr"] and d["peak_lr_trend"] < -0.05
+    assert d["peak_lr_trend"] == pytest.approx(relative_trend(dilated, 5))
+    # a loss rising again (overfitting) has stopped falling as well
+    assert relative_trend([1.0, 1.0, 1.1, 1.2, 1.3]) > 0
+    assert relative_trend([1.0, 0.0, -1.0, -2.0, -3.0], 5) is None  # mean <= 0
+    assert relative_trend([1.0, 0.9], 5) is None  # too few
+    assert relative_trend([1.0, 0.8, 0.6, 0.4, 0.2], 5) == pytest.approx(-0.8 / 0.6)
+    short = convergence([2.0, 1.0, 0.5, 0.5], lr=[1e-3] * 3 + [1e-4])
+    assert not short["stopped_falling_at_peak_lr"] and short["peak_lr_trend"] is None
 
 
 def test_run_convergence_takes_the_rates_from_the_schedule_not_the_log():

@@ -48,11 +48,13 @@ from tomoclass.train.schedule import epoch_lr
 __all__ = [
     "CONVERGENCE_K",
     "CONVERGENCE_TOL",
+    "TREND_WINDOW",
     "aggregate_tier",
     "convergence",
     "curve_convergence",
     "load_run_records",
     "paired_tests",
+    "relative_trend",
     "run_convergence",
     "plot_accuracy_vs_time",
     "plot_tier_groups",
@@ -64,6 +66,10 @@ __all__ = [
 CONVERGENCE_K = 3
 #: "Flat": the last k validation losses span at most this fraction of their mean.
 CONVERGENCE_TOL = 0.05
+#: Epochs of the trend test at the peak rate: a validation loss measured on a few hundred
+#: boxes jitters 5-10 % per epoch (issue 18's small12 probes), which a range over 3 epochs
+#: reads as "not flat"; a least-squares line over 5 tells "still falling" from jitter.
+TREND_WINDOW = 5
 
 REQUIRED = ("model", "seed", "f1", "group_f1", "macro_f1", "train_seconds", "epochs")
 
@@ -82,7 +88,12 @@ def convergence(val_loss: Sequence[float | None], k: int = CONVERGENCE_K,
     says whether the loss was flat over the last ``k`` epochs *at the peak rate*
     (``flat_at_peak_lr``; False when fewer than ``k`` epochs ran at the peak), how many epochs
     did (``epochs_at_peak_lr``), that stretch's ``peak_lr_relative_range`` and the final
-    rate as a fraction of the peak (``final_lr_fraction``).
+    rate as a fraction of the peak (``final_lr_fraction``). Because a range over ``k`` noisy
+    values fails on jitter alone, the peak phase is also judged by its trend: the
+    least-squares line through the last :data:`TREND_WINDOW` values at the peak rate changes
+    by ``peak_lr_trend`` (a fraction of their mean over the window; negative: falling), and
+    ``stopped_falling_at_peak_lr`` is True when that fall is at most ``tol`` (a loss rising
+    again, overfitting, has stopped falling too). Fewer epochs at the peak: False and None.
 
     Returns
     -------
@@ -146,9 +157,30 @@ def _with_peak_phase(rec: dict[str, Any], val_loss: Sequence[float | None],
     peak = max(lrs)
     at_peak = [v for v, r in zip(val_loss, lrs, strict=True) if r >= peak * (1 - 1e-9)]
     flat = convergence(at_peak, k, tol)
+    trend = relative_trend(at_peak, TREND_WINDOW)
     return {**rec, "flat_at_peak_lr": flat["converged"], "epochs_at_peak_lr": len(at_peak),
             "peak_lr_relative_range": flat["relative_range"],
+            "trend_window": TREND_WINDOW, "peak_lr_trend": trend,
+            "stopped_falling_at_peak_lr": trend is not None and trend >= -tol,
             "final_lr_fraction": lrs[-1] / peak}
+
+
+def relative_trend(values: Sequence[float | None], window: int = TREND_WINDOW) -> float | None:
+    """Change of the least-squares line over the last ``window`` values, over their mean.
+
+    ``slope * (window - 1) / mean``: -0.1 means the fitted line fell by 10 % of the mean
+    across the window. None with fewer than ``window`` (>= 2) finite values or a mean <= 0.
+    """
+    last = list(values)[-window:]
+    if (window < 2 or len(last) < window
+            or any(v is None or not math.isfinite(float(v)) for v in last)):
+        return None
+    arr = np.array(last, dtype=np.float64)
+    mean = float(arr.mean())
+    if mean <= 0:
+        return None
+    slope = float(np.polyfit(np.arange(window, dtype=np.float64), arr, 1)[0])
+    return slope * (window - 1) / mean
 
 
 def paired_tests(a: Mapping[Any, float | None], b: Mapping[Any, float | None]
@@ -389,11 +421,15 @@ def tier_markdown(agg: Mapping[str, Any], class_names: Sequence[str],
     lines += paper_difference_lines(paper_difference(means, paper_f1, class_names))
     lines += ["", "## Convergence (validation loss flat over the last epochs)", "",
               "Flat at the end can be the schedule's doing: a loss still falling when the rate "
-              "drops x10 and x100 ends flat. The last column asks whether the loss was already "
-              "flat over the last epochs at the peak rate.", "",
+              "drops x10 and x100 ends flat. The last two columns ask whether the loss was "
+              "already flat over the last epochs at the peak rate, and whether its trend there had "
+              "stopped falling (least-squares change over the last "
+              f"{TREND_WINDOW} epochs at the peak rate, as a fraction of their mean; a "
+              "range over 3 noisy epochs can fail on jitter alone).", "",
               "| model | flat at the end / runs | per seed: flat at the end (relative range "
               "of the last k val losses) | per seed: flat at the peak rate (epochs at it; "
-              "range) |", "|---|---|---|---|"]
+              "range) | per seed: stopped falling at the peak rate (trend) |",
+              "|---|---|---|---|---|"]
     for m in models:
         c = agg["convergence"][m]
         per = ", ".join(f"{s}: {'yes' if r['converged'] else 'NO'} "
@@ -402,7 +438,11 @@ def tier_markdown(agg: Mapping[str, Any], class_names: Sequence[str],
             f"{s}: {'yes' if r['flat_at_peak_lr'] else 'NO'} ({r['epochs_at_peak_lr']}; "
             f"{_f(r.get('peak_lr_relative_range'))})" if "flat_at_peak_lr" in r else f"{s}: –"
             for s, r in c["runs"].items())
-        lines.append(f"| {m} | {c['n_converged']} / {c['n']} | {per} | {peak} |")
+        trend = ", ".join(
+            f"{s}: {'yes' if r['stopped_falling_at_peak_lr'] else 'NO'} "
+            f"({_f(r.get('peak_lr_trend'))})" if "stopped_falling_at_peak_lr" in r
+            else f"{s}: –" for s, r in c["runs"].items())
+        lines.append(f"| {m} | {c['n_converged']} / {c['n']} | {per} | {peak} | {trend} |")
     lines += ["", "## Accuracy against training time", "", "![accuracy vs time](time_f1.png)",
               "", "| model | training s per run (mean ± s.d.) | macro F1 |", "|---|---|---|"]
     for m in models:

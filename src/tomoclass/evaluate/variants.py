@@ -64,6 +64,7 @@ def variant_summary(v: Mapping[str, Any], target: float,
             "best_epoch": max(f1, key=lambda e: -1 if f1[e] is None else f1[e]) if vals else None,
             "final_macro_f1": vals[-1] if vals else None,
             "flat_at_end": conv.get("converged"), "flat_at_peak_lr": conv.get("flat_at_peak_lr"),
+            "stopped_falling_at_peak_lr": conv.get("stopped_falling_at_peak_lr"),
             "minutes_trained": (float(curve[-1]["cumulative_wall_seconds"]) / 60.0
                                 if curve else 0.0)}
 
@@ -83,7 +84,7 @@ def variants_markdown(variants: Sequence[Mapping[str, Any]], target: float, titl
     head = (["variant", f"epoch reaching {target:g}", "minutes to it"]
             + [f"F1 at epoch {e}" for e in at_epochs]
             + ["best F1 (epoch)", "final F1", "epochs", "val loss flat at end",
-               "flat at peak rate"])
+               "flat at peak rate", "stopped falling at peak rate"])
     lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append(
@@ -91,7 +92,8 @@ def variants_markdown(variants: Sequence[Mapping[str, Any]], target: float, titl
             f"{_f(r['minutes_to_target'], 1)} | "
             + " | ".join(_f(r["f1_at"][e]) for e in at_epochs)
             + f" | {_f(r['best_macro_f1'])} ({r['best_epoch']}) | {_f(r['final_macro_f1'])} | "
-            f"{r['epochs']} | {_yn(r['flat_at_end'])} | {_yn(r['flat_at_peak_lr'])} |")
+            f"{r['epochs']} | {_yn(r['flat_at_end'])} | {_yn(r['flat_at_peak_lr'])} | "
+            f"{_yn(r['stopped_falling_at_peak_lr'])} |")
     return "\n".join(lines) + "\n"
 
 
