@@ -14,7 +14,10 @@ Issue 18, item 4. A variant is a train preset (``default``, ``plain``, ``paper``
 the tier otherwise follows the benchmark's ``train.augment: false``), ``batchN`` (global
 batch N; the preset's lr rule applies), ``stepN`` (the rate x ``lr_gamma`` every N epochs
 instead of the tier's: ``default+step100`` keeps the peak rate, to see where the loss
-flattens), ``memory_efficient`` (the DenseNet's checkpointed dense layers). The dilated net
+flattens), ``memory_efficient`` (the DenseNet's checkpointed dense layers), ``precisebn``
+(the ``default`` preset's precise BN added: ``plain+precisebn`` is the plain loop scored with
+BN statistics that match its weights, the floor without the eval-mode lag) and ``nowarmup``
+(no warm-up: ``default+nowarmup`` isolates the warm-up among the default's choices). The dilated net
 (``--model``) trains one epoch at a time on the tier's
 training tomograms (resumed from ``last.pt``, so the schedule is that of one long run),
 the test tomogram is scored after every epoch (monitored only), and the run stops at the
@@ -62,11 +65,11 @@ from tomoclass.evaluate.variants import (
 )
 from tomoclass.io.atomic import atomic_path
 from tomoclass.provenance import git_commit
-from tomoclass.train import TrainConfig
+from tomoclass.train import PRESETS, TrainConfig
 
 log = logging.getLogger("time_to_accuracy")
 
-MODIFIERS = ("augment", "batchN", "stepN", "memory_efficient")
+MODIFIERS = ("augment", "batchN", "stepN", "memory_efficient", "precisebn", "nowarmup")
 
 
 def variant_config(bench: Benchmark, variant: str, model: str, seed: int, epochs: int,
@@ -85,6 +88,10 @@ def variant_config(bench: Benchmark, variant: str, model: str, seed: int, epochs
     for mod in mods:
         if mod == "augment":
             data["augment"] = True
+        elif mod == "precisebn":
+            data["bn_recalibration_samples"] = PRESETS["default"]["bn_recalibration_samples"]
+        elif mod == "nowarmup":
+            data["warmup_epochs"], data["warmup_start_factor"] = 0.0, 1.0
         elif mod == "memory_efficient":
             data["model_kwargs"] = {**data["model_kwargs"], "memory_efficient": True}
         elif mod.startswith("step") and mod[4:].isdigit() and int(mod[4:]) > 0:

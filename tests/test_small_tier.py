@@ -128,7 +128,11 @@ def test_time_to_accuracy_variants(tta, tmp_path):
     assert cfg.model_kwargs["memory_efficient"] and not cfg.augment
     cfg = tta.variant_config(bench, "default+step100", "dilated_densenet3d", 0, 3, "cpu")
     assert cfg.lr_step_epochs == 100 and cfg.bn_recalibration_samples > 0
-    assert cfg.bn_recalibration_samples > 0
+    assert cfg.warmup_epochs > 0
+    cfg = tta.variant_config(bench, "plain+precisebn", "dilated_densenet3d", 0, 3, "cpu")
+    assert cfg.bn_recalibration_samples > 0 and cfg.warmup_epochs == 0 and cfg.peak_lr == 1e-3
+    cfg = tta.variant_config(bench, "default+nowarmup", "dilated_densenet3d", 0, 3, "cpu")
+    assert cfg.warmup_epochs == 0 and cfg.bn_recalibration_samples > 0
     with pytest.raises(tta.InputError, match="fast"):
         tta.variant_config(bench, "plain+fast", "dilated_densenet3d", 0, 3, "cpu")
 
