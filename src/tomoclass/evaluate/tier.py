@@ -171,16 +171,11 @@ def relative_trend(values: Sequence[float | None], window: int = TREND_WINDOW) -
     ``slope * (window - 1) / mean``: -0.1 means the fitted line fell by 10 % of the mean
     across the window. None with fewer than ``window`` (>= 2) finite values or a mean <= 0.
     """
-    last = list(values)[-window:]
-    if (window < 2 or len(last) < window
-            or any(v is None or not math.isfinite(float(v)) for v in last)):
+    fit = convergence(values, k=window)  # its slope; None when too few or not finite
+    if fit["slope_per_epoch"] is None:
         return None
-    arr = np.array(last, dtype=np.float64)
-    mean = float(arr.mean())
-    if mean <= 0:
-        return None
-    slope = float(np.polyfit(np.arange(window, dtype=np.float64), arr, 1)[0])
-    return slope * (window - 1) / mean
+    mean = float(np.mean(fit["last_val_loss"]))
+    return fit["slope_per_epoch"] * (window - 1) / mean if mean > 0 else None
 
 
 def paired_tests(a: Mapping[Any, float | None], b: Mapping[Any, float | None]
