@@ -389,16 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     if cuda and args.compile and "dilated_densenet3d" in models:
         comp = torch.compile(models["dilated_densenet3d"])
         infer_fns["dilated_densenet3d+compile"] = make_infer(comp, infer_batch, device, amp)
-    timed = {}
-    for n_threads in thread_counts:
-        torch.set_num_threads(n_threads)
-        print(f"threads {n_threads}: training round-robin:", ", ".join(train_fns), flush=True)
-        train_t = round_robin(train_fns, iters, warmup, device)
-        print(f"threads {n_threads}: inference round-robin:", ", ".join(infer_fns), flush=True)
-        timed[n_threads] = (train_t, round_robin(infer_fns, iters, warmup, device))
-    train_t, infer_t = timed[thread_counts[-1]]
-
-    # optimized logits against the plain reference with the same weights
+    # optimized logits against the plain reference with the same weights, before any timing:
+    # the timed training steps change the model's weights but not the optimized snapshot
     check = {}
     if "dilated_densenet3d" in models:
         ref = plain_dilated_densenet(NUM_CLASSES).to(device).eval()
@@ -409,6 +401,15 @@ def main(argv: list[str] | None = None) -> int:
             b = fast["dilated_densenet3d"](x).float()
         check = {"max_abs_diff_optimized_vs_plain_logits": float((a - b).abs().max()),
                  "max_abs_plain_logit": float(a.abs().max())}
+
+    timed = {}
+    for n_threads in thread_counts:
+        torch.set_num_threads(n_threads)
+        print(f"threads {n_threads}: training round-robin:", ", ".join(train_fns), flush=True)
+        train_t = round_robin(train_fns, iters, warmup, device)
+        print(f"threads {n_threads}: inference round-robin:", ", ".join(infer_fns), flush=True)
+        timed[n_threads] = (train_t, round_robin(infer_fns, iters, warmup, device))
+    train_t, infer_t = timed[thread_counts[-1]]
 
     peak = result["matmul_fp32_gflops"]
 
