@@ -176,12 +176,12 @@ def locate_and_score(run_dir: Path, written: list[dict[str, str]], bench, radii:
     """Locate every validation and test tomogram with the trained run and score the picks.
 
     With ``val_tomograms`` in the tier, the pick threshold is also chosen on them
-    (:func:`tomoclass.evaluate.picks.choose_threshold`, best localization F1 of their picks)
+    (:func:`tomoclass.evaluate.thresholds.choose_threshold`, best localization F1 of their picks)
     and each test tomogram's picks are scored at it too (the picks scoring at least it: what
     locating at it gives, since non-maximum suppression keeps picks in decreasing score).
 
     ``locate_kwargs`` go to :func:`tomoclass.locate.locate` as they are."""
-    from tomoclass.evaluate.picks import choose_threshold, threshold_sweep
+    from tomoclass.evaluate.thresholds import choose_threshold, threshold_sweep
     from tomoclass.io import read_particles
 
     dev = None if device == "auto" else device

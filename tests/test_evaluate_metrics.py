@@ -119,3 +119,14 @@ def test_f1_is_harmonic_mean_and_counts_add_up(case):
         if np.isfinite(pr) and np.isfinite(rc) and pr + rc > 0:
             assert f1 == pytest.approx(2 * pr * rc / (pr + rc))
         assert math.isnan(f1) == (m.support[i] == 0 and m.tp[i] + m.fp[i] == 0)
+
+
+def test_json_number_makes_undefined_ratios_null_and_numpy_scalars_plain():
+    from tomoclass.metrics import json_number
+
+    values = [np.float32("nan"), float("nan"), np.int64(3), np.float64(0.25), np.bool_(True),
+              "1qvr", None]
+    out = [json_number(v) for v in values]
+    assert out == [None, None, 3, 0.25, True, "1qvr", None]
+    assert [type(v) for v in out[2:5]] == [int, float, bool]
+    json.dumps(out)  # numpy scalars would raise here

@@ -201,9 +201,9 @@ class ClassificationMetrics:
                     "fn": int(self.fn[i]),
                     "fp": int(self.fp[i]),
                     "support": int(self.support[i]),
-                    "precision": _none_if_nan(self.precision[i]),
-                    "recall": _none_if_nan(self.recall[i]),
-                    "f1": _none_if_nan(self.f1[i]),
+                    "precision": json_number(self.precision[i]),
+                    "recall": json_number(self.recall[i]),
+                    "f1": json_number(self.f1[i]),
                 }
             )
         return rows
@@ -212,14 +212,14 @@ class ClassificationMetrics:
         """The means as a flat dict (NaN -> None), JSON-ready."""
         return {
             "n": self.n,
-            "accuracy": _none_if_nan(self.accuracy),
-            "macro_f1": _none_if_nan(self.macro_f1),
-            "macro_precision": _none_if_nan(self.macro_precision),
-            "macro_recall": _none_if_nan(self.macro_recall),
-            "weighted_f1": _none_if_nan(self.weighted_f1),
-            "weighted_precision": _none_if_nan(self.weighted_precision),
-            "weighted_recall": _none_if_nan(self.weighted_recall),
-            "group_f1": {k: _none_if_nan(v) for k, v in self.group_f1().items()},
+            "accuracy": json_number(self.accuracy),
+            "macro_f1": json_number(self.macro_f1),
+            "macro_precision": json_number(self.macro_precision),
+            "macro_recall": json_number(self.macro_recall),
+            "weighted_f1": json_number(self.weighted_f1),
+            "weighted_precision": json_number(self.weighted_precision),
+            "weighted_recall": json_number(self.weighted_recall),
+            "group_f1": {k: json_number(v) for k, v in self.group_f1().items()},
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -240,9 +240,19 @@ class ClassificationMetrics:
         )
 
 
-def _none_if_nan(x: float) -> float | None:
-    x = float(x)
-    return None if np.isnan(x) else x
+def json_number(x: Any) -> Any:
+    """``x`` ready for JSON: NaN (an undefined ratio) becomes None, numpy scalars Python numbers.
+
+    Anything that is not a number (a string, None) is returned unchanged.
+    """
+    if isinstance(x, bool | np.bool_):
+        return bool(x)
+    if isinstance(x, int | np.integer):
+        return int(x)
+    if isinstance(x, float | np.floating):
+        x = float(x)
+        return None if np.isnan(x) else x
+    return x
 
 
 def classification_metrics(

@@ -8,8 +8,10 @@
   paper's Table 2, Fig. 4A and Fig. 4B, CAM scores side by side).
 
 - :mod:`~tomoclass.evaluate.picks`: :func:`score_picks` (SHREC hit-box scoring of picks:
-  localization P/R/F1, per-class F1 among hits), :func:`choose_threshold` (the
-  pick threshold with the best F1 on a labelled tomogram);
+  localization P/R/F1, per-class F1 among hits);
+- :mod:`~tomoclass.evaluate.thresholds`: :func:`threshold_sweep` (scores at each pick
+  threshold), :func:`choose_threshold` (the pick threshold with the best F1 on a labelled
+  tomogram);
 - :mod:`~tomoclass.evaluate.localization`: :func:`per_class_localization` (found, missed and
   false picks per ground-truth class, from a pick score);
 - :mod:`~tomoclass.evaluate.seeds`: the multi-seed Table 2 / Fig. 4 (mean ± s.d. over seeds
@@ -28,14 +30,9 @@ from tomoclass.evaluate.metrics import (
     confusion_matrix,
     metrics_from_labels,
 )
-from tomoclass.evaluate.picks import (
-    PickScore,
-    ThresholdChoice,
-    choose_threshold,
-    score_picks,
-    threshold_sweep,
-)
+from tomoclass.evaluate.picks import PickScore, score_picks
 from tomoclass.evaluate.report import EvaluationReport, load_report, write_report
+from tomoclass.evaluate.thresholds import ThresholdChoice, choose_threshold, threshold_sweep
 
 __all__ = [
     "SIZE_GROUPS",

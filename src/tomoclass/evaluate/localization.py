@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from tomoclass.io import schema as S
+from tomoclass.metrics import json_number
 
 __all__ = ["per_class_localization"]
-
-
-def _finite_or_none(x: Any) -> float | None:
-    return float(x) if np.isfinite(x) else None
 
 
 def per_class_localization(score: Any, picks: pd.DataFrame) -> dict[str, dict[str, Any]]:
@@ -49,7 +45,7 @@ def per_class_localization(score: Any, picks: pd.DataFrame) -> dict[str, dict[st
             "loc_precision": tp / (tp + fp) if tp + fp else None,
             "loc_recall": tp / n if n else None,
             "loc_f1": 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else None,
-            "cls_f1": _finite_or_none(r["cls_f1"]),
-            "det_f1": _finite_or_none(r["det_f1"]),
+            "cls_f1": json_number(r["cls_f1"]),
+            "det_f1": json_number(r["det_f1"]),
         }
     return out

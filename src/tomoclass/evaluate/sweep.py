@@ -19,13 +19,8 @@ from typing import Any
 import pandas as pd
 
 from tomoclass.errors import InputError
-from tomoclass.evaluate.picks import (
-    PickScore,
-    ThresholdChoice,
-    choose_threshold,
-    score_picks,
-    threshold_sweep,
-)
+from tomoclass.evaluate.picks import PickScore, score_picks
+from tomoclass.evaluate.thresholds import ThresholdChoice, choose_threshold, threshold_sweep
 from tomoclass.io import read_particles, table_format
 
 Radii = float | Mapping[str, float]
@@ -40,7 +35,7 @@ class PickFileScores:
     result
         :class:`~tomoclass.evaluate.picks.PickScore` of every pick.
     sweep
-        Localization P/R/F1 per threshold (:func:`~tomoclass.evaluate.picks.threshold_sweep`),
+        Localization P/R/F1 per threshold (:func:`~tomoclass.evaluate.thresholds.threshold_sweep`),
         or None when no thresholds were asked for.
     choice
         The threshold of best localization F1, or None when calibration was not asked for.

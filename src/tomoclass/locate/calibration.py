@@ -5,7 +5,7 @@ recall, and where the balance lies depends on the net (how sure a 3-epoch model 
 anything) and on the data (how many near-particle blobs the tomograms hold). A fixed 0.5
 is only a start. ``tomoclass score-picks --calibrate RUN`` scores picks made on a labelled
 tomogram that is *not* a test tomogram, chooses the threshold with the best localization F1
-(:func:`tomoclass.evaluate.picks.choose_threshold`) and stores it here, per checkpoint;
+(:func:`tomoclass.evaluate.thresholds.choose_threshold`) and stores it here, per checkpoint;
 :func:`tomoclass.locate.locate` then uses it whenever no threshold is given.
 
 The record is ``RUN/locate_threshold.json``::
