@@ -189,6 +189,25 @@ def test_nms_uses_per_class_radii():
     assert find_peaks(maps, 1.0, threshold=0.95).empty
 
 
+def test_separation_scales_the_suppression_distance():
+    # the same bumps: 6 voxels apart, radii 4 (bright) and 7 (dark)
+    maps = _maps(
+        [((5, 5, 5), 0.9, 1), ((5, 5, 8), 0.8, 1), ((14, 14, 5), 0.9, 2), ((14, 14, 8), 0.8, 2)]
+    )
+    radii = {"bright": 4.0, "dark": 7.0}
+    # 1.25 * 4 = 5 < 6 still keeps both bright picks; 1.5 * 4 = 6 is not below 6 either
+    assert sorted(find_peaks(maps, radii, separation=1.25)["class_name"]) == [
+        "bright", "bright", "dark"]
+    # 1.6 * 4 = 6.4 > 6: the weaker bright bump is now a second maximum of the first
+    assert sorted(find_peaks(maps, radii, separation=1.6)["class_name"]) == ["bright", "dark"]
+    # 0.8 * 7 = 5.6 < 6: both dark bumps are kept as touching particles
+    assert sorted(find_peaks(maps, radii, separation=0.8)["class_name"]) == [
+        "bright", "bright", "dark", "dark"]
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(InputError, match="separation"):
+            find_peaks(maps, radii, separation=bad)
+
+
 def test_peak_position_is_refined_between_grid_points():
     maps = _maps([((6, 7, 8), 0.9, 1), ((6, 7, 9), 0.9, 1)])  # plateau between two cells
     picks = find_peaks(maps, 5.0, threshold=0.3)

@@ -227,6 +227,12 @@ def test_picks_from_boxes_by_hand():
     assert len(none) == 0 and "class_score" in none.columns
     with pytest.raises(InputError, match="background"):
         picks_from_boxes(zyx, probs, ("a", "c", "b"), 3.0)
+    # the a at x = 20 lies 7 voxels from the stronger b at x = 13: kept at the default
+    # (7 > max(4, 2)), dropped at separation 2 (7 < 2 * 4)
+    wide = picks_from_boxes(zyx, probs, names, {"a": 4.0, "b": 2.0}, threshold=0.5,
+                            separation=2.0)
+    assert wide["class_name"].tolist() == ["b", "b"]
+    np.testing.assert_allclose(wide[["z", "y", "x"]].to_numpy(), [[10, 10, 13], [40, 40, 40]])
 
 
 def test_planted_particles_are_found_by_candidates_and_nothing_else():
@@ -268,3 +274,28 @@ def test_bf16_classification_where_the_hardware_has_it():
     with pytest.raises(InputError, match="precision"):
         classify_boxes(model, tomo, zyx, box=24, device="cpu", progress=False,
                        precision="fp8")
+
+
+def test_suppress_picks_applies_the_separation_to_a_table_per_tomogram():
+    from tomoclass.locate import suppress_picks
+
+    picks = pd.DataFrame({
+        "tomogram": ["t1", "t1", "t1", "t2", "t1"],
+        "x": [10.0, 17.0, 30.0, 17.0, 40.0], "y": 10.0, "z": 10.0,
+        "class_name": ["A", "a", "b", "a", "background"],
+        "score": [0.9, 0.8, 0.7, 0.6, 0.99],
+    })
+    radii = {"a": 5.0, "b": 2.0}
+    # 7 voxels apart, radius 5: both kept at 1, the weaker dropped at 1.5 (7 < 7.5); the
+    # t2 pick has no neighbour in its own tomogram; background rows are left out
+    same = suppress_picks(picks, radii)
+    assert same.index.tolist() == [0, 1, 2, 3]
+    wide = suppress_picks(picks, radii, separation=1.5)
+    assert wide.index.tolist() == [0, 2, 3]
+    assert suppress_picks(picks.iloc[:0], radii).empty
+    with pytest.raises(InputError, match="radius"):
+        suppress_picks(picks, {"a": 5.0})
+    with pytest.raises(InputError, match="separation"):
+        suppress_picks(picks, radii, separation=0)
+    with pytest.raises(InputError, match="score"):
+        suppress_picks(picks.drop(columns="score"), radii)

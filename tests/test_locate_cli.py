@@ -224,6 +224,18 @@ def test_locate_by_candidates_refuses_score_maps(planted_run, tmp_path, capsys):
     assert not (tmp_path / "p.star").exists() and not (tmp_path / "maps").exists()
 
 
+def test_locate_refuses_a_separation_that_is_not_positive(planted_run, tmp_path, capsys):
+    tomo = tmp_path / "planted.mrc"
+    write_volume(tomo, _planted_tomogram(), 10.0)
+    code = main(["locate", "--run", str(planted_run), "--tomogram", str(tomo), "--out",
+                 str(tmp_path / "p.star"), "--separation", "0", "--radius", "3",
+                 "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "separation" in err[0]
+    assert not (tmp_path / "p.star").exists()
+
+
 def _balls(sign, shape=(40, 72, 72), noise=0.1, seed=0):
     """18 balls of radius 3 and contrast ``sign`` on a grid, in noise; their centres."""
     rng = np.random.default_rng(seed)

@@ -307,3 +307,26 @@ def test_score_picks_against_a_polnet_motif_list(tmp_path, capsys):
     got = json.loads((tmp_path / "s.json").read_text())
     assert got["tp"] == 3 and got["f1"] == pytest.approx(1.0)
     assert got["classification_accuracy"] == pytest.approx(1.0)
+
+
+def test_neighbour_separation_is_the_nearest_distance_over_the_larger_radius():
+    from tomoclass.evaluate import neighbour_separation
+
+    truth = pd.DataFrame({
+        "tomogram": ["t1", "t1", "t1", "t2", "t1"],
+        "x": [0.0, 6.0, 30.0, 6.0, 7.0], "y": 0.0, "z": 0.0,
+        "class_name": ["big", "SMALL", "small", "small", "vesicle"],
+        "is_protein": [True, True, True, True, False],
+    })
+    sep = neighbour_separation(truth, {"big": 4.0, "small": 2.0})
+    # 0 and 1 are 6 apart (larger radius 4): 1.5; 2's nearest is 1, 24 apart (radius 2): 12;
+    # 3 is alone in t2; the vesicle is not a particle
+    assert sep.index.tolist() == [0, 1, 2, 3]
+    np.testing.assert_allclose(sep.to_numpy(), [1.5, 1.5, 12.0, np.nan])
+    # one tomogram: the t2 particle now coincides with particle 1
+    np.testing.assert_allclose(neighbour_separation(truth.drop(columns="tomogram"), 3.0),
+                               [2.0, 0.0, 8.0, 0.0])
+    with pytest.raises(InputError, match="radius"):
+        neighbour_separation(truth, {"big": 4.0})
+    with pytest.raises(InputError, match="radii"):
+        neighbour_separation(truth, 0.0)

@@ -115,6 +115,12 @@ def _add_method(p: argparse.ArgumentParser) -> None:
         "--max-candidates", type=int, help="candidates: keep at most this many, strongest first"
     )
     p.add_argument(
+        "--separation", type=float, default=1.0, metavar="F",
+        help="non-maximum suppression: drop a pick closer than F times the larger class radius "
+        "to a stronger one (default 1; above 1 also drops two picks on opposite sides of one "
+        "particle, and real neighbours that close: docs/locate.md)",
+    )
+    p.add_argument(
         "--stride",
         type=int,
         help="boxes: voxels between scored boxes (default: the net's stride, 4)",
@@ -204,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
         polarity=args.polarity,
         candidate_threshold=args.candidate_threshold,
         max_candidates=args.max_candidates,
+        separation=args.separation,
         rescale=args.rescale,
         precision=args.precision,
         match_spectrum=args.match_spectrum,

@@ -12,7 +12,9 @@
 - :mod:`~tomoclass.evaluate.thresholds`: :func:`threshold_sweep` (scores at each pick
   threshold), :func:`choose_threshold` (the pick threshold with the best F1 on a labelled
   tomogram);
-- :mod:`~tomoclass.evaluate.localization`: :func:`per_class_localization` (found, missed and
+- :mod:`~tomoclass.evaluate.localization`: :func:`neighbour_separation` (how closely the
+  true particles pack, in the unit of ``locate``'s ``separation``),
+  :func:`per_class_localization` (found, missed and
   false picks per ground-truth class, from a pick score);
 - :mod:`~tomoclass.evaluate.seeds`: the multi-seed Table 2 / Fig. 4 (mean ± s.d. over seeds
   beside the paper's values, the paired dilated-minus-plain difference).
@@ -22,7 +24,7 @@ Evaluating a trained run on a dataset (loading the run, the CAM score) is a work
 """
 
 from tomoclass.evaluate.compare import Comparison, EpochCurve, compare_runs, write_comparison
-from tomoclass.evaluate.localization import per_class_localization
+from tomoclass.evaluate.localization import neighbour_separation, per_class_localization
 from tomoclass.evaluate.metrics import (
     SIZE_GROUPS,
     ClassificationMetrics,
@@ -48,6 +50,7 @@ __all__ = [
     "confusion_matrix",
     "load_report",
     "metrics_from_labels",
+    "neighbour_separation",
     "per_class_localization",
     "score_picks",
     "threshold_sweep",

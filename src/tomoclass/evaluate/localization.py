@@ -1,15 +1,19 @@
-"""Localization per ground-truth class, from a SHREC hit-box score of picks."""
+"""Localization per ground-truth class, and how closely the true particles pack."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from scipy.spatial import cKDTree
 
+from tomoclass.errors import InputError
 from tomoclass.io import schema as S
 from tomoclass.metrics import json_number
 
-__all__ = ["per_class_localization"]
+__all__ = ["neighbour_separation", "per_class_localization"]
 
 
 def per_class_localization(score: Any, picks: pd.DataFrame) -> dict[str, dict[str, Any]]:
@@ -49,3 +53,61 @@ def per_class_localization(score: Any, picks: pd.DataFrame) -> dict[str, dict[st
             "det_f1": json_number(r["det_f1"]),
         }
     return out
+
+
+def neighbour_separation(truth: pd.DataFrame, radii: float | Mapping[str, float]) -> pd.Series:
+    """Per true particle: its nearest neighbour's distance over the larger of their two radii.
+
+    The same measure as ``separation`` of :func:`tomoclass.locate.find_peaks` (a pick closer
+    than ``separation * max(r_a, r_b)`` to a stronger one is suppressed). The share of
+    particles below a separation is the share that locating at it would lose even if every
+    particle were picked at its centre with its class. Neighbours are looked for within the
+    same ``tomogram`` (all rows are one tomogram when the column is absent); rows flagged
+    ``is_protein == False`` are left out.
+
+    Parameters
+    ----------
+    truth
+        Ground-truth particle table (:mod:`tomoclass.io.schema`), coordinates in voxels.
+    radii
+        Radius in voxels: one number, or class name -> radius (case-insensitive) for every
+        class in ``truth``.
+
+    Returns
+    -------
+    pandas.Series
+        Indexed like the kept rows of ``truth``; NaN for a particle alone in its tomogram.
+
+    Raises
+    ------
+    InputError
+        A missing column, a class without a radius, a radius that is not positive.
+    """
+    for col in (*S.COORDS, S.CLASS_NAME):
+        if col not in truth.columns:
+            raise InputError(f"ground-truth table has no column '{col}'", field=col)
+    if S.IS_PROTEIN in truth.columns:
+        truth = truth[truth[S.IS_PROTEIN].astype(bool)]
+    keys = truth[S.CLASS_NAME].astype(str).str.casefold()
+    if isinstance(radii, Mapping):
+        table = {str(k).casefold(): float(v) for k, v in radii.items()}
+        missing = sorted(set(keys) - set(table))
+        if missing:
+            raise InputError(f"no particle radius for class(es) {', '.join(missing)}",
+                             field="radius")
+        r = keys.map(table).to_numpy(float)
+    else:
+        r = np.full(len(truth), float(radii))
+    if not (np.isfinite(r).all() and (r > 0).all()):
+        raise InputError("particle radii must be positive numbers of voxels", field="radius")
+    zyx = truth[[S.Z, S.Y, S.X]].to_numpy(float)
+    tomograms = (truth[S.TOMOGRAM].astype(str).to_numpy() if S.TOMOGRAM in truth.columns
+                 else np.full(len(truth), ""))
+    out = np.full(len(truth), np.nan)
+    for t in dict.fromkeys(tomograms):
+        rows = np.flatnonzero(tomograms == t)
+        if len(rows) < 2:
+            continue
+        d, j = cKDTree(zyx[rows]).query(zyx[rows], k=2)
+        out[rows] = d[:, 1] / np.maximum(r[rows], r[rows[j[:, 1]]])
+    return pd.Series(out, index=truth.index, name="separation")

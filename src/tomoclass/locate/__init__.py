@@ -7,16 +7,17 @@ The whole job for a trained run, :func:`tomoclass.workflows.locate.locate` (and
 boxes are (``method="candidates"``); :func:`score_tomogram` classifies every grid point instead
 (``"boxes"``), or runs the net fully convolutionally (``"stages"``, ``"tiles"``);
 :func:`picks_from_boxes` and :func:`find_peaks` turn the probabilities into a particle table
-with non-maximum suppression; :func:`background_boxes` makes the "background" class the
-classifier must be trained with; :mod:`tomoclass.locate.calibration` keeps a run's pick
-threshold chosen on a labelled tomogram; :mod:`tomoclass.locate.radii` the particle radii.
+with non-maximum suppression (:func:`suppress_picks` applies it again to a table);
+:func:`background_boxes` makes the "background" class the classifier must be trained with;
+:mod:`tomoclass.locate.calibration` keeps a run's pick threshold chosen on a labelled
+tomogram; :mod:`tomoclass.locate.radii` the particle radii.
 """
 
 from tomoclass.locate.background import background_boxes
 from tomoclass.locate.boxes import BoxClassifier, classify_boxes, classify_candidates
 from tomoclass.locate.candidates import Candidates, candidate_scales, propose_candidates
 from tomoclass.locate.geometry import Geometry, ScoreMaps, model_geometry, receptive_field_radius
-from tomoclass.locate.peaks import BACKGROUND, find_peaks, picks_from_boxes
+from tomoclass.locate.peaks import BACKGROUND, find_peaks, picks_from_boxes, suppress_picks
 from tomoclass.locate.radii import merge_radii, parse_radii, radii_for_tomogram, resolve_radii
 from tomoclass.locate.scoring import score_tomogram
 from tomoclass.locate.tiles import (
@@ -52,4 +53,5 @@ __all__ = [
     "default_tile_voxels",
     "padded_extent",
     "score_tomogram",
+    "suppress_picks",
 ]

@@ -10,8 +10,12 @@ Rules (all distances in voxels of the tomogram):
 3. Each candidate takes the class with the highest probability there (background excluded)
    and that class's radius.
 4. Greedy non-maximum suppression: candidates in order of decreasing objectness; one is
-   kept unless a kept pick lies closer than ``max(r_candidate, r_kept)``. Touching particles
-   (centres ``r_a + r_b`` apart) both survive; a second maximum inside one particle does not.
+   kept unless a kept pick lies closer than ``separation * max(r_candidate, r_kept)``
+   (``separation`` 1 by default). Touching particles (centres ``r_a + r_b`` apart) both
+   survive; a second maximum within a radius of the first does not. Two maxima on opposite
+   sides of one particle's centre can lie more than a radius apart and both survive: a
+   ``separation`` above 1 removes them where particles are sparse, at the cost of real
+   neighbours closer than that (``docs/locate.md`` measures both).
 5. Sub-grid position: the objectness-weighted centroid of the connected region around the
    peak where objectness exceeds halfway between the threshold and the peak, within the
    class radius. On a symmetric peak or plateau this is its centre.
@@ -19,6 +23,7 @@ Rules (all distances in voxels of the tomogram):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -41,6 +46,7 @@ def find_peaks(
     threshold: float = 0.5,
     background: str = BACKGROUND,
     tomogram_name: str = "",
+    separation: float = 1.0,
 ) -> pd.DataFrame:
     """Pick particles from score maps (see the module docstring for the rules).
 
@@ -57,6 +63,9 @@ def find_peaks(
         Name of the background class (case-insensitive).
     tomogram_name
         Value of the ``tomogram`` column.
+    separation
+        Rule 4: a pick closer than ``separation * max(r_a, r_b)`` to a stronger one is
+        suppressed; positive.
 
     Returns
     -------
@@ -70,7 +79,8 @@ def find_peaks(
     InputError
         No background class, a missing or non-positive radius, a threshold outside [0, 1].
     """
-    bg, particle_idx, class_radius = _classes(maps.class_names, radii, threshold, background)
+    bg, particle_idx, class_radius = _classes(maps.class_names, radii, threshold, background,
+                                              separation)
     probs = maps.probabilities
     objectness = 1.0 - probs[bg]
     stride = np.array(maps.stride, float)
@@ -78,7 +88,7 @@ def find_peaks(
     cand = np.argwhere(is_max & (objectness >= threshold))
     idx, cls, score, class_score = _select(
         cand * stride, probs[(slice(None), *cand.T)].T, bg, particle_idx, class_radius,
-        threshold)
+        threshold, separation)
     zyx = [_refine(objectness, cand[i], s, threshold, class_radius[c] / stride) * stride
            for i, c, s in zip(idx, cls, score, strict=True)]
     return _table(zyx, [maps.class_names[c] for c in cls], score, class_score, tomogram_name)
@@ -93,13 +103,15 @@ def picks_from_boxes(
     threshold: float = 0.5,
     background: str = BACKGROUND,
     tomogram_name: str = "",
+    separation: float = 1.0,
 ) -> pd.DataFrame:
     """Pick particles among classified boxes at arbitrary centres (``method="candidates"``).
 
     Rules 1, 3 and 4 of the module docstring on the boxes instead of grid maxima: a box
     whose objectness ``1 - P(background)`` reaches ``threshold`` is a candidate, takes its
     most probable particle class and that class's radius, and greedy non-maximum suppression
-    keeps it unless a stronger kept pick lies closer than ``max(r_candidate, r_kept)``.
+    keeps it unless a stronger kept pick lies closer than
+    ``separation * max(r_candidate, r_kept)``.
     Positions are ``zyx`` as given (:attr:`Candidates.centres` in :func:`locate`: sub-voxel).
 
     Parameters
@@ -108,7 +120,7 @@ def picks_from_boxes(
         (N, 3) box centres, voxels (z, y, x).
     probabilities
         (N, K) softmax of the classifier on those boxes.
-    class_names, radii, threshold, background, tomogram_name
+    class_names, radii, threshold, background, tomogram_name, separation
         As for :func:`find_peaks`.
 
     Returns
@@ -117,23 +129,82 @@ def picks_from_boxes(
         As :func:`find_peaks`.
     """
     names = tuple(str(n) for n in class_names)
-    bg, particle_idx, class_radius = _classes(names, radii, threshold, background)
+    bg, particle_idx, class_radius = _classes(names, radii, threshold, background, separation)
     zyx = np.asarray(zyx, dtype=np.float64).reshape(-1, 3)
     probs = np.asarray(probabilities, dtype=np.float32).reshape(len(zyx), len(names))
     idx, cls, score, class_score = _select(zyx, probs, bg, particle_idx, class_radius,
-                                           threshold)
+                                           threshold, separation)
     return _table(zyx[idx], [names[c] for c in cls], score, class_score, tomogram_name)
 
 
+def suppress_picks(
+    picks: pd.DataFrame,
+    radii: float | Mapping[str, float],
+    *,
+    separation: float = 1.0,
+) -> pd.DataFrame:
+    """Rule 4 again on an existing particle table: the picks non-maximum suppression keeps.
+
+    Picks in order of decreasing ``score`` (ties in table order) are kept unless a kept pick
+    of the same tomogram lies closer than ``separation * max(r_a, r_b)``, the radii of the
+    two picks' classes. Try another ``separation`` on picks already made without locating
+    again; picks of the class ``background`` are left out, as scoring leaves them out. On
+    picks made at separation 1, a larger separation here removes what it would have removed
+    while locating, except that a candidate separation 1 dropped is not brought back.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The kept rows of ``picks``, best first, with their original index.
+
+    Raises
+    ------
+    InputError
+        A table without coordinates, ``class_name`` or ``score``, a class without a radius, a
+        separation that is not positive.
+    """
+    for col in (*schema.COORDS, schema.CLASS_NAME, schema.SCORE):
+        if col not in picks.columns:
+            raise InputError(f"picks table has no column '{col}'", field=col)
+    particles = picks[picks[schema.CLASS_NAME].astype(str).str.casefold()
+                      != BACKGROUND.casefold()]
+    _check_separation(separation)
+    if particles.empty:
+        return particles
+    names = sorted({str(c) for c in particles[schema.CLASS_NAME]})
+    _, _, class_radius = _classes((*names, BACKGROUND), radii, 0.0, BACKGROUND, separation)
+    order = np.argsort(-pd.to_numeric(particles[schema.SCORE], errors="coerce")
+                       .fillna(-np.inf).to_numpy(float), kind="stable")
+    ordered = particles.iloc[order]
+    cls = ordered[schema.CLASS_NAME].astype(str).map({n: i for i, n in enumerate(names)}
+                                                     ).to_numpy(int)
+    zyx = ordered[[schema.Z, schema.Y, schema.X]].to_numpy(float)
+    tomograms = (ordered[schema.TOMOGRAM].astype(str).to_numpy()
+                 if schema.TOMOGRAM in ordered.columns else np.full(len(ordered), ""))
+    keep = np.zeros(len(ordered), bool)
+    for t in dict.fromkeys(tomograms):
+        rows = np.flatnonzero(tomograms == t)
+        kept = _nms(zyx[rows], separation * class_radius[cls[rows]])
+        keep[rows[kept]] = True
+    return ordered[keep]
+
+
+def _check_separation(separation: float) -> None:
+    if not (math.isfinite(separation) and separation > 0):
+        raise InputError(f"separation must be a positive number, got {separation}",
+                         field="separation")
+
+
 def _classes(names: tuple[str, ...], radii: float | Mapping[str, float], threshold: float,
-             background: str) -> tuple[int, np.ndarray, np.ndarray]:
-    """Check the threshold and the background class; return the class indices and radii.
+             background: str, separation: float = 1.0) -> tuple[int, np.ndarray, np.ndarray]:
+    """Check the threshold, separation and background class; return class indices and radii.
 
     Returns the background's index, the particle classes' indices and each class's radius
     (NaN for the background).
     """
     if not 0.0 <= threshold <= 1.0:
         raise InputError(f"threshold must lie in [0, 1], got {threshold}", field="threshold")
+    _check_separation(separation)
     keys = [n.casefold() for n in names]
     if background.casefold() not in keys:
         raise InputError(
@@ -148,7 +219,7 @@ def _classes(names: tuple[str, ...], radii: float | Mapping[str, float], thresho
 
 
 def _select(positions: np.ndarray, probs: np.ndarray, bg: int, particle_idx: np.ndarray,
-            class_radius: np.ndarray, threshold: float):
+            class_radius: np.ndarray, threshold: float, separation: float = 1.0):
     """Rules 1, 3 and 4 over candidates at ``positions`` (M, 3) with probabilities (M, K).
 
     Returns the kept candidates' indices (best first), their class indices, objectness and
@@ -161,7 +232,7 @@ def _select(positions: np.ndarray, probs: np.ndarray, bg: int, particle_idx: np.
     particle_probs = probs[sel][:, particle_idx]
     best = particle_probs.argmax(axis=1)
     cls = particle_idx[best]
-    kept = _nms(positions[sel], class_radius[cls]) if len(sel) else []
+    kept = _nms(positions[sel], separation * class_radius[cls]) if len(sel) else []
     return (sel[kept], cls[kept], objectness[sel][kept],
             particle_probs[np.arange(len(sel)), best][kept])
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -140,6 +141,7 @@ def locate(
     polarity: str = "auto",
     candidate_threshold: float = 3.0,
     max_candidates: int | None = None,
+    separation: float = 1.0,
     rescale: bool = False,
     precision: str = "auto",
     match_spectrum: str = "auto",
@@ -180,6 +182,11 @@ def locate(
     candidate_threshold, max_candidates
         ``"candidates"`` only: ``threshold`` (noise standard deviations) and
         ``max_candidates`` of :func:`tomoclass.locate.propose_candidates`.
+    separation
+        Non-maximum suppression: a pick closer than ``separation`` times the larger of two
+        class radii to a stronger pick is dropped (:func:`tomoclass.locate.find_peaks`, rule
+        4). 1 by default; above 1 also drops two picks on opposite sides of one particle,
+        and real neighbours closer than that (``docs/locate.md``).
     normalize, voxel_size_angstrom
         ``local``, ``global``, ``none`` (default: from the training data's normalisation);
         an override of the tomogram header's voxel size (Å).
@@ -208,7 +215,7 @@ def locate(
         A bad run or tomogram, a voxel size more than 5% off without ``rescale``, a run
         without a background class, bad radii or options.
     """
-    out = _check_request(out, method, polarity, score_maps_dir)
+    out = _check_request(out, method, polarity, score_maps_dir, separation)
     prep = prepare_tomogram(
         run_dir, tomogram_path, which=which, device=device,
         voxel_size_angstrom=voxel_size_angstrom, rescale=rescale, polarity=polarity,
@@ -220,7 +227,8 @@ def locate(
     _spectrum_for(prep, method, match_spectrum)
     stage = {"polarity": prep.seconds["polarity"]}  # the clock started before it
     job = _Job(prep, box, threshold, normalize or _normalization(prep.info), located, stage,
-               time.perf_counter() - stage["polarity"], progress, precision, batch_size)
+               time.perf_counter() - stage["polarity"], progress, precision, batch_size,
+               separation)
     data = _located_volume(job)
     maps = cands = gain = None
     if method == "candidates":
@@ -341,6 +349,7 @@ class _Job:
     progress: bool
     precision: str
     batch_size: int | None
+    separation: float
 
     def lap(self, name: str) -> float:
         """Record the time since the last lap as stage ``name``; the time since the start."""
@@ -350,8 +359,15 @@ class _Job:
 
 
 def _check_request(out: str | Path, method: str, polarity: str,
-                   score_maps_dir: str | Path | None) -> Path:
-    """Refuse a bad method, polarity or output before anything is read; the output path."""
+                   score_maps_dir: str | Path | None, separation: float = 1.0) -> Path:
+    """Refuse a bad method, polarity, separation or output before anything is read.
+
+    Returns the output path.
+    """
+    if not (isinstance(separation, int | float) and math.isfinite(separation)
+            and separation > 0):
+        raise InputError(f"separation must be a positive number, got {separation!r}",
+                         field="separation")
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; use one of {', '.join(METHODS)}",
                          field="method")
@@ -472,7 +488,7 @@ def _by_candidates(job: _Job, data: np.ndarray, polarity: str, candidate_thresho
         progress=job.progress, precision=job.precision, box_filter=box_filter)
     job.lap("classify")
     picks = picks_from_boxes(cands.centres, probs, names, job.radii, threshold=job.threshold,
-                             tomogram_name=prep.name)
+                             tomogram_name=prep.name, separation=job.separation)
     return cands, picks, gain
 
 
@@ -485,7 +501,8 @@ def _by_dense(job: _Job, data: np.ndarray, method: str, stride: int | None, tile
                           halo=halo, normalize=job.normalize, device=prep.device,
                           progress=job.progress, precision=job.precision)
     job.lap("score")
-    return maps, find_peaks(maps, job.radii, threshold=job.threshold, tomogram_name=prep.name)
+    return maps, find_peaks(maps, job.radii, threshold=job.threshold, tomogram_name=prep.name,
+                            separation=job.separation)
 
 
 def _write_tables(out: Path, picks: pd.DataFrame, prep: PreparedTomogram,
