@@ -204,7 +204,12 @@ def report(out: Path, tier: str, model: str, seed: int, target: float,
             raise InputError(f"a run of {run.get('model')} seed {run.get('seed')}, not "
                              f"{model} seed {seed}", path=path, field="model")
         run = {**run, "convergence": run_convergence(run)}
-        curves.append(curve_from_run_record(run, f"{run.get('preset')} (tier run)"))
+        # the schedule in the name: runs of two protocols (small12 v1 and v2) can stand side
+        # by side
+        step = (run.get("train_config") or {}).get("lr_step_epochs")
+        curves.append(curve_from_run_record(
+            run, f"{run.get('preset')} (tier run, {len(run['epochs'])} epochs"
+            + (f", lr step {step})" if step else ")")))
     curves += list(newest.values())
     if not curves:
         raise InputError(f"no time_to_accuracy_{tier}_*.json of {model} seed {seed} here",
@@ -233,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "per variant) and of --with-run records")
     p.add_argument("--with-run", type=Path, action="append", default=[],
                    help="with --report: a small_tier.py run record of the same model and seed, "
-                        "shown as '<preset> (tier run)'")
+                        "shown as '<preset> (tier run, N epochs, lr step K)'")
     p.add_argument("--run-to-max", action="store_true",
                    help="go on to --max-epochs after the target is reached (shows the plateau)")
     p.add_argument("--out", type=Path, required=True, help="folder of the result JSON")

@@ -200,7 +200,7 @@ def test_smoke_tier_end_to_end_resumes_and_aggregates(tier, tmp_path, capsys):
     assert tta.main(["--tier", "small12_smoke", "--out", str(out / "tta"), "--report",
                      "--target-f1", "1.0", "--with-run", str(run)]) == 0
     md = (out / "tta" / "time_to_accuracy_small12_smoke_dilated_densenet3d_seed0.md").read_text()
-    assert "| plain | not reached |" in md and "default (tier run)" in md
+    assert "| plain | not reached |" in md and "default (tier run, 2 epochs" in md
     other = out / "runs" / "densenet3d_seed0.json"
     assert tta.main(["--tier", "small12_smoke", "--out", str(out / "tta"), "--report",
                      "--target-f1", "1.0", "--with-run", str(other)]) == 2
