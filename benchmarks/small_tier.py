@@ -53,9 +53,18 @@ from shrec12 import (
     train_config,
     write_json,
 )
-from tier_data import data_fingerprint, open_work, parse_seeds, prepare_data, start_run
+from tier_data import (
+    data_fingerprint,
+    existing_dataset,
+    open_work,
+    parse_seeds,
+    prepare_data,
+    start_run,
+)
 
+from tomoclass.data import open_dataset
 from tomoclass.errors import InputError, TomoclassError
+from tomoclass.evaluate.baseline import baseline_record, class_mean_baseline
 from tomoclass.evaluate.compare import read_metrics_log
 from tomoclass.evaluate.seeds import format_mean_sd
 from tomoclass.evaluate.tier import (
@@ -141,9 +150,18 @@ def run_one(bench: Benchmark, model: str, seed: int, ds_dir: Path, work: Path, o
     return res
 
 
-def aggregate(out: Path, bench: Benchmark) -> dict[str, Any]:
-    """Summary JSON, Markdown table and figures of every run record in ``out/runs``."""
+def aggregate(out: Path, bench: Benchmark, work: Path | None = None) -> dict[str, Any]:
+    """Summary JSON, Markdown table and figures of every run record in ``out/runs``.
+
+    With the tier's dataset in ``work``, the table also gets the nearest-class-mean baseline
+    on the test boxes (seconds; :mod:`tomoclass.evaluate.baseline`).
+    """
     agg = aggregate_tier(load_run_records(out / "runs"), bench.names)
+    ds = existing_dataset(bench, work) if work is not None else None
+    if ds is not None:
+        agg["baseline"] = baseline_record(class_mean_baseline(open_dataset(ds)))
+    else:
+        log.info("no dataset of this tier in %s: the table has no baseline row", work)
     agg["tier"] = bench.tier_name
     agg["tier_settings"] = bench.tier
     agg["classes"] = [{"name": n, "size_group": g} for n, g in
@@ -289,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for seed in args.seeds if args.seeds is not None else bench.seeds(model):
                     run_one(bench, model, seed, ds_dir, work, args.out,
                             preset_name=preset_name, epochs=epochs, device=args.device)
-        agg = aggregate(args.out, bench)
+        agg = aggregate(args.out, bench, work)
     except TomoclassError as exc:
         print(f"small_tier.py: error: {exc}", file=sys.stderr)
         return 2
@@ -303,6 +321,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         d = agg["paired"]["macro"]
         print(f"dilated - plain macro F1: {format_mean_sd(d)} (seeds {d['seeds']}, paired t p = "
               f"{d['p_t']}, Wilcoxon p = {d['p_wilcoxon']})")
+    if agg.get("baseline"):
+        b = agg["baseline"]
+        print(f"nearest-class-mean baseline (no training): macro F1 {b['macro_f1']:.3f}, "
+              + ", ".join(f"{g} {v:.3f}" for g, v in b["group_f1"].items() if v is not None))
     print(f"wrote {args.out / 'table.md'} and {args.out / 'summary.json'}")
     return 0
 

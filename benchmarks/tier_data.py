@@ -64,14 +64,23 @@ def data_fingerprint(bench: Benchmark) -> dict[str, Any]:
                                                     "extraction")}}
 
 
-def prepare_data(bench: Benchmark, work: Path) -> Path:
-    """The tier's dataset in ``work/dataset``: reused when its fingerprint matches, else made."""
+def existing_dataset(bench: Benchmark, work: Path) -> Path | None:
+    """``work/dataset`` when it is this tier's (its fingerprint matches), else None."""
     stamp = work / "data.json"
     want = json.loads(json.dumps(data_fingerprint(bench), default=str))
     have = json.loads(stamp.read_text()) if stamp.exists() else {}
     if {k: have.get(k) for k in want} == want and (work / "dataset").is_dir():
-        log.info("reusing the dataset in %s", work / "dataset")
         return work / "dataset"
+    return None
+
+
+def prepare_data(bench: Benchmark, work: Path) -> Path:
+    """The tier's dataset in ``work/dataset``: reused when its fingerprint matches, else made."""
+    if (ds := existing_dataset(bench, work)) is not None:
+        log.info("reusing the dataset in %s", ds)
+        return ds
+    stamp = work / "data.json"
+    want = json.loads(json.dumps(data_fingerprint(bench), default=str))
     for sub in ("tomograms", "dataset", "runs"):  # inside the marked scratch folder only
         shutil.rmtree(work / sub, ignore_errors=True)
     stamp.unlink(missing_ok=True)

@@ -141,7 +141,17 @@ def test_aggregate_writes_the_tier_answer_from_json_records(tmp_path):
     assert "dilated_densenet3d − densenet3d" in text and "0 / 5" in text
     assert "| densenet3d | paper | 0.500 |" in text
     assert "monai_densenet121 | ours (5 seeds)" in text and "shrec_cnn |" not in text
+    assert "class_mean_correlation" not in text
     json.dumps(agg, allow_nan=False)  # the aggregate is plain JSON
+    # the baseline's row, in Table 2 and per size group (an undefined F1 prints as –)
+    base = {"method": "nearest class mean by correlation", "class_means_from": "train",
+            "split": "test", "n": 30, "f1": {"t1": 0.25, "s1": None, "m1": 0.75},
+            "group_f1": {"tiny": 0.25, "small": None, "medium": 0.75}, "macro_f1": 0.5,
+            "accuracy": 0.5}
+    text = tier_markdown({**agg, "baseline": base}, NAMES, GROUPS, title="tier")
+    assert ("| class_mean_correlation | floor: no training, class means of the train boxes | "
+            "0.250 | – | 0.750 | 0.500 |") in text
+    assert "| class_mean_correlation | 0.250 | – | 0.750 |" in text
     for f in (plot_tier_groups(agg, tmp_path / "a.png", "t"),
               plot_accuracy_vs_time(agg, tmp_path / "b.png", "t")):
         assert f.read_bytes()[:4] == b"\x89PNG"

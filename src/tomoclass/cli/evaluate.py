@@ -39,8 +39,14 @@ def run(args: argparse.Namespace) -> int:
     rep = evaluate_run(args.run, args.data, args.split, out_dir=args.out,
                        which=args.checkpoint, cam=not args.no_cam, mask_level=args.mask_level,
                        batch_size=args.batch_size, device=args.device)
+    print_summary(rep)
+    return 0
+
+
+def print_summary(rep) -> None:
+    """Print an evaluation report's macro F1, size-group F1, CAM score and path."""
     s = rep.metrics.summary()
-    print(f"{rep.model_name} on {args.split} ({s['n']} particles): "
+    print(f"{rep.model_name} on {rep.split} ({s['n']} particles): "
           f"macro F1 {_f(s['macro_f1'])}, weighted F1 {_f(s['weighted_f1'])}, "
           f"accuracy {_f(s['accuracy'])}")
     if s["group_f1"]:
@@ -50,7 +56,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"CAM score ({rep.cam['method']}): {_f(rep.cam['mean'])} "
               f"(uniform map: {_f(rep.cam['mean_mask_fraction'])})")
     print(f"report: {rep.out_dir / 'report.md'}")
-    return 0
 
 
 def _f(x: float | None) -> str:

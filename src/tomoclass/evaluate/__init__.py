@@ -16,6 +16,8 @@
   true particles pack, in the unit of ``locate``'s ``separation``),
   :func:`per_class_localization` (found, missed and
   false picks per ground-truth class, from a pick score);
+- :mod:`~tomoclass.evaluate.baseline`: :func:`class_mean_baseline` (the nearest-class-mean
+  correlation floor a trained net must beat);
 - :mod:`~tomoclass.evaluate.seeds`: the multi-seed Table 2 / Fig. 4 (mean ± s.d. over seeds
   beside the paper's values, the paired dilated-minus-plain difference).
 
@@ -23,6 +25,7 @@ Evaluating a trained run on a dataset (loading the run, the CAM score) is a work
 :func:`tomoclass.workflows.evaluate.evaluate_run`.
 """
 
+from tomoclass.evaluate.baseline import class_mean_baseline
 from tomoclass.evaluate.compare import Comparison, EpochCurve, compare_runs, write_comparison
 from tomoclass.evaluate.localization import neighbour_separation, per_class_localization
 from tomoclass.evaluate.metrics import (
@@ -45,6 +48,7 @@ __all__ = [
     "PickScore",
     "ThresholdChoice",
     "choose_threshold",
+    "class_mean_baseline",
     "classification_metrics",
     "compare_runs",
     "confusion_matrix",

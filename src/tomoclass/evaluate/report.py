@@ -172,10 +172,13 @@ class EvaluationReport:
         """The report as Markdown."""
         m = self.metrics
         s = m.summary()
+        source = (f"- run: `{self.run_dir}` (checkpoint `{self.checkpoint}`)" if self.run_dir
+                  else "- no trained run: " + ", ".join(
+                      f"{k.replace('_', ' ')} {v}" for k, v in self.info.items()))
         lines = [
             f"# Evaluation of {self.model_name} on the {self.split} split",
             "",
-            f"- run: `{self.run_dir}` (checkpoint `{self.checkpoint}`)",
+            source,
             f"- dataset: `{self.dataset_dir}`",
             f"- particles: {m.n}",
             "",

@@ -12,7 +12,8 @@ tier's answer:
   (:func:`convergence`);
 - accuracy against training time for every model (:func:`time_accuracy`);
 - Table 2 / Fig. 4A of the tier with error bars (:func:`tier_markdown`,
-  :func:`plot_tier_groups`, :func:`plot_accuracy_vs_time`).
+  :func:`plot_tier_groups`, :func:`plot_accuracy_vs_time`), with the nearest-class-mean
+  baseline's row when ``agg["baseline"]`` holds its record (the floor the nets must beat).
 
 A run record is a dict with at least ``model``, ``seed``, ``f1`` ({class: F1 or None}),
 ``group_f1`` ({group: F1}), ``macro_f1``, ``train_seconds`` and ``epochs`` (a list of
@@ -72,6 +73,10 @@ CONVERGENCE_TOL = 0.05
 TREND_WINDOW = 5
 
 REQUIRED = ("model", "seed", "f1", "group_f1", "macro_f1", "train_seconds", "epochs")
+
+#: Table row of the nearest-class-mean baseline (``agg["baseline"]``,
+#: :func:`tomoclass.evaluate.baseline.baseline_record`).
+BASELINE_ROW = "class_mean_correlation"
 
 
 def convergence(val_loss: Sequence[float | None], k: int = CONVERGENCE_K,
@@ -406,11 +411,20 @@ def tier_markdown(agg: Mapping[str, Any], class_names: Sequence[str],
             pv = [paper_f1[m][n] for n in class_names]
             lines.append(f"| {m} | paper | " + " | ".join(_f(v) for v in pv)
                          + f" | {_f(float(np.mean(pv)))} |")
+    base = agg.get("baseline")
+    if base:
+        lines.append(f"| {BASELINE_ROW} | floor: no training, class means of the "
+                     f"{base['class_means_from']} boxes | "
+                     + " | ".join(_f(base["f1"].get(n)) for n in class_names)
+                     + f" | {_f(base['macro_f1'])} |")
     lines += ["", "## Mean F1 per size group (Fig. 4A)", "", "![Fig. 4A](fig4a.png)", "",
               "| model | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
     for m in models:
         lines.append(f"| {m} | " + " | ".join(format_mean_sd(per_model[m]["group_f1"][g])
                                              for g in groups) + " |")
+    if base:
+        lines.append(f"| {BASELINE_ROW} | "
+                     + " | ".join(_f(base["group_f1"].get(g)) for g in groups) + " |")
     lines += _paired_lines(agg.get("paired"))
     means = seed_means({m: per_model[m] for m in models})
     lines += paper_difference_lines(paper_difference(means, paper_f1, class_names))

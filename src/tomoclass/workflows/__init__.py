@@ -7,7 +7,8 @@ and scores, ...) import no workflow.
 - :mod:`~tomoclass.workflows.evaluate`: :func:`~tomoclass.workflows.evaluate.evaluate_run`
   (a run's checkpoint on a dataset split, with the CAM score when the dataset has clean
   volumes), :func:`~tomoclass.workflows.evaluate.evaluate_model`,
-  :func:`~tomoclass.workflows.evaluate.checkpoint_curve` (Fig. 4B);
+  :func:`~tomoclass.workflows.evaluate.checkpoint_curve` (Fig. 4B),
+  :func:`~tomoclass.workflows.evaluate.evaluate_baseline` (the nearest-class-mean floor);
 - :mod:`~tomoclass.workflows.cam`: :func:`~tomoclass.workflows.cam.cam_for_runs` (the Fig. 5
   figure and MRC maps of trained runs on a dataset);
 - :mod:`~tomoclass.workflows.locate`: :func:`~tomoclass.workflows.locate.locate` and

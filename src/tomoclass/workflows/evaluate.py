@@ -1,4 +1,6 @@
-"""Evaluate a trained run on a split of a dataset: :func:`evaluate_run`.
+"""Evaluate a trained run on a split of a dataset (:func:`evaluate_run`), or its baseline.
+
+:func:`evaluate_baseline` scores the floor a run must beat, the nearest class mean.
 
 A workflow (above ``train``, ``evaluate`` and ``cam``): it loads the run, opens the dataset,
 and composes :mod:`tomoclass.evaluate`'s metrics and report with :mod:`tomoclass.cam`'s score.
@@ -21,6 +23,7 @@ from tomoclass.data import SubtomogramDataset, open_dataset
 from tomoclass.data.extract import VOXEL_SIZE_TOLERANCE
 from tomoclass.data.finite import refuse_nonfinite
 from tomoclass.errors import InputError
+from tomoclass.evaluate.baseline import class_mean_baseline
 from tomoclass.evaluate.compare import MACRO, EpochCurve
 from tomoclass.evaluate.report import (
     EVALUATION_KIND,
@@ -306,3 +309,40 @@ def checkpoint_curve(
         values.append(groups[used] if used != MACRO else metrics.macro_f1)
     return EpochCurve(label=label, epochs=np.asarray(epochs, dtype=np.int64),
                       f1=np.asarray(values, dtype=np.float64), group=used, split=split)
+
+
+#: ``model_name`` of the nearest-class-mean baseline's reports.
+BASELINE_NAME = "class_mean_correlation"
+
+
+def evaluate_baseline(
+    dataset_dir: str | Path,
+    out_dir: str | Path,
+    split: str = "test",
+    *,
+    train_split: str = "train",
+) -> EvaluationReport:
+    """Score the nearest-class-mean baseline on a split and write its report.
+
+    The class means come from ``train_split`` (:mod:`tomoclass.evaluate.baseline`); the
+    report has the layout of :func:`evaluate_run`'s (``model_name``
+    ``"class_mean_correlation"``), so it can stand beside the trained nets.
+
+    Raises
+    ------
+    InputError
+        An unknown or empty split, non-finite boxes in either split, an ``out_dir`` that is
+        not a previous evaluation.
+    """
+    out = Path(out_dir)
+    check_output_dir(out, EVALUATION_KIND)
+    store = open_dataset(dataset_dir)
+    for s in (train_split, split):
+        refuse_nonfinite(store, s, what="score the baseline on")
+    metrics = class_mean_baseline(store, train_split=train_split, split=split)
+    report = EvaluationReport(model_name=BASELINE_NAME, metrics=metrics, split=split,
+                              dataset_dir=str(dataset_dir), checkpoint="",
+                              info={"method": "nearest class mean by correlation",
+                                    "class_means_from": f"the {train_split} split"})
+    return write_report(report, out)
+
