@@ -28,6 +28,11 @@ def test_quick_demo_writes_report_figures_and_scores(tmp_path, capsys):
         assert (out / name).stat().st_size > 0, name
     report = (out / "report.md").read_text()
     assert "A short training run" in report and "No shipped demo models" in report
+    # the floor beside them, on the same test boxes
+    assert "nearest class mean (no training, the floor): test macro F1 = " in printed
+    assert 0.0 <= record["baseline"]["macro_f1"] <= 1.0
+    assert "## The floor: nearest class mean, no training" in report
+    assert (out / "baseline" / "report.json").stat().st_size > 0
     train = yaml.safe_load((out / "runs" / "densenet3d" / "config.yaml").read_text())["train"]
     assert train["lr_step_epochs"] >= train["epochs"]  # no step inside the short run
     # `make demo` reruns with --overwrite: nothing in the folder may count as a foreign file

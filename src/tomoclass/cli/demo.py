@@ -67,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     for model, f1 in result.macro_f1.items():
         print(f"{model} (trained here for {cfg.epochs} epochs, not converged): test macro F1 = "
               f"{f1:.3f}")
+    if result.baseline:
+        print(f"nearest class mean (no training, the floor): test macro F1 = "
+              f"{result.baseline['macro_f1']:.3f}")
     print(f"chance level: {1.0 / len(cfg.classes):.3f}")
     print(f"total time: {sum(result.seconds.values()):.0f} s")
     print(f"report: {result.report}")

@@ -34,6 +34,7 @@ import pandas as pd
 
 from tomoclass.data import ClassMap, extract_dataset
 from tomoclass.errors import InputError
+from tomoclass.evaluate.baseline import baseline_record
 from tomoclass.evaluate.seeds import plot_group_f1
 from tomoclass.evaluate.tier import report_record
 from tomoclass.io import read_particles
@@ -47,7 +48,7 @@ from tomoclass.workflows.demo_report import (
     shipped_markdown,
     summarize_demo_runs,
 )
-from tomoclass.workflows.evaluate import evaluate_run
+from tomoclass.workflows.evaluate import evaluate_baseline, evaluate_run
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ __all__ = ["DEMO_CLASSES", "SHIPPED_PREFIX", "DemoConfig", "DemoData", "DemoResu
 
 #: What the demo writes in its folder (the sub-folders are outputs with their own marker).
 DEMO_PATTERNS = ("report.md", "demo.json", "simulation.yaml", "cam*", "shipped_f1.png",
-                 "tomograms/*", "dataset/*", "runs/*", "shipped/*")
+                 "tomograms/*", "dataset/*", "runs/*", "shipped/*", "baseline/*")
 
 
 @dataclass
@@ -136,13 +137,16 @@ class DemoResult:
     """What :func:`run_demo` produced (all paths under ``out_dir``).
 
     ``macro_f1``: the short runs' test macro F1 by model; ``shipped``: the shipped models'
-    :func:`~tomoclass.workflows.demo_report.summarize_demo_runs` summary (empty without any).
+    :func:`~tomoclass.workflows.demo_report.summarize_demo_runs` summary (empty without any);
+    ``baseline``: the nearest-class-mean floor on the same test boxes
+    (:func:`~tomoclass.evaluate.baseline.baseline_record`).
     """
 
     out_dir: Path
     report: Path
     macro_f1: dict[str, float] = field(default_factory=dict)
     shipped: dict[str, Any] = field(default_factory=dict)
+    baseline: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
 
@@ -289,6 +293,11 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None, *,
     clock = time.perf_counter()
     ds_dir = data.dataset
 
+    # the floor every model must beat: the nearest class mean, no training (seconds)
+    base = evaluate_baseline(ds_dir, out / "baseline", split="test")
+    result.baseline = baseline_record(base.metrics)
+    lap("baseline")
+
     # 3. the shipped models (several seeds each) on these fresh tomograms
     records = {}
     for (model, seed), name in shipped.items():
@@ -349,6 +358,16 @@ def _write_report(result: DemoResult, cfg: DemoConfig, extract: Any,
         "",
     ]
     lines += _shipped_section(result.shipped, shipped)
+    if result.baseline:
+        b = result.baseline
+        groups = ", ".join(f"{g} {v:.3f}" for g, v in b["group_f1"].items() if v is not None)
+        lines += [
+            "## The floor: nearest class mean, no training", "",
+            f"Each test box takes the class whose mean training box it correlates with most "
+            f"(`tomoclass baseline`): macro F1 **{b['macro_f1']:.3f}** ({groups}). It sees "
+            "little beyond each class's size and mass; a model near it has learned little "
+            "more.", "",
+        ]
     if result.macro_f1:
         lines += [
             f"## A short training run ({cfg.epochs} epochs, seed {cfg.seed})", "",
@@ -374,6 +393,7 @@ def _write_report(result: DemoResult, cfg: DemoConfig, extract: Any,
             "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
             "shipped_models": {f"{m}_seed{s}": n for (m, s), n in shipped.items()},
             "shipped_summary": result.shipped, "macro_f1": result.macro_f1,
+            "baseline": result.baseline,
             "seconds": result.seconds, "files": result.files,
         }, indent=2, default=str))
 
