@@ -94,6 +94,20 @@ def training_plan(bench: Benchmark, preset_name: str, epochs: int) -> dict[str, 
     return plan
 
 
+def check_results_folder(out: Path, *, must_exist: bool) -> None:
+    """Refuse a results folder this script did not make: it writes fixed names there
+    (``table.md``, ``summary.json``, figures), which would replace a user's files."""
+    if (out / "protocol.json").exists():
+        return
+    if must_exist:
+        raise InputError("no small_tier.py results here (no protocol.json): nothing to "
+                         "aggregate", path=out, field="--out")
+    if out.exists() and any(out.iterdir()):
+        raise InputError("not a small_tier.py results folder (no protocol.json) and not "
+                         "empty: its table.md, summary.json and figures would replace files "
+                         "there; use a new or empty --out", path=out, field="--out")
+
+
 def check_protocol(out: Path, bench: Benchmark, preset_name: str, epochs: int) -> None:
     """Refuse to mix runs of another tier, preset, length, schedule or data in one folder."""
     want = json.loads(json.dumps({"tier": bench.tier_name, "preset": preset_name,
@@ -101,6 +115,7 @@ def check_protocol(out: Path, bench: Benchmark, preset_name: str, epochs: int) -
                                   "train": training_plan(bench, preset_name, epochs),
                                   "data": data_fingerprint(bench)}, default=str))
     path = out / "protocol.json"
+    check_results_folder(out, must_exist=False)
     if path.exists():
         have = json.loads(path.read_text())
         if have != want:
@@ -307,6 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for seed in args.seeds if args.seeds is not None else bench.seeds(model):
                     run_one(bench, model, seed, ds_dir, work, args.out,
                             preset_name=preset_name, epochs=epochs, device=args.device)
+        if args.aggregate_only:
+            check_results_folder(args.out, must_exist=True)
         agg = aggregate(args.out, bench, work)
     except TomoclassError as exc:
         print(f"small_tier.py: error: {exc}", file=sys.stderr)

@@ -67,6 +67,15 @@ def test_parse_seeds_and_a_foreign_work_folder(tier, tmp_path):
     with pytest.raises(InputError, match="not made by small_tier"):
         tier.open_work(tmp_path / "w")
     assert (tmp_path / "w" / "mine.txt").read_text() == "keep"
+    # nor a results folder it did not make: its fixed names would replace a user's files
+    (tmp_path / "w" / "table.md").write_text("my table")
+    bench = tier.load_benchmark(CONFIG, "small12_smoke")
+    with pytest.raises(InputError, match="not a small_tier.py results folder"):
+        tier.check_protocol(tmp_path / "w", bench, "default", 2)
+    assert tier.main(["--tier", "small12_smoke", "--out", str(tmp_path / "w"),
+                      "--aggregate-only"]) == 2
+    assert (tmp_path / "w" / "table.md").read_text() == "my table"
+    assert not (tmp_path / "w" / "protocol.json").exists()
 
 
 def test_a_checkpoint_of_another_plan_is_not_resumed_under_the_new_protocol(tmp_path):
