@@ -95,10 +95,33 @@ def test_baseline_on_a_dataset_and_through_the_cli(dataset, tmp_path, capsys):
     assert rec["model_name"] == "class_mean_correlation" and rec["split"] == "test"
     assert (out / "confusion.csv").exists()
     assert ("no trained run: method nearest class mean by correlation, class means from the "
-            "train split") in (out / "report.md").read_text()
+            "train split, boxes as measured") in (out / "report.md").read_text()
     # class means from val instead: still a report, of the same split
     assert main(["baseline", "--data", str(dataset), "--out", str(tmp_path / "v"),
                  "--train-split", "val"]) == 0
+
+
+def test_clean_boxes_measure_what_the_shapes_alone_separate(dataset, tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    store = tdata.open_dataset(dataset)
+    labels = store.table["class_id"].to_numpy()
+    clean = _balls(labels, rng, 0.0)
+    noisy = rng.standard_normal(clean.shape).astype(np.float32)  # the signal drowned
+    ds = tmp_path / "drowned"
+    tdata.write_dataset(ds, noisy, store.table[["tomogram", "x", "y", "z", "class_name",
+                                                "split"]], store.class_map, 10.0, clean=clean)
+    drowned = tdata.open_dataset(ds)
+    assert class_mean_baseline(drowned, clean=True).macro_f1 == 1.0
+    assert class_mean_baseline(drowned).macro_f1 < 0.9
+    assert main(["baseline", "--data", str(ds), "--out", str(tmp_path / "c"), "--clean"]) == 0
+    assert "macro F1 1.000" in capsys.readouterr().out
+    assert "boxes clean (noise-free)" in (tmp_path / "c" / "report.md").read_text()
+    # a dataset without clean boxes says so
+    assert main(["baseline", "--data", str(dataset), "--out", str(tmp_path / "n"),
+                 "--clean"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "clean" in err[0] and "ds" in err[0]
+    assert not (tmp_path / "n").exists()
 
 
 def test_baseline_refusals_write_nothing(dataset, tmp_path, capsys):

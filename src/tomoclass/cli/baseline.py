@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", help="split to score (default: test)")
     p.add_argument("--train-split", default="train",
                    help="split whose boxes make the class means (default: train)")
+    p.add_argument("--clean", action="store_true",
+                   help="score the noise-free boxes of a simulated dataset (clean.npy): how far "
+                   "the classes' mean shapes alone separate them")
     p.set_defaults(func=run)
 
 
@@ -27,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from tomoclass.cli.evaluate import print_summary
     from tomoclass.workflows.evaluate import evaluate_baseline
 
-    rep = evaluate_baseline(args.data, args.out, args.split, train_split=args.train_split)
+    rep = evaluate_baseline(args.data, args.out, args.split, train_split=args.train_split,
+                            clean=args.clean)
     print_summary(rep)
     return 0
