@@ -104,10 +104,9 @@ def class_mean_baseline(store: Any, *, train_split: str = "train", split: str = 
     split
         The split scored, with the dataset's classes and size groups.
     clean
-        Use the noise-free boxes (``clean.npy`` of a simulated dataset) for both the means
-        and the scored boxes: how far the classes' mean shapes alone separate them, without
-        noise, CTF noise or missing-wedge noise. Classes whose clean means correlate highly
-        are hard for any classifier that does not resolve orientation.
+        Use the noise-free boxes a simulator recorded (``clean.npy``) for both the means and
+        the scored boxes: how far the classes' mean shapes alone separate them. Classes that
+        stay confused there are hard for any classifier that does not resolve orientation.
 
     Raises
     ------
@@ -128,12 +127,12 @@ def class_mean_baseline(store: Any, *, train_split: str = "train", split: str = 
         volumes = store.clean
     names, groups = list(store.class_map.names), list(store.class_map.size_groups)
     labels = store.table["class_id"].to_numpy(np.int64)
-    means, _ = class_mean_boxes(_rows(volumes, train), labels[train], len(names))
-    predicted, _ = nearest_class_mean(_rows(volumes, test), means)
+    means, _ = class_mean_boxes(_Rows(volumes, train), labels[train], len(names))
+    predicted, _ = nearest_class_mean(_Rows(volumes, test), means)
     return metrics_from_labels(labels[test], predicted, names, groups)
 
 
-class _rows:
+class _Rows:
     """Rows ``index`` of a (memory-mapped) array, read only when sliced."""
 
     def __init__(self, array: np.ndarray, index: np.ndarray):
