@@ -22,6 +22,9 @@ from tomoclass.metrics import ClassificationMetrics, metrics_from_labels
 
 __all__ = ["baseline_record", "class_mean_baseline", "class_mean_boxes", "nearest_class_mean"]
 
+#: ``model_name`` of the baseline's reports and its row in tier tables.
+NAME = "class_mean_correlation"
+
 #: Boxes normalised at a time (memory: ``CHUNK * D**3 * 8`` bytes).
 CHUNK = 256
 

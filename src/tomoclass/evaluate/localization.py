@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from tomoclass.errors import InputError
+from tomoclass.evaluate.picks import prepare_table, radii_for
 from tomoclass.io import schema as S
 from tomoclass.metrics import json_number
 
@@ -81,25 +81,14 @@ def neighbour_separation(truth: pd.DataFrame, radii: float | Mapping[str, float]
     Raises
     ------
     InputError
-        A missing column, a class without a radius, a radius that is not positive.
+        A missing column or non-finite coordinate, a class without a radius, a radius that
+        is not positive (the checks :func:`tomoclass.evaluate.score_picks` makes).
     """
-    for col in (*S.COORDS, S.CLASS_NAME):
-        if col not in truth.columns:
-            raise InputError(f"ground-truth table has no column '{col}'", field=col)
     if S.IS_PROTEIN in truth.columns:
         truth = truth[truth[S.IS_PROTEIN].astype(bool)]
-    keys = truth[S.CLASS_NAME].astype(str).str.casefold()
-    if isinstance(radii, Mapping):
-        table = {str(k).casefold(): float(v) for k, v in radii.items()}
-        missing = sorted(set(keys) - set(table))
-        if missing:
-            raise InputError(f"no particle radius for class(es) {', '.join(missing)}",
-                             field="radius")
-        r = keys.map(table).to_numpy(float)
-    else:
-        r = np.full(len(truth), float(radii))
-    if not (np.isfinite(r).all() and (r > 0).all()):
-        raise InputError("particle radii must be positive numbers of voxels", field="radius")
+    index = truth.index
+    truth = prepare_table(truth, "ground truth")  # checked columns and coordinates
+    r = radii_for(truth, radii).to_numpy(float)
     zyx = truth[[S.Z, S.Y, S.X]].to_numpy(float)
     tomograms = (truth[S.TOMOGRAM].astype(str).to_numpy() if S.TOMOGRAM in truth.columns
                  else np.full(len(truth), ""))
@@ -110,4 +99,4 @@ def neighbour_separation(truth: pd.DataFrame, radii: float | Mapping[str, float]
             continue
         d, j = cKDTree(zyx[rows]).query(zyx[rows], k=2)
         out[rows] = d[:, 1] / np.maximum(r[rows], r[rows[j[:, 1]]])
-    return pd.Series(out, index=truth.index, name="separation")
+    return pd.Series(out, index=index, name="separation")

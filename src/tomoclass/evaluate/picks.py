@@ -216,7 +216,7 @@ def score_picks(
         truth = truth[truth[schema.IS_PROTEIN].fillna(True).astype(bool)]
     picks = picks[picks["_key"] != BACKGROUND]
 
-    truth_radius = _radii_for(truth, radii)
+    truth_radius = radii_for(truth, radii)
     spelling = _spelling(truth, picks)
     mismatch = class_mismatch(truth, picks)
     if mismatch:
@@ -353,7 +353,12 @@ def prepare_table(df: pd.DataFrame, what: str) -> pd.DataFrame:
     return out
 
 
-def _radii_for(truth: pd.DataFrame, radii: float | Mapping[str, float]) -> pd.Series:
+def radii_for(truth: pd.DataFrame, radii: float | Mapping[str, float]) -> pd.Series:
+    """Each row's radius from one number or ``{class: radius}`` (``"*"``: any other class).
+
+    ``truth`` is a :func:`prepare_table` table (its ``_key`` column). Raises
+    :class:`InputError` for a class without a radius or a radius that is not positive.
+    """
     if isinstance(radii, Mapping):
         table = {str(k).casefold(): float(v) for k, v in radii.items()}
         if "*" in table:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from tomoclass.errors import InputError
+from tomoclass.evaluate import baseline
 from tomoclass.evaluate.seeds import (
     PAIRED,
     format_mean_sd,
@@ -76,7 +77,7 @@ REQUIRED = ("model", "seed", "f1", "group_f1", "macro_f1", "train_seconds", "epo
 
 #: Table row of the nearest-class-mean baseline (``agg["baseline"]``,
 #: :func:`tomoclass.evaluate.baseline.baseline_record`).
-BASELINE_ROW = "class_mean_correlation"
+BASELINE_ROW = baseline.NAME
 
 
 def convergence(val_loss: Sequence[float | None], k: int = CONVERGENCE_K,

@@ -23,6 +23,7 @@ from tomoclass.data import SubtomogramDataset, open_dataset
 from tomoclass.data.extract import VOXEL_SIZE_TOLERANCE
 from tomoclass.data.finite import refuse_nonfinite
 from tomoclass.errors import InputError
+from tomoclass.evaluate import baseline
 from tomoclass.evaluate.baseline import class_mean_baseline
 from tomoclass.evaluate.compare import MACRO, EpochCurve
 from tomoclass.evaluate.report import (
@@ -312,7 +313,7 @@ def checkpoint_curve(
 
 
 #: ``model_name`` of the nearest-class-mean baseline's reports.
-BASELINE_NAME = "class_mean_correlation"
+BASELINE_NAME = baseline.NAME
 
 
 def evaluate_baseline(
