@@ -22,7 +22,8 @@ small classes plus two medium anchors at 32³). The tomograms and the dataset ar
 final checkpoint on the test tomogram, the per-epoch validation loss / macro F1 / seconds, the
 convergence verdict (validation loss flat over the last epochs) and the wall time. A run
 whose JSON exists is skipped. The aggregate (:func:`tomoclass.evaluate.tier.aggregate_tier`)
-writes ``summary.json``, ``table.md``, ``fig4a.png`` and ``time_f1.png`` into ``--out``.
+writes ``summary.json``, ``table.md``, ``fig4a.png``, ``time_f1.png`` and ``curves.png`` (every
+run's validation loss and macro F1 per epoch) into ``--out``.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ from tomoclass.evaluate.tier import (
     aggregate_tier,
     load_run_records,
     plot_accuracy_vs_time,
+    plot_tier_curves,
     plot_tier_groups,
     run_convergence,
     tier_markdown,
@@ -191,6 +193,8 @@ def aggregate(out: Path, bench: Benchmark, work: Path | None = None) -> dict[str
         tmp.write_text(text)
     plot_tier_groups(agg, out / "fig4a.png", f"Fig. 4A, tier {bench.tier_name}", models=ORDER)
     plot_accuracy_vs_time(agg, out / "time_f1.png", f"Accuracy vs time, {bench.tier_name}")
+    plot_tier_curves(agg, out / "curves.png", f"Validation curves per run, {bench.tier_name}",
+                     models=ORDER)
     return agg
 
 

@@ -11,9 +11,11 @@ from tomoclass.errors import InputError
 from tomoclass.evaluate.tier import (
     aggregate_tier,
     convergence,
+    first_lr_drop,
     load_run_records,
     paired_tests,
     plot_accuracy_vs_time,
+    plot_tier_curves,
     plot_tier_groups,
     relative_trend,
     run_convergence,
@@ -153,7 +155,8 @@ def test_aggregate_writes_the_tier_answer_from_json_records(tmp_path):
             "0.250 | – | 0.750 | 0.500 |") in text
     assert "| class_mean_correlation | 0.250 | – | 0.750 |" in text
     for f in (plot_tier_groups(agg, tmp_path / "a.png", "t"),
-              plot_accuracy_vs_time(agg, tmp_path / "b.png", "t")):
+              plot_accuracy_vs_time(agg, tmp_path / "b.png", "t"),
+              plot_tier_curves(agg, tmp_path / "c.png", "t", models=["shrec_cnn", "densenet3d"])):
         assert f.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -165,3 +168,10 @@ def test_duplicate_or_incomplete_records_are_refused(tmp_path):
     with pytest.raises(InputError) as err:
         load_run_records(tmp_path)
     assert err.value.field == "seed" and "bad.json" in str(err.value)
+
+
+def test_first_lr_drop_skips_the_warm_up():
+    ep = [{"epoch": i + 1, "lr": r} for i, r in enumerate([1e-4, 5e-4, 1e-3, 1e-3, 1e-4, 1e-5])]
+    assert first_lr_drop(ep) == 5
+    assert first_lr_drop(ep[:4]) is None  # still at the peak: nothing shaded
+    assert first_lr_drop([{"epoch": 1, "val_loss": 1.0}]) is None  # no rates recorded

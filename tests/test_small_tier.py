@@ -175,7 +175,7 @@ def test_smoke_tier_end_to_end_resumes_and_aggregates(tier, tmp_path, capsys):
     assert "paired by seed" in text and "Convergence" in text
     assert summary["baseline"]["n"] == len(tier.load_benchmark(CONFIG, "small12_smoke").names)
     assert "| class_mean_correlation | floor: no training" in text
-    for png in ("fig4a.png", "time_f1.png"):
+    for png in ("fig4a.png", "time_f1.png", "curves.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert "dilated - plain macro F1" in capsys.readouterr().out
 

@@ -12,7 +12,8 @@ tier's answer:
   (:func:`convergence`);
 - accuracy against training time for every model (:func:`time_accuracy`);
 - Table 2 / Fig. 4A of the tier with error bars (:func:`tier_markdown`,
-  :func:`plot_tier_groups`, :func:`plot_accuracy_vs_time`), with the nearest-class-mean
+  :func:`plot_tier_groups`, :func:`plot_accuracy_vs_time`, and every run's validation
+  curves, :func:`plot_tier_curves`), with the nearest-class-mean
   baseline's row when ``agg["baseline"]`` holds its record (the floor the nets must beat).
 
 A run record is a dict with at least ``model``, ``seed``, ``f1`` ({class: F1 or None}),
@@ -54,11 +55,13 @@ __all__ = [
     "aggregate_tier",
     "convergence",
     "curve_convergence",
+    "first_lr_drop",
     "load_run_records",
     "paired_tests",
     "relative_trend",
     "run_convergence",
     "plot_accuracy_vs_time",
+    "plot_tier_curves",
     "plot_tier_groups",
     "time_accuracy",
     "tier_markdown",
@@ -453,6 +456,8 @@ def tier_markdown(agg: Mapping[str, Any], class_names: Sequence[str],
             f"({_f(r.get('peak_lr_trend'))})" if "stopped_falling_at_peak_lr" in r
             else f"{s}: –" for s, r in c["runs"].items())
         lines.append(f"| {m} | {c['n_converged']} / {c['n']} | {per} | {peak} | {trend} |")
+    lines += ["", "Every run's validation loss and macro F1 per epoch (epochs after the first "
+              "drop of the rate shaded): ![validation curves](curves.png)"]
     lines += ["", "## Accuracy against training time", "", "![accuracy vs time](time_f1.png)",
               "", "| model | training s per run (mean ± s.d.) | macro F1 |", "|---|---|---|"]
     for m in models:
@@ -535,3 +540,71 @@ def plot_accuracy_vs_time(agg: Mapping[str, Any], path: str | Path, title: str) 
     return save_png(fig, path)
 
 
+
+
+def plot_tier_curves(agg: Mapping[str, Any], path: str | Path, title: str,
+                     models: Sequence[str] | None = None) -> Path:
+    """Convergence per run: validation loss (top) and macro F1 (bottom) against epoch.
+
+    One column per model, one line per seed; the epochs trained below the peak learning rate
+    (from each epoch's recorded ``lr``) are shaded, so a loss that is flat only after the rate
+    dropped is told from one that had stopped falling at the peak rate.
+
+    Parameters
+    ----------
+    agg
+        :func:`aggregate_tier` output (its ``runs``).
+    path
+        Output PNG (written atomically).
+    title
+        Figure title.
+    models
+        Column order (default: sorted); models without runs are left out.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    runs = agg["runs"]
+    models = [m for m in (models or sorted(runs)) if runs.get(m)]
+    fig = Figure(figsize=(3.2 * max(1, len(models)), 5.2))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, max(1, len(models)), squeeze=False, sharex="col")
+    for j, m in enumerate(models):
+        top, bottom = axes[0][j], axes[1][j]
+        for seed, rec in sorted(runs[m].items(), key=lambda kv: int(kv[0])):
+            ep = [e for e in rec["epochs"] if e.get("epoch") is not None]
+            x = [int(e["epoch"]) for e in ep]
+            top.plot(x, [np.nan if e.get("val_loss") is None else e["val_loss"] for e in ep],
+                     marker=".", lw=1, label=f"seed {seed}")
+            bottom.plot(x, [np.nan if e.get("val_macro_f1") is None else e["val_macro_f1"]
+                            for e in ep], marker=".", lw=1)
+            first_drop = first_lr_drop(ep)
+            if first_drop is not None:
+                for ax in (top, bottom):
+                    ax.axvspan(first_drop - 0.5, x[-1] + 0.5, color="0.9", zorder=0)
+        top.set_title(m, fontsize=9)
+        top.legend(fontsize=6)
+        bottom.set_ylim(0, 1.0)
+        bottom.set_xlabel("epoch")
+        bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0][0].set_ylabel("validation loss")
+    axes[1][0].set_ylabel("validation macro F1")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_png(fig, path)
+
+
+def first_lr_drop(epochs: Sequence[Mapping[str, Any]]) -> int | None:
+    """The first epoch after the peak whose recorded ``lr`` is below the peak, or None.
+
+    A warm-up's lower rates before the peak do not count; a run held at its peak rate to the
+    end gives None.
+    """
+    lrs = [(int(e["epoch"]), float(e["lr"])) for e in epochs if e.get("lr") is not None]
+    if not lrs:
+        return None
+    peak = max(r for _, r in lrs)
+    i_peak = max(i for i, (_, r) in enumerate(lrs) if r >= peak * (1 - 1e-9))
+    later = [ep for ep, r in lrs[i_peak + 1:] if r < peak * (1 - 1e-9)]
+    return later[0] if later else None
