@@ -285,7 +285,7 @@ def print_table(res: dict, label: str) -> None:
                   f"{d['fraction_of_matmul_wall']:9.2f}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
                    help="CPU-sized: batch 8 training / 16 inference, 3 timed rounds")
@@ -301,8 +301,127 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true", help="CUDA: also time torch.compile")
     p.add_argument("--models", nargs="*", default=None, help="subset of registered models")
     p.add_argument("--out", type=Path, default=HERE / "results")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
+
+def train_steps(models: dict, plain: torch.nn.Module, batch: int, device: torch.device,
+                compile_too: bool) -> dict[str, Callable[[], None]]:
+    """One timed training step per variant: the plain reference, each model, and (dilated net)
+    memory-efficient; on CUDA also the reference with bf16 + channels-last, and compiled."""
+    cuda = device.type == "cuda"
+    amp = cuda  # bf16 autocast on GPU; CPU runs fp32
+    fns: dict[str, Callable[[], None]] = {
+        "plain_reference": make_train_step(plain, batch, device, amp=False)}
+    for n, m in models.items():
+        fns[n] = make_train_step(m, batch, device, amp=amp)
+        if "memory_efficient" in m.model_config and n == "dilated_densenet3d":
+            me = get_model(n, num_classes=NUM_CLASSES, memory_efficient=True).to(device)
+            fns[n + "+memory_efficient"] = make_train_step(me, batch, device, amp)
+    if cuda:
+        # the plain reference on the GPU in the paper's fp32, and with AMP + channels-last
+        plain_amp = plain_dilated_densenet(NUM_CLASSES).to(device).to(
+            memory_format=torch.channels_last_3d)
+        fns["plain_reference+amp_bf16+channels_last"] = make_train_step(
+            plain_amp, batch, device, amp=True, channels_last_input=True)
+        if compile_too and "dilated_densenet3d" in models:
+            comp = torch.compile(get_model("dilated_densenet3d", num_classes=NUM_CLASSES)
+                                 .to(device))
+            fns["dilated_densenet3d+compile"] = make_train_step(comp, batch, device, amp)
+    return fns
+
+
+def infer_steps(models: dict, plain: torch.nn.Module, batch: int, device: torch.device,
+                compile_too: bool) -> tuple[dict[str, Callable[[], None]], dict]:
+    """One timed inference call per variant (as built and ``optimize_for_inference``), and
+    the optimized models."""
+    cuda = device.type == "cuda"
+    fns: dict[str, Callable[[], None]] = {
+        "plain_reference": make_infer(plain.eval(), batch, device, amp=False)}
+    fast = {}
+    for n, m in models.items():
+        m.eval()
+        fns[n] = make_infer(m, batch, device, amp=cuda)
+        fast[n] = optimize_for_inference(m)
+        fns[n + "+optimized"] = make_infer(fast[n], batch, device, amp=cuda)
+    if cuda and compile_too and "dilated_densenet3d" in models:
+        comp = torch.compile(models["dilated_densenet3d"])
+        fns["dilated_densenet3d+compile"] = make_infer(comp, batch, device, cuda)
+    return fns, fast
+
+
+def optimized_logits_check(models: dict, fast: dict, device: torch.device) -> dict:
+    """Optimized logits against the plain reference with the same weights. Run before any
+    timing: the timed training steps change the model's weights, not the optimized snapshot."""
+    if "dilated_densenet3d" not in models:
+        return {}
+    ref = plain_dilated_densenet(NUM_CLASSES).to(device).eval()
+    load_from(ref, models["dilated_densenet3d"])
+    x = torch.randn(4, 1, SIZE, SIZE, SIZE, device=device)
+    with torch.inference_mode():
+        a = ref(x).float()
+        b = fast["dilated_densenet3d"](x).float()
+    return {"max_abs_diff_optimized_vs_plain_logits": float((a - b).abs().max()),
+            "max_abs_plain_logit": float(a.abs().max())}
+
+
+def describe_timings(timed: dict, batches: tuple[int, int], flops: tuple[dict, dict],
+                     peak: float, cuda: bool) -> dict:
+    """Samples/s, GFLOP/s and speed-up over the plain reference for every thread count."""
+    train_batch, infer_batch = batches
+    flops_train, flops_fwd = flops
+
+    def describe(times: dict, all_times: dict, batch: int, flops: float) -> dict:
+        d = summarize(times, batch)
+        d["achieved_gflops_wall"] = d["samples_per_s_wall"] * flops / 1e9
+        d["achieved_gflops_cpu_time"] = d["samples_per_s_cpu_time"] * flops / 1e9
+        d["fraction_of_matmul_wall"] = d["achieved_gflops_wall"] / peak
+        d["speedup_vs_plain_reference_wall"] = ratio(times, all_times["plain_reference"], "wall")
+        if not cuda:
+            d["speedup_vs_plain_reference_cpu_time"] = ratio(times, all_times["plain_reference"],
+                                                             "cpu")
+        return d
+
+    def base_of(name: str) -> str:
+        return name.split("+")[0]
+
+    return {str(n): {"training": {k: describe(v, tr, train_batch, flops_train[base_of(k)])
+                                  for k, v in tr.items()},
+                     "inference": {k: describe(v, inf, infer_batch, flops_fwd[base_of(k)])
+                                   for k, v in inf.items()}}
+            for n, (tr, inf) in timed.items()}
+
+
+def train_memory(models: dict, batch: int, device: torch.device) -> dict:
+    """Peak training memory per sample, with and without ``memory_efficient``."""
+    memory = {}
+    for n, m in models.items():
+        if "memory_efficient" not in m.model_config:
+            continue
+        plain_mem = peak_train_memory_per_sample(n, False, batch, device)
+        eff_mem = peak_train_memory_per_sample(n, True, batch, device)
+        memory[n] = {
+            "batch": batch,
+            "plain_mib_per_sample": plain_mem["mib_per_sample"],
+            "memory_efficient_mib_per_sample": eff_mem["mib_per_sample"],
+            "reduction": 1 - eff_mem["mib_per_sample"] / plain_mem["mib_per_sample"],
+            "method": plain_mem["method"],
+        }
+        print(f"memory {n}: {memory[n]}", flush=True)
+    return memory
+
+
+def write_result(result: dict, out: Path, device: torch.device) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = out / f"throughput_{device.type}_{result['mode']}_{stamp}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     # as `tomoclass train` on a CPU does (TOMOCLASS_MALLOC=system: glibc as it is)
     malloc_retained = retain_freed_memory() if device.type == "cpu" else False
@@ -359,48 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     flops_train = {n: train_flops_per_sample(m, device) for n, m in models.items()}
     flops_train["plain_reference"] = train_flops_per_sample(plain, device)
 
-    amp = cuda  # bf16 autocast on GPU; CPU runs fp32
-    train_fns: dict[str, Callable[[], None]] = {
-        "plain_reference": make_train_step(plain, train_batch, device, amp=False)}
-    for n, m in models.items():
-        train_fns[n] = make_train_step(m, train_batch, device, amp=amp)
-        if "memory_efficient" in m.model_config and n == "dilated_densenet3d":
-            me = get_model(n, num_classes=NUM_CLASSES, memory_efficient=True).to(device)
-            train_fns[n + "+memory_efficient"] = make_train_step(me, train_batch, device, amp)
-    if cuda:
-        # the plain reference on the GPU in the paper's fp32, and with AMP + channels-last
-        plain_amp = plain_dilated_densenet(NUM_CLASSES).to(device).to(
-            memory_format=torch.channels_last_3d)
-        train_fns["plain_reference+amp_bf16+channels_last"] = make_train_step(
-            plain_amp, train_batch, device, amp=True, channels_last_input=True)
-        if args.compile and "dilated_densenet3d" in models:
-            comp = torch.compile(get_model("dilated_densenet3d", num_classes=NUM_CLASSES)
-                                 .to(device))
-            train_fns["dilated_densenet3d+compile"] = make_train_step(comp, train_batch, device,
-                                                                      amp)
-    infer_fns: dict[str, Callable[[], None]] = {
-        "plain_reference": make_infer(plain.eval(), infer_batch, device, amp=False)}
-    fast = {}
-    for n, m in models.items():
-        m.eval()
-        infer_fns[n] = make_infer(m, infer_batch, device, amp=amp)
-        fast[n] = optimize_for_inference(m)
-        infer_fns[n + "+optimized"] = make_infer(fast[n], infer_batch, device, amp=amp)
-    if cuda and args.compile and "dilated_densenet3d" in models:
-        comp = torch.compile(models["dilated_densenet3d"])
-        infer_fns["dilated_densenet3d+compile"] = make_infer(comp, infer_batch, device, amp)
-    # optimized logits against the plain reference with the same weights, before any timing:
-    # the timed training steps change the model's weights but not the optimized snapshot
-    check = {}
-    if "dilated_densenet3d" in models:
-        ref = plain_dilated_densenet(NUM_CLASSES).to(device).eval()
-        load_from(ref, models["dilated_densenet3d"])
-        x = torch.randn(4, 1, SIZE, SIZE, SIZE, device=device)
-        with torch.inference_mode():
-            a = ref(x).float()
-            b = fast["dilated_densenet3d"](x).float()
-        check = {"max_abs_diff_optimized_vs_plain_logits": float((a - b).abs().max()),
-                 "max_abs_plain_logit": float(a.abs().max())}
+    train_fns = train_steps(models, plain, train_batch, device, args.compile)
+    infer_fns, fast = infer_steps(models, plain, infer_batch, device, args.compile)
+    check = optimized_logits_check(models, fast, device)
 
     timed = {}
     for n_threads in thread_counts:
@@ -409,39 +489,16 @@ def main(argv: list[str] | None = None) -> int:
         train_t = round_robin(train_fns, iters, warmup, device)
         print(f"threads {n_threads}: inference round-robin:", ", ".join(infer_fns), flush=True)
         timed[n_threads] = (train_t, round_robin(infer_fns, iters, warmup, device))
-    train_t, infer_t = timed[thread_counts[-1]]
-
-    peak = result["matmul_fp32_gflops"]
-
-    def base_of(name: str) -> str:
-        return name.split("+")[0]
-
-    def describe(times: dict, all_times: dict, batch: int, flops: float) -> dict:
-        d = summarize(times, batch)
-        d["achieved_gflops_wall"] = d["samples_per_s_wall"] * flops / 1e9
-        d["achieved_gflops_cpu_time"] = d["samples_per_s_cpu_time"] * flops / 1e9
-        d["fraction_of_matmul_wall"] = d["achieved_gflops_wall"] / peak
-        d["speedup_vs_plain_reference_wall"] = ratio(times, all_times["plain_reference"], "wall")
-        if not cuda:
-            d["speedup_vs_plain_reference_cpu_time"] = ratio(times, all_times["plain_reference"],
-                                                             "cpu")
-        return d
+    train_t, _ = timed[thread_counts[-1]]
 
     result["flops_forward_per_sample"] = flops_fwd
     result["flops_train_per_sample"] = flops_train
     result["thread_counts"] = thread_counts
-    result["by_threads"] = {
-        str(n): {"training": {k: describe(v, tr, train_batch, flops_train[base_of(k)])
-                              for k, v in tr.items()},
-                 "inference": {k: describe(v, inf, infer_batch, flops_fwd[base_of(k)])
-                               for k, v in inf.items()}}
-        for n, (tr, inf) in timed.items()}
-    result["training"] = {
-        k: describe(v, train_t, train_batch, flops_train[base_of(k)]) for k, v in train_t.items()
-    }
-    result["inference"] = {
-        k: describe(v, infer_t, infer_batch, flops_fwd[base_of(k)]) for k, v in infer_t.items()
-    }
+    result["by_threads"] = describe_timings(timed, (train_batch, infer_batch),
+                                            (flops_train, flops_fwd),
+                                            result["matmul_fp32_gflops"], cuda)
+    last = result["by_threads"][str(thread_counts[-1])]
+    result["training"], result["inference"] = last["training"], last["inference"]
     if "dilated_densenet3d+memory_efficient" in train_t:
         result["memory_efficient_slowdown_wall"] = ratio(
             train_t["dilated_densenet3d+memory_efficient"], train_t["dilated_densenet3d"], "wall")
@@ -450,24 +507,7 @@ def main(argv: list[str] | None = None) -> int:
                 train_t["dilated_densenet3d+memory_efficient"], train_t["dilated_densenet3d"],
                 "cpu")
     result["optimized_logits_check"] = check
-
-    mem_batch = train_batch
-    memory = {}
-    for n in names:
-        if "memory_efficient" not in models[n].model_config:
-            continue
-        plain_mem = peak_train_memory_per_sample(n, False, mem_batch, device)
-        eff_mem = peak_train_memory_per_sample(n, True, mem_batch, device)
-        memory[n] = {
-            "batch": mem_batch,
-            "plain_mib_per_sample": plain_mem["mib_per_sample"],
-            "memory_efficient_mib_per_sample": eff_mem["mib_per_sample"],
-            "reduction": 1 - eff_mem["mib_per_sample"] / plain_mem["mib_per_sample"],
-            "method": plain_mem["method"],
-        }
-        print(f"memory {n}: {memory[n]}", flush=True)
-    result["train_memory"] = memory
-
+    result["train_memory"] = train_memory(models, train_batch, device)
     result["loader"] = {
         "samples_per_s": loader_samples_per_s(train_batch, 8 * train_batch, workers=0),
         "workers": 0,
@@ -478,18 +518,10 @@ def main(argv: list[str] | None = None) -> int:
 
     for n_threads, res in result["by_threads"].items():
         print_table(res, f"{n_threads} thread(s)")
-
     print(f"\nloader: {result['loader']['samples_per_s']:.0f} samples/s; "
           f"load avg before {load_before}, after {result['load_avg_after']}; "
           f"{result['elapsed_s']:.0f} s")
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = args.out / f"throughput_{device.type}_{result['mode']}_{stamp}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(path)
-    print(f"wrote {path}")
+    print(f"wrote {write_result(result, args.out, device)}")
     return 0
 
 
