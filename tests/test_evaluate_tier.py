@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from scipy import stats
@@ -95,7 +96,7 @@ def test_run_convergence_takes_the_rates_from_the_schedule_not_the_log():
     assert c["converged"] and not c["flat_at_peak_lr"]
     del r["train_config"]
     r["convergence"] = {"converged": False, "stored": True}
-    assert run_convergence(r) == {"converged": False, "stored": True}
+    assert run_convergence(r) == {"converged": False, "stored": True, "at_chance": False}
 
 
 def test_paired_tests_match_scipy_and_pair_by_seed():
@@ -175,3 +176,15 @@ def test_first_lr_drop_skips_the_warm_up():
     assert first_lr_drop(ep) == 5
     assert first_lr_drop(ep[:4]) is None  # still at the peak: nothing shaded
     assert first_lr_drop([{"epoch": 1, "val_loss": 1.0}]) is None  # no rates recorded
+
+
+def test_a_loss_flat_at_a_uniform_guess_is_flagged_at_chance(tmp_path):
+    ln3 = math.log(3)  # the fixture's three classes
+    stuck = record("shrec_cnn", 0, 0.0, 0.1, 0.0, losses=(1.5, ln3 + 0.01, ln3, ln3 + 0.005))
+    learned = record("shrec_cnn", 1, 0.4, 0.6, 0.9, losses=(1.5, 0.85, 0.85, 0.85))
+    assert run_convergence(stuck)["converged"] and run_convergence(stuck)["at_chance"]
+    assert not run_convergence(learned)["at_chance"]
+    agg = aggregate_tier([stuck, learned], NAMES)
+    assert agg["convergence"]["shrec_cnn"]["n_at_chance"] == 1
+    text = tier_markdown(agg, NAMES, GROUPS, title="t")
+    assert "0: yes (0.009, AT CHANCE), 1: yes (0.000)" in text

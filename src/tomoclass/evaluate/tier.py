@@ -50,6 +50,7 @@ from tomoclass.train.schedule import epoch_lr
 
 __all__ = [
     "CONVERGENCE_K",
+    "CHANCE_TOL",
     "CONVERGENCE_TOL",
     "TREND_WINDOW",
     "aggregate_tier",
@@ -75,6 +76,8 @@ CONVERGENCE_TOL = 0.05
 #: boxes jitters 5-10 % per epoch (issue 18's small12 probes), which a range over 3 epochs
 #: reads as "not flat"; a least-squares line over 5 tells "still falling" from jitter.
 TREND_WINDOW = 5
+#: a final validation loss at least (1 - CHANCE_TOL) x ln K is a uniform guess's (at chance)
+CHANCE_TOL = 0.02
 
 REQUIRED = ("model", "seed", "f1", "group_f1", "macro_f1", "train_seconds", "epochs")
 
@@ -134,12 +137,23 @@ def run_convergence(record: Mapping[str, Any]) -> dict[str, Any]:
     The rate of every epoch comes from the record's ``train_config`` (the schedule, not the
     logged rate, which older runs wrote one epoch late); a record without one falls back to
     its stored ``convergence``, else to the plain criterion.
+
+    A loss flat at chance is flat too: ``at_chance`` says whether the last validation loss is
+    within ``CHANCE_TOL`` of ln K (K = the record's classes), the cross-entropy of a uniform
+    guess, so a run that never learned is not read as converged.
     """
     epochs = list(record["epochs"])
     cfg = record.get("train_config")
     if cfg and epochs:
-        return curve_convergence(epochs, cfg)
-    return dict(record.get("convergence") or convergence([e.get("val_loss") for e in epochs]))
+        out = curve_convergence(epochs, cfg)
+    else:
+        out = dict(record.get("convergence")
+                   or convergence([e.get("val_loss") for e in epochs]))
+    losses = [e.get("val_loss") for e in epochs if e.get("val_loss") is not None]
+    k = len(record.get("f1") or {})
+    out["at_chance"] = bool(losses and k > 1
+                            and float(losses[-1]) >= (1 - CHANCE_TOL) * math.log(k))
+    return out
 
 
 def curve_convergence(epochs: Sequence[Mapping[str, Any]],
@@ -358,6 +372,7 @@ def aggregate_tier(records: Iterable[Mapping[str, Any]], class_names: Sequence[s
     for m, by_seed in runs.items():
         per = {s: run_convergence(r) for s, r in sorted(by_seed.items())}
         conv[m] = {"runs": per, "n_converged": sum(bool(c["converged"]) for c in per.values()),
+                   "n_at_chance": sum(bool(c.get("at_chance")) for c in per.values()),
                    "n": len(per)}
     summary, paired = compare_seeds(runs, class_names, pair)
     return {"summary": summary, "paired": paired, "convergence": conv,
@@ -438,7 +453,9 @@ def tier_markdown(agg: Mapping[str, Any], class_names: Sequence[str],
               "already flat over the last epochs at the peak rate, and whether its trend there had "
               "stopped falling (least-squares change over the last "
               f"{TREND_WINDOW} epochs at the peak rate, as a fraction of their mean; a "
-              "range over 3 noisy epochs can fail on jitter alone).", "",
+              "range over 3 noisy epochs can fail on jitter alone). AT CHANCE: the last "
+              f"validation loss is within {CHANCE_TOL:.0%} of ln K, a uniform guess's: flat, "
+              "but nothing was learned.", "",
               "| model | flat at the end / runs | per seed: flat at the end (relative range "
               "of the last k val losses) | per seed: flat at the peak rate (epochs at it; "
               "range) | per seed: stopped falling at the peak rate (trend) |",
@@ -446,7 +463,9 @@ def tier_markdown(agg: Mapping[str, Any], class_names: Sequence[str],
     for m in models:
         c = agg["convergence"][m]
         per = ", ".join(f"{s}: {'yes' if r['converged'] else 'NO'} "
-                        f"({_f(r.get('relative_range'))})" for s, r in c["runs"].items())
+                        f"({_f(r.get('relative_range'))}"
+                        f"{', AT CHANCE' if r.get('at_chance') else ''})"
+                        for s, r in c["runs"].items())
         peak = ", ".join(
             f"{s}: {'yes' if r['flat_at_peak_lr'] else 'NO'} ({r['epochs_at_peak_lr']}; "
             f"{_f(r.get('peak_lr_relative_range'))})" if "flat_at_peak_lr" in r else f"{s}: –"
