@@ -20,6 +20,7 @@ from tomoclass.evaluate.tier import (
     plot_tier_groups,
     relative_trend,
     run_convergence,
+    scheduled_epochs,
     tier_markdown,
 )
 
@@ -94,7 +95,10 @@ def test_run_convergence_takes_the_rates_from_the_schedule_not_the_log():
     c = run_convergence(r)
     assert c["epochs_at_peak_lr"] == 2 and c["final_lr_fraction"] == pytest.approx(0.01)
     assert c["converged"] and not c["flat_at_peak_lr"]
+    # the figure shades from the same schedule: epoch 3 is the first below the peak, not 2
+    assert first_lr_drop(scheduled_epochs(r)) == 3 and first_lr_drop(r["epochs"]) == 2
     del r["train_config"]
+    assert first_lr_drop(scheduled_epochs(r)) == 2  # no config: the logged rates
     r["convergence"] = {"converged": False, "stored": True}
     assert run_convergence(r) == {"converged": False, "stored": True, "at_chance": False}
 

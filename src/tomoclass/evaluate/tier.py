@@ -61,6 +61,7 @@ __all__ = [
     "paired_tests",
     "relative_trend",
     "run_convergence",
+    "scheduled_epochs",
     "plot_accuracy_vs_time",
     "plot_tier_curves",
     "plot_tier_groups",
@@ -163,12 +164,30 @@ def curve_convergence(epochs: Sequence[Mapping[str, Any]],
     Each epoch's rate comes from the training config's schedule
     (:func:`tomoclass.train.schedule.epoch_lr`); no epochs: the plain criterion.
     """
-    tc = (train_config if isinstance(train_config, TrainConfig)
-          else TrainConfig.from_dict(dict(train_config)))
+    tc = _as_train_config(train_config)
     val = [e.get("val_loss") for e in epochs]
     if not epochs:
         return convergence(val)
     return convergence(val, lr=[epoch_lr(tc, int(e["epoch"])) for e in epochs])
+
+
+def _as_train_config(train_config: TrainConfig | Mapping[str, Any]) -> TrainConfig:
+    return (train_config if isinstance(train_config, TrainConfig)
+            else TrainConfig.from_dict(dict(train_config)))
+
+
+def scheduled_epochs(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A run record's epochs, each ``lr`` from its ``train_config``'s schedule.
+
+    As :func:`run_convergence` reads them (older runs logged the next epoch's rate); a record
+    without a config keeps its logged rates.
+    """
+    epochs = [dict(e) for e in record["epochs"] if e.get("epoch") is not None]
+    cfg = record.get("train_config")
+    if not cfg:
+        return epochs
+    tc = _as_train_config(cfg)
+    return [{**e, "lr": epoch_lr(tc, int(e["epoch"]))} for e in epochs]
 
 
 def _with_peak_phase(rec: dict[str, Any], val_loss: Sequence[float | None],
@@ -559,15 +578,13 @@ def plot_accuracy_vs_time(agg: Mapping[str, Any], path: str | Path, title: str) 
     return save_png(fig, path)
 
 
-
-
 def plot_tier_curves(agg: Mapping[str, Any], path: str | Path, title: str,
                      models: Sequence[str] | None = None) -> Path:
     """Convergence per run: validation loss (top) and macro F1 (bottom) against epoch.
 
     One column per model, one line per seed; the epochs trained below the peak learning rate
-    (from each epoch's recorded ``lr``) are shaded, so a loss that is flat only after the rate
-    dropped is told from one that had stopped falling at the peak rate.
+    (the schedule's rates, :func:`scheduled_epochs`) are shaded, so a loss that is flat only
+    after the rate dropped is told from one that had stopped falling at the peak rate.
 
     Parameters
     ----------
@@ -592,7 +609,7 @@ def plot_tier_curves(agg: Mapping[str, Any], path: str | Path, title: str,
     for j, m in enumerate(models):
         top, bottom = axes[0][j], axes[1][j]
         for seed, rec in sorted(runs[m].items(), key=lambda kv: int(kv[0])):
-            ep = [e for e in rec["epochs"] if e.get("epoch") is not None]
+            ep = scheduled_epochs(rec)
             x = [int(e["epoch"]) for e in ep]
             top.plot(x, [np.nan if e.get("val_loss") is None else e["val_loss"] for e in ep],
                      marker=".", lw=1, label=f"seed {seed}")
