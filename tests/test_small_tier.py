@@ -67,7 +67,14 @@ def test_parse_seeds_and_a_foreign_work_folder(tier, tmp_path):
     with pytest.raises(InputError, match="not made by small_tier"):
         tier.open_work(tmp_path / "w")
     assert (tmp_path / "w" / "mine.txt").read_text() == "keep"
-    # nor a results folder it did not make: its fixed names would replace a user's files
+
+
+@realdata  # the tier's benchmark checks its data root on load
+def test_a_results_folder_it_did_not_make_is_refused(tier, tmp_path):
+    from tomoclass.errors import InputError
+
+    # its fixed names would replace a user's files
+    (tmp_path / "w").mkdir()
     (tmp_path / "w" / "table.md").write_text("my table")
     bench = tier.load_benchmark(CONFIG, "small12_smoke")
     with pytest.raises(InputError, match="not a small_tier.py results folder"):
