@@ -59,7 +59,7 @@ TIER_KEYS = {"reduces", "n_tomograms", "shape_zyx", "n_particles", "train_tomogr
              "calibration_epochs", "cam_particles", "model_kwargs", "box",
              "calibration_sweep_dose_e_per_angstrom2", "border",
              "max_per_class_per_tomogram", "lr_step_epochs", "locate_stride",
-             "val_tomograms", "classes", "preset"}
+             "val_tomograms", "classes", "preset", "train_overrides"}
 
 #: Models a tier may train beside the paper's three (no paper values; issue 18's generic row).
 EXTRA_MODELS = ("monai_densenet121",)
@@ -106,6 +106,11 @@ class Benchmark:
 
     def model_kwargs(self, model: str) -> dict[str, Any]:
         return dict((self.tier.get("model_kwargs") or {}).get(model, {}) or {})
+
+    def train_overrides(self, model: str) -> dict[str, Any]:
+        """The tier's changes to one model's training config (``train_overrides``: a stated
+        deviation from the tier's protocol, e.g. SHREC-CNN's learning rate)."""
+        return dict((self.tier.get("train_overrides") or {}).get(model, {}) or {})
 
     def paper_f1(self) -> dict[str, dict[str, float]]:
         """Paper's F1 per model, keyed by our class names (stand-ins mapped)."""
@@ -170,10 +175,11 @@ def load_benchmark(config: str | Path, tier: str, data_root: str | Path | None =
         raise InputError("train/val/test tomograms must be distinct indices below n_tomograms",
                          path=path, field=f"tiers.{tier}")
     known = (*MODELS, *EXTRA_MODELS)
-    for m in (t["seeds"] or {}):
-        if m not in known:
-            raise InputError(f"seeds for unknown model {m!r} (known: {', '.join(known)})",
-                             path=path, field=f"tiers.{tier}.seeds")
+    for key in ("seeds", "train_overrides"):
+        for m in (t.get(key) or {}):
+            if m not in known:
+                raise InputError(f"{key} for unknown model {m!r} (known: {', '.join(known)})",
+                                 path=path, field=f"tiers.{tier}.{key}")
     root = Path(data_root).expanduser().resolve() if data_root else default_data_root(raw)
     if not root.is_dir():
         raise InputError("data root not found: it must hold structures/pdb (the shared data "
@@ -317,20 +323,22 @@ def extract(ds_dir: Path, written: list[dict[str, str]], bench: Benchmark, sim_c
 
 
 def train_config(bench: Benchmark, model: str, seed: int, epochs: int | None = None,
-                 device: str = "auto", preset_name: str | None = None):
+                 device: str = "auto", preset_name: str | None = None,
+                 overrides: dict[str, Any] | None = None):
     """The paper protocol (train ``default`` preset) at the tier's size for one run.
 
     The tier's test tomogram is the validation split: it is only monitored (the per-epoch F1
     gives Fig. 4B); Table 2 evaluates the final checkpoint, so nothing is chosen on it.
     ``preset_name`` (else the tier's ``preset``, else the YAML's ``train.preset``) chooses
-    the train preset (``plain``: the floor of issue 18).
+    the train preset (``plain``: the floor of issue 18). The tier's ``train_overrides`` for
+    the model, then ``overrides`` (a caller's probe), replace fields of the result.
     """
     from tomoclass.train import preset
 
     tr = bench.raw.get("train") or {}
     name = preset_name or bench.tier.get("preset") or tr.get("preset", "default")
-    return preset(
-        str(name), model=model, seed=seed,
+    fields: dict[str, Any] = dict(
+        model=model, seed=seed,
         epochs=int(epochs or bench.tier["epochs"]), batch_size=int(bench.tier["batch_size"]),
         checkpoint_every=int(bench.tier.get("checkpoint_every", 5)),
         augment=bool(tr.get("augment", False)), val_split="test",
@@ -338,6 +346,9 @@ def train_config(bench: Benchmark, model: str, seed: int, epochs: int | None = N
         model_kwargs=bench.model_kwargs(model),
         lr_step_epochs=bench.tier.get("lr_step_epochs"),
     )
+    fields.update(bench.train_overrides(model))
+    fields.update(overrides or {})
+    return preset(str(name), **fields)
 
 
 def fit_or_stop(cfg, data, run_dir: Path, **kwargs: Any):

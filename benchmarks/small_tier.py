@@ -85,12 +85,13 @@ log = logging.getLogger("small_tier")
 ORDER = (*MODELS, *EXTRA_MODELS)
 
 
-def training_plan(bench: Benchmark, preset_name: str, epochs: int) -> dict[str, Any]:
+def training_plan(bench: Benchmark, preset_name: str, epochs: int,
+                  overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the tier's runs train with (lr, schedule, warm-up, batch, augmentation, precise
     BN, ...), as the dilated net's seed-0 config; the preset's per-model overrides (SHREC-CNN's
-    lr) apply on top of it."""
-    plan = train_config(bench, "dilated_densenet3d", 0, epochs=epochs,
-                        preset_name=preset_name).model_dump(mode="json")
+    lr) and the tier's ``train_overrides`` apply on top of it."""
+    plan = train_config(bench, "dilated_densenet3d", 0, epochs=epochs, preset_name=preset_name,
+                        overrides=overrides).model_dump(mode="json")
     for k in ("seed", "device", "num_workers", "model", "model_kwargs", "checkpoint_every"):
         plan.pop(k, None)
     return plan
@@ -110,28 +111,44 @@ def check_results_folder(out: Path, *, must_exist: bool) -> None:
                          "there; use a new or empty --out", path=out, field="--out")
 
 
-def check_protocol(out: Path, bench: Benchmark, preset_name: str, epochs: int) -> None:
-    """Refuse to mix runs of another tier, preset, length, schedule or data in one folder."""
-    want = json.loads(json.dumps({"tier": bench.tier_name, "preset": preset_name,
-                                  "epochs": epochs, "classes": bench.names,
-                                  "train": training_plan(bench, preset_name, epochs),
-                                  "data": data_fingerprint(bench)}, default=str))
+def protocol(bench: Benchmark, preset_name: str, epochs: int,
+             overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a results folder's runs share: tier, preset, length, training plan, data, and the
+    tier's per-model ``train_overrides`` (recorded only when the tier has some, so that the
+    folders of tiers without them keep their protocol)."""
+    want: dict[str, Any] = {"tier": bench.tier_name, "preset": preset_name, "epochs": epochs,
+                            "classes": bench.names,
+                            "train": training_plan(bench, preset_name, epochs, overrides),
+                            "data": data_fingerprint(bench)}
+    per_model = {m: bench.train_overrides(m) for m in ORDER if bench.train_overrides(m)}
+    if per_model:
+        want["train_overrides"] = per_model
+    return json.loads(json.dumps(want, default=str))
+
+
+def check_protocol(out: Path, bench: Benchmark, preset_name: str, epochs: int,
+                   overrides: dict[str, Any] | None = None, *, write: bool = True) -> None:
+    """Refuse to mix runs of another tier, preset, length, schedule or data in one folder;
+    a new folder gets the protocol written (unless ``write`` is false: a check only)."""
+    want = protocol(bench, preset_name, epochs, overrides)
     path = out / "protocol.json"
     check_results_folder(out, must_exist=False)
     if path.exists():
         have = json.loads(path.read_text())
         if have != want:
-            diff = sorted(k for k in want if have.get(k) != want[k])
+            diff = sorted(k for k in {*want, *have} if have.get(k) != want.get(k))
             raise InputError(f"the results folder holds runs of another protocol (differs in "
                              f"{', '.join(diff)}); use another --out", path=path,
                              field="protocol")
         return
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(path, want)
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(path, want)
 
 
 def run_one(bench: Benchmark, model: str, seed: int, ds_dir: Path, work: Path, out: Path, *,
-            preset_name: str, epochs: int, device: str = "auto") -> Path | None:
+            preset_name: str, epochs: int, device: str = "auto",
+            overrides: dict[str, Any] | None = None) -> Path | None:
     """Train, evaluate and record one (model, seed); None when its record already exists."""
     res = out / "runs" / f"{model}_seed{seed}.json"
     if res.exists():
@@ -139,7 +156,7 @@ def run_one(bench: Benchmark, model: str, seed: int, ds_dir: Path, work: Path, o
         return None
     run_dir = work / "runs" / f"{model}_seed{seed}"
     cfg = train_config(bench, model, seed, epochs=epochs, device=device,
-                       preset_name=preset_name)
+                       preset_name=preset_name, overrides=overrides)
     resume = start_run(run_dir, cfg)  # refuses a checkpoint of another plan
     date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     load = list(os.getloadavg())
@@ -276,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=parse_seeds, help="e.g. 0-4 (default: the tier's)")
     p.add_argument("--preset", help="train preset (default: the tier's, else 'default')")
     p.add_argument("--epochs", type=int, help="override the tier's epochs")
+    p.add_argument("--lr", type=float,
+                   help="learning rate per batch of the tier's batch size for every run of "
+                        "this call, replacing the preset's and the tier's (a probe: it is "
+                        "recorded in protocol.json, so it needs its own --out)")
     p.add_argument("--dose", type=float,
                    help="total dose per tilt series in e/A^2 instead of the benchmark's frozen "
                         "one (a calibration sweep: one --out and one --work per dose; "
@@ -308,6 +329,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if unknown:
             raise InputError(f"unknown models {unknown} (known: {', '.join(ORDER)})",
                              field="--models")
+        preset_name = str(args.preset or bench.tier.get("preset")
+                          or (bench.raw.get("train") or {}).get("preset", "default"))
+        epochs = int(args.epochs or bench.tier["epochs"])
+        overrides = None
+        if args.lr is not None:
+            if not args.lr > 0:
+                raise InputError(f"must be > 0, got {args.lr}", field="--lr")
+            overrides = {"base_lr": args.lr, "lr_reference_batch": int(bench.tier["batch_size"])}
+        if not (args.aggregate_only or args.estimate):  # refuse before making anything
+            check_protocol(args.out, bench, preset_name, epochs, overrides, write=False)
         dose_tag = "" if args.dose is None else f"_dose{args.dose:g}"
         work = open_work(args.work or Path(tempfile.gettempdir())
                          / f"tomoclass_small_tier_{args.tier}{dose_tag}")
@@ -316,16 +347,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                      device="cpu" if args.device == "auto" else args.device,
                      epochs_timed=args.epochs_timed)
             return 0
-        preset_name = str(args.preset or bench.tier.get("preset")
-                          or (bench.raw.get("train") or {}).get("preset", "default"))
-        epochs = int(args.epochs or bench.tier["epochs"])
         if not args.aggregate_only:
-            check_protocol(args.out, bench, preset_name, epochs)
+            check_protocol(args.out, bench, preset_name, epochs, overrides)
             ds_dir = prepare_data(bench, work)
             for model in models:
                 for seed in args.seeds if args.seeds is not None else bench.seeds(model):
-                    run_one(bench, model, seed, ds_dir, work, args.out,
-                            preset_name=preset_name, epochs=epochs, device=args.device)
+                    run_one(bench, model, seed, ds_dir, work, args.out, preset_name=preset_name,
+                            epochs=epochs, device=args.device, overrides=overrides)
         if args.aggregate_only:
             check_results_folder(args.out, must_exist=True)
         agg = aggregate(args.out, bench, work)

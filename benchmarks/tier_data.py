@@ -57,7 +57,8 @@ def data_fingerprint(bench: Benchmark) -> dict[str, Any]:
     keep = {k: v for k, v in bench.tier.items()
             if k not in ("reduces", "epochs", "lr_step_epochs", "seeds", "preset",
                          "parallel_runs", "num_workers", "eval_batch_size", "cam_particles",
-                         "checkpoint_every", "model_kwargs", "batch_size", "sim_processes")}
+                         "checkpoint_every", "model_kwargs", "batch_size", "sim_processes",
+                         "train_overrides")}
     return {"tier": bench.tier_name, "settings": keep, "dose": bench.dose, "box": bench.box,
             "classes": bench.names, "simulation": {k: bench.raw.get(k) for k in
                                                    ("templates", "microscope", "tomogram",

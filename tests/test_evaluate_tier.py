@@ -15,6 +15,7 @@ from tomoclass.evaluate.tier import (
     first_lr_drop,
     load_run_records,
     paired_tests,
+    peak_rate,
     plot_accuracy_vs_time,
     plot_tier_curves,
     plot_tier_groups,
@@ -101,6 +102,23 @@ def test_run_convergence_takes_the_rates_from_the_schedule_not_the_log():
     assert first_lr_drop(scheduled_epochs(r)) == 2  # no config: the logged rates
     r["convergence"] = {"converged": False, "stored": True}
     assert run_convergence(r) == {"converged": False, "stored": True, "at_chance": False}
+
+
+def test_the_table_states_each_models_peak_rate_from_its_runs():
+    """A per-model rate (SHREC-CNN's deviation on small12) is printed, not hidden."""
+    recs = []
+    for s in range(2):
+        for m, lr, ref in (("densenet3d", 4e-3, 64), ("shrec_cnn", 3e-4 * (1 + s), 16)):
+            r = record(m, s, 0.2, 0.3, 0.4)
+            r["train_config"] = {"base_lr": lr, "lr_reference_batch": ref, "batch_size": 16}
+            recs.append(r)
+    assert peak_rate(recs[0]) == pytest.approx((1e-3, 16))
+    assert peak_rate(record("m", 0, 0.1, 0.1, 0.1)) is None
+    agg = json.loads(json.dumps(aggregate_tier(recs, NAMES)))  # as summary.json holds it
+    assert agg["peak_rates"]["densenet3d"] == [[pytest.approx(1e-3), 16]]
+    text = tier_markdown(agg, NAMES, GROUPS, title="tier", models=["densenet3d", "shrec_cnn"])
+    assert ("Peak learning rate after the warm-up (from each run's train_config): densenet3d "
+            "0.001 at batch 16; shrec_cnn 0.0003 at batch 16, 0.0006 at batch 16.") in text
 
 
 def test_paired_tests_match_scipy_and_pair_by_seed():

@@ -133,6 +133,43 @@ def test_unknown_tier_class_and_mixed_protocols_are_refused(tier, tmp_path, caps
     assert "--dose" in capsys.readouterr().err and not (tmp_path / "w").exists()
 
 
+@realdata
+def test_a_model_train_override_changes_that_model_only_and_the_protocol(tier, tmp_path,
+                                                                         capsys):
+    """A tier's ``train_overrides`` (SHREC-CNN's rate on small12) is a stated protocol
+    deviation: it reaches that model's config only, is recorded in protocol.json, and a folder
+    of runs without it refuses runs with it (and the reverse); ``--lr`` is a probe's own
+    protocol too."""
+    bench = tier.load_benchmark(CONFIG, "small12_smoke")
+    base = {m: tier.train_config(bench, m, 0).base_lr for m in ("shrec_cnn", "densenet3d")}
+    tier.check_protocol(tmp_path / "r", bench, "default", 2)
+    bench.tier["train_overrides"] = {"shrec_cnn": {"base_lr": 5e-4, "lr_reference_batch": 6}}
+    shrec = tier.train_config(bench, "shrec_cnn", 0)
+    assert (shrec.base_lr, shrec.lr_reference_batch) == (5e-4, 6) != (base["shrec_cnn"], 64)
+    assert tier.train_config(bench, "densenet3d", 0).base_lr == base["densenet3d"]
+    assert tier.protocol(bench, "default", 2)["train_overrides"] == {
+        "shrec_cnn": {"base_lr": 5e-4, "lr_reference_batch": 6}}
+    with pytest.raises(tier.InputError, match=r"another protocol \(differs in train_overrides"):
+        tier.check_protocol(tmp_path / "r", bench, "default", 2)
+    tier.check_protocol(tmp_path / "r2", bench, "default", 2)
+    del bench.tier["train_overrides"]
+    with pytest.raises(tier.InputError, match=r"differs in train_overrides"):
+        tier.check_protocol(tmp_path / "r2", bench, "default", 2)
+    # a probe's --lr replaces the rate of every model of the call and is its own protocol
+    probe = tier.train_config(bench, "shrec_cnn", 0, overrides={"base_lr": 3e-4,
+                                                                "lr_reference_batch": 6})
+    assert (probe.base_lr, probe.lr_reference_batch) == (3e-4, 6)
+    assert tier.main(["--tier", "small12_smoke", "--out", str(tmp_path / "r"), "--work",
+                      str(tmp_path / "w"), "--lr", "3e-4", "--models", "shrec_cnn"]) == 2
+    assert "differs in train" in capsys.readouterr().err and not (tmp_path / "w").exists()
+    # an override for a model the benchmark does not know is refused on load
+    bad = yaml.safe_load(CONFIG.read_text())
+    bad["tiers"]["small12_smoke"]["train_overrides"] = {"resnet": {"base_lr": 1e-3}}
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(bad))
+    with pytest.raises(tier.InputError, match="train_overrides for unknown model 'resnet'"):
+        tier.load_benchmark(cfg, "small12_smoke")
+
 def test_time_to_accuracy_variants(tta, tmp_path):
     if not (DATA / "structures" / "pdb").is_dir():
         pytest.skip("shared data absent")

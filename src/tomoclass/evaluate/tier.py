@@ -360,6 +360,20 @@ def report_record(report: Any) -> dict[str, Any]:
             "macro_f1": float(report.macro_f1), "n_test": int(m.n)}
 
 
+def peak_rate(record: Mapping[str, Any]) -> tuple[float, int] | None:
+    """The (peak learning rate, batch size) a run trained at after its warm-up.
+
+    From its ``train_config``: ``base_lr`` scaled linearly from ``lr_reference_batch`` to
+    ``batch_size``; None when the record has no config.
+    """
+    cfg = record.get("train_config") or {}
+    try:
+        batch = int(cfg["batch_size"])
+        return float(cfg["base_lr"]) * batch / float(cfg["lr_reference_batch"]), batch
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+
+
 def aggregate_tier(records: Iterable[Mapping[str, Any]], class_names: Sequence[str],
                    pair: tuple[str, str] = PAIRED) -> dict[str, Any]:
     """The tier's statistics from its run records.
@@ -379,7 +393,8 @@ def aggregate_tier(records: Iterable[Mapping[str, Any]], class_names: Sequence[s
         ``summary`` (:func:`~tomoclass.evaluate.seeds.summarize_seeds`), ``paired``
         ({"macro": tests, "groups": {group: tests}, "classes": {class: tests}} or None),
         ``convergence`` ({model: {seed: record["convergence"]}} and the count converged),
-        ``time_accuracy`` (:func:`time_accuracy`) and ``runs`` ({model: {seed: record}}).
+        ``time_accuracy`` (:func:`time_accuracy`), ``peak_rates`` ({model: the distinct
+        [rate, batch] of its runs, :func:`peak_rate`}) and ``runs`` ({model: {seed: record}}).
 
     Raises
     ------
@@ -396,6 +411,8 @@ def aggregate_tier(records: Iterable[Mapping[str, Any]], class_names: Sequence[s
     summary, paired = compare_seeds(runs, class_names, pair)
     return {"summary": summary, "paired": paired, "convergence": conv,
             "time_accuracy": time_accuracy(runs),
+            "peak_rates": {m: sorted({p for r in by.values() if (p := peak_rate(r))})
+                           for m, by in runs.items()},
             "runs": {m: {str(s): dict(r) for s, r in sorted(by.items())}
                      for m, by in runs.items()}}
 
@@ -455,6 +472,11 @@ def tier_markdown(agg: Mapping[str, Any], class_names: Sequence[str],
                      f"{base['class_means_from']} boxes | "
                      + " | ".join(_f(base["f1"].get(n)) for n in class_names)
                      + f" | {_f(base['macro_f1'])} |")
+    rates = agg.get("peak_rates") or {}
+    if any(rates.get(m) for m in models):
+        lines += ["", "Peak learning rate after the warm-up (from each run's train_config): "
+                  + "; ".join(f"{m} " + ", ".join(f"{r:.2g} at batch {b}" for r, b in rates[m])
+                              for m in models if rates.get(m)) + "."]
     lines += ["", "## Mean F1 per size group (Fig. 4A)", "", "![Fig. 4A](fig4a.png)", "",
               "| model | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
     for m in models:
