@@ -206,6 +206,11 @@ def test_a_loss_flat_at_a_uniform_guess_is_flagged_at_chance(tmp_path):
     learned = record("shrec_cnn", 1, 0.4, 0.6, 0.9, losses=(1.5, 0.85, 0.85, 0.85))
     assert run_convergence(stuck)["converged"] and run_convergence(stuck)["at_chance"]
     assert not run_convergence(learned)["at_chance"]
+    # over-confident and over-fitting (MONAI's DenseNet121 on small12): above ln K, not chance
+    overfit = record("m", 2, 0.2, 0.3, 0.5, losses=(1.5, 1.2, 2.0, 1.5 * ln3))
+    assert not run_convergence(overfit)["at_chance"]
+    just_above = record("m", 3, 0.0, 0.1, 0.0, losses=(1.5, ln3 * 1.015, ln3 * 1.015))
+    assert run_convergence(just_above)["at_chance"]
     agg = aggregate_tier([stuck, learned], NAMES)
     assert agg["convergence"]["shrec_cnn"]["n_at_chance"] == 1
     text = tier_markdown(agg, NAMES, GROUPS, title="t")
