@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from shrec12 import (
     DEFAULT_CONFIG,
     EXTRA_MODELS,
@@ -297,6 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning rate per batch of the tier's batch size for every run of "
                         "this call, replacing the preset's and the tier's (a probe: it is "
                         "recorded in protocol.json, so it needs its own --out)")
+    p.add_argument("--set", dest="train_set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a training config field for every run of this call (repeatable, "
+                        "e.g. batch_size=4; YAML values): a probe, recorded in protocol.json "
+                        "like --lr")
     p.add_argument("--dose", type=float,
                    help="total dose per tilt series in e/A^2 instead of the benchmark's frozen "
                         "one (a calibration sweep: one --out and one --work per dose; "
@@ -309,6 +314,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs-timed", type=int, default=2,
                    help="with --estimate: epochs run, the last one timed (default 2)")
     return p
+
+
+def parse_settings(items: Sequence[str]) -> dict[str, Any]:
+    """``["batch_size=4", "max_grad_norm=1.0"]`` -> ``{"batch_size": 4, "max_grad_norm": 1.0}``
+    (values read as YAML); a field TrainConfig does not know is refused when the config is
+    built."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"expected KEY=VALUE, got {item!r}", field="--set")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise InputError(f"value of {key.strip()} is not valid YAML: {value!r}",
+                             field="--set") from None
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -337,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.lr > 0:
                 raise InputError(f"must be > 0, got {args.lr}", field="--lr")
             overrides = {"base_lr": args.lr, "lr_reference_batch": int(bench.tier["batch_size"])}
+        if args.train_set:
+            overrides = {**(overrides or {}), **parse_settings(args.train_set)}
         if not (args.aggregate_only or args.estimate):  # refuse before making anything
             check_protocol(args.out, bench, preset_name, epochs, overrides, write=False)
         dose_tag = "" if args.dose is None else f"_dose{args.dose:g}"

@@ -162,6 +162,15 @@ def test_a_model_train_override_changes_that_model_only_and_the_protocol(tier, t
     assert tier.main(["--tier", "small12_smoke", "--out", str(tmp_path / "r"), "--work",
                       str(tmp_path / "w"), "--lr", "3e-4", "--models", "shrec_cnn"]) == 2
     assert "differs in train" in capsys.readouterr().err and not (tmp_path / "w").exists()
+    # --set: any training field, read as YAML; an unknown field or a bare word is refused
+    assert tier.parse_settings(["batch_size=4", "max_grad_norm=1.0"]) == {
+        "batch_size": 4, "max_grad_norm": 1.0}
+    for bad, field in ((["bogus_field=1"], "bogus_field"), (["batch_size"], "--set")):
+        assert tier.main(["--tier", "small12_smoke", "--out", str(tmp_path / "r3"), "--work",
+                          str(tmp_path / "w"), "--models", "shrec_cnn",
+                          *[x for b in bad for x in ("--set", b)]]) == 2
+        assert field in capsys.readouterr().err
+        assert not (tmp_path / "w").exists() and not (tmp_path / "r3").exists()
     # an override for a model the benchmark does not know is refused on load
     bad = yaml.safe_load(CONFIG.read_text())
     bad["tiers"]["small12_smoke"]["train_overrides"] = {"resnet": {"base_lr": 1e-3}}
