@@ -173,6 +173,22 @@ def test_shrec_cnn_is_he_initialised_and_keeps_its_signal():
     assert 0.2 < float(last / first) < 5  # Xavier: ~0.07
 
 
+def test_shrec_cnn_zero_head_starts_at_a_uniform_guess_and_still_learns():
+    torch.manual_seed(0)
+    model = _model("shrec_cnn", head_init="zeros")
+    assert model.model_config["head_init"] == "zeros"
+    x, y = torch.randn(4, 1, 32, 32, 32), torch.tensor([0, 1, 2, 0])
+    logits = model(x)
+    assert torch.all(logits == 0)
+    loss = nn.functional.cross_entropy(logits, y)
+    assert float(loss) == pytest.approx(math.log(logits.shape[1]))
+    loss.backward()  # the head gets an input-dependent gradient at once
+    assert model.classifier.weight.grad.abs().sum() > 0
+    assert torch.count_nonzero(_model("shrec_cnn").classifier.weight) > 0  # default: Xavier
+    with pytest.raises(ValueError, match="head_init"):
+        _model("shrec_cnn", head_init="he")
+
+
 # The paper's DenseNets (shrec_cnn: He init; monai_densenet121 keeps MONAI's own init, as a
 # generic user would get it).
 @pytest.mark.parametrize("name", [m for m in MODELS if m not in ("shrec_cnn", "monai_densenet121")])

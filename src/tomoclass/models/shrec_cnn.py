@@ -44,6 +44,13 @@ class ShrecCNN(TomoNet):
         Width of both hidden FC layers (1024 in the report's figure, 4096 in its code).
     dropout
         Dropout probability after each hidden FC layer.
+    head_init
+        ``"xavier"`` (default) or ``"zeros"``: the classifier layer's initial weights. Under
+        He init the initial logits are large and nearly the same for every box (on small12's
+        boxes: mean |logit| 2.5, s.d. across boxes 0.26); Adam's first steps then shrink the
+        net until its output no longer depends on the input, a plateau at ln K that 476 steps
+        did not leave (issue 18, ``benchmarks/results/small12_shrec_probes/``). ``"zeros"``
+        starts every logit at 0 (loss ln K) without that pressure.
 
     Notes
     -----
@@ -60,6 +67,7 @@ class ShrecCNN(TomoNet):
         in_channels: int = 1,
         fc_width: int = 1024,
         dropout: float = 0.5,
+        head_init: str = "xavier",
     ) -> None:
         super().__init__()
         for name, value in (("num_classes", num_classes), ("in_channels", in_channels),
@@ -68,12 +76,15 @@ class ShrecCNN(TomoNet):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if head_init not in ("xavier", "zeros"):
+            raise ValueError(f"head_init must be 'xavier' or 'zeros', got {head_init!r}")
         self.model_name = "shrec_cnn"
         self.model_config = {
             "num_classes": num_classes,
             "in_channels": in_channels,
             "fc_width": fc_width,
             "dropout": float(dropout),
+            "head_init": head_init,
         }
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         channels = in_channels
@@ -108,6 +119,9 @@ class ShrecCNN(TomoNet):
         for m in (*self.features.modules(), self.fc1, self.fc2):
             if isinstance(m, (nn.Conv3d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        if head_init == "zeros":
+            nn.init.zeros_(self.classifier.weight)
+            nn.init.zeros_(self.classifier.bias)
 
     @staticmethod
     def _pooled_shape(spatial: tuple[int, int, int]) -> tuple[int, ...]:
