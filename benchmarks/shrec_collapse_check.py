@@ -3,7 +3,7 @@
     PYTHONPATH=src python benchmarks/shrec_collapse_check.py --data WORK/dataset \\
         --checkpoints RUN/checkpoints/epoch_001.pt RUN/checkpoints/epoch_005.pt --out R.json
 
-For the freshly initialised net (seed 0, the dataset's class count, each ``--head-init``) and for
+For the freshly initialised net (seed 0, the dataset's class count, both ``head_init``s) and for
 every checkpoint given, it runs the first ``--boxes`` training boxes of the dataset in eval mode
 and records, per ReLU layer, the fraction of positive activations, and for the logits their mean
 magnitude and their s.d. across boxes (averaged over classes). A net whose logits barely vary
@@ -31,21 +31,21 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def activation_profile(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
-    """Active fraction per ReLU (convs, then fc1, fc2) and the logits' spread over boxes."""
+    """Active fraction per ReLU (convs, then fc1, fc2) and the logits' spread over boxes.
+
+    fc1 and fc2 are read before their ReLU: a unit is active where that input is positive.
+    """
     active: dict[str, float] = {}
+    layers = [(name, m) for name, m in model.features.named_children()
+              if isinstance(m, nn.ReLU)] + [("fc1", model.fc1), ("fc2", model.fc2)]
     hooks = [m.register_forward_hook(
         lambda _m, _i, out, name=name: active.__setitem__(name, float((out > 0).float().mean())))
-        for name, m in model.features.named_children() if isinstance(m, nn.ReLU)]
+        for name, m in layers]
     model.eval()
     with torch.no_grad():
-        z = model.pool5(model.features(x)).flatten(1)
-        a1 = torch.relu(model.fc1(z))
-        a2 = torch.relu(model.fc2(a1))
-        logits = model.classifier(a2)
+        logits = model(x)
     for h in hooks:
         h.remove()
-    active["fc1"] = float((a1 > 0).float().mean())
-    active["fc2"] = float((a2 > 0).float().mean())
     return {"active_fraction": {k: round(v, 3) for k, v in active.items()},
             "logit_mean_abs": round(float(logits.abs().mean()), 4),
             "logit_sd_across_boxes": float(f"{float(logits.std(0).mean()):.3g}")}

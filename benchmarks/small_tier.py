@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from shrec12 import (
     DEFAULT_CONFIG,
     EXTRA_MODELS,
@@ -80,6 +79,7 @@ from tomoclass.evaluate.tier import (
 )
 from tomoclass.io.atomic import atomic_path
 from tomoclass.provenance import git_commit
+from tomoclass.train.options import parse_assignment
 
 log = logging.getLogger("small_tier")
 
@@ -318,19 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_settings(items: Sequence[str]) -> dict[str, Any]:
     """``["batch_size=4", "max_grad_norm=1.0"]`` -> ``{"batch_size": 4, "max_grad_norm": 1.0}``
-    (values read as YAML); a field TrainConfig does not know is refused when the config is
-    built."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"expected KEY=VALUE, got {item!r}", field="--set")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise InputError(f"value of {key.strip()} is not valid YAML: {value!r}",
-                             field="--set") from None
-    return out
+    (:func:`tomoclass.train.options.parse_assignment`); a field TrainConfig does not know is
+    refused when the config is built."""
+    return dict(parse_assignment(item, field="--set") for item in items)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

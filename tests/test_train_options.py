@@ -33,3 +33,24 @@ def test_cli_model_choices_are_the_registry():
     with pytest.raises(SystemExit) as exc:
         parser.parse_args(["train", "--data", "d", "--out", "o", "--model", "no_such_net"])
     assert exc.value.code == 2
+
+
+def test_key_value_options_read_yaml_values_and_name_the_option():
+    """``--model-arg`` and small_tier.py's ``--set`` share this parser."""
+    from tomoclass.errors import InputError
+    from tomoclass.train.options import parse_assignment
+
+    assert parse_assignment("batch_size=4", field="--set") == ("batch_size", 4)
+    assert parse_assignment(" model_kwargs={head_init: zeros}", field="--set") == (
+        "model_kwargs", {"head_init": "zeros"})
+    assert parse_assignment("name=a=b", field="--set") == ("name", "a=b")
+    for bad, match in (("batch_size", "expected KEY=VALUE"), ("=4", "expected KEY=VALUE"),
+                       ("a=[1", "not valid YAML")):
+        with pytest.raises(InputError, match=match) as exc:
+            parse_assignment(bad, field="--model-arg")
+        assert exc.value.field == "--model-arg"
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o",
+                                      "--model-arg", "growth-rate=4"])
+    assert args.model_arg == [("growth_rate", 4)]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--data", "d", "--out", "o", "--model-arg", "a=[1"])

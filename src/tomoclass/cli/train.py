@@ -11,16 +11,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tomoclass.errors import InputError
 
 
 def _model_arg(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.replace("-", "_"), yaml.safe_load(value)
+    from tomoclass.train.options import parse_assignment
+
+    try:
+        key, value = parse_assignment(text, field="--model-arg")
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+    return key.replace("-", "_"), value
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -366,15 +366,14 @@ def report_record(report: Any) -> dict[str, Any]:
 def peak_rate(record: Mapping[str, Any]) -> tuple[float, int] | None:
     """The (peak learning rate, batch size) a run trained at after its warm-up.
 
-    From its ``train_config``: ``base_lr`` scaled linearly from ``lr_reference_batch`` to
-    ``batch_size``; None when the record has no config.
+    From its ``train_config`` (:attr:`TrainConfig.peak_lr`, the linear scaling rule); None
+    when the record has no config.
     """
-    cfg = record.get("train_config") or {}
-    try:
-        batch = int(cfg["batch_size"])
-        return float(cfg["base_lr"]) * batch / float(cfg["lr_reference_batch"]), batch
-    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+    cfg = record.get("train_config")
+    if not cfg:
         return None
+    tc = _as_train_config(cfg)
+    return tc.peak_lr, tc.batch_size
 
 
 def aggregate_tier(records: Iterable[Mapping[str, Any]], class_names: Sequence[str],

@@ -47,7 +47,7 @@ class ShrecCNN(TomoNet):
     head_init
         ``"xavier"`` (default) or ``"zeros"``: the classifier layer's initial weights. Under
         He init the initial logits are large and nearly the same for every box (on small12's
-        boxes: mean |logit| 2.5, s.d. across boxes 0.26); Adam's first steps then shrink the
+        boxes: mean |logit| 2.1, s.d. across boxes 0.26); Adam's first steps then shrink the
         net until its output no longer depends on the input, a plateau at ln K that 476 steps
         did not leave (issue 18, ``benchmarks/results/small12_shrec_probes/``). ``"zeros"``
         starts every logit at 0 (loss ln K) without that pressure.

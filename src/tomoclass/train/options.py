@@ -10,9 +10,32 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import yaml
+
+from tomoclass.errors import InputError
 from tomoclass.train.checkpoint import resume_plan
 from tomoclass.train.config import TrainConfig, preset
 from tomoclass.train.resume import resume_checkpoint
+
+
+def parse_assignment(text: str, *, field: str) -> tuple[str, Any]:
+    """One ``KEY=VALUE`` option: the key, and the value read as YAML.
+
+    ``batch_size=4`` gives ``("batch_size", 4)``, ``model_kwargs={head_init: zeros}`` a dict.
+
+    Raises
+    ------
+    InputError
+        No ``=``, an empty key, or a value that is not YAML (named with ``field``).
+    """
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise InputError(f"expected KEY=VALUE, got {text!r}", field=field)
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise InputError(f"value of {key.strip()} is not valid YAML: {value!r}",
+                         field=field) from None
 
 
 def config_from_options(
