@@ -308,6 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "benchmarks/calibrate_tier.py compares the folders)")
     p.add_argument("--device", default="auto")
     p.add_argument("--aggregate-only", action="store_true", help="only the tables and figures")
+    p.add_argument("--no-aggregate", action="store_true",
+                   help="train and record only, no tables or figures (for several calls "
+                        "sharing one --out at once; aggregate afterwards with --aggregate-only)")
+    p.add_argument("--data-only", action="store_true",
+                   help="make (or find) the tier's dataset in --work and print the "
+                        "nearest-class-mean baseline on its test boxes (identical data give an "
+                        "identical baseline), then stop; nothing is written to --out")
     p.add_argument("--estimate", action="store_true",
                    help="time one epoch per model on --boxes random boxes and extrapolate")
     p.add_argument("--boxes", type=int, default=48, help="with --estimate (default 48)")
@@ -351,7 +358,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides = {"base_lr": args.lr, "lr_reference_batch": int(bench.tier["batch_size"])}
         if args.train_set:
             overrides = {**(overrides or {}), **parse_settings(args.train_set)}
-        if not (args.aggregate_only or args.estimate):  # refuse before making anything
+        if sum((args.aggregate_only, args.no_aggregate, args.data_only, args.estimate)) > 1:
+            raise InputError("give at most one of --aggregate-only, --no-aggregate, "
+                             "--data-only and --estimate", field="options")
+        if not (args.aggregate_only or args.estimate or args.data_only):
+            # refuse before making anything
             check_protocol(args.out, bench, preset_name, epochs, overrides, write=False)
         dose_tag = "" if args.dose is None else f"_dose{args.dose:g}"
         work = open_work(args.work or Path(tempfile.gettempdir())
@@ -361,6 +372,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                      device="cpu" if args.device == "auto" else args.device,
                      epochs_timed=args.epochs_timed)
             return 0
+        if args.data_only:
+            ds_dir = prepare_data(bench, work)
+            b = baseline_record(class_mean_baseline(open_dataset(ds_dir)))
+            print(f"dataset {ds_dir}: nearest-class-mean baseline macro F1 {b['macro_f1']:.3f}")
+            return 0
         if not args.aggregate_only:
             check_protocol(args.out, bench, preset_name, epochs, overrides)
             ds_dir = prepare_data(bench, work)
@@ -368,6 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for seed in args.seeds if args.seeds is not None else bench.seeds(model):
                     run_one(bench, model, seed, ds_dir, work, args.out, preset_name=preset_name,
                             epochs=epochs, device=args.device, overrides=overrides)
+        if args.no_aggregate:
+            return 0
         if args.aggregate_only:
             check_results_folder(args.out, must_exist=True)
         agg = aggregate(args.out, bench, work)

@@ -207,7 +207,18 @@ def test_smoke_tier_end_to_end_resumes_and_aggregates(tier, tmp_path, capsys):
     models = "dilated_densenet3d,densenet3d"  # MONAI's net: tests/test_models_monai.py
     argv = ["--tier", "small12_smoke", "--out", str(out), "--work", str(work),
             "--models", models, "--seeds", "0"]
-    assert tier.main(argv) == 0
+    # the data alone first (as the GPU script does before its parallel lanes): the baseline
+    # is printed and nothing is written to --out
+    assert tier.main(argv[:6] + ["--data-only"]) == 0
+    assert "nearest-class-mean baseline macro F1" in capsys.readouterr().out
+    assert (work / "dataset").is_dir() and not out.exists()
+    stamp = (work / "data.json").stat().st_mtime_ns
+    assert tier.main(argv + ["--data-only", "--no-aggregate"]) == 2
+    assert "at most one of" in capsys.readouterr().err
+    # records only (lanes sharing one --out): no table or figures yet
+    assert tier.main(argv + ["--no-aggregate"]) == 0
+    assert not (out / "table.md").exists() and not (out / "summary.json").exists()
+    assert (work / "data.json").stat().st_mtime_ns == stamp  # the data reused
     rec = json.loads((out / "runs" / "dilated_densenet3d_seed0.json").read_text())
     assert len(rec["epochs"]) == 2 and rec["epochs"][-1]["val_loss"] > 0
     assert set(rec["convergence"]) >= {"converged", "last_val_loss", "relative_range"}

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# One prepared GPU call for issue 18's small-particle tier (small12): the tier's data made once,
+# then a queue of benchmarks/small_tier.py runs, one (folder, model, seed) per job, drained by
+# LANES processes sharing the GPU until DEADLINE; records packed into $OUT/results.tgz every
+# minute and at the end, so a cut-off keeps every finished run.
+#
+#   OUT=$OUT bash benchmarks/gpu_small12.sh        # on the lent GPU machine (docs/reproduce.md)
+#
+# Folders (each its own protocol.json, so nothing mixes):
+#   small12_h200              the tier's protocol v2 as written, on the GPU: dilated_densenet3d
+#                             and densenet3d seeds $SEEDS_DN, shrec_cnn and monai_densenet121
+#                             seeds $SEEDS_OTHER
+#   small12_h200_shrec_<r>    SHREC-CNN seeds $SEEDS_OTHER under recipe <r> (the RECIPES below),
+#                             candidates for its own recipe (under the tier's it stays at chance)
+# The folders are aggregated afterwards, where the records land:
+#   python benchmarks/small_tier.py --tier small12 --out F --work W --aggregate-only
+#
+# Environment (defaults for the GPU machine; DEVICE=cpu TIER=small12_smoke rehearses here):
+#   OUT         where results.tgz and session.log go (default /tmp/gpu_small12)
+#   WORK        scratch (default /tmp/gpu_small12_work)
+#   DATA_ROOT   folder holding structures/pdb (default .gpu_data, carried)
+#   DEVICE      cuda (default) | cpu;  PY python3;  WHEELS .whl (empty: none)
+#   TIER        small12;  LANES 8 processes;  THREADS 2 per process;  DEADLINE 530 s from start
+#   SEEDS_DN    0-9 (the DenseNets);  SEEDS_OTHER 0-4;  LONG_EPOCHS 42, LONG_STEP 40
+#   T_TESTS     seconds for `pytest -m gpu` beside the data build (0 skips it; default 150)
+set -u
+OUT=${OUT:-/tmp/gpu_small12}
+WORK=${WORK:-/tmp/gpu_small12_work}
+DATA_ROOT=${DATA_ROOT:-.gpu_data}
+DEVICE=${DEVICE:-cuda}
+PY=${PY:-python3}
+WHEELS=${WHEELS-.whl}
+TIER=${TIER:-small12}
+LANES=${LANES:-8}
+THREADS=${THREADS:-2}
+DEADLINE=${DEADLINE:-530}
+SEEDS_DN=${SEEDS_DN:-0-9}
+SEEDS_OTHER=${SEEDS_OTHER:-0-4}
+LONG_EPOCHS=${LONG_EPOCHS:-42}
+LONG_STEP=${LONG_STEP:-40}
+T_TESTS=${T_TESTS:-150}
+RES="$OUT/res"
+T0=$(date +%s)
+mkdir -p "$RES/logs" "$WORK"
+export PYTHONUNBUFFERED=1
+say() { echo "[gpu_small12 +$(( $(date +%s) - T0 ))s] $*" | tee -a "$RES/session.log"; }
+pack() { tar -czf "$OUT/results.tgz.tmp" -C "$RES" . && mv "$OUT/results.tgz.tmp" "$OUT/results.tgz"; }
+seq_of() { local a=${1%-*} b=${1#*-}; seq "$a" "$b"; }
+
+# SHREC-CNN recipes, declared before the run (benchmarks/results/small12_h200/README.md): the
+# one whose seeds end with the lowest mean final training loss becomes its small12 recipe; the
+# test tomogram chooses nothing.
+declare -A RECIPES=(
+  [sgd1e-2zh]='--set optimizer=sgd --set base_lr=0.01 --set lr_reference_batch=16 --set model_kwargs={"head_init":"zeros"}'
+  [sgd1e-2clip]='--set optimizer=sgd --set base_lr=0.01 --set lr_reference_batch=16 --set max_grad_norm=1.0'
+  [sgd3e-3]='--set optimizer=sgd --set base_lr=0.003 --set lr_reference_batch=16'
+  [adamlong]="--epochs $LONG_EPOCHS --set lr_step_epochs=$LONG_STEP"
+)
+RECIPE_ORDER=(sgd1e-2zh sgd1e-2clip sgd3e-3 adamlong)
+
+if [ -n "$WHEELS" ] && ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site "$WHEELS"/*.whl || { say "wheel install failed"; exit 3; }
+  export PYTHONPATH="/tmp/site:$PWD/src:$PWD/benchmarks:${PYTHONPATH:-}"
+else
+  export PYTHONPATH="$PWD/src:$PWD/benchmarks:${PYTHONPATH:-}"
+fi
+say "tier $TIER, device $DEVICE, lanes $LANES x $THREADS threads, deadline ${DEADLINE}s, commit ${TOMOCLASS_GIT_COMMIT:-unknown}"
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
+  nproc; free -g | head -2
+  "$PY" -c "import sys, torch, numpy, scipy; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-', 'numpy', numpy.__version__, 'scipy', scipy.__version__)"
+} > "$RES/environment.txt" 2>&1
+cat "$RES/environment.txt" >> "$RES/session.log"
+
+if [ "$T_TESTS" -gt 0 ] && [ "$DEVICE" = cuda ]; then  # the CUDA tests, beside the data build
+  ( timeout "$T_TESTS" "$PY" -m pytest -q -p no:cacheprovider -m gpu -rs tests \
+      > "$RES/pytest_gpu.log" 2>&1; echo "exit $?" >> "$RES/pytest_gpu.log" ) &
+  TESTS_PID=$!
+fi
+
+tier() { "$PY" benchmarks/small_tier.py --tier "$TIER" --data-root "$DATA_ROOT" "$@"; }
+say "data: small_tier.py --data-only"
+tier --out "$RES/unused" --work "$WORK/base" --data-only > "$RES/logs/data.log" 2>&1 \
+  || { say "data build failed"; tail -5 "$RES/logs/data.log" | tee -a "$RES/session.log"; pack; exit 4; }
+tail -1 "$RES/logs/data.log" | tee -a "$RES/session.log"
+( cd "$WORK/base/dataset" && sha256sum ./*.npy ) > "$RES/data_sha256.txt"
+for w in proto "${RECIPE_ORDER[@]}"; do  # one scratch folder per protocol, same boxes
+  [ -d "$WORK/$w" ] && continue
+  mkdir -p "$WORK/$w" && cp -r "$WORK/base/dataset" "$WORK/base/data.json" \
+    "$WORK/base/.tomoclass_small_tier_work" "$WORK/$w/"
+done
+
+# the queue: line = folder work model seed recipe; DenseNet seeds 0-4 and every recipe's seeds
+# first (interleaved by seed), then the DenseNets' further seeds, then MONAI
+Q="$WORK/queue"; : > "$Q"
+for s in $(seq_of "$SEEDS_OTHER"); do
+  echo "small12_h200 proto dilated_densenet3d $s -" >> "$Q"
+  echo "small12_h200 proto densenet3d $s -" >> "$Q"
+  echo "small12_h200 proto shrec_cnn $s -" >> "$Q"
+  for r in "${RECIPE_ORDER[@]}"; do echo "small12_h200_shrec_$r $r shrec_cnn $s $r" >> "$Q"; done
+done
+for s in $(seq_of "$SEEDS_DN"); do
+  grep -q "proto dilated_densenet3d $s -" "$Q" && continue
+  echo "small12_h200 proto dilated_densenet3d $s -" >> "$Q"
+  echo "small12_h200 proto densenet3d $s -" >> "$Q"
+done
+for s in $(seq_of "$SEEDS_OTHER"); do echo "small12_h200 proto monai_densenet121 $s -" >> "$Q"; done
+say "queue: $(wc -l < "$Q") runs"
+echo 0 > "$WORK/next"
+
+lane() {
+  local i line folder w model seed recipe left extra rc
+  while :; do
+    left=$(( DEADLINE - ($(date +%s) - T0) ))
+    [ "$left" -gt 20 ] || return 0
+    i=$(flock "$WORK/next" sh -c 'n=$(cat "$0"); echo $((n + 1)) > "$0"; echo "$n"' "$WORK/next")
+    line=$(sed -n "$((i + 1))p" "$Q"); [ -n "$line" ] || return 0
+    read -r folder w model seed recipe <<< "$line"
+    extra=""; [ "$recipe" != - ] && extra=${RECIPES[$recipe]}
+    # shellcheck disable=SC2086
+    OMP_NUM_THREADS=$THREADS timeout "$left" "$PY" benchmarks/small_tier.py --tier "$TIER" \
+      --data-root "$DATA_ROOT" --out "$RES/$folder" --work "$WORK/$w" --models "$model" \
+      --seeds "$seed" --device "$DEVICE" --no-aggregate $extra \
+      > "$RES/logs/$folder.$model.s$seed.log" 2>&1
+    rc=$?
+    say "lane $1: $folder $model seed $seed exit $rc ($(grep -o 'macro F1 [0-9.]*' "$RES/logs/$folder.$model.s$seed.log" | tail -1))"
+  done
+}
+LANE_PIDS=()
+for l in $(seq 1 "$LANES"); do lane "$l" & LANE_PIDS+=($!); done
+( while sleep 60; do pack; done ) & PACKER=$!
+wait "${LANE_PIDS[@]}"
+kill "$PACKER" 2>/dev/null
+if [ -n "${TESTS_PID:-}" ]; then
+  wait "$TESTS_PID"; say "tests: $(tail -2 "$RES/pytest_gpu.log" | tr '\n' ' ')"
+fi
+nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv >> "$RES/environment.txt" 2>&1
+say "done: $(ls "$RES"/small12_h200*/runs/*.json 2>/dev/null | wc -l) run records"
+pack
