@@ -9,8 +9,8 @@
 # Folders (each its own protocol.json, so nothing mixes):
 #   small12_h200              the tier's protocol v2 as written, on the GPU: dilated_densenet3d
 #                             and densenet3d seeds $SEEDS_DN, shrec_cnn and monai_densenet121
-#                             seeds $SEEDS_OTHER
-#   small12_h200_shrec_<r>    SHREC-CNN seeds $SEEDS_OTHER under recipe <r> (the RECIPES below),
+#                             seeds $SEEDS_SHREC and $SEEDS_MONAI
+#   small12_h200_shrec_<r>    SHREC-CNN seeds $SEEDS_RECIPES under recipe <r> (the RECIPES below),
 #                             candidates for its own recipe (under the tier's it stays at chance)
 # The folders are aggregated afterwards, where the records land:
 #   python benchmarks/small_tier.py --tier small12 --out F --work W --aggregate-only
@@ -21,11 +21,12 @@
 #   DATA_ROOT   folder holding structures/pdb (default .gpu_data, carried)
 #   DEVICE      cuda (default) | cpu;  PY python3;  WHEELS .whl (empty: none)
 #   TIER        small12;  LANES 8 processes;  THREADS 2 per process;  DEADLINE 530 s from start
-#   SEEDS_DN    0-9 (the DenseNets);  SEEDS_OTHER 0-4;  LONG_EPOCHS 42, LONG_STEP 40
+#   SEEDS_DN    0-9 (the DenseNets);  SEEDS_SHREC, SEEDS_RECIPES, SEEDS_MONAI 0-4
+#   RECIPES_RUN the SHREC-CNN recipes to run (default all four);  LONG_EPOCHS 42, LONG_STEP 40
 #   T_TESTS     seconds for `pytest -m gpu` beside the data build (0 skips it; default 150)
 set -u
 OUT=${OUT:-/tmp/gpu_small12}
-WORK=${WORK:-/tmp/gpu_small12_work}
+WORK=${WORK:-$PWD/.gpu_work}  # /tmp there is too small for the checkpoints
 DATA_ROOT=${DATA_ROOT:-.gpu_data}
 DEVICE=${DEVICE:-cuda}
 PY=${PY:-python3}
@@ -35,7 +36,9 @@ LANES=${LANES:-8}
 THREADS=${THREADS:-2}
 DEADLINE=${DEADLINE:-530}
 SEEDS_DN=${SEEDS_DN:-0-9}
-SEEDS_OTHER=${SEEDS_OTHER:-0-4}
+SEEDS_SHREC=${SEEDS_SHREC:-0-4}
+SEEDS_RECIPES=${SEEDS_RECIPES:-0-4}
+SEEDS_MONAI=${SEEDS_MONAI:-0-4}
 LONG_EPOCHS=${LONG_EPOCHS:-42}
 LONG_STEP=${LONG_STEP:-40}
 T_TESTS=${T_TESTS:-150}
@@ -56,7 +59,8 @@ declare -A RECIPES=(
   [sgd3e-3]='--set optimizer=sgd --set base_lr=0.003 --set lr_reference_batch=16'
   [adamlong]="--epochs $LONG_EPOCHS --set lr_step_epochs=$LONG_STEP"
 )
-RECIPE_ORDER=(sgd1e-2zh sgd1e-2clip sgd3e-3 adamlong)
+# shellcheck disable=SC2206
+RECIPE_ORDER=(${RECIPES_RUN-sgd1e-2zh sgd1e-2clip sgd3e-3 adamlong})
 
 if [ -n "$WHEELS" ] && ls "$WHEELS"/*.whl >/dev/null 2>&1; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -90,21 +94,18 @@ for w in proto "${RECIPE_ORDER[@]}"; do  # one scratch folder per protocol, same
     "$WORK/base/.tomoclass_small_tier_work" "$WORK/$w/"
 done
 
-# the queue: line = folder work model seed recipe; DenseNet seeds 0-4 and every recipe's seeds
-# first (interleaved by seed), then the DenseNets' further seeds, then MONAI
+# the queue: line = folder work model seed recipe; by seed: the DenseNet pair, SHREC-CNN under
+# the tier's protocol and under each recipe; then the seeds only some have; then MONAI
 Q="$WORK/queue"; : > "$Q"
-for s in $(seq_of "$SEEDS_OTHER"); do
-  echo "small12_h200 proto dilated_densenet3d $s -" >> "$Q"
-  echo "small12_h200 proto densenet3d $s -" >> "$Q"
-  echo "small12_h200 proto shrec_cnn $s -" >> "$Q"
-  for r in "${RECIPE_ORDER[@]}"; do echo "small12_h200_shrec_$r $r shrec_cnn $s $r" >> "$Q"; done
+for s in $(seq 0 99); do
+  seq_of "$SEEDS_DN" | grep -qx "$s" && printf '%s\n' \
+    "small12_h200 proto dilated_densenet3d $s -" "small12_h200 proto densenet3d $s -" >> "$Q"
+  seq_of "$SEEDS_SHREC" | grep -qx "$s" && echo "small12_h200 proto shrec_cnn $s -" >> "$Q"
+  if seq_of "$SEEDS_RECIPES" | grep -qx "$s"; then
+    for r in "${RECIPE_ORDER[@]}"; do echo "small12_h200_shrec_$r $r shrec_cnn $s $r" >> "$Q"; done
+  fi
 done
-for s in $(seq_of "$SEEDS_DN"); do
-  grep -q "proto dilated_densenet3d $s -" "$Q" && continue
-  echo "small12_h200 proto dilated_densenet3d $s -" >> "$Q"
-  echo "small12_h200 proto densenet3d $s -" >> "$Q"
-done
-for s in $(seq_of "$SEEDS_OTHER"); do echo "small12_h200 proto monai_densenet121 $s -" >> "$Q"; done
+for s in $(seq_of "$SEEDS_MONAI"); do echo "small12_h200 proto monai_densenet121 $s -" >> "$Q"; done
 say "queue: $(wc -l < "$Q") runs"
 echo 0 > "$WORK/next"
 
@@ -123,6 +124,8 @@ lane() {
       --seeds "$seed" --device "$DEVICE" --no-aggregate $extra \
       > "$RES/logs/$folder.$model.s$seed.log" 2>&1
     rc=$?
+    # the record holds what the tables need; 14 checkpoints per run would fill the disk
+    [ "$rc" = 0 ] && rm -rf "$WORK/$w/runs/${model}_seed$seed/checkpoints"
     say "lane $1: $folder $model seed $seed exit $rc ($(grep -o 'macro F1 [0-9.]*' "$RES/logs/$folder.$model.s$seed.log" | tail -1))"
   done
 }
