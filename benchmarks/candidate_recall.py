@@ -27,7 +27,7 @@ from scipy.spatial import cKDTree
 
 from tomoclass.io import read_particles, read_volume
 from tomoclass.locate import propose_candidates
-from tomoclass.provenance import git_commit, machine_info, write_result
+from tomoclass.provenance import git_commit, machine_info, new_result_file, write_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -45,7 +45,7 @@ def main() -> int:
     ap.add_argument("--radii", type=Path, required=True)
     ap.add_argument("--polarity", default="dark", choices=("dark", "bright", "both"))
     ap.add_argument("--thresholds", type=float, nargs="+", default=[2, 2.5, 3, 3.5, 4, 5])
-    ap.add_argument("--out", type=Path)
+    ap.add_argument("--out", type=new_result_file)
     args = ap.parse_args()
     radii = _radii(args.radii)
     result = {"benchmark": "candidate_recall", "polarity": args.polarity, "radii": radii,

@@ -22,7 +22,7 @@ from synthetic import write_noise_tomogram
 
 from tomoclass.data.extract import extract_subtomograms
 from tomoclass.io import read_volume
-from tomoclass.provenance import git_commit, write_result
+from tomoclass.provenance import git_commit, new_result_file, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -36,7 +36,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--shape", type=int, nargs=3, default=[200, 512, 512], metavar=("Z", "Y", "X"))
     ap.add_argument("--quick", action="store_true", help="small tomogram, for CI smoke runs")
-    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--out", type=new_result_file)
     args = ap.parse_args()
     if args.quick:
         args.shape, args.n, args.repeats = [64, 128, 128], 300, 1

@@ -27,7 +27,7 @@ import numpy as np
 
 from tomoclass.data.polarity import Inverted, measure_polarity
 from tomoclass.io import read_particles, read_volume, write_volume
-from tomoclass.provenance import git_commit, machine_info, write_result
+from tomoclass.provenance import git_commit, machine_info, new_result_file, write_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -44,7 +44,7 @@ def main() -> int:
     ap.add_argument("--which", default="best")
     ap.add_argument("--truth", help="ground truth of the first tomogram (for --run)")
     ap.add_argument("--n", type=int, default=240, help="true positions classified")
-    ap.add_argument("--out", type=Path)
+    ap.add_argument("--out", type=new_result_file)
     args = ap.parse_args()
     result = {"benchmark": "polarity_check", "tomograms": args.tomograms,
               "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

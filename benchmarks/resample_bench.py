@@ -24,7 +24,7 @@ from synthetic import write_noise_tomogram
 
 from tomoclass.data import resample_volume
 from tomoclass.io import read_volume
-from tomoclass.provenance import git_commit, machine_info, write_result
+from tomoclass.provenance import git_commit, machine_info, new_result_file, write_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -39,7 +39,7 @@ def main() -> int:
     ap.add_argument("--step", type=float, nargs="+", default=[2.0],
                     help="input voxels per output voxel (2: 5 Å -> 10 Å)")
     ap.add_argument("--quick", action="store_true", help="a small tomogram (plumbing only)")
-    ap.add_argument("--out", type=Path)
+    ap.add_argument("--out", type=new_result_file)
     args = ap.parse_args()
     if args.quick:
         args.shape = [64, 128, 128]

@@ -33,7 +33,7 @@ from tomoclass.data.spectrum import gain_grid, matching_gain, spectrum_at, train
 from tomoclass.infer import load_run
 from tomoclass.io import read_particles, read_volume
 from tomoclass.locate import classify_boxes
-from tomoclass.provenance import git_commit, machine_info, write_result
+from tomoclass.provenance import git_commit, machine_info, new_result_file, write_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -54,7 +54,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=240, help="ground-truth positions per tomogram")
     ap.add_argument("--match", action="store_true",
                     help="also classify with spectrum matching to the training boxes")
-    ap.add_argument("--out", type=Path)
+    ap.add_argument("--out", type=new_result_file)
     args = ap.parse_args()
     model, cmap, info = load_run(args.run, args.which)
     names = list(cmap.names)

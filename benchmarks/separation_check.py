@@ -29,7 +29,7 @@ from scipy.spatial import cKDTree
 from tomoclass.evaluate import neighbour_separation, score_picks
 from tomoclass.io import read_class_sizes, read_particles
 from tomoclass.locate import suppress_picks
-from tomoclass.provenance import git_commit, machine_info, write_result
+from tomoclass.provenance import git_commit, machine_info, new_result_file, write_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -79,7 +79,7 @@ def main() -> int:
     ap.add_argument("--geometry", nargs=3, action="append", default=[],
                     metavar=("NAME", "TABLE", "RADII"), help="a ground-truth table to measure")
     ap.add_argument("--separations", type=float, nargs="+", default=[1.0, 1.25, 1.5, 1.75, 2.0])
-    ap.add_argument("--out", type=Path)
+    ap.add_argument("--out", type=new_result_file)
     args = ap.parse_args()
     if not args.geometry and not (args.picks and args.truth and args.radii):
         ap.error("give --picks, --truth and --radii, or --geometry")

@@ -24,7 +24,7 @@ from torch import nn
 
 from tomoclass.data import open_dataset
 from tomoclass.models import get_model
-from tomoclass.provenance import git_commit, machine_info, write_result
+from tomoclass.provenance import git_commit, machine_info, new_result_file, write_result
 from tomoclass.train.checkpoint import load_checkpoint
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, required=True, help="a tomoclass dataset directory")
     p.add_argument("--checkpoints", type=Path, nargs="*", default=[])
     p.add_argument("--boxes", type=int, default=64)
-    p.add_argument("--out", type=Path)
+    p.add_argument("--out", type=new_result_file)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     ds = open_dataset(args.data)

@@ -22,7 +22,7 @@ from torch import nn
 
 from tomoclass.models import get_model
 from tomoclass.models.layers import init_weights
-from tomoclass.provenance import git_commit, machine_info, write_result
+from tomoclass.provenance import git_commit, machine_info, new_result_file, write_result
 from tomoclass.simulate import blob_volumes
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--box", type=int, default=24)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path)
+    p.add_argument("--out", type=new_result_file)
     args = p.parse_args(argv)
     runs = [run(init, float(lr), args.steps, args.batch, args.box, args.seed)
             for lr in args.lrs.split(",") for init in ("xavier", "he")]

@@ -23,7 +23,7 @@ import numpy as np
 from spectra import fourier_crop, radial_power
 
 from tomoclass.io import read_volume
-from tomoclass.provenance import git_commit, machine_info, write_result
+from tomoclass.provenance import git_commit, machine_info, new_result_file, write_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -35,7 +35,7 @@ def main() -> int:
     ap.add_argument("--shape", type=int, nargs=3, default=[64, 128, 128],
                     help="coarse tomogram shape (z, y, x)")
     ap.add_argument("--particles", type=int, default=60)
-    ap.add_argument("--out", type=Path)
+    ap.add_argument("--out", type=new_result_file)
     args = ap.parse_args()
     factor = int(round(args.coarse / args.fine))
     if factor < 2 or abs(factor * args.fine - args.coarse) > 1e-6:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from tomoclass.io import read_particles, write_particles
-from tomoclass.provenance import git_commit, machine_info, write_result
+from tomoclass.provenance import git_commit, machine_info, new_result_file, write_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -30,7 +30,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=20000, help="rows of the table")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--label", default="", help="a name for this run in the result")
-    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--out", type=new_result_file)
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     n = args.n

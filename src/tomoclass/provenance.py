@@ -6,6 +6,7 @@ benchmark scripts (``benchmarks/results/*.json``) record the commit the same way
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -14,9 +15,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from tomoclass.errors import InputError
 from tomoclass.io.atomic import atomic_path
 
-__all__ = ["COMMIT_ENV", "git_commit", "machine_info", "result_path", "write_result"]
+__all__ = ["COMMIT_ENV", "git_commit", "machine_info", "new_result_file", "result_path",
+           "write_result"]
 
 #: Environment variable that names the commit when the source has no ``.git`` (a copy of the
 #: working tree, e.g. on a GPU machine); returned as it is.
@@ -87,13 +90,45 @@ def machine_info() -> dict[str, Any]:
 
 
 def result_path(results_dir: str | os.PathLike[str], prefix: str) -> Path:
-    """``<results_dir>/<prefix>_<UTC time, minutes>.json``."""
-    return Path(results_dir) / f"{prefix}_{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M}.json"
+    """``<results_dir>/<prefix>_<UTC time, minutes>.json``, a free name.
+
+    With ``_2``, ``_3``, ... added when the name is taken (two runs in one minute): an earlier
+    record is never replaced.
+    """
+    base = Path(results_dir) / f"{prefix}_{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M}"
+    path, n = base.with_suffix(".json"), 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}_{n}.json")
+    return path
+
+
+def new_result_file(text: str) -> Path:
+    """The ``--out`` result file of a script (an argparse ``type``), refused if it exists.
+
+    Refused when the arguments are read, before any work, since :func:`write_result` never
+    replaces a file.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        The file exists (argparse prints it as a one-line usage error and exits with 2).
+    """
+    path = Path(text)
+    if path.exists():
+        raise argparse.ArgumentTypeError(
+            f"{path} exists and a result never replaces a file: give a new file name, or move "
+            "that file away first")
+    return path
 
 
 def write_result(prefix: str, result: dict[str, Any], out: str | os.PathLike[str] | None = None,
                  *, results_dir: str | os.PathLike[str] = "benchmarks/results") -> Path:
-    """Write ``result`` as indented JSON to ``out`` or :func:`result_path` (atomically).
+    """Write ``result`` as indented JSON to a new file, ``out`` or :func:`result_path`.
+
+    The file appears whole (written beside it, then renamed) and never replaces one: a user's
+    file, or an earlier record, at ``out`` is refused. Scripts read ``--out`` with
+    :func:`new_result_file` so that this is known before their work starts.
 
     Parameters
     ----------
@@ -105,8 +140,16 @@ def write_result(prefix: str, result: dict[str, Any], out: str | os.PathLike[str
         Output file; its folder is created.
     results_dir
         Folder of the default file name.
+
+    Raises
+    ------
+    InputError
+        ``out`` exists.
     """
     path = Path(out) if out is not None else result_path(results_dir, prefix)
+    if path.exists():
+        raise InputError("exists and a result never replaces a file: give a new file name, "
+                         "or move that file away first", path=path, field="out")
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(result, indent=2, default=str) + "\n")
