@@ -68,13 +68,11 @@ from tomoclass.errors import InputError, TomoclassError
 from tomoclass.evaluate.baseline import baseline_record, class_mean_baseline
 from tomoclass.evaluate.compare import read_metrics_log
 from tomoclass.evaluate.seeds import format_mean_sd
-from tomoclass.evaluate.tier import (
-    aggregate_tier,
-    load_run_records,
+from tomoclass.evaluate.tier import aggregate_tier, load_run_records, run_convergence
+from tomoclass.evaluate.tier_report import (
     plot_accuracy_vs_time,
     plot_tier_curves,
     plot_tier_groups,
-    run_convergence,
     tier_markdown,
 )
 from tomoclass.io.atomic import atomic_path

@@ -16,12 +16,14 @@ from tomoclass.evaluate.tier import (
     load_run_records,
     paired_tests,
     peak_rate,
-    plot_accuracy_vs_time,
-    plot_tier_curves,
-    plot_tier_groups,
     relative_trend,
     run_convergence,
     scheduled_epochs,
+)
+from tomoclass.evaluate.tier_report import (
+    plot_accuracy_vs_time,
+    plot_tier_curves,
+    plot_tier_groups,
     tier_markdown,
 )
 
