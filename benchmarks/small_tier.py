@@ -11,6 +11,12 @@
     python benchmarks/small_tier.py --tier small12 --dose 80 --out R/small12_dose80 \
         --work ~/tomoclass_small12_dose80 --models shrec_cnn,densenet3d,dilated_densenet3d
     python benchmarks/calibrate_tier.py R/small12_dose80 R/small12 R/small12_dose150 --out R
+    # several processes sharing one --out (a GPU): the data once, then records only, then the
+    # tables (benchmarks/gpu_small12.sh does this):
+    python benchmarks/small_tier.py --tier small12 --out R --work W --data-only
+    python benchmarks/small_tier.py --tier small12 --out R --work W --models densenet3d \
+        --seeds 3 --no-aggregate &   # ... one per (model, seed)
+    python benchmarks/small_tier.py --tier small12 --out R --work W --aggregate-only
     # plumbing (about a minute):
     python benchmarks/small_tier.py --tier small12_smoke --out /tmp/small_smoke
 
