@@ -12,6 +12,10 @@
 #                             seeds $SEEDS_SHREC and $SEEDS_MONAI
 #   small12_h200_shrec_<r>    SHREC-CNN seeds $SEEDS_RECIPES under recipe <r> (the RECIPES below),
 #                             candidates for its own recipe (under the tier's it stays at chance)
+# Other tiers through the same queue, e.g. the 12-class classifiers to ship (issue 18 item 2;
+# the tier gpu_pretrained of benchmarks/configs/shrec12.yaml, docs/reproduce.md):
+#   TIER=gpu_pretrained PREFIX=gpu_pretrained SEEDS_DN=0-0 SEEDS_SHREC= SEEDS_RECIPES= \
+#     SEEDS_MONAI= RECIPES_RUN= KEEP_LAST=1 LANES=2 THREADS=4 OUT=$OUT bash benchmarks/gpu_small12.sh
 # The folders are aggregated afterwards, where the records land:
 #   python benchmarks/small_tier.py --tier small12 --out F --work W --aggregate-only
 #
@@ -20,8 +24,11 @@
 #   WORK        scratch (default /tmp/gpu_small12_work)
 #   DATA_ROOT   folder holding structures/pdb (default .gpu_data, carried)
 #   DEVICE      cuda (default) | cpu;  PY python3;  WHEELS .whl (empty: none)
-#   TIER        small12;  LANES 8 processes;  THREADS 2 per process;  DEADLINE 530 s from start
-#   SEEDS_DN    0-9 (the DenseNets);  SEEDS_SHREC, SEEDS_RECIPES, SEEDS_MONAI 0-4
+#   TIER        small12;  PREFIX small12_h200 (folder names);  KEEP_LAST 0 (1: each finished
+#               run's last.pt kept in $RES/checkpoints, the others' dropped as always)
+#   LANES 8 processes;  THREADS 2 per process;  DEADLINE 530 s from start
+#   SEEDS_DN    0-9 (the DenseNets);  SEEDS_SHREC, SEEDS_RECIPES, SEEDS_MONAI 0-4 (each: set
+#               but empty runs none)
 #   RECIPES_RUN the SHREC-CNN recipes to run (default all four);  LONG_EPOCHS 42, LONG_STEP 40
 #   T_TESTS     seconds for `pytest -m gpu` beside the data build (0 skips it; default 150)
 set -u
@@ -32,13 +39,15 @@ DEVICE=${DEVICE:-cuda}
 PY=${PY:-python3}
 WHEELS=${WHEELS-.whl}
 TIER=${TIER:-small12}
+PREFIX=${PREFIX:-small12_h200}     # the results folders' names
+KEEP_LAST=${KEEP_LAST:-0}          # 1: keep each finished run's last.pt in $RES/checkpoints
 LANES=${LANES:-8}
 THREADS=${THREADS:-2}
 DEADLINE=${DEADLINE:-530}
-SEEDS_DN=${SEEDS_DN:-0-9}
-SEEDS_SHREC=${SEEDS_SHREC:-0-4}
-SEEDS_RECIPES=${SEEDS_RECIPES:-0-4}
-SEEDS_MONAI=${SEEDS_MONAI:-0-4}
+SEEDS_DN=${SEEDS_DN-0-9}
+SEEDS_SHREC=${SEEDS_SHREC-0-4}
+SEEDS_RECIPES=${SEEDS_RECIPES-0-4}
+SEEDS_MONAI=${SEEDS_MONAI-0-4}
 LONG_EPOCHS=${LONG_EPOCHS:-42}
 LONG_STEP=${LONG_STEP:-40}
 T_TESTS=${T_TESTS:-150}
@@ -48,7 +57,7 @@ mkdir -p "$RES/logs" "$WORK"
 export PYTHONUNBUFFERED=1
 say() { echo "[gpu_small12 +$(( $(date +%s) - T0 ))s] $*" | tee -a "$RES/session.log"; }
 pack() { tar -czf "$OUT/results.tgz.tmp" -C "$RES" . && mv "$OUT/results.tgz.tmp" "$OUT/results.tgz"; }
-seq_of() { local a=${1%-*} b=${1#*-}; seq "$a" "$b"; }
+seq_of() { [ -n "$1" ] || return 0; local a=${1%-*} b=${1#*-}; seq "$a" "$b"; }
 
 # SHREC-CNN recipes, declared before the run (benchmarks/results/small12_h200/README.md): the
 # one whose seeds end with the lowest mean final training loss becomes its small12 recipe; the
@@ -99,15 +108,15 @@ done
 Q="$WORK/queue"; : > "$Q"
 for s in $(seq 0 99); do
   seq_of "$SEEDS_DN" | grep -qx "$s" && printf '%s\n' \
-    "small12_h200 proto dilated_densenet3d $s -" "small12_h200 proto densenet3d $s -" >> "$Q"
-  seq_of "$SEEDS_SHREC" | grep -qx "$s" && echo "small12_h200 proto shrec_cnn $s -" >> "$Q"
+    "$PREFIX proto dilated_densenet3d $s -" "$PREFIX proto densenet3d $s -" >> "$Q"
+  seq_of "$SEEDS_SHREC" | grep -qx "$s" && echo "$PREFIX proto shrec_cnn $s -" >> "$Q"
   if seq_of "$SEEDS_RECIPES" | grep -qx "$s"; then
-    for r in "${RECIPE_ORDER[@]}"; do echo "small12_h200_shrec_$r $r shrec_cnn $s $r" >> "$Q"; done
+    for r in "${RECIPE_ORDER[@]}"; do echo "$PREFIX""_shrec_$r $r shrec_cnn $s $r" >> "$Q"; done
   fi
 done
-for s in $(seq_of "$SEEDS_MONAI"); do echo "small12_h200 proto monai_densenet121 $s -" >> "$Q"; done
+for s in $(seq_of "$SEEDS_MONAI"); do echo "$PREFIX proto monai_densenet121 $s -" >> "$Q"; done
 say "queue: $(wc -l < "$Q") runs"
-echo 0 > "$WORK/next"
+echo 0 > "$WORK/next"; rm -f "$WORK/stop_packing"
 
 lane() {
   local i line folder w model seed recipe left extra rc
@@ -125,18 +134,26 @@ lane() {
       > "$RES/logs/$folder.$model.s$seed.log" 2>&1
     rc=$?
     # the record holds what the tables need; 14 checkpoints per run would fill the disk
+    if [ "$rc" = 0 ] && [ "$KEEP_LAST" = 1 ]; then
+      mkdir -p "$RES/checkpoints"
+      cp "$WORK/$w/runs/${model}_seed$seed/checkpoints/last.pt" \
+        "$RES/checkpoints/${folder}.${model}.s$seed.last.pt"
+    fi
     [ "$rc" = 0 ] && rm -rf "$WORK/$w/runs/${model}_seed$seed/checkpoints"
     say "lane $1: $folder $model seed $seed exit $rc ($(grep -o 'macro F1 [0-9.]*' "$RES/logs/$folder.$model.s$seed.log" | tail -1))"
   done
 }
 LANE_PIDS=()
 for l in $(seq 1 "$LANES"); do lane "$l" & LANE_PIDS+=($!); done
-( while sleep 60; do pack; done ) & PACKER=$!
+# a pack every minute; stopped by a file, never killed mid-write (a killed subshell leaves its
+# tar writing the same temporary file as the last pack below: a corrupt archive)
+( n=0; while [ ! -e "$WORK/stop_packing" ]; do sleep 5; n=$((n + 1))
+    [ $((n % 12)) = 0 ] && pack; done ) & PACKER=$!
 wait "${LANE_PIDS[@]}"
-kill "$PACKER" 2>/dev/null
+touch "$WORK/stop_packing"; wait "$PACKER"
 if [ -n "${TESTS_PID:-}" ]; then
   wait "$TESTS_PID"; say "tests: $(tail -2 "$RES/pytest_gpu.log" | tr '\n' ' ')"
 fi
 nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv >> "$RES/environment.txt" 2>&1
-say "done: $(ls "$RES"/small12_h200*/runs/*.json 2>/dev/null | wc -l) run records"
+say "done: $(ls "$RES/$PREFIX"*/runs/*.json 2>/dev/null | wc -l) run records"
 pack
