@@ -20,7 +20,7 @@ from tomoclass.infer import load_run
 from tomoclass.models.pretrained import ENV_DIR, PACKAGE_DIR, REGISTRY_FILE, resolve_pretrained
 from tomoclass.train.pretrained import TRAINING_STATE
 
-SHIPPED = ("shrec12-classifier", "shrec12-detector")
+SHIPPED = ("shrec12-classifier", "shrec12-classifier-plain", "shrec12-detector")
 SHREC12 = ["1s3x", "3qm1", "3gl1", "3d2f", "1u6g", "2cg9", "3h84", "1qvr", "1bxn", "3cf3",
            "3j9i", "7p6z"]
 
@@ -39,7 +39,8 @@ def _registry() -> dict:
 @pytest.mark.parametrize("name", SHIPPED)
 def test_entry_is_complete_and_the_file_checks_out(name):
     entry = _registry()[name]
-    assert entry["model"] == "dilated_densenet3d"
+    # issue 18 item 2: the 12-class classifier dilated and plain, the detector dilated
+    assert entry["model"] == ("densenet3d" if name.endswith("-plain") else "dilated_densenet3d")
     assert entry["voxel_size_angstrom"] == 10.0 and entry["box"] == 32
     assert sorted(c for c in entry["classes"] if c != "background") == sorted(SHREC12)
     assert entry["detector"] == ("background" in entry["classes"]) == name.endswith("detector")
