@@ -37,13 +37,9 @@ say() { echo "[gpu_session +$(( $(date +%s) - T0 ))s] $*" | tee -a "$OUT/session
 pack() { tar -czf "$OUT/results.tgz.tmp" -C "$OUT" res && mv "$OUT/results.tgz.tmp" "$OUT/results.tgz"; }
 has() { [[ ",$STAGES," == *",$1,"* ]]; }
 
-if [ -n "$WHEELS" ] && ls "$WHEELS"/*.whl >/dev/null 2>&1; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site "$WHEELS"/*.whl || { say "wheel install failed"; exit 3; }
-  export PYTHONPATH="/tmp/site:$PWD/src:${PYTHONPATH:-}"
-else
-  export PYTHONPATH="$PWD/src:${PYTHONPATH:-}"
-fi
+# shellcheck source=benchmarks/gpu_wheels.sh
+source "$(dirname "$0")/gpu_wheels.sh"
+use_wheels
 say "stages $STAGES, tier $TIER, commit ${TOMOCLASS_GIT_COMMIT:-unknown}"
 { nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv
   nproc; free -g | head -2

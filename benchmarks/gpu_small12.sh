@@ -71,13 +71,9 @@ declare -A RECIPES=(
 # shellcheck disable=SC2206
 RECIPE_ORDER=(${RECIPES_RUN-sgd1e-2zh sgd1e-2clip sgd3e-3 adamlong})
 
-if [ -n "$WHEELS" ] && ls "$WHEELS"/*.whl >/dev/null 2>&1; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site "$WHEELS"/*.whl || { say "wheel install failed"; exit 3; }
-  export PYTHONPATH="/tmp/site:$PWD/src:$PWD/benchmarks:${PYTHONPATH:-}"
-else
-  export PYTHONPATH="$PWD/src:$PWD/benchmarks:${PYTHONPATH:-}"
-fi
+# shellcheck source=benchmarks/gpu_wheels.sh
+source "$(dirname "$0")/gpu_wheels.sh"
+use_wheels "$PWD/benchmarks"
 say "tier $TIER, device $DEVICE, lanes $LANES x $THREADS threads, deadline ${DEADLINE}s, commit ${TOMOCLASS_GIT_COMMIT:-unknown}"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
   nproc; free -g | head -2
