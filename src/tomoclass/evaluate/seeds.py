@@ -25,9 +25,12 @@ __all__ = [
     "MODELS",
     "PAIRED",
     "format_mean_sd",
+    "format_value",
+    "ours_row",
     "paper_difference",
     "paper_difference_lines",
     "paper_group_f1",
+    "paper_row",
     "plot_epoch_curves",
     "plot_group_f1",
     "seed_means",
@@ -170,8 +173,12 @@ def paper_difference_lines(diff: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _f(x: float | None, nd: int = 3) -> str:
+def format_value(x: float | None, nd: int = 3) -> str:
+    """``x`` with ``nd`` decimals, ``–`` for None (a table cell)."""
     return "–" if x is None else f"{x:.{nd}f}"
+
+
+_f = format_value
 
 
 def format_mean_sd(s: Mapping[str, Any]) -> str:
@@ -179,6 +186,20 @@ def format_mean_sd(s: Mapping[str, Any]) -> str:
     if s["mean"] is None:
         return "–"
     return _f(s["mean"]) + (f" ± {s['sd']:.3f}" if s.get("sd") is not None else "")
+
+
+def ours_row(model: str, per_model_entry: Mapping[str, Any], class_names: Sequence[str]) -> str:
+    """A Table 2 row of ours: per class and macro F1, mean ± s.d. over the seeds."""
+    n = len(per_model_entry["seeds"])
+    return (f"| {model} | ours ({n} seed{'s' if n != 1 else ''}) | "
+            + " | ".join(format_mean_sd(per_model_entry["f1"][c]) for c in class_names)
+            + f" | {format_mean_sd(per_model_entry['macro_f1'])} |")
+
+
+def paper_row(model: str, values: Sequence[float]) -> str:
+    """A Table 2 row of the paper: its per-class F1 and their mean."""
+    return (f"| {model} | paper | " + " | ".join(_f(v) for v in values)
+            + f" | {_f(float(np.mean(values)))} |")
 
 
 def table2_sections(
@@ -223,14 +244,8 @@ def table2_sections(
     per_model = summary["per_model"]
     for m in MODELS:
         if m in per_model:
-            pm = per_model[m]
-            n_seeds = len(pm["seeds"])
-            lines.append(f"| {m} | ours ({n_seeds} seed{'s' if n_seeds != 1 else ''}) | "
-                         + " | ".join(format_mean_sd(pm["f1"][n]) for n in names)
-                         + f" | {format_mean_sd(pm['macro_f1'])} |")
-        pv = [paper_f1[m][n] for n in names]
-        lines.append(f"| {m} | paper | " + " | ".join(_f(v) for v in pv)
-                     + f" | {_f(float(np.mean(pv)))} |")
+            lines.append(ours_row(m, per_model[m], names))
+        lines.append(paper_row(m, [paper_f1[m][n] for n in names]))
     paper_groups = paper_group_f1(paper_f1, names, size_groups)
     lines += ["", "## Mean F1 per size group (Fig. 4A)", "", "![Fig. 4A](fig4a.png)", "",
               "| model | source | " + " | ".join(GROUPS) + " |", "|---|---|" + "---|" * 4]

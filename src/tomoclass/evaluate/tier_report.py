@@ -19,8 +19,11 @@ import numpy as np
 
 from tomoclass.evaluate.seeds import (
     format_mean_sd,
+    format_value,
+    ours_row,
     paper_difference,
     paper_difference_lines,
+    paper_row,
     seed_means,
 )
 from tomoclass.evaluate.tier import (
@@ -36,8 +39,7 @@ from tomoclass.metrics import SIZE_GROUPS
 __all__ = ["plot_accuracy_vs_time", "plot_tier_curves", "plot_tier_groups", "tier_markdown"]
 
 
-def _f(x: float | None, nd: int = 3) -> str:
-    return "–" if x is None else f"{x:.{nd}f}"
+_f = format_value  # a table cell
 
 
 def _p(x: float | None) -> str:
@@ -72,15 +74,9 @@ def tier_markdown(agg: Mapping[str, Any], class_names: Sequence[str],
              "| model | source | " + " | ".join(class_names) + " | macro |",
              "|---|---|" + "---|" * (len(class_names) + 1)]
     for m in models:
-        pm = per_model[m]
-        n = len(pm["seeds"])
-        lines.append(f"| {m} | ours ({n} seed{'s' if n != 1 else ''}) | "
-                     + " | ".join(format_mean_sd(pm["f1"][n]) for n in class_names)
-                     + f" | {format_mean_sd(pm['macro_f1'])} |")
+        lines.append(ours_row(m, per_model[m], class_names))
         if m in paper_f1:
-            pv = [paper_f1[m][n] for n in class_names]
-            lines.append(f"| {m} | paper | " + " | ".join(_f(v) for v in pv)
-                         + f" | {_f(float(np.mean(pv)))} |")
+            lines.append(paper_row(m, [paper_f1[m][n] for n in class_names]))
     base = agg.get("baseline")
     if base:
         lines.append(f"| {BASELINE_ROW} | floor: no training, class means of the "
