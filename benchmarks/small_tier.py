@@ -189,6 +189,12 @@ def run_one(bench: Benchmark, model: str, seed: int, ds_dir: Path, work: Path, o
     return res
 
 
+def dataset_baseline(ds_dir: Path) -> dict[str, Any]:
+    """The nearest-class-mean baseline's record on a dataset's test boxes (no training;
+    :mod:`tomoclass.evaluate.baseline`)."""
+    return baseline_record(class_mean_baseline(open_dataset(ds_dir)))
+
+
 def aggregate(out: Path, bench: Benchmark, work: Path | None = None) -> dict[str, Any]:
     """Summary JSON, Markdown table and figures of every run record in ``out/runs``.
 
@@ -198,7 +204,7 @@ def aggregate(out: Path, bench: Benchmark, work: Path | None = None) -> dict[str
     agg = aggregate_tier(load_run_records(out / "runs"), bench.names)
     ds = existing_dataset(bench, work) if work is not None else None
     if ds is not None:
-        agg["baseline"] = baseline_record(class_mean_baseline(open_dataset(ds)))
+        agg["baseline"] = dataset_baseline(ds)
     else:
         log.info("no dataset of this tier in %s: the table has no baseline row", work)
     agg["tier"] = bench.tier_name
@@ -311,16 +317,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "one (a calibration sweep: one --out and one --work per dose; "
                         "benchmarks/calibrate_tier.py compares the folders)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--aggregate-only", action="store_true", help="only the tables and figures")
-    p.add_argument("--no-aggregate", action="store_true",
-                   help="train and record only, no tables or figures (for several calls "
-                        "sharing one --out at once; aggregate afterwards with --aggregate-only)")
-    p.add_argument("--data-only", action="store_true",
-                   help="make (or find) the tier's dataset in --work and print the "
-                        "nearest-class-mean baseline on its test boxes (identical data give an "
-                        "identical baseline), then stop; nothing is written to --out")
-    p.add_argument("--estimate", action="store_true",
-                   help="time one epoch per model on --boxes random boxes and extrapolate")
+    what = p.add_mutually_exclusive_group()  # what a call does besides (or instead of) training
+    what.add_argument("--aggregate-only", action="store_true",
+                      help="only the tables and figures")
+    what.add_argument("--no-aggregate", action="store_true",
+                      help="train and record only, no tables or figures (for several calls "
+                           "sharing one --out at once; aggregate afterwards with "
+                           "--aggregate-only)")
+    what.add_argument("--data-only", action="store_true",
+                      help="make (or find) the tier's dataset in --work and print the "
+                           "nearest-class-mean baseline on its test boxes (identical data give "
+                           "an identical baseline), then stop; nothing is written to --out")
+    what.add_argument("--estimate", action="store_true",
+                      help="time one epoch per model on --boxes random boxes and extrapolate")
     p.add_argument("--boxes", type=int, default=48, help="with --estimate (default 48)")
     p.add_argument("--epochs-timed", type=int, default=2,
                    help="with --estimate: epochs run, the last one timed (default 2)")
@@ -362,9 +371,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides = {"base_lr": args.lr, "lr_reference_batch": int(bench.tier["batch_size"])}
         if args.train_set:
             overrides = {**(overrides or {}), **parse_settings(args.train_set)}
-        if sum((args.aggregate_only, args.no_aggregate, args.data_only, args.estimate)) > 1:
-            raise InputError("give at most one of --aggregate-only, --no-aggregate, "
-                             "--data-only and --estimate", field="options")
         if not (args.aggregate_only or args.estimate or args.data_only):
             # refuse before making anything
             check_protocol(args.out, bench, preset_name, epochs, overrides, write=False)
@@ -378,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.data_only:
             ds_dir = prepare_data(bench, work)
-            b = baseline_record(class_mean_baseline(open_dataset(ds_dir)))
+            b = dataset_baseline(ds_dir)
             print(f"dataset {ds_dir}: nearest-class-mean baseline macro F1 {b['macro_f1']:.3f}")
             return 0
         if not args.aggregate_only:

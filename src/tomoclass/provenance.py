@@ -103,6 +103,11 @@ def result_path(results_dir: str | os.PathLike[str], prefix: str) -> Path:
     return path
 
 
+#: Why a result file that exists is refused, and what to do instead.
+REFUSE_EXISTING = ("exists and a result never replaces a file: give a new file name, or move "
+                   "that file away first")
+
+
 def new_result_file(text: str) -> Path:
     """The ``--out`` result file of a script (an argparse ``type``), refused if it exists.
 
@@ -116,9 +121,7 @@ def new_result_file(text: str) -> Path:
     """
     path = Path(text)
     if path.exists():
-        raise argparse.ArgumentTypeError(
-            f"{path} exists and a result never replaces a file: give a new file name, or move "
-            "that file away first")
+        raise argparse.ArgumentTypeError(f"{path} {REFUSE_EXISTING}")
     return path
 
 
@@ -148,8 +151,7 @@ def write_result(prefix: str, result: dict[str, Any], out: str | os.PathLike[str
     """
     path = Path(out) if out is not None else result_path(results_dir, prefix)
     if path.exists():
-        raise InputError("exists and a result never replaces a file: give a new file name, "
-                         "or move that file away first", path=path, field="out")
+        raise InputError(REFUSE_EXISTING, path=path, field="out")
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(result, indent=2, default=str) + "\n")
