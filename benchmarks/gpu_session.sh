@@ -30,6 +30,9 @@ RES="$OUT/res"
 DEVICE=${DEVICE:-cuda}
 PY=${PY:-python3}
 WHEELS=${WHEELS-.whl}
+# shellcheck source=benchmarks/gpu_common.sh
+source "$(dirname "$0")/gpu_common.sh"
+claim_folders gpu_session.sh OUT "$OUT"
 mkdir -p "$RES"
 export PYTHONUNBUFFERED=1
 T0=$(date +%s)
@@ -37,8 +40,6 @@ say() { echo "[gpu_session +$(( $(date +%s) - T0 ))s] $*" | tee -a "$OUT/session
 pack() { tar -czf "$OUT/results.tgz.tmp" -C "$OUT" res && mv "$OUT/results.tgz.tmp" "$OUT/results.tgz"; }
 has() { [[ ",$STAGES," == *",$1,"* ]]; }
 
-# shellcheck source=benchmarks/gpu_wheels.sh
-source "$(dirname "$0")/gpu_wheels.sh"
 use_wheels
 say "stages $STAGES, tier $TIER, commit ${TOMOCLASS_GIT_COMMIT:-unknown}"
 { nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv

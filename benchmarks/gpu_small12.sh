@@ -53,7 +53,10 @@ LONG_STEP=${LONG_STEP:-40}
 T_TESTS=${T_TESTS:-150}
 RES="$OUT/res"
 T0=$(date +%s)
-mkdir -p "$RES/logs" "$WORK"
+# shellcheck source=benchmarks/gpu_common.sh
+source "$(dirname "$0")/gpu_common.sh"
+claim_folders gpu_small12.sh OUT "$OUT" WORK "$WORK"
+mkdir -p "$RES/logs"
 export PYTHONUNBUFFERED=1
 say() { echo "[gpu_small12 +$(( $(date +%s) - T0 ))s] $*" | tee -a "$RES/session.log"; }
 pack() { tar -czf "$OUT/results.tgz.tmp" -C "$RES" . && mv "$OUT/results.tgz.tmp" "$OUT/results.tgz"; }
@@ -71,8 +74,6 @@ declare -A RECIPES=(
 # shellcheck disable=SC2206
 RECIPE_ORDER=(${RECIPES_RUN-sgd1e-2zh sgd1e-2clip sgd3e-3 adamlong})
 
-# shellcheck source=benchmarks/gpu_wheels.sh
-source "$(dirname "$0")/gpu_wheels.sh"
 use_wheels "$PWD/benchmarks"
 say "tier $TIER, device $DEVICE, lanes $LANES x $THREADS threads, deadline ${DEADLINE}s, commit ${TOMOCLASS_GIT_COMMIT:-unknown}"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
@@ -130,7 +131,8 @@ lane() {
       > "$RES/logs/$folder.$model.s$seed.log" 2>&1
     rc=$?
     # the record holds what the tables need; 14 checkpoints per run would fill the disk
-    if [ "$rc" = 0 ] && [ "$KEEP_LAST" = 1 ]; then
+    # (a run recorded by an earlier call is skipped and has no checkpoint left to keep)
+    if [ "$rc" = 0 ] && [ "$KEEP_LAST" = 1 ] && [ -f "$WORK/$w/runs/${model}_seed$seed/checkpoints/last.pt" ]; then
       mkdir -p "$RES/checkpoints"
       cp "$WORK/$w/runs/${model}_seed$seed/checkpoints/last.pt" \
         "$RES/checkpoints/${folder}.${model}.s$seed.last.pt"
