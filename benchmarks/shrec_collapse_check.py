@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from tomoclass.data import open_dataset
+from tomoclass.infer import load_run
 from tomoclass.models import get_model
 from tomoclass.provenance import git_commit, machine_info, new_result_file, write_result
-from tomoclass.train.checkpoint import load_checkpoint
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -70,11 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"what": f"initialisation, seed 0, head_init {head}",
                      **activation_profile(model, x)})
     for path in args.checkpoints:
-        ck = load_checkpoint(path)
-        model = get_model(ck["model_name"], num_classes=int(ck["num_classes"]),
-                          **dict(ck.get("model_kwargs") or {}))
-        model.load_state_dict(ck["model_state"])
-        rows.append({"what": str(path), "epoch": ck.get("epoch"),
+        model, _, info = load_run(path)
+        rows.append({"what": str(path), "epoch": info["epoch"],
                      **activation_profile(model, x)})
     for r in rows:
         print(f"{r['what']}: |logit| {r['logit_mean_abs']}, s.d. across boxes "
