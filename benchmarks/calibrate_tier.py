@@ -3,15 +3,21 @@
     # one small_tier.py results folder per dose (same tier, preset and epochs; see its --dose):
     python benchmarks/calibrate_tier.py benchmarks/results/small12_dose80 \\
         benchmarks/results/small12 benchmarks/results/small12_dose150 --out benchmarks/results
+    # only some models (e.g. one that stays at chance on this tier left out) and seeds:
+    python benchmarks/calibrate_tier.py R/small12_dose80 R/small12 R/small12_dose150 \\
+        --models densenet3d,dilated_densenet3d --seeds 0 --out R/calibration_densenets
 
-Issue 18, item 5. Each folder's ``summary.json`` gives every model's per-class F1 (mean over
-its seeds) and its ``protocol.json`` the dose; the paper's Table 2 comes from the benchmark
+Issue 18, item 5. Each folder's run records (``runs/<model>_seed<s>.json``) give every run's
+per-class F1 and its ``protocol.json`` the dose; the paper's Table 2 comes from the benchmark
 YAML. :func:`tomoclass.evaluate.dose_fit.joint_dose_fit` picks the dose with the least mean
-squared difference over all (shrec_cnn, densenet3d, dilated_densenet3d) × class cells and
-reports the mean absolute difference of every dose. Folders of different tiers, presets,
-epochs or classes are refused (only the dose may differ). Writes
-``OUT/calibration_<tier>.json`` and ``.md``; freezing the chosen dose in the YAML is left to a
-person (it changes every tier's data).
+squared difference over all (model, class) cells of the models compared (default the paper's
+three: shrec_cnn, densenet3d, dilated_densenet3d) and reports the mean absolute difference of
+every dose. The cells are means over the same seeds at every dose (default: the seeds every
+model has at every dose), because more seeds at one dose would favour it; where a dose has more
+seeds, the spread of single-seed objectives says how much of the margin is seed noise. Folders of
+different tiers, presets, epochs or classes are refused (only the dose may differ). Writes
+``OUT/calibration_<tier>.json`` and ``.md``, refusing to replace either; freezing the chosen dose
+in the YAML is left to a person (it changes every tier's data).
 """
 
 from __future__ import annotations
@@ -25,12 +31,20 @@ from pathlib import Path
 from typing import Any
 
 from shrec12 import DEFAULT_CONFIG, load_benchmark, write_json
+from tier_data import parse_seeds
 
 from tomoclass.errors import InputError, TomoclassError
-from tomoclass.evaluate.dose_fit import dose_fit_markdown, joint_dose_fit
-from tomoclass.evaluate.seeds import seed_means
+from tomoclass.evaluate.dose_fit import (
+    common_seeds,
+    dose_fit_markdown,
+    joint_dose_fit,
+    one_seed_objectives,
+    seed_mean_f1,
+)
+from tomoclass.evaluate.seeds import MODELS
+from tomoclass.evaluate.tier import group_runs, load_run_records
 from tomoclass.io.atomic import atomic_path
-from tomoclass.provenance import git_commit
+from tomoclass.provenance import REFUSE_EXISTING, git_commit
 
 SAME = ("tier", "preset", "epochs", "classes")
 
@@ -45,25 +59,28 @@ def _read(path: Path) -> dict[str, Any]:
         raise InputError(f"unreadable ({exc})", path=path) from exc
 
 
-def load_point(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(point for joint_dose_fit, protocol)`` of one small_tier.py results folder."""
+def load_folder(folder: Path) -> tuple[dict[str, Any], dict[str, dict[int, Any]]]:
+    """``(protocol, {model: {seed: run record}})`` of one small_tier.py results folder."""
     proto = _read(folder / "protocol.json")
-    summary = _read(folder / "summary.json")
     try:
-        dose = float(proto["data"]["dose"])
-        per_model = summary["summary"]["per_model"]
-        f1 = seed_means(per_model)
-        seeds = {m: list(pm["seeds"]) for m, pm in per_model.items()}
+        float(proto["data"]["dose"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"lacks {exc}", path=folder / "summary.json",
-                         field="summary.per_model") from exc
-    return {"dose": dose, "f1": f1, "seeds": seeds, "source": str(folder)}, proto
+        raise InputError(f"lacks the dose ({exc})", path=folder / "protocol.json",
+                         field="data.dose") from exc
+    if not (folder / "runs").is_dir():
+        raise InputError("no runs/ folder (run benchmarks/small_tier.py into this folder "
+                         "first)", path=folder / "runs")
+    return proto, group_runs(load_run_records(folder / "runs"))
 
 
 def calibrate(folders: Sequence[Path], config: Path = DEFAULT_CONFIG,
-              data_root: Path | None = None) -> dict[str, Any]:
-    """The joint fit over the folders' doses, with the tier's paper values."""
-    points, protos = zip(*(load_point(f) for f in folders), strict=True)
+              data_root: Path | None = None, models: Sequence[str] = MODELS,
+              seeds: Sequence[int] | None = None) -> dict[str, Any]:
+    """The joint fit over the folders' doses, with the tier's paper values.
+
+    ``seeds``: the seeds averaged at every dose (default: those every model has at every dose).
+    """
+    protos, runs = zip(*(load_folder(f) for f in folders), strict=True)
     ref = protos[0]
     for f, p in zip(folders[1:], protos[1:], strict=True):
         diff = [k for k in SAME if p.get(k) != ref.get(k)]
@@ -71,10 +88,22 @@ def calibrate(folders: Sequence[Path], config: Path = DEFAULT_CONFIG,
             raise InputError(f"another protocol than {folders[0]} (differs in "
                              f"{', '.join(diff)}); only the dose may differ",
                              path=f / "protocol.json", field=diff[0])
-    bench = load_benchmark(config, ref["tier"], data_root)
-    fit = joint_dose_fit(points, bench.paper_f1(), list(ref["classes"]))
+    names = list(ref["classes"])
+    chosen = list(seeds) if seeds else common_seeds(runs, models)
+    if not chosen:
+        raise InputError(f"no seed has runs of every model ({', '.join(models)}) in every "
+                         "folder; give --seeds or run the missing ones", path=folders[0],
+                         field="seeds")
+    paper = load_benchmark(config, ref["tier"], data_root).paper_f1()
+    points = [{"dose": float(p["data"]["dose"]), "source": str(f),
+               "f1": seed_mean_f1(r, chosen, models, names, source=str(f / "runs")),
+               "seeds": {m: chosen for m in models},
+               "one_seed": one_seed_objectives(r, paper, names, models)}
+              for f, p, r in zip(folders, protos, runs, strict=True)]
+    fit = joint_dose_fit(points, paper, names, models)
     return {**fit, "tier": ref["tier"], "preset": ref["preset"], "epochs": ref["epochs"],
-            "folders": [str(f) for f in folders], "git_commit": git_commit(),
+            "seeds_compared": chosen, "folders": [str(f) for f in folders],
+            "git_commit": git_commit(),
             "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
@@ -85,13 +114,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", required=True, type=Path, help="folder of the JSON and Markdown")
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     p.add_argument("--data-root", type=Path)
+    p.add_argument("--models", default=",".join(MODELS),
+                   help="comma-separated models whose cells count (default: the paper's three)")
+    p.add_argument("--seeds", type=parse_seeds,
+                   help="seeds averaged at every dose, e.g. 0-1 (default: those every model "
+                        "has at every dose)")
     args = p.parse_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
     try:
-        rec = calibrate(args.folders, args.config, args.data_root)
+        rec = calibrate(args.folders, args.config, args.data_root, models, args.seeds)
+        base = args.out / f"calibration_{rec['tier']}"
+        for path in (base.with_suffix(".json"), base.with_suffix(".md")):
+            if path.exists():
+                raise InputError(REFUSE_EXISTING, path=path)
     except TomoclassError as exc:
         print(f"calibrate_tier.py: error: {exc}", file=sys.stderr)
         return 2
-    base = args.out / f"calibration_{rec['tier']}"
     write_json(base.with_suffix(".json"), rec)
     with atomic_path(base.with_suffix(".md")) as tmp:
         tmp.write_text(dose_fit_markdown(rec, f"Joint dose calibration, tier `{rec['tier']}`"))

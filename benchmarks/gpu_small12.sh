@@ -16,6 +16,10 @@
 # the tier gpu_pretrained of benchmarks/configs/shrec12.yaml, docs/reproduce.md):
 #   TIER=gpu_pretrained PREFIX=gpu_pretrained SEEDS_DN=0-0 SEEDS_SHREC= SEEDS_RECIPES= \
 #     SEEDS_MONAI= RECIPES_RUN= KEEP_LAST=1 LANES=2 THREADS=4 OUT=$OUT bash benchmarks/gpu_small12.sh
+# Issue 18 item 5, the joint dose calibration (DenseNets only: SHREC-CNN stays at chance on
+# small12), one folder <PREFIX>_dose<d> per dose, then benchmarks/calibrate_tier.py:
+#   DOSES="60 80 150 200" SEEDS_DOSE=0-4 SEEDS_DN= SEEDS_SHREC= SEEDS_RECIPES= SEEDS_MONAI= \
+#     RECIPES_RUN= OUT=$OUT bash benchmarks/gpu_small12.sh
 # The folders are aggregated afterwards, where the records land:
 #   python benchmarks/small_tier.py --tier small12 --out F --work W --aggregate-only
 #
@@ -30,6 +34,8 @@
 #   SEEDS_DN    0-9 (the DenseNets);  SEEDS_SHREC, SEEDS_RECIPES, SEEDS_MONAI 0-4 (each: set
 #               but empty runs none)
 #   RECIPES_RUN the SHREC-CNN recipes to run (default all four);  LONG_EPOCHS 42, LONG_STEP 40
+#   DOSES       doses (e/A^2) of a calibration sweep, each its own data and folder (default none)
+#   SEEDS_DOSE  0-4, DOSE_MODELS "dilated_densenet3d densenet3d": the runs at each of DOSES
 #   T_TESTS     seconds for `pytest -m gpu` beside the data build (0 skips it; default 150)
 set -u
 OUT=${OUT:-/tmp/gpu_small12}
@@ -51,6 +57,9 @@ SEEDS_MONAI=${SEEDS_MONAI-0-4}
 LONG_EPOCHS=${LONG_EPOCHS:-42}
 LONG_STEP=${LONG_STEP:-40}
 T_TESTS=${T_TESTS:-150}
+DOSES=${DOSES-}
+SEEDS_DOSE=${SEEDS_DOSE-0-4}
+DOSE_MODELS=${DOSE_MODELS-dilated_densenet3d densenet3d}
 RES="$OUT/res"
 T0=$(date +%s)
 # shellcheck source=benchmarks/gpu_common.sh
@@ -94,36 +103,47 @@ tier --out "$RES/unused" --work "$WORK/base" --data-only > "$RES/logs/data.log" 
   || { say "data build failed"; tail -5 "$RES/logs/data.log" | tee -a "$RES/session.log"; pack; exit 4; }
 tail -1 "$RES/logs/data.log" | tee -a "$RES/session.log"
 ( cd "$WORK/base/dataset" && sha256sum ./*.npy ) > "$RES/data_sha256.txt"
+for d in $DOSES; do  # each dose its own tomograms and boxes, built side by side
+  ( tier --dose "$d" --out "$RES/unused_dose$d" --work "$WORK/dose$d" --data-only \
+      > "$RES/logs/data_dose$d.log" 2>&1 || say "data build of dose $d failed" ) &
+done
+wait
+for d in $DOSES; do tail -1 "$RES/logs/data_dose$d.log" | tee -a "$RES/session.log"; done
 for w in proto "${RECIPE_ORDER[@]}"; do  # one scratch folder per protocol, same boxes
   [ -d "$WORK/$w" ] && continue
   mkdir -p "$WORK/$w" && cp -r "$WORK/base/dataset" "$WORK/base/data.json" \
     "$WORK/base/.tomoclass_small_tier_work" "$WORK/$w/"
 done
 
-# the queue: line = folder work model seed recipe; by seed: the DenseNet pair, SHREC-CNN under
-# the tier's protocol and under each recipe; then the seeds only some have; then MONAI
+# the queue: line = folder work model seed recipe dose; by seed: the DenseNet pair, SHREC-CNN
+# under the tier's protocol and under each recipe, every dose's runs; then MONAI
 Q="$WORK/queue"; : > "$Q"
 for s in $(seq 0 99); do
   seq_of "$SEEDS_DN" | grep -qx "$s" && printf '%s\n' \
-    "$PREFIX proto dilated_densenet3d $s -" "$PREFIX proto densenet3d $s -" >> "$Q"
-  seq_of "$SEEDS_SHREC" | grep -qx "$s" && echo "$PREFIX proto shrec_cnn $s -" >> "$Q"
+    "$PREFIX proto dilated_densenet3d $s - -" "$PREFIX proto densenet3d $s - -" >> "$Q"
+  seq_of "$SEEDS_SHREC" | grep -qx "$s" && echo "$PREFIX proto shrec_cnn $s - -" >> "$Q"
   if seq_of "$SEEDS_RECIPES" | grep -qx "$s"; then
-    for r in "${RECIPE_ORDER[@]}"; do echo "$PREFIX""_shrec_$r $r shrec_cnn $s $r" >> "$Q"; done
+    for r in "${RECIPE_ORDER[@]}"; do echo "$PREFIX""_shrec_$r $r shrec_cnn $s $r -" >> "$Q"; done
+  fi
+  if seq_of "$SEEDS_DOSE" | grep -qx "$s"; then
+    for d in $DOSES; do for m in $DOSE_MODELS; do
+      echo "$PREFIX""_dose$d dose$d $m $s - $d" >> "$Q"; done; done
   fi
 done
-for s in $(seq_of "$SEEDS_MONAI"); do echo "$PREFIX proto monai_densenet121 $s -" >> "$Q"; done
+for s in $(seq_of "$SEEDS_MONAI"); do echo "$PREFIX proto monai_densenet121 $s - -" >> "$Q"; done
 say "queue: $(wc -l < "$Q") runs"
 echo 0 > "$WORK/next"; rm -f "$WORK/stop_packing"
 
 lane() {
-  local i line folder w model seed recipe left extra rc
+  local i line folder w model seed recipe dose left extra rc
   while :; do
     left=$(( DEADLINE - ($(date +%s) - T0) ))
     [ "$left" -gt 20 ] || return 0
     i=$(flock "$WORK/next" sh -c 'n=$(cat "$0"); echo $((n + 1)) > "$0"; echo "$n"' "$WORK/next")
     line=$(sed -n "$((i + 1))p" "$Q"); [ -n "$line" ] || return 0
-    read -r folder w model seed recipe <<< "$line"
+    read -r folder w model seed recipe dose <<< "$line"
     extra=""; [ "$recipe" != - ] && extra=${RECIPES[$recipe]}
+    [ "$dose" != - ] && extra="$extra --dose $dose"
     # shellcheck disable=SC2086
     OMP_NUM_THREADS=$THREADS timeout "$left" "$PY" benchmarks/small_tier.py --tier "$TIER" \
       --data-root "$DATA_ROOT" --out "$RES/$folder" --work "$WORK/$w" --models "$model" \

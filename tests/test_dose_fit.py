@@ -60,29 +60,96 @@ def test_refusals_name_the_dose():
         joint_dose_fit([], PAPER, NAMES)
 
 
-def _folder(root: Path, dose: float, offset: float, preset: str = "default") -> Path:
+def test_the_same_seeds_at_every_dose_and_the_seed_noise_of_the_margin():
+    from tomoclass.evaluate.dose_fit import common_seeds, one_seed_objectives, seed_mean_f1
+
+    def runs(offsets_by_seed):  # {seed: offset of every cell}
+        return {m: {s: {"f1": {n: PAPER[m][n] + o for n in NAMES}}
+                    for s, o in offsets_by_seed.items()} for m in MODELS}
+
+    # dose 110: five seeds, seed 0 lucky (on the paper); dose 150: seed 0 only, 0.1 off
+    r110 = runs({0: 0.0, 1: 0.2, 2: 0.2, 3: 0.2, 4: 0.2})
+    r150 = runs({0: 0.1})
+    assert common_seeds([r110, r150], MODELS) == [0]
+    del r110["densenet3d"][3]
+    assert common_seeds([r110], MODELS) == [0, 1, 2, 4]
+    # all of 110's seeds would make it look worse than 150 (0.16 off); seed 0 alone better
+    every = seed_mean_f1(r110, [0, 1, 2, 4], MODELS, NAMES)
+    assert every["shrec_cnn"]["t"] == pytest.approx(0.2 + 0.15)
+    f0 = seed_mean_f1(r110, [0], MODELS, NAMES)
+    assert f0["dilated_densenet3d"]["s"] == pytest.approx(0.7)
+    with pytest.raises(InputError, match="no run of densenet3d seed 3") as e:
+        seed_mean_f1(r110, [3], MODELS, NAMES, source="R/d110/runs")
+    assert "R/d110/runs" in str(e.value)
+    one = one_seed_objectives(r110, PAPER, NAMES)
+    assert one == {0: pytest.approx(0.0), 1: pytest.approx(0.04), 2: pytest.approx(0.04),
+                   4: pytest.approx(0.04)}
+    pts = [{"dose": 110, "f1": f0, "seeds": {m: [0] for m in MODELS}, "one_seed": one},
+           {"dose": 150, "f1": seed_mean_f1(r150, [0], MODELS, NAMES),
+            "seeds": {m: [0] for m in MODELS}, "one_seed": one_seed_objectives(r150, PAPER, NAMES)}]
+    fit = joint_dose_fit(pts, PAPER, NAMES)
+    assert fit["chosen"]["dose"] == 110 and fit["margin"] == pytest.approx(0.01)
+    assert fit["one_seed_sd"] == pytest.approx(0.02)  # s.d. of (0, .04, .04, .04)
+    assert fit["margin_in_sd"] == pytest.approx(0.01 / (0.02 * 2 ** 0.5))
+    text = dose_fit_markdown(fit, "t")
+    assert "within seed noise" in text and "110: seed 0 0.0000, seed 1 0.0400" in text
+    # without several seeds anywhere there is no noise estimate, and no claim about it
+    pts[0]["one_seed"] = {0: 0.0}
+    quiet = joint_dose_fit(pts, PAPER, NAMES)
+    assert quiet["one_seed_sd"] is None and quiet["margin_in_sd"] is None
+    assert "seed noise" not in dose_fit_markdown(quiet, "t").lower()
+
+
+def _folder(root: Path, dose: float, offset: float, preset: str = "default",
+            seeds=(0, 1), models=MODELS) -> Path:
     cal = load_script("calibrate_tier")
     bench = cal.load_benchmark(BENCH / "configs" / "shrec12.yaml", "small12")
     paper = bench.paper_f1()
     f = root / f"d{dose:g}"
-    (f).mkdir(parents=True)
+    (f / "runs").mkdir(parents=True)
     (f / "protocol.json").write_text(json.dumps(
         {"tier": "small12", "preset": preset, "epochs": 10, "classes": bench.names,
          "data": {"dose": dose}}))
-    per_model = {m: {"seeds": [0, 1], "f1": {n: {"mean": paper[m][n] + offset}
-                                             for n in bench.names}} for m in MODELS}
-    (f / "summary.json").write_text(json.dumps({"summary": {"per_model": per_model}}))
+    for m in models:
+        for s in seeds:  # seed 1 is 0.1 further off than seed 0
+            rec = {"model": m, "seed": s, "f1": {n: paper[m][n] + offset + 0.1 * s
+                                                 for n in bench.names},
+                   "group_f1": {}, "macro_f1": 0.5, "train_seconds": 1.0, "epochs": []}
+            (f / "runs" / f"{m}_seed{s}.json").write_text(json.dumps(rec))
     return f
 
 
 @pytest.mark.skipif(not (DATA / "structures" / "pdb").is_dir(), reason="shared data absent")
 def test_calibrate_tier_reads_one_results_folder_per_dose(tmp_path, capsys):
     cal = load_script("calibrate_tier")
-    dirs = [_folder(tmp_path, d, o) for d, o in ((60, 0.2), (110, -0.05), (200, -0.3))]
+    dirs = [_folder(tmp_path, d, o) for d, o in ((60, 0.2), (110, -0.1), (200, -0.3))]
     assert cal.main([str(d) for d in dirs] + ["--out", str(tmp_path / "out")]) == 0
     rec = json.loads((tmp_path / "out" / "calibration_small12.json").read_text())
     assert rec["chosen"]["dose"] == 110 and rec["cells"] == 27 and not rec["at_edge"]
+    assert rec["seeds_compared"] == [0, 1]
+    assert rec["chosen"]["mean_abs"] == pytest.approx(0.05)  # seeds -0.1 and 0.0
     assert "chosen dose 110" in capsys.readouterr().out
+    # a result is never replaced
+    assert cal.main([str(d) for d in dirs] + ["--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "calibration_small12.json" in err and "never replaces" in err
+    # two models and seed 0 only: 110 is then 0.1 off, 200 0.3, 60 0.2
+    assert cal.main([str(d) for d in dirs] + ["--out", str(tmp_path / "o1"), "--seeds", "0",
+                                              "--models", "densenet3d,dilated_densenet3d"]) == 0
+    rec = json.loads((tmp_path / "o1" / "calibration_small12.json").read_text())
+    assert rec["cells"] == 18 and rec["models"] == ["densenet3d", "dilated_densenet3d"]
+    assert rec["chosen"]["mean_abs"] == pytest.approx(0.1) and rec["seeds_compared"] == [0]
+    capsys.readouterr()
+    # a dose with seed 0 only: by default only seed 0 is compared anywhere
+    lone = _folder(tmp_path / "y", 150, -0.05, seeds=(0,))
+    assert cal.main([str(dirs[1]), str(lone), "--out", str(tmp_path / "o4")]) == 0
+    rec = json.loads((tmp_path / "o4" / "calibration_small12.json").read_text())
+    assert rec["seeds_compared"] == [0] and rec["chosen"]["dose"] == 150
+    assert rec["one_seed_sd"] == pytest.approx((0.01 - 0.0) / 2 ** 0.5)  # 0.1² vs 0 at 110
+    capsys.readouterr()
+    assert cal.main([str(dirs[1]), str(lone), "--out", str(tmp_path / "o5"),
+                     "--seeds", "1"]) == 2
+    assert "no run of shrec_cnn seed 1" in capsys.readouterr().err
     other = _folder(tmp_path / "x", 80, 0.0, preset="plain")
     assert cal.main([str(dirs[0]), str(other), "--out", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err

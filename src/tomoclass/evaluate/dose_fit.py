@@ -11,6 +11,13 @@ Every dose must have the same cells (the same models and classes with an F1), so
 objectives compare; a chosen dose at the edge of the sweep is flagged, since the optimum may lie
 beyond it. What the choice is worth depends on the runs: a sweep of unconverged runs calibrates
 the training length as much as the noise.
+
+Seeds: a cell's mean over n seeds carries seed noise, which inflates its squared difference from
+the paper by about the cell's seed variance / n. Doses compared with different numbers of seeds
+would therefore favour the dose with more seeds, so :func:`seed_mean_f1` takes the same seeds at
+every dose (:func:`common_seeds`). Where a dose has several seeds, the objective of each single
+seed shows how much the objective itself moves with the seed; the margin between the chosen dose
+and the runner-up is set against that spread (``margin_in_sd``).
 """
 
 from __future__ import annotations
@@ -19,9 +26,54 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tomoclass.errors import InputError
-from tomoclass.evaluate.seeds import MODELS, paper_difference
+from tomoclass.evaluate.seeds import MODELS, paper_difference, seed_stats
 
-__all__ = ["joint_dose_fit", "dose_fit_markdown"]
+__all__ = ["common_seeds", "dose_fit_markdown", "joint_dose_fit", "one_seed_objectives",
+           "seed_mean_f1"]
+
+#: ``{model: {seed: run record with "f1": {class: F1 or None}}}`` of one dose.
+DoseRuns = Mapping[str, Mapping[int, Mapping[str, Any]]]
+
+
+def common_seeds(runs_by_dose: Sequence[DoseRuns], models: Sequence[str]) -> list[int]:
+    """The seeds every model has at every dose (sorted; empty when there are none)."""
+    sets = [set(runs.get(m, {})) for runs in runs_by_dose for m in models]
+    return sorted(set.intersection(*sets)) if sets else []
+
+
+def seed_mean_f1(runs: DoseRuns, seeds: Sequence[int], models: Sequence[str],
+                 class_names: Sequence[str], source: str = ""
+                 ) -> dict[str, dict[str, float | None]]:
+    """``{model: {class: mean F1 over seeds}}`` of one dose, the same seeds for every model.
+
+    Raises
+    ------
+    InputError
+        A model without a run of one of the seeds (naming ``source``, the model and seed).
+    """
+    out: dict[str, dict[str, float | None]] = {}
+    for m in models:
+        by_seed = runs.get(m, {})
+        missing = [s for s in seeds if s not in by_seed]
+        if missing:
+            raise InputError(f"no run of {m} seed {missing[0]} (the seeds compared must exist "
+                             "at every dose)", path=source or None, field="seeds")
+        out[m] = {n: seed_stats([by_seed[s]["f1"].get(n) for s in seeds])["mean"]
+                  for n in class_names}
+    return out
+
+
+def one_seed_objectives(runs: DoseRuns, paper_f1: Mapping[str, Mapping[str, float]],
+                        class_names: Sequence[str],
+                        models: Sequence[str] = MODELS) -> dict[int, float]:
+    """``{seed: mean squared difference from the paper}`` of each seed all models have alone."""
+    out = {}
+    for s in common_seeds([runs], models):
+        f1 = {m: {n: runs[m][s]["f1"].get(n) for n in class_names} for m in models}
+        d = paper_difference(f1, paper_f1, class_names)
+        if d["cells"]:
+            out[s] = d["sum_sq"] / d["cells"]
+    return out
 
 
 def joint_dose_fit(points: Sequence[Mapping[str, Any]],
@@ -34,7 +86,8 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
     ----------
     points
         One per dose: ``{"dose": e/Å², "f1": {model: {class: mean F1 or None}}}``, optionally
-        ``"source"`` (where it came from, for messages) and ``"seeds"`` ({model: [seeds]}).
+        ``"source"`` (where it came from, for messages), ``"seeds"`` ({model: [seeds]}) and
+        ``"one_seed"`` ({seed: objective of that seed alone}, :func:`one_seed_objectives`).
     paper_f1
         The paper's ``{model: {class: F1}}``.
     class_names
@@ -46,8 +99,12 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
     -------
     dict
         ``{"criterion", "models", "cells", "doses": [{"dose", "mean_sq", "mean_abs",
-        "mean_signed", "per_model", "source", "seeds"}...] (ascending dose), "chosen": that
-        entry, "at_edge": bool}``.
+        "mean_signed", "per_model", "source", "seeds", "one_seed"}...] (ascending dose),
+        "chosen": that entry, "at_edge": bool, "one_seed_sd", "margin", "margin_in_sd"}``:
+        ``one_seed_sd`` is the s.d. of a single seed's objective, pooled over the doses with two
+        or more (None without); ``margin`` the runner-up's objective minus the chosen one's and
+        ``margin_in_sd`` that margin over its seed s.d. (``one_seed_sd`` scaled by the seeds
+        behind each of the two doses; None without).
 
     Raises
     ------
@@ -78,7 +135,8 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
         rows.append({"dose": dose, "mean_sq": d["sum_sq"] / d["cells"] if d["cells"] else None,
                      "mean_abs": d["mean_abs"], "mean_signed": d["mean_signed"],
                      "cells": d["cells"], "per_model": d["per_model"], "source": src,
-                     "seeds": dict(pt.get("seeds") or {})})
+                     "seeds": dict(pt.get("seeds") or {}),
+                     "one_seed": {int(k): float(v) for k, v in (pt.get("one_seed") or {}).items()}})
     first = min(cell_sets)
     for dose, cells in cell_sets.items():
         if cells != cell_sets[first]:
@@ -90,11 +148,39 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
     if not cell_sets[first]:
         raise InputError("no (model, class) cell shared with the paper", field="f1")
     rows.sort(key=lambda r: r["dose"])
-    best = min(range(len(rows)), key=lambda i: rows[i]["mean_sq"])
+    order = sorted(range(len(rows)), key=lambda i: rows[i]["mean_sq"])
+    best = order[0]
+    sd, margin, in_sd = _margin(rows, order)
     return {"criterion": "least mean squared difference from the paper over all (model, "
                          "class) cells, F1 as mean over seeds",
             "models": list(models), "cells": len(cell_sets[first]), "doses": rows,
-            "chosen": rows[best], "at_edge": len(rows) > 1 and best in (0, len(rows) - 1)}
+            "chosen": rows[best], "at_edge": len(rows) > 1 and best in (0, len(rows) - 1),
+            "one_seed_sd": sd, "margin": margin, "margin_in_sd": in_sd}
+
+
+def _n_seeds(row: Mapping[str, Any]) -> int:
+    """Seeds behind a dose's means (the fewest of any model; 1 when not given)."""
+    return min((len(s) for s in row["seeds"].values()), default=1) or 1
+
+
+def _margin(rows: Sequence[Mapping[str, Any]], order: Sequence[int]
+            ) -> tuple[float | None, float | None, float | None]:
+    """(pooled one-seed s.d. of the objective, runner-up margin, margin / its s.d.)."""
+    var, dof = 0.0, 0
+    for r in rows:
+        v = list(r["one_seed"].values())
+        if len(v) > 1:
+            st = seed_stats(v)
+            var += st["sd"] ** 2 * (len(v) - 1)
+            dof += len(v) - 1
+    sd = (var / dof) ** 0.5 if dof else None
+    if len(order) < 2:
+        return sd, None, None
+    a, b = rows[order[0]], rows[order[1]]
+    margin = b["mean_sq"] - a["mean_sq"]
+    if not sd:
+        return sd, margin, None
+    return sd, margin, margin / (sd * (1 / _n_seeds(a) + 1 / _n_seeds(b)) ** 0.5)
 
 
 def dose_fit_markdown(fit: Mapping[str, Any], title: str) -> str:
@@ -118,4 +204,15 @@ def dose_fit_markdown(fit: Mapping[str, Any], title: str) -> str:
     if fit["at_edge"]:
         lines.append("It is at the edge of the sweep: the optimum may lie beyond it; extend "
                      "the sweep before freezing it.")
+    if fit.get("one_seed_sd") is not None:
+        ones = "; ".join(f"{r['dose']:g}: " + ", ".join(f"seed {s} {v:.4f}" for s, v in
+                                                     sorted(r["one_seed"].items()))
+                         for r in fit["doses"] if r["one_seed"])
+        lines += ["", f"Seed noise: the objective of one seed alone ({ones}) has s.d. "
+                      f"{fit['one_seed_sd']:.4f} (pooled over the doses with two or more)."]
+        if fit.get("margin_in_sd") is not None:
+            lines.append(f"The runner-up is {fit['margin']:.4f} worse, {fit['margin_in_sd']:.1f} "
+                         "s.d. of that difference from seed noise alone"
+                         + (": within seed noise, not a choice to freeze." if
+                            fit["margin_in_sd"] < 2 else "."))
     return "\n".join(lines) + "\n"
