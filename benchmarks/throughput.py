@@ -52,7 +52,7 @@ from tomoclass.models import (
     list_models,
     optimize_for_inference,
 )
-from tomoclass.provenance import git_commit
+from tomoclass.provenance import git_commit, write_result
 from tomoclass.runtime import retain_freed_memory
 
 HERE = Path(__file__).resolve().parent
@@ -410,16 +410,6 @@ def train_memory(models: dict, batch: int, device: torch.device) -> dict:
     return memory
 
 
-def write_result(result: dict, out: Path, device: torch.device) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = out / f"throughput_{device.type}_{result['mode']}_{stamp}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(path)
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -521,7 +511,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nloader: {result['loader']['samples_per_s']:.0f} samples/s; "
           f"load avg before {load_before}, after {result['load_avg_after']}; "
           f"{result['elapsed_s']:.0f} s")
-    print(f"wrote {write_result(result, args.out, device)}")
+    path = write_result(f"throughput_{device.type}_{result['mode']}", result,
+                        results_dir=args.out)
+    print(f"wrote {path}")
     return 0
 
 
