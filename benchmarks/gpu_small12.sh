@@ -37,6 +37,8 @@
 #   DOSES       doses (e/A^2) of a calibration sweep, each its own data and folder (default none)
 #   SEEDS_DOSE  0-4, DOSE_MODELS "dilated_densenet3d densenet3d": the runs at each of DOSES
 #   T_TESTS     seconds for `pytest -m gpu` beside the data build (0 skips it; default 150)
+#   PLAN=1      print the queue (folder work model seed recipe dose per run) and exit, writing
+#               nothing: what a call would run, counted before the device time is spent
 set -u
 OUT=${OUT:-/tmp/gpu_small12}
 WORK=${WORK:-$PWD/.gpu_work}  # /tmp there is too small for the checkpoints
@@ -64,8 +66,6 @@ RES="$OUT/res"
 T0=$(date +%s)
 # shellcheck source=benchmarks/gpu_common.sh
 source "$(dirname "$0")/gpu_common.sh"
-claim_folders gpu_small12.sh OUT "$OUT" WORK "$WORK"
-mkdir -p "$RES/logs"
 export PYTHONUNBUFFERED=1
 say() { echo "[gpu_small12 +$(( $(date +%s) - T0 ))s] $*" | tee -a "$RES/session.log"; }
 pack() { tar -czf "$OUT/results.tgz.tmp" -C "$RES" . && mv "$OUT/results.tgz.tmp" "$OUT/results.tgz"; }
@@ -82,6 +82,29 @@ declare -A RECIPES=(
 )
 # shellcheck disable=SC2206
 RECIPE_ORDER=(${RECIPES_RUN-sgd1e-2zh sgd1e-2clip sgd3e-3 adamlong})
+
+# the queue, one run per line: folder work model seed recipe dose; by seed: the DenseNet pair,
+# SHREC-CNN under the tier's protocol and under each recipe, every dose's runs; then MONAI
+plan() {
+  local s r d m
+  for s in $(seq 0 99); do
+    seq_of "$SEEDS_DN" | grep -qx "$s" && printf '%s\n' \
+      "$PREFIX proto dilated_densenet3d $s - -" "$PREFIX proto densenet3d $s - -"
+    seq_of "$SEEDS_SHREC" | grep -qx "$s" && echo "$PREFIX proto shrec_cnn $s - -"
+    if seq_of "$SEEDS_RECIPES" | grep -qx "$s"; then
+      for r in "${RECIPE_ORDER[@]}"; do echo "$PREFIX""_shrec_$r $r shrec_cnn $s $r -"; done
+    fi
+    if seq_of "$SEEDS_DOSE" | grep -qx "$s"; then
+      for d in $DOSES; do for m in $DOSE_MODELS; do echo "$PREFIX""_dose$d dose$d $m $s - $d"; done; done
+    fi
+  done
+  for s in $(seq_of "$SEEDS_MONAI"); do echo "$PREFIX proto monai_densenet121 $s - -"; done
+}
+if [ "${PLAN:-0}" = 1 ]; then  # what a call would run, before spending device time on it
+  plan; exit 0
+fi
+claim_folders gpu_small12.sh OUT "$OUT" WORK "$WORK"
+mkdir -p "$RES/logs"
 
 use_wheels "$PWD/benchmarks"
 say "tier $TIER, device $DEVICE, lanes $LANES x $THREADS threads, deadline ${DEADLINE}s, commit ${TOMOCLASS_GIT_COMMIT:-unknown}"
@@ -115,22 +138,7 @@ for w in proto "${RECIPE_ORDER[@]}"; do  # one scratch folder per protocol, same
     "$WORK/base/.tomoclass_small_tier_work" "$WORK/$w/"
 done
 
-# the queue: line = folder work model seed recipe dose; by seed: the DenseNet pair, SHREC-CNN
-# under the tier's protocol and under each recipe, every dose's runs; then MONAI
-Q="$WORK/queue"; : > "$Q"
-for s in $(seq 0 99); do
-  seq_of "$SEEDS_DN" | grep -qx "$s" && printf '%s\n' \
-    "$PREFIX proto dilated_densenet3d $s - -" "$PREFIX proto densenet3d $s - -" >> "$Q"
-  seq_of "$SEEDS_SHREC" | grep -qx "$s" && echo "$PREFIX proto shrec_cnn $s - -" >> "$Q"
-  if seq_of "$SEEDS_RECIPES" | grep -qx "$s"; then
-    for r in "${RECIPE_ORDER[@]}"; do echo "$PREFIX""_shrec_$r $r shrec_cnn $s $r -" >> "$Q"; done
-  fi
-  if seq_of "$SEEDS_DOSE" | grep -qx "$s"; then
-    for d in $DOSES; do for m in $DOSE_MODELS; do
-      echo "$PREFIX""_dose$d dose$d $m $s - $d" >> "$Q"; done; done
-  fi
-done
-for s in $(seq_of "$SEEDS_MONAI"); do echo "$PREFIX proto monai_densenet121 $s - -" >> "$Q"; done
+Q="$WORK/queue"; plan > "$Q"
 say "queue: $(wc -l < "$Q") runs"
 echo 0 > "$WORK/next"; rm -f "$WORK/stop_packing"
 
