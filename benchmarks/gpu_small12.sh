@@ -120,7 +120,8 @@ if [ "$T_TESTS" -gt 0 ] && [ "$DEVICE" = cuda ]; then  # the CUDA tests, beside 
   TESTS_PID=$!
 fi
 
-tier() { "$PY" benchmarks/small_tier.py --tier "$TIER" --data-root "$DATA_ROOT" "$@"; }
+TIER_CMD=("$PY" benchmarks/small_tier.py --tier "$TIER" --data-root "$DATA_ROOT")
+tier() { "${TIER_CMD[@]}" "$@"; }
 say "data: small_tier.py --data-only"
 tier --out "$RES/unused" --work "$WORK/base" --data-only > "$RES/logs/data.log" 2>&1 \
   || { say "data build failed"; tail -5 "$RES/logs/data.log" | tee -a "$RES/session.log"; pack; exit 4; }
@@ -153,8 +154,8 @@ lane() {
     extra=""; [ "$recipe" != - ] && extra=${RECIPES[$recipe]}
     [ "$dose" != - ] && extra="$extra --dose $dose"
     # shellcheck disable=SC2086
-    OMP_NUM_THREADS=$THREADS timeout "$left" "$PY" benchmarks/small_tier.py --tier "$TIER" \
-      --data-root "$DATA_ROOT" --out "$RES/$folder" --work "$WORK/$w" --models "$model" \
+    OMP_NUM_THREADS=$THREADS timeout "$left" "${TIER_CMD[@]}" \
+      --out "$RES/$folder" --work "$WORK/$w" --models "$model" \
       --seeds "$seed" --device "$DEVICE" --no-aggregate $extra \
       > "$RES/logs/$folder.$model.s$seed.log" 2>&1
     rc=$?
