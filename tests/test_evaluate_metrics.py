@@ -67,6 +67,20 @@ def test_hand_computed_means_leave_out_undefined():
     assert groups["small"] == 0.0 and groups["large"] == 0.0
 
 
+def test_group_confusion_separates_a_missed_size_from_a_missed_identity():
+    gc = classification_metrics(CM, NAMES, GROUPS).group_confusion()
+    assert list(gc) == ["tiny", "small"]  # large (d) has no true particle, "" is no group
+    # tiny = a, b: 8 particles, 7 predicted a or b, 5 of those right; a guess between 2: 0.5
+    assert gc["tiny"] == {"n": 8, "classes": 2, "in_group": pytest.approx(7 / 8),
+                          "within": pytest.approx(5 / 7), "chance": 0.5}
+    # small = c alone: both its particles called tiny, nothing inside to be right about
+    assert gc["small"]["in_group"] == 0.0 and gc["small"]["within"] is None
+    # size found, identity a coin flip: every tiny particle called some tiny class, half right
+    flip = classification_metrics(np.array([[5, 5], [5, 5]]), ["x", "y"], ["tiny", "tiny"])
+    assert flip.group_confusion()["tiny"]["in_group"] == 1.0
+    assert flip.group_confusion()["tiny"]["within"] == pytest.approx(0.5)
+
+
 def test_dict_round_trip_is_json_and_nan_free():
     m = classification_metrics(CM, NAMES, GROUPS)
     d = json.loads(json.dumps(m.to_dict(), allow_nan=False))

@@ -55,7 +55,11 @@ def test_write_and_load_report_round_trip(tmp_path):
     # t1: TP 2, FN 0, FP 1 -> F1 = 4/5
     assert "| t1 | tiny | 2 | 2 | 0 | 1 | 0.667 | 1.000 | 0.800 | 0.500 |" in md
     assert "CAM score" in md and "0.600" in md
-    json.loads((run / "evaluation_test" / "report.json").read_text())  # strict JSON
+    # tiny: all 4 put in the group, 3 of them in their own class; a guess between 2: 0.5
+    assert "| tiny | 4 | 2 | 1.000 | 0.750 | 0.500 |" in md
+    assert "| small | 2 | 1 | 0.500 | 1.000 | 1.000 |" in md
+    d = json.loads((run / "evaluation_test" / "report.json").read_text())  # strict JSON
+    assert d["group_confusion"]["tiny"]["within"] == pytest.approx(0.75)
 
 
 def test_load_report_errors(tmp_path):

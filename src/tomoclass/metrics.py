@@ -189,6 +189,31 @@ class ClassificationMetrics:
         groups = np.asarray(self.size_groups)
         return {g: _nanmean(self.f1[groups == g]) for g in SIZE_GROUPS if np.any(groups == g)}
 
+    def group_confusion(self) -> dict[str, dict[str, Any]]:
+        """Per size group: how often a particle is put in its group, and in its own class there.
+
+        A group's F1 mixes two failures: a tiny particle called small (its size missed) and a
+        tiny particle called another tiny class (its size found, its identity not). For every
+        group with true particles (:data:`SIZE_GROUPS` order, classes without a group left
+        out): ``n`` true particles, ``in_group`` the fraction predicted as any class of the
+        group, ``within`` the fraction of those predicted as their own class, and ``chance``
+        = 1 / (classes in the group), what ``within`` is when the group's classes are told
+        apart no better than a guess among them (balanced classes).
+        """
+        groups = np.asarray(self.size_groups)
+        out: dict[str, dict[str, Any]] = {}
+        for g in SIZE_GROUPS:
+            idx = np.flatnonzero(groups == g)
+            n = int(self.confusion[idx].sum())
+            if not n:
+                continue
+            block = self.confusion[np.ix_(idx, idx)]
+            inside = int(block.sum())
+            out[g] = {"n": n, "classes": len(idx), "in_group": inside / n,
+                      "within": json_number(np.trace(block) / inside if inside else np.nan),
+                      "chance": 1.0 / len(idx)}
+        return out
+
     def per_class(self) -> list[dict[str, Any]]:
         """One record per class: name, size group, counts and scores (NaN -> None)."""
         rows = []
@@ -230,6 +255,7 @@ class ClassificationMetrics:
             "class_names": list(self.class_names),
             "size_groups": list(self.size_groups),
             "confusion": self.confusion.tolist(),
+            "group_confusion": self.group_confusion(),
         }
 
     @classmethod

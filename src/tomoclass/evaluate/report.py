@@ -203,6 +203,18 @@ class EvaluationReport:
                 "| " + " | ".join(_fmt(v) for v in groups.values()) + " |",
                 "",
             ]
+        gc = m.group_confusion()
+        if len(gc) > 1:
+            lines += [
+                "Size found, identity not? Per group, the share of its particles predicted as "
+                "a class of the group, and of those the share predicted as their own class "
+                "(a guess among the group's classes scores the chance column):",
+                "",
+                "| size group | particles | classes | put in the group | own class within it "
+                "| chance within |",
+                "|---|---|---|---|---|---|",
+            ] + [f"| {g} | {v['n']} | {v['classes']} | {_fmt(v['in_group'])} | "
+                 f"{_fmt(v['within'])} | {_fmt(v['chance'])} |" for g, v in gc.items()] + [""]
         cam = self.cam_per_class()
         head = "| class | size | support | TP | FN | FP | precision | recall | F1 |"
         rule = "|---|---|---|---|---|---|---|---|---|"

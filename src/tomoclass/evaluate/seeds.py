@@ -26,6 +26,7 @@ __all__ = [
     "PAIRED",
     "format_mean_sd",
     "format_value",
+    "group_confusion_lines",
     "ours_row",
     "paper_difference",
     "paper_difference_lines",
@@ -35,6 +36,7 @@ __all__ = [
     "plot_group_f1",
     "seed_means",
     "seed_stats",
+    "summarize_group_confusion",
     "summarize_seeds",
     "table2_sections",
 ]
@@ -82,6 +84,7 @@ def summarize_seeds(runs: Runs, class_names: Sequence[str]) -> dict[str, Any]:
             "group_f1": {g: seed_stats([r["group_f1"].get(g) for r in recs]) for g in GROUPS},
             "macro_f1": seed_stats([r["macro_f1"] for r in recs]),
             "cam_mean": seed_stats([(r["cam"] or {}).get("mean") for r in recs]),
+            "group_confusion": summarize_group_confusion(by_seed),
         }
     a, b = runs.get(PAIRED[0], {}), runs.get(PAIRED[1], {})
     paired = sorted(set(a) & set(b))
@@ -99,6 +102,40 @@ def summarize_seeds(runs: Runs, class_names: Sequence[str]) -> dict[str, Any]:
             diff["f1"][n] = seed_stats(vals)
         out["dilated_minus_plain"] = diff
     return out
+
+
+def summarize_group_confusion(by_seed: Mapping[Any, Mapping[str, Any]]) -> dict[str, Any]:
+    """Means over seeds of the records' ``group_confusion`` (records without one left out).
+
+    Returns ``{group: {"in_group", "within": seed_stats, "chance", "seeds"}}``; empty when no
+    record has one (records older than the key).
+    """
+    recs = {s: r["group_confusion"] for s, r in by_seed.items() if r.get("group_confusion")}
+    out: dict[str, Any] = {}
+    for g in GROUPS:
+        have = {s: gc[g] for s, gc in recs.items() if g in gc}
+        if have:
+            out[g] = {"in_group": seed_stats([v["in_group"] for v in have.values()]),
+                      "within": seed_stats([v["within"] for v in have.values()]),
+                      "chance": next(iter(have.values()))["chance"], "seeds": sorted(have)}
+    return out
+
+
+def group_confusion_lines(per_model: Mapping[str, Mapping[str, Any]],
+                          models: Sequence[str]) -> list[str]:
+    """Markdown: per model and size group, put in the group and own class within it."""
+    rows = [(m, g, v) for m in models for g, v in (per_model[m].get("group_confusion")
+                                                   or {}).items()]
+    if not rows:
+        return []
+    return ["", "## Size found, identity not? (per size group)", "",
+            "Of a group's test particles, the share predicted as any class of the group, and of "
+            "those the share predicted as their own class, mean ± s.d. over the seeds whose "
+            "record has the confusion matrix; chance: a guess among the group's classes.", "",
+            "| model | group | seeds | put in the group | own class within it | chance within |",
+            "|---|---|---|---|---|---|"] + [
+        f"| {m} | {g} | {len(v['seeds'])} | {format_mean_sd(v['in_group'])} | "
+        f"{format_mean_sd(v['within'])} | {v['chance']:.3f} |" for m, g, v in rows]
 
 
 def paper_group_f1(paper_f1: Mapping[str, Mapping[str, float]], class_names: Sequence[str],

@@ -342,14 +342,16 @@ def compare_seeds(runs: Mapping[str, Mapping[int, Mapping[str, Any]]],
 def report_record(report: Any) -> dict[str, Any]:
     """The accuracy keys of a run record, from an evaluation report.
 
-    ``f1`` per class (None where undefined), ``group_f1`` (groups with a value), ``macro_f1``
-    and ``n_test``.
+    ``f1`` per class (None where undefined), ``group_f1`` (groups with a value), ``macro_f1``,
+    ``n_test``, the ``confusion`` matrix (rows true, class order) and ``group_confusion``
+    (:meth:`~tomoclass.metrics.ClassificationMetrics.group_confusion`).
     """
     m = report.metrics
     return {"f1": {str(n): (None if not np.isfinite(v) else float(v))
                    for n, v in zip(m.class_names, m.f1, strict=True)},
             "group_f1": {g: float(v) for g, v in m.group_f1().items() if np.isfinite(v)},
-            "macro_f1": float(report.macro_f1), "n_test": int(m.n)}
+            "macro_f1": float(report.macro_f1), "n_test": int(m.n),
+            "confusion": m.confusion.tolist(), "group_confusion": m.group_confusion()}
 
 
 def peak_rate(record: Mapping[str, Any]) -> tuple[float, int] | None:

@@ -20,6 +20,7 @@ import numpy as np
 from tomoclass.evaluate.seeds import (
     format_mean_sd,
     format_value,
+    group_confusion_lines,
     ours_row,
     paper_difference,
     paper_difference_lines,
@@ -96,6 +97,7 @@ def tier_markdown(agg: Mapping[str, Any], class_names: Sequence[str],
     if base:
         lines.append(f"| {BASELINE_ROW} | "
                      + " | ".join(_f(base["group_f1"].get(g)) for g in groups) + " |")
+    lines += group_confusion_lines(per_model, models)
     lines += _paired_lines(agg.get("paired"))
     means = seed_means({m: per_model[m] for m in models})
     lines += paper_difference_lines(paper_difference(means, paper_f1, class_names))
