@@ -41,7 +41,7 @@ from tomoclass.simulate.template import Template
 
 __all__ = ["describe", "estimate_transfer", "leave_one_out_transfer", "noise_power",
            "observe_dataset", "pose_search_scores", "render_at_pose", "rfft_weights",
-           "ske_scores"]
+           "ske_scores", "transfer_bins"]
 
 #: Boxes transformed at a time.
 CHUNK = 64
@@ -76,26 +76,68 @@ def estimate_transfer(noisy: np.ndarray, clean: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.zeros_like(np.asarray(num)), where=den > 0)
 
 
-def leave_one_out_transfer(noisy: np.ndarray, clean: np.ndarray) -> np.ndarray:
+def transfer_bins(box: int, angle_bins: int = 18) -> np.ndarray:
+    """Bin label of every rfft component of a ``box`` cube, for a smooth transfer estimate.
+
+    The imaging transfer of a single-axis tilt series about y (the simulator's geometry) is a
+    function of ``|k|`` (the CTF) and of the angle of ``k`` in the x-z plane (which tilt
+    measured it: the missing wedge and the dose each tilt had). Components are binned by
+    shell (``round(|k| * box)``) and by that angle (``angle_bins`` equal bins over 180°, ``k``
+    and ``-k`` together), so that a transfer estimated per bin pools tens of components.
+    """
+    kz, ky, kx = np.meshgrid(np.fft.fftfreq(box), np.fft.fftfreq(box), np.fft.rfftfreq(box),
+                             indexing="ij")
+    shell = np.rint(np.sqrt(kz**2 + ky**2 + kx**2) * box).astype(np.int64)
+    alpha = np.degrees(np.arctan2(kz, kx))  # kx >= 0 in the rfft half: [-90, 90]
+    alpha = np.where(alpha <= -90.0, 90.0, alpha)  # kx = 0: k and -k are one line
+    ang = np.clip(np.floor((alpha + 90.0) / 180.0 * angle_bins), 0, angle_bins - 1)
+    return shell * angle_bins + ang.astype(np.int64)
+
+
+def _bin_sum(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+    v = values.reshape(-1)
+    lab = labels.reshape(-1)
+    out = np.bincount(lab, weights=v.real, minlength=n).astype(complex)
+    if np.iscomplexobj(v):
+        out += 1j * np.bincount(lab, weights=v.imag, minlength=n)
+    return out
+
+
+def leave_one_out_transfer(noisy: np.ndarray, clean: np.ndarray,
+                           bins: np.ndarray | None = None) -> np.ndarray:
     """``(n, ...)``: for every box the :func:`estimate_transfer` of the *other* boxes.
 
     A transfer estimated with a box inside holds that box's own noise (``N_i C_i* / sum|C|^2``),
-    which correlates with the box's true signal and would favour the true class.
+    which correlates with the box's true signal and would favour the true class. With
+    ``bins`` (:func:`transfer_bins`), the sums run over each bin's components as well, so the
+    estimate is smooth and holds with few boxes; without, every component is its own.
     """
     if noisy.shape != clean.shape or noisy.ndim != 4:
         raise InputError(f"noisy {noisy.shape} and clean {clean.shape} must be equal (n, D, D, D)",
                          field="boxes")
     if len(noisy) < 2:
         raise InputError("a leave-one-out transfer needs two boxes or more", field="boxes")
+    w = rfft_weights(noisy.shape[1:])
     xc, cc = [], []
     for s in range(0, len(noisy), CHUNK):
         x, c = _rfft(noisy[s:s + CHUNK]), _rfft(clean[s:s + CHUNK])
-        xc.append(x * np.conj(c))
-        cc.append(np.abs(c) ** 2)
+        xc.append(x * np.conj(c) * w)
+        cc.append(np.abs(c) ** 2 * w)
     xc_all, cc_all = np.concatenate(xc), np.concatenate(cc)
-    num, den = xc_all.sum(axis=0), cc_all.sum(axis=0)
-    d = den[None] - cc_all
-    return np.divide(num[None] - xc_all, d, out=np.zeros_like(xc_all), where=d > 1e-12 * den.max())
+    if bins is None:
+        num, den = xc_all.sum(axis=0), cc_all.sum(axis=0)
+        d = den[None] - cc_all
+        return np.divide(num[None] - xc_all, d, out=np.zeros_like(xc_all),
+                         where=d > 1e-12 * den.max())
+    nb = int(bins.max()) + 1
+    num, den = _bin_sum(xc_all.sum(axis=0), bins, nb), _bin_sum(cc_all.sum(axis=0), bins, nb)
+    out = np.empty_like(xc_all)
+    for i in range(len(noisy)):
+        d = (den - _bin_sum(cc_all[i], bins, nb)).real
+        t = np.divide(num - _bin_sum(xc_all[i], bins, nb), d, out=np.zeros(nb, complex),
+                      where=d > 1e-12 * den.real.max())
+        out[i] = t[bins]
+    return out
 
 
 def render_at_pose(template: Template, rot: float, tilt: float, psi: float,
@@ -280,11 +322,12 @@ def observe_dataset(store: Any, templates: Sequence[Template], *, split: str = "
     table, box = store.table, int(store.box)
     labels = table["class_id"].to_numpy(np.int64)
     tomo = table["tomogram"].to_numpy()
+    bins = transfer_bins(box)
     transfer: dict[int, np.ndarray] = {}  # row -> T of its tomogram without the row
     for t in np.unique(tomo[np.concatenate([test, train])]):
         rows = np.flatnonzero(tomo == t)
         loo = leave_one_out_transfer(np.asarray(store.volumes[rows]),
-                                     np.asarray(store.clean[rows]))
+                                     np.asarray(store.clean[rows]), bins)
         transfer.update(zip(rows.tolist(), loo, strict=True))
     # the noise power from the training boxes' residuals (their labels only)
     s_train = np.stack([_render_rows(templates, table, [r], box, [labels[r]])[0, 0]
