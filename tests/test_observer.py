@@ -15,6 +15,7 @@ from tomoclass.evaluate.observer import (
     observe_dataset,
     rfft_weights,
     ske_scores,
+    transfer_bins,
 )
 from tomoclass.simulate.phantoms import phantom
 from tomoclass.simulate.rotation import random_euler
@@ -46,6 +47,26 @@ def test_transfer_and_its_leave_one_out_estimate():
                                                          np.delete(clean, 3, 0)))
     with pytest.raises(InputError, match="two boxes"):
         leave_one_out_transfer(noisy[:1], clean[:1])
+    with pytest.raises(InputError, match="must be equal"):
+        estimate_transfer(noisy, clean[:, :4])
+
+
+def test_binned_transfer_pools_a_bin_and_beats_the_per_component_estimate_with_few_boxes():
+    bins = transfer_bins(8, angle_bins=6)
+    assert bins.shape == (8, 8, 5)
+    # k and -k in the kx = 0 plane are one line: the same bin
+    assert bins[1, 2, 0] == bins[-1, -2, 0] and bins[3, 0, 0] == bins[-3, 0, 0]
+    # a smooth truth: T = -2 exp(-|k|^2 / 0.05); few noisy boxes
+    rng = np.random.default_rng(5)
+    k2 = sum(np.meshgrid(*(np.fft.fftfreq(8) ** 2,) * 2, np.fft.rfftfreq(8) ** 2, indexing="ij"))
+    truth = -2.0 * np.exp(-k2 / 0.05)
+    clean = rng.standard_normal((6, 8, 8, 8))
+    noisy = np.fft.irfftn(truth * np.fft.rfftn(clean, axes=(1, 2, 3)), s=(8, 8, 8),
+                          axes=(1, 2, 3)) + 0.5 * rng.standard_normal(clean.shape)
+    low = k2 < 0.1
+    per_component = np.abs(leave_one_out_transfer(noisy, clean) - truth)[:, low].mean()
+    binned = np.abs(leave_one_out_transfer(noisy, clean, bins) - truth)[:, low].mean()
+    assert binned < 0.8 * per_component
 
 
 def test_the_observer_picks_the_signal_in_the_noise_and_fails_when_drowned():

@@ -61,11 +61,15 @@ def _rfft(boxes: np.ndarray) -> np.ndarray:
     return np.fft.rfftn(np.asarray(boxes, dtype=np.float64), axes=(-3, -2, -1))
 
 
-def estimate_transfer(noisy: np.ndarray, clean: np.ndarray) -> np.ndarray:
-    """``T(k) = sum X C* / sum |C|^2`` over boxes (complex, rfft layout); 0 where C is 0."""
+def _check_pairs(noisy: np.ndarray, clean: np.ndarray) -> None:
     if noisy.shape != clean.shape or noisy.ndim != 4:
         raise InputError(f"noisy {noisy.shape} and clean {clean.shape} must be equal (n, D, D, D)",
                          field="boxes")
+
+
+def estimate_transfer(noisy: np.ndarray, clean: np.ndarray) -> np.ndarray:
+    """``T(k) = sum X C* / sum |C|^2`` over boxes (complex, rfft layout); 0 where C is 0."""
+    _check_pairs(noisy, clean)
     num = 0.0
     den = 0.0
     for s in range(0, len(noisy), CHUNK):
@@ -112,9 +116,7 @@ def leave_one_out_transfer(noisy: np.ndarray, clean: np.ndarray,
     ``bins`` (:func:`transfer_bins`), the sums run over each bin's components as well, so the
     estimate is smooth and holds with few boxes; without, every component is its own.
     """
-    if noisy.shape != clean.shape or noisy.ndim != 4:
-        raise InputError(f"noisy {noisy.shape} and clean {clean.shape} must be equal (n, D, D, D)",
-                         field="boxes")
+    _check_pairs(noisy, clean)
     if len(noisy) < 2:
         raise InputError("a leave-one-out transfer needs two boxes or more", field="boxes")
     w = rfft_weights(noisy.shape[1:])
