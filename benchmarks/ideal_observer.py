@@ -30,19 +30,15 @@ from typing import Any
 from tomoclass.data import open_dataset
 from tomoclass.errors import InputError, TomoclassError
 from tomoclass.evaluate.observer import describe, observe_dataset
-from tomoclass.metrics import json_number
 from tomoclass.provenance import git_commit, machine_info, new_result_file, write_result
 from tomoclass.simulate import load_class_templates
 from tomoclass.simulate.config import SimulationConfig
 
 
 def _decisions(d: dict[str, Any]) -> dict[str, Any]:
-    m = d["metrics"]
-    return {"macro_f1": json_number(m.macro_f1), "accuracy": json_number(m.accuracy),
-            "f1": {n: json_number(v) for n, v in zip(m.class_names, m.f1, strict=True)},
-            "group_f1": {g: json_number(v) for g, v in m.group_f1().items()},
-            "group_confusion": m.group_confusion(), "within_group": d["within_group"],
-            "confusion": m.confusion.tolist()}
+    """An observer's decisions as JSON: the metrics' own record, and its accuracy within each
+    true group."""
+    return {**d["metrics"].to_dict(), "within_group": d["within_group"]}
 
 
 def observe(dataset: Path, rotations: int, seed: int, structures: Path | None) -> dict[str, Any]:
@@ -82,11 +78,12 @@ def table(records: Sequence[dict[str, Any]]) -> str:
             d = r[key]
             if key == "pose_unknown":
                 label += f" ({d['rotations']} poses)"
-            groups = "; ".join(f"{g} {d['group_f1'][g]:.3f} / {w['accuracy']:.3f} "
+            s = d["summary"]
+            groups = "; ".join(f"{g} {s['group_f1'][g]:.3f} / {w['accuracy']:.3f} "
                                f"({w['chance']:.2f})" for g, w in d["within_group"].items())
             name = "/".join(Path(r["dataset"]).parts[-2:])
             lines.append(f"| {name} | {r['dose']} | {label} | "
-                         f"{d['macro_f1']:.3f} | {groups} |")
+                         f"{s['macro_f1']:.3f} | {groups} |")
     return "\n".join(lines)
 
 

@@ -171,7 +171,7 @@ def test_ideal_observer_script_rebuilds_the_templates_from_the_dataset(tmp_path,
     assert io.main([str(ds), "--rotations", "20", "--out", str(out)]) == 0
     assert "/ds | " in capsys.readouterr().out
     rec = __import__("json").loads(out.read_text())["records"][0]
-    assert rec["render_check"] > 0.999 and rec["pose_known"]["macro_f1"] == 1.0
+    assert rec["render_check"] > 0.999 and rec["pose_known"]["summary"]["macro_f1"] == 1.0
     assert rec["pose_unknown"]["rotations"] == 20
     # a dataset without a simulation record: one line naming it, exit 2
     bare = write_dataset(tmp_path / "bare", noisy, table, cmap, 10.0, clean)

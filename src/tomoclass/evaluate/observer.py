@@ -170,6 +170,13 @@ def noise_power(noisy: np.ndarray, signal: np.ndarray, transfer: np.ndarray) -> 
     return np.asarray(acc) / max(len(noisy), 1)
 
 
+def _weighted_inverse(power: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """``w_k / P(k)`` (0 where ``P`` is 0): the weight of each component in the likelihood."""
+    w = rfft_weights(shape)
+    return np.divide(w, power, out=np.zeros(np.broadcast_shapes(w.shape, power.shape)),
+                     where=power > 0)
+
+
 def ske_scores(noisy: np.ndarray, hypotheses: np.ndarray, transfer: np.ndarray,
                power: np.ndarray) -> np.ndarray:
     """Log-likelihood (up to a constant) of each hypothesis for each box.
@@ -191,9 +198,7 @@ def ske_scores(noisy: np.ndarray, hypotheses: np.ndarray, transfer: np.ndarray,
     n, h = hypotheses.shape[:2]
     if len(noisy) != n:
         raise InputError(f"{len(noisy)} boxes for {n} hypothesis sets", field="hypotheses")
-    w = rfft_weights(noisy.shape[1:])
-    inv_p = np.divide(w, power, out=np.zeros(np.broadcast_shapes(w.shape, power.shape)),
-                      where=power > 0)
+    inv_p = _weighted_inverse(power, noisy.shape[1:])
     t = np.broadcast_to(transfer, (n, *np.shape(transfer)[-3:]))
     inv_p = np.broadcast_to(inv_p, (n, *inv_p.shape[-3:]))
     out = np.empty((n, h))
@@ -221,9 +226,7 @@ def pose_search_scores(noisy: np.ndarray, templates: Sequence[Template], transfe
     """
     n = len(noisy)
     box = int(noisy.shape[-1])
-    w = rfft_weights(noisy.shape[1:])
-    inv_p = np.divide(w, power, out=np.zeros(np.broadcast_shapes(w.shape, power.shape)),
-                      where=power > 0).reshape(-1)
+    inv_p = _weighted_inverse(power, noisy.shape[1:]).reshape(-1)
     t = np.broadcast_to(transfer, (n, *np.shape(transfer)[-3:])).reshape(n, -1)
     x = np.stack([_rfft(v).reshape(-1) for v in noisy])
     a = np.conj(x) * t * inv_p          # Re(F . a) is the cross term
@@ -245,7 +248,8 @@ def describe() -> dict[str, Any]:
     return {"observer": "signal-known-exactly ideal observer (pose, position, every class's "
                         "density and the imaging known; Gaussian noise of known spectrum)",
             "transfer": "per tomogram, sum X C* / sum |C|^2 over its noisy and noise-free "
-                        "boxes, the box scored left out",
+                        "boxes, pooled over (|k| shell, x-z angle) bins, the box scored left "
+                        "out",
             "noise_power": "mean |X - T S_true|^2 over the training boxes"}
 
 
@@ -339,7 +343,8 @@ def observe_dataset(store: Any, templates: Sequence[Template], *, split: str = "
     del s_train, t_train
     hyp = _render_rows(templates, table, test, box)
     t_test = np.stack([transfer[r] for r in test])
-    scores = ske_scores(np.asarray(store.volumes[test]), hyp, t_test, power)
+    x_test = np.asarray(store.volumes[test])
+    scores = ske_scores(x_test, hyp, t_test, power)
     truth = labels[test]
     check = [_support_correlation(hyp[i, truth[i]], store.clean[r]) for i, r in enumerate(test)]
     del hyp
@@ -347,8 +352,7 @@ def observe_dataset(store: Any, templates: Sequence[Template], *, split: str = "
            "render_check": float(np.nanmedian(check)), "n_boxes": int(len(test))}
     if rotations > 0:
         poses = random_euler(np.random.default_rng(seed), int(rotations))
-        unknown = pose_search_scores(np.asarray(store.volumes[test]), templates, t_test, power,
-                                     poses)
+        unknown = pose_search_scores(x_test, templates, t_test, power, poses)
         out["pose_unknown"] = {**_decisions(unknown, truth, names, groups),
                                "rotations": int(rotations), "seed": int(seed)}
     return out
