@@ -122,25 +122,30 @@ fi
 
 TIER_CMD=("$PY" benchmarks/small_tier.py --tier "$TIER" --data-root "$DATA_ROOT")
 tier() { "${TIER_CMD[@]}" "$@"; }
-say "data: small_tier.py --data-only"
-tier --out "$RES/unused" --work "$WORK/base" --data-only > "$RES/logs/data.log" 2>&1 \
-  || { say "data build failed"; tail -5 "$RES/logs/data.log" | tee -a "$RES/session.log"; pack; exit 4; }
-tail -1 "$RES/logs/data.log" | tee -a "$RES/session.log"
-( cd "$WORK/base/dataset" && sha256sum ./*.npy ) > "$RES/data_sha256.txt"
+Q="$WORK/queue"; plan > "$Q"
+say "queue: $(wc -l < "$Q") runs"
+if awk '$6 == "-"' "$Q" | grep -q .; then  # runs on the tier's own data (a dose sweep has none)
+  say "data: small_tier.py --data-only"
+  tier --out "$RES/unused" --work "$WORK/base" --data-only > "$RES/logs/data.log" 2>&1 \
+    || { say "data build failed"; tail -5 "$RES/logs/data.log" | tee -a "$RES/session.log"; pack; exit 4; }
+  tail -1 "$RES/logs/data.log" | tee -a "$RES/session.log"
+  ( cd "$WORK/base/dataset" && sha256sum ./*.npy ) > "$RES/data_sha256.txt"
+  for w in proto "${RECIPE_ORDER[@]}"; do  # one scratch folder per protocol, same boxes
+    [ -d "$WORK/$w" ] && continue
+    mkdir -p "$WORK/$w" && cp -r "$WORK/base/dataset" "$WORK/base/data.json" \
+      "$WORK/base/.tomoclass_small_tier_work" "$WORK/$w/"
+  done
+fi
+DOSE_PIDS=()
 for d in $DOSES; do  # each dose its own tomograms and boxes, built side by side
   ( tier --dose "$d" --out "$RES/unused_dose$d" --work "$WORK/dose$d" --data-only \
       > "$RES/logs/data_dose$d.log" 2>&1 || say "data build of dose $d failed" ) &
+  DOSE_PIDS+=($!)
 done
-wait
+# only these: a bare `wait` would also wait for the CUDA tests running beside
+[ "${#DOSE_PIDS[@]}" -gt 0 ] && wait "${DOSE_PIDS[@]}"
 for d in $DOSES; do tail -1 "$RES/logs/data_dose$d.log" | tee -a "$RES/session.log"; done
-for w in proto "${RECIPE_ORDER[@]}"; do  # one scratch folder per protocol, same boxes
-  [ -d "$WORK/$w" ] && continue
-  mkdir -p "$WORK/$w" && cp -r "$WORK/base/dataset" "$WORK/base/data.json" \
-    "$WORK/base/.tomoclass_small_tier_work" "$WORK/$w/"
-done
 
-Q="$WORK/queue"; plan > "$Q"
-say "queue: $(wc -l < "$Q") runs"
 echo 0 > "$WORK/next"; rm -f "$WORK/stop_packing"
 
 lane() {
