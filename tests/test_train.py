@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pickle
 import shutil
 from pathlib import Path
@@ -20,6 +21,7 @@ from tomoclass.errors import InputError, ResourceError
 from tomoclass.infer import load_run
 from tomoclass.train import TrainConfig, fit, load_checkpoint, preset
 from tomoclass.train import metrics as M
+from tomoclass.train.checkpoint import save_checkpoint
 from tomoclass.train.schedule import epoch_lr, lr_at
 
 _one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
@@ -134,6 +136,39 @@ def test_fit_writes_a_complete_run_and_load_run_rebuilds_it(dataset, tmp_path):
     assert best["metrics"]["val_macro_f1"] == max(r["val_macro_f1"] for r in lines)
     with pytest.raises(InputError, match="no checkpoint 'epoch_007'"):
         load_run(run, which="7")
+
+
+def test_names_of_one_epoch_share_one_file_and_later_epochs_leave_it_alone(dataset, tmp_path):
+    """last.pt, best.pt and epoch_NNN.pt of one epoch are one file on disk (a checkpoint of
+    the paper's SHREC-CNN is 330 MB), and writing a later epoch's last.pt does not change the
+    epoch file an earlier link points to."""
+    run = tmp_path / "run"
+    fit(tiny_cfg(epochs=1), dataset, run, progress=False)
+    ck = run / "checkpoints"
+    first = (ck / "epoch_001.pt").read_bytes()
+    inodes = {(ck / n).stat().st_ino for n in ("last.pt", "best.pt", "epoch_001.pt")}
+    assert len(inodes) == 1 and (ck / "last.pt").stat().st_nlink == 3
+    fit(tiny_cfg(epochs=2), dataset, run, resume=True, progress=False)
+    assert (ck / "epoch_001.pt").read_bytes() == first
+    assert load_checkpoint(ck / "epoch_001.pt")["epoch"] == 1
+    assert load_checkpoint(ck / "last.pt")["epoch"] == 2
+    assert (ck / "last.pt").stat().st_ino == (ck / "epoch_002.pt").stat().st_ino
+    assert not list(ck.glob(".*.tmp"))
+
+
+def test_a_file_system_without_hard_links_gets_copies(tmp_path, monkeypatch):
+    src = tmp_path / "a.pt"
+    save_checkpoint(src, {"format": "tomoclass-checkpoint", "epoch": 3})
+
+    def no_links(*_a, **_k):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    save_checkpoint(tmp_path / "b.pt", {"format": "tomoclass-checkpoint", "epoch": 4},
+                    also=[tmp_path / "c.pt"])
+    assert (tmp_path / "c.pt").stat().st_ino != (tmp_path / "b.pt").stat().st_ino
+    assert (tmp_path / "c.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    assert torch.load(tmp_path / "c.pt", weights_only=True)["epoch"] == 4
 
 
 def test_metrics_lr_is_the_rate_the_epoch_trained_at(dataset, tmp_path):

@@ -101,6 +101,29 @@ def atomic_path(target: str | os.PathLike[str], *, suffix: str | None = None) ->
         raise
 
 
+def atomic_copy(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Give ``target`` the content of ``source`` atomically, sharing its storage if possible.
+
+    A hard link when the file system allows one (no second copy on disk: ``best.pt`` and
+    ``last.pt`` of one epoch are one file), a byte copy otherwise. Either way the link or
+    copy is made under a temporary name and renamed onto ``target``, so a later atomic write
+    of ``source`` (a new inode renamed over it) leaves ``target`` as it was.
+
+    Returns
+    -------
+    Path
+        ``target``.
+    """
+    source, target = Path(source), Path(target)
+    with atomic_path(target) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:  # no hard links here (some network and FUSE file systems)
+            shutil.copyfile(source, tmp)
+    return target
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike[str], *, kind: str = "output",
                overwrite: bool | None = None) -> Iterator[Path]:

@@ -14,6 +14,7 @@ import pickle
 import random
 import re
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from tomoclass.errors import InputError
-from tomoclass.io.atomic import atomic_path
+from tomoclass.io.atomic import atomic_copy, atomic_path
 
 FORMAT = "tomoclass-checkpoint"
 FORMAT_VERSION = 1
@@ -52,7 +53,8 @@ def pause_hook(event: str) -> None:
         time.sleep(0.02)
 
 
-def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+def save_checkpoint(path: str | Path, payload: dict[str, Any],
+                    also: Iterable[str | Path] = ()) -> Path:
     """Write ``payload`` to ``path`` atomically (temporary name, fsync, rename).
 
     Parameters
@@ -61,6 +63,10 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
         Target ``.pt`` file; its directory is created.
     payload
         Plain data only (see module docstring); built by the training loop.
+    also
+        Further names for the same checkpoint (``best.pt``, ``epoch_005.pt``): hard links to
+        ``path`` where the file system allows (one file on disk, not one per name), copies
+        otherwise; each appears atomically (:func:`tomoclass.io.atomic.atomic_copy`).
 
     Returns
     -------
@@ -79,6 +85,8 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
                 pause_hook(f"write:{path.name}:{payload.get('epoch')}")
                 data = data[len(data) // 2 :]
             fh.write(data)
+    for other in also:
+        atomic_copy(path, other)
     return path
 
 

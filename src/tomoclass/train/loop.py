@@ -335,7 +335,10 @@ def _setup(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, di: DistInfo,
         raise InputError(f"subtomograms of {store.box} voxels are smaller than model "
                          f"'{cfg.model}' accepts ({min_box}); extract larger boxes",
                          path=dataset_path(store), field="box")
-    n_keep = 2 + (cfg.epochs // cfg.checkpoint_every if cfg.checkpoint_every else 0)
+    # distinct checkpoint files at the peak (names of one epoch share one file): the periodic
+    # ones, plus last.pt and best.pt when they fall between periodic epochs
+    n_keep = (cfg.epochs // cfg.checkpoint_every if cfg.checkpoint_every else 0) \
+        + (0 if cfg.checkpoint_every == 1 else 2)
     limit = _limit(device, max_memory_bytes) if check_resources else None
     plan = plan_for_run(model, int(store.box), per_rank_batch, available_bytes=limit,
                         accumulation_steps=cfg.accumulation_steps, model_kwargs=cfg.model_kwargs)
@@ -519,11 +522,10 @@ def _end_epoch(run: _Run, done: Progress, epoch: int, sums: dict[str, Any]) -> N
         done.best_f1, done.best_epoch = score, epoch + 1
     pl = _payload(run, done, epoch + 1, None)
     if di.is_main:
-        ckpt_mod.save_checkpoint(run.ckpt_dir / "last.pt", pl)
-        if is_best:
-            ckpt_mod.save_checkpoint(run.ckpt_dir / "best.pt", pl)
+        names = [run.ckpt_dir / "best.pt"] if is_best else []
         if cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0:
-            ckpt_mod.save_checkpoint(run.ckpt_dir / f"epoch_{epoch + 1:03d}.pt", pl)
+            names.append(run.ckpt_dir / f"epoch_{epoch + 1:03d}.pt")
+        ckpt_mod.save_checkpoint(run.ckpt_dir / "last.pt", pl, also=names)
         write_text(run.out / "metrics.jsonl",
                    "".join(json.dumps(h) + "\n" for h in done.history))
         if run.tb is not None:
