@@ -83,6 +83,7 @@ from tomoclass.evaluate.tier_report import (
 )
 from tomoclass.io.atomic import atomic_path
 from tomoclass.provenance import git_commit
+from tomoclass.train.config import complete_plan
 from tomoclass.train.options import parse_assignment
 
 log = logging.getLogger("small_tier")
@@ -140,6 +141,8 @@ def check_protocol(out: Path, bench: Benchmark, preset_name: str, epochs: int,
     check_results_folder(out, must_exist=False)
     if path.exists():
         have = json.loads(path.read_text())
+        if isinstance(have.get("train"), dict):  # fields added to TrainConfig since
+            have["train"] = complete_plan(have["train"], want["train"])
         if have != want:
             diff = sorted(k for k in {*want, *have} if have.get(k) != want.get(k))
             raise InputError(f"the results folder holds runs of another protocol (differs in "

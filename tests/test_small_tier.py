@@ -134,6 +134,25 @@ def test_unknown_tier_class_and_mixed_protocols_are_refused(tier, tmp_path, caps
 
 
 @realdata
+def test_a_folder_recorded_before_a_training_field_existed_keeps_its_protocol(tier, tmp_path):
+    """protocol.json of a folder made before TrainConfig gained early_stopping_* lacks those
+    keys; those runs trained as the defaults do, so new seeds may join it. A probe that sets
+    the field is another protocol."""
+    bench = tier.load_benchmark(CONFIG, "small12_smoke")
+    tier.check_protocol(tmp_path / "r", bench, "default", 2)
+    path = tmp_path / "r" / "protocol.json"
+    old = json.loads(path.read_text())
+    for k in ("early_stopping_patience", "early_stopping_min_delta"):
+        del old["train"][k]
+    path.write_text(json.dumps(old))
+    tier.check_protocol(tmp_path / "r", bench, "default", 2)  # the same protocol
+    assert "early_stopping_patience" not in json.loads(path.read_text())["train"]
+    with pytest.raises(tier.InputError, match=r"another protocol \(differs in train\)"):
+        tier.check_protocol(tmp_path / "r", bench, "default", 2,
+                            {"early_stopping_patience": 3})
+
+
+@realdata
 def test_a_model_train_override_changes_that_model_only_and_the_protocol(tier, tmp_path,
                                                                          capsys):
     """A tier's ``train_overrides`` (SHREC-CNN's rate on small12) is a stated protocol

@@ -22,7 +22,7 @@ from tomoclass.infer import load_run
 from tomoclass.train import TrainConfig, fit, load_checkpoint, preset
 from tomoclass.train import metrics as M
 from tomoclass.train.checkpoint import save_checkpoint
-from tomoclass.train.schedule import epoch_lr, lr_at
+from tomoclass.train.schedule import epoch_lr, epochs_without_improvement, lr_at, stop_early
 
 _one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
@@ -169,6 +169,64 @@ def test_a_file_system_without_hard_links_gets_copies(tmp_path, monkeypatch):
     assert (tmp_path / "c.pt").stat().st_ino != (tmp_path / "b.pt").stat().st_ino
     assert (tmp_path / "c.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
     assert torch.load(tmp_path / "c.pt", weights_only=True)["epoch"] == 4
+
+
+def test_epochs_without_improvement_counts_from_the_best_loss():
+    assert epochs_without_improvement([]) == 0
+    assert epochs_without_improvement([1.0, 0.8, 0.85, 0.9]) == 2
+    assert epochs_without_improvement([1.0, 0.8, 0.7]) == 0
+    # an improvement smaller than min_delta is none; NaN never improves
+    assert epochs_without_improvement([1.0, 0.95, 0.92], min_delta=0.1) == 2
+    assert epochs_without_improvement([1.0, 0.95, 0.85], min_delta=0.1) == 0
+    assert epochs_without_improvement([float("nan"), float("nan")]) == 2
+    hist = [{"val_loss": v} for v in (1.0, 0.8, 0.85, 0.9)]
+    assert stop_early(hist, 2) and not stop_early(hist, 3) and not stop_early(hist, None)
+
+
+def _scripted_val_losses(monkeypatch, losses):
+    """Replace the validation loss of each epoch by the next of ``losses``."""
+    import tomoclass.train.loop as loop
+
+    real, it = loop._validate, iter(losses)
+
+    def scripted(*a, **k):
+        _, cm = real(*a, **k)
+        return next(it), cm
+
+    monkeypatch.setattr(loop, "_validate", scripted)
+
+
+def test_early_stopping_ends_the_run_and_a_resume_does_not_train_on(dataset, tmp_path,
+                                                                      monkeypatch):
+    _scripted_val_losses(monkeypatch, [1.0, 0.8, 0.85, 0.81, 0.5, 0.4])
+    run = tmp_path / "run"
+    res = fit(tiny_cfg(epochs=6, early_stopping_patience=2), dataset, run, progress=False)
+    assert res.stopped_early and res.epochs_done == 4  # epochs 3 and 4 did not beat 0.8
+    assert [r["val_loss"] for r in res.history] == [1.0, 0.8, 0.85, 0.81]
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 4
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"][
+        "early_stopping_patience"] == 2
+    # resuming (even asking for more epochs) stops again before training anything
+    again = fit(tiny_cfg(epochs=8, early_stopping_patience=2), dataset, run, resume=True,
+                progress=False)
+    assert again.stopped_early and again.epochs_done == 4 and len(again.history) == 4
+
+
+def test_early_stopping_from_the_command_line(dataset, tmp_path, monkeypatch, capsys):
+    _scripted_val_losses(monkeypatch, [1.0, 1.1, 0.5])
+    run = tmp_path / "run"
+    code, _ = _cli(capsys, "--data", dataset, "--out", run, "--model", TINY_MODEL,
+                   *tiny_model_args(), "--epochs", 3, "--batch-size", 6,
+                   "--lr-reference-batch", 6, "--early-stopping", 1)
+    assert code == 0
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+
+
+def test_without_patience_every_epoch_trains(dataset, tmp_path, monkeypatch):
+    _scripted_val_losses(monkeypatch, [1.0, 2.0, 3.0])
+    res = fit(tiny_cfg(epochs=3), dataset, tmp_path / "run", progress=False)
+    assert not res.stopped_early and res.epochs_done == 3
 
 
 def test_metrics_lr_is_the_rate_the_epoch_trained_at(dataset, tmp_path):

@@ -68,6 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                    help="continue RUN/checkpoints/last.pt (or the given checkpoint)")
     p.add_argument("--init", metavar="RUN_OR_NAME")
+    p.add_argument("--early-stopping", type=int, dest="early_stopping_patience", metavar="N")
+    p.add_argument("--early-stopping-min-delta", type=float, metavar="D")
     p.add_argument("--max-memory", help="refuse to start above this memory estimate, "
                    "e.g. 8G")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -93,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             "model", "epochs", "batch_size", "base_lr", "lr_reference_batch", "optimizer",
             "warmup_epochs", "lr_step_epochs", "seed", "deterministic", "augment",
             "checkpoint_every", "bn_recalibration_samples", "num_workers", "device", "amp",
-            "accumulation_steps", "init")
+            "accumulation_steps", "init", "early_stopping_patience", "early_stopping_min_delta")
     }
     if args.model_arg:
         overrides["model_kwargs"] = dict(args.model_arg)
@@ -113,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{result.interrupted}: stopped; checkpoint in {args.out / 'checkpoints'}; "
                   f"continue with: tomoclass train --data {args.data} --out {args.out} --resume")
         else:
+            if result.stopped_early:
+                print(f"early stopping: the validation loss stopped improving (patience "
+                      f"{cfg.early_stopping_patience} epochs)")
             print(f"trained {result.epochs_done} epochs; best validation macro F1 "
                   f"{result.best_val_macro_f1:.4f} at epoch {result.best_epoch}; run: {args.out}")
     if result.interrupted:

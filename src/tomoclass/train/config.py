@@ -14,6 +14,8 @@ for everything in eval mode. The ``plain`` preset is the floor the defaults must
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -75,6 +77,12 @@ class TrainConfig(BaseModel):
     init: str | None = Field(
         None, description="fine-tune: start from this run directory, checkpoint or pretrained "
         "name (backbone copied; new classifier head when the classes differ)")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="stop when the validation loss has not improved on its best "
+        "(by more than early_stopping_min_delta) for this many epochs; None: train every epoch")
+    early_stopping_min_delta: float = Field(
+        0.0, ge=0, description="how much lower than the best a validation loss must be to "
+        "count as an improvement (absolute, in the loss's units)")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -201,3 +209,20 @@ def preset(name: str, **overrides: Any) -> TrainConfig:
     if name in UNSCALED_PRESETS and "lr_reference_batch" not in given:
         data["lr_reference_batch"] = data["batch_size"]
     return TrainConfig.from_dict(data)
+
+
+def complete_plan(plan: dict[str, Any], fields: Iterable[str]) -> dict[str, Any]:
+    """A recorded training plan with the ``fields`` it lacks at their defaults.
+
+    ``plan`` is a ``TrainConfig`` dumped to JSON. A plan recorded before a field was added
+    (``early_stopping_patience``, say) trained as that field's default does, so comparing
+    plans (a benchmark folder's ``protocol.json`` against a new call's) must not count the
+    missing key as a difference.
+    """
+    full = dict(plan)
+    for name in fields:
+        info = TrainConfig.model_fields.get(name)
+        if name not in full and info is not None and not info.is_required():
+            full[name] = json.loads(json.dumps(info.get_default(call_default_factory=True),
+                                               default=str))
+    return full

@@ -68,7 +68,7 @@ from tomoclass.train.resume import (
     saved_config,
 )
 from tomoclass.train.rundir import run_folder
-from tomoclass.train.schedule import WarmupStepSchedule
+from tomoclass.train.schedule import WarmupStepSchedule, epochs_without_improvement, stop_early
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     interrupted: str | None = None  # "SIGINT"/"SIGTERM" when stopped by a signal
     already_finished: bool = False  # resumed a run that had done all its epochs
+    stopped_early: bool = False  # early stopping ended it before cfg.epochs
 
 
 # -- device, precision, determinism -------------------------------------------------------
@@ -275,7 +276,8 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
     if run.tb is not None:
         run.tb.close()
     epochs_done = done.history[-1]["epoch"] if done.history else done.start_epoch
-    return FitResult(out, epochs_done, done.best_epoch, done.best_f1, done.history, interrupted)
+    return FitResult(out, epochs_done, done.best_epoch, done.best_f1, done.history, interrupted,
+                     stopped_early=done.stopped_early)
 
 
 def _resume_state(cfg: TrainConfig, resume: Any, out: Path, ckpt_dir: Path
@@ -405,6 +407,11 @@ def _train(run: _Run, done: Progress) -> str | None:
     interrupted: str | None = None
     with stop:
         for epoch in range(done.start_epoch, run.cfg.epochs):
+            if not done.skip_batches and stop_early(done.history, run.cfg.early_stopping_patience,
+                                                    run.cfg.early_stopping_min_delta):
+                done.stopped_early = True
+                _log_early_stop(run.cfg, done.history)
+                break
             sums, interrupted = _train_epoch(run, done, epoch, stop)
             if interrupted and sums["batches_done"] < run.steps_per_epoch:
                 _save_partial(run, done, epoch, sums, interrupted)
@@ -417,6 +424,15 @@ def _train(run: _Run, done: Progress) -> str | None:
                             "--resume)", interrupted, epoch + 1, run.ckpt_dir / "last.pt")
                 break
     return interrupted
+
+
+def _log_early_stop(cfg: TrainConfig, history: list[dict[str, Any]]) -> None:
+    since = epochs_without_improvement([float(h["val_loss"]) for h in history],
+                                       cfg.early_stopping_min_delta)
+    best = history[len(history) - 1 - since] if since < len(history) else None
+    log.info("early stopping after epoch %d of %d: the validation loss has not improved for "
+             "%d epochs (best %s)", history[-1]["epoch"], cfg.epochs, since,
+             f"{best['val_loss']:.4f} at epoch {best['epoch']}" if best else "none finite")
 
 
 def _train_epoch(run: _Run, done: Progress, epoch: int, stop: _StopFlag

@@ -1,12 +1,16 @@
 """Learning-rate schedule: linear warm-up, then step decay (Goyal et al. 2017; Gao et al. 2020).
 
 The rate is a pure function of the global optimisation step, so resuming a run only needs
-the step count; nothing callable has to be pickled into a checkpoint.
+the step count; nothing callable has to be pickled into a checkpoint. Early stopping
+(:func:`stop_early`) is likewise a function of the run's epoch records, so a resumed run that
+had stopped early stops again without training.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -95,3 +99,30 @@ class WarmupStepSchedule:
         """Restore the step count and set the matching lr."""
         self.step_count = int(state["step"])
         self._apply()
+
+
+def epochs_without_improvement(val_losses: Sequence[float], min_delta: float = 0.0) -> int:
+    """Epochs since the validation loss last improved on its best by more than ``min_delta``.
+
+    Non-finite losses never improve. ``[1.0, 0.8, 0.85, 0.9]`` -> 2.
+    """
+    best, since = math.inf, 0
+    for v in val_losses:
+        if math.isfinite(v) and v < best - min_delta:
+            best, since = v, 0
+        else:
+            since += 1
+    return since
+
+
+def stop_early(history: Sequence[dict[str, Any]], patience: int | None,
+               min_delta: float = 0.0) -> bool:
+    """Whether early stopping ends a run after the epochs in ``history``.
+
+    ``history`` holds the run's epoch records (``metrics.jsonl``); the run stops after
+    ``patience`` epochs in a row without a better validation loss (``patience`` None: never).
+    """
+    if patience is None:
+        return False
+    losses = [float(h["val_loss"]) for h in history]
+    return epochs_without_improvement(losses, min_delta) >= patience
