@@ -221,6 +221,10 @@ def test_early_stopping_from_the_command_line(dataset, tmp_path, monkeypatch, ca
     assert code == 0
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2]
+    code = main(["train", "--no-progress", "--data", str(dataset), "--out", str(run),
+                 "--resume"])
+    out = capsys.readouterr().out
+    assert code == 0 and "early stopping" in out and "trained 2 epochs" in out
 
 
 def test_without_patience_every_epoch_trains(dataset, tmp_path, monkeypatch):

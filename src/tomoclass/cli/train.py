@@ -116,8 +116,8 @@ def run(args: argparse.Namespace) -> int:
                   f"continue with: tomoclass train --data {args.data} --out {args.out} --resume")
         else:
             if result.stopped_early:
-                print(f"early stopping: the validation loss stopped improving (patience "
-                      f"{cfg.early_stopping_patience} epochs)")
+                print("early stopping: the validation loss stopped improving (the run's "
+                      "early_stopping_patience, config.yaml)")
             print(f"trained {result.epochs_done} epochs; best validation macro F1 "
                   f"{result.best_val_macro_f1:.4f} at epoch {result.best_epoch}; run: {args.out}")
     if result.interrupted:
