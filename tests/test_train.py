@@ -227,6 +227,22 @@ def test_early_stopping_from_the_command_line(dataset, tmp_path, monkeypatch, ca
     assert code == 0 and "early stopping" in out and "trained 2 epochs" in out
 
 
+def test_resume_names_the_options_it_ignores(dataset, tmp_path, capsys, caplog):
+    """--resume continues the run's own plan (only --epochs may grow); an option asking for
+    another value is named in a warning instead of being dropped silently."""
+    run = tmp_path / "run"
+    assert _cli(capsys, *_run_args(dataset, run))[0] == 0
+    with caplog.at_level("WARNING", logger="tomoclass.train.options"):
+        code, _ = _cli(capsys, "--data", dataset, "--out", run, "--resume", "--epochs", 2,
+                       "--lr", 0.5, "--early-stopping", 3, "--lr-reference-batch", 6)
+    assert code == 0
+    warned = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+    assert len(warned) == 1 and "base_lr 0.5" in warned[0]
+    assert "early_stopping_patience 3 (the run's None)" in warned[0]
+    assert "lr_reference_batch" not in warned[0]  # the same value: not a change
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["base_lr"] != 0.5
+
+
 def test_without_patience_every_epoch_trains(dataset, tmp_path, monkeypatch):
     _scripted_val_losses(monkeypatch, [1.0, 2.0, 3.0])
     res = fit(tiny_cfg(epochs=3), dataset, tmp_path / "run", progress=False)

@@ -183,11 +183,14 @@ def check_finite_weights(ckpt: dict[str, Any], path: str | Path) -> None:
 
 
 def resume_plan(path: str | Path) -> dict[str, Any]:
-    """Model name and epochs of the run a checkpoint belongs to (what ``--resume`` continues)."""
+    """Model name, epochs and training config of the run a checkpoint belongs to.
+
+    That run is what ``--resume`` continues.
+    """
     ck = load_checkpoint(path)
     cfg = ck.get("train_config") or {}
     return {"model": ck["model_name"], "epochs": cfg.get("epochs"),
-            "epochs_done": int(ck.get("epoch", 0))}
+            "epochs_done": int(ck.get("epoch", 0)), "train_config": dict(cfg)}
 
 
 def check_compatible(

@@ -7,6 +7,7 @@ given. A library caller gets exactly what the CLI gets for the same options.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -16,6 +17,8 @@ from tomoclass.errors import InputError
 from tomoclass.train.checkpoint import resume_plan
 from tomoclass.train.config import TrainConfig, preset
 from tomoclass.train.resume import resume_checkpoint
+
+log = logging.getLogger(__name__)
 
 
 def parse_assignment(text: str, *, field: str) -> tuple[str, Any]:
@@ -85,6 +88,13 @@ def config_from_options(
         if resume is True and run_dir is None:
             raise TypeError("config_from_options(resume=True) needs run_dir")
         plan = resume_plan(resume_checkpoint(run_dir or ".", resume))
+        saved = plan["train_config"]
+        ignored = [f"{k} {v!r} (the run's {saved[k]!r})" for k, v in overrides.items()
+                   if v is not None and k not in ("model", "epochs") and k in saved
+                   and saved[k] != v]
+        if ignored:  # resumed_config: the run's own plan, epochs raised at most
+            log.warning("--resume continues the run's own training plan; ignored: %s",
+                        ", ".join(ignored))
         for key in ("model", "epochs"):
             if overrides.get(key) is None:
                 overrides[key] = plan[key]
