@@ -276,8 +276,10 @@ def _fit(cfg: TrainConfig, data: Any, out: Path, ckpt_dir: Path, resume: Any, pr
     if run.tb is not None:
         run.tb.close()
     epochs_done = done.history[-1]["epoch"] if done.history else done.start_epoch
+    # the loop ends after its last epoch, on a signal, or by early stopping
+    stopped_early = interrupted is None and epochs_done < run.cfg.epochs
     return FitResult(out, epochs_done, done.best_epoch, done.best_f1, done.history, interrupted,
-                     stopped_early=done.stopped_early)
+                     stopped_early=stopped_early)
 
 
 def _resume_state(cfg: TrainConfig, resume: Any, out: Path, ckpt_dir: Path
@@ -409,7 +411,6 @@ def _train(run: _Run, done: Progress) -> str | None:
         for epoch in range(done.start_epoch, run.cfg.epochs):
             if not done.skip_batches and stop_early(done.history, run.cfg.early_stopping_patience,
                                                     run.cfg.early_stopping_min_delta):
-                done.stopped_early = True
                 _log_early_stop(run.cfg, done.history)
                 break
             sums, interrupted = _train_epoch(run, done, epoch, stop)

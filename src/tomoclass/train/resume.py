@@ -86,7 +86,6 @@ class Progress:
     best_f1: float = -1.0
     best_epoch: int = 0
     partial: dict[str, float] = field(default_factory=fresh_partial)
-    stopped_early: bool = False
 
 
 def restore(state: dict[str, Any], rank: int, *, model: Any, optimizer: Any, schedule: Any,
