@@ -5,6 +5,7 @@ both shared with ``reproduce_table2.py``; this script is the driver that runs th
 
     python benchmarks/shrec12_locate.py --tier cpu_locate --out DIR [--work SCRATCH]
         [--methods candidates[,boxes]] [--reuse] [--device auto]
+        [--lr LR] [--set KEY=VALUE ...]
 
 Run alone, the script does steps 1-3 below for one tier of ``benchmarks/configs/shrec12.yaml``
 without the Table 2 runs (simulate the tier's tomograms, build the 13-class dataset, train,
@@ -13,7 +14,9 @@ and the trained run of an earlier call in the same scratch folder (a run stopped
 resumed; tomograms the tier has and the folder lacks are simulated), so that locating again
 with other settings does not retrain. A tier's ``val_tomograms`` are located too and the
 pick threshold with the best localization F1 on them is chosen and applied to the test
-tomograms' picks (reported beside the fixed threshold).
+tomograms' picks (reported beside the fixed threshold). ``--lr`` and ``--set`` change the
+detector's training config (``--set init=shrec12-detector --set augment=true`` continues the
+shipped detector); they are recorded in ``results.json`` (``train_overrides``).
 
 SHREC'19 scored localization and classification together; Table 2 only classifies boxes at
 known positions. With ``--locate`` the Table 2 run also
@@ -64,6 +67,7 @@ from shrec12_locate_steps import (
 from tomoclass.errors import InputError, TomoclassError
 from tomoclass.provenance import git_commit
 from tomoclass.simulate import load_class_templates
+from tomoclass.train.options import parse_assignment
 
 log = logging.getLogger("reproduce_table2.locate")
 
@@ -79,10 +83,11 @@ def _trained(run_dir: Path, epochs: int) -> bool:
 
 
 def run_alone(bench, out: Path, work: Path, *, methods: Sequence[str], reuse: bool,
-              device: str = "auto", locate_kwargs: dict[str, Any] | None = None
-              ) -> dict[str, Any]:
+              device: str = "auto", locate_kwargs: dict[str, Any] | None = None,
+              train_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Simulate, build the 13-class dataset, train and locate, for one tier; returns the
-    record written to ``out/results.json`` (and ``out/locate.md``)."""
+    record written to ``out/results.json`` (and ``out/locate.md``). ``train_overrides``
+    replace fields of the detector's training config (after the tier's own)."""
     date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     load_start = list(os.getloadavg())
     clock = sb.Clock()
@@ -115,8 +120,9 @@ def run_alone(bench, out: Path, work: Path, *, methods: Sequence[str], reuse: bo
             data_rec = json.loads(data_rec_path.read_text())
         clock.lap("extract_locate")
         resume = reuse and (run_dir / "checkpoints" / "last.pt").is_file()
-        sb.fit_or_stop(sb.train_config(bench, cfg["model"], cfg["seed"], device=device), ds_dir,
-                       run_dir, progress=False, resume=resume)
+        sb.fit_or_stop(sb.train_config(bench, cfg["model"], cfg["seed"], device=device,
+                                       overrides=train_overrides),
+                       ds_dir, run_dir, progress=False, resume=resume)
     clock.lap("train")
     machine = sb.machine_record()
     machine["loadavg"] = load_start
@@ -129,6 +135,7 @@ def run_alone(bench, out: Path, work: Path, *, methods: Sequence[str], reuse: bo
         "dose": bench.dose,
         "settings": cfg,
         "locate_kwargs": locate_kwargs or {},
+        "train_overrides": train_overrides or {},
         "dataset": data_rec,
         "training_history": history,
         "results": {},
@@ -195,10 +202,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--reuse", action="store_true",
                    help="keep the scratch folder's tomograms and trained run")
     p.add_argument("--device", default="auto")
+    p.add_argument("--lr", type=float,
+                   help="the detector's learning rate per batch of the tier's batch size")
+    p.add_argument("--set", dest="train_set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a field of the detector's training config (repeatable; YAML values), "
+                        "e.g. init=shrec12-detector, augment=true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     try:
         bench = sb.load_benchmark(args.config, args.tier, args.data_root)
+        overrides = dict(parse_assignment(item, field="--set") for item in args.train_set)
+        if args.lr is not None:
+            if not args.lr > 0:
+                raise InputError(f"must be > 0, got {args.lr}", field="--lr")
+            overrides.update(base_lr=args.lr, lr_reference_batch=int(bench.tier["batch_size"]))
+        # a field TrainConfig refuses stops here, before any file is made
+        sb.train_config(bench, settings(bench.raw)["model"], 0, overrides=overrides)
         work = args.work or Path(tempfile.gettempdir()) / f"tomoclass_locate_{args.tier}"
         if not args.reuse:
             work = sb.prepare_work(work)
@@ -207,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         rec = run_alone(bench, args.out, work, methods=methods, reuse=args.reuse,
                         device=args.device,
-                        locate_kwargs={"polarity": args.polarity} if args.polarity else None)
+                        locate_kwargs={"polarity": args.polarity} if args.polarity else None,
+                        train_overrides=overrides or None)
     except TomoclassError as exc:
         print(f"shrec12_locate.py: error: {exc}", file=sys.stderr)
         return 2
