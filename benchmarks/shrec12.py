@@ -59,7 +59,8 @@ TIER_KEYS = {"reduces", "n_tomograms", "shape_zyx", "n_particles", "train_tomogr
              "calibration_epochs", "cam_particles", "model_kwargs", "box",
              "calibration_sweep_dose_e_per_angstrom2", "border",
              "max_per_class_per_tomogram", "lr_step_epochs", "locate_stride",
-             "val_tomograms", "classes", "preset", "train_overrides"}
+             "val_tomograms", "classes", "preset", "train_overrides", "monitor",
+             "evaluate_checkpoint"}
 
 #: Models a tier may train beside the paper's three (no paper values; issue 18's generic row).
 EXTRA_MODELS = ("monai_densenet121",)
@@ -100,6 +101,13 @@ class Benchmark:
     @property
     def calibration(self) -> dict[str, Any]:
         return dict(self.raw.get("calibration") or {})
+
+    @property
+    def monitor(self) -> str:
+        """The split training monitors every epoch: ``test`` (the tier's test tomograms, only
+        watched: Fig. 4B) or ``val`` (its ``val_tomograms``, extracted as the dataset's val
+        split, so that early stopping and ``best.pt`` never see the test tomograms)."""
+        return str(self.tier.get("monitor", "test"))
 
     def seeds(self, model: str) -> list[int]:
         return [int(s) for s in (self.tier.get("seeds") or {}).get(model, [])]
@@ -174,6 +182,19 @@ def load_benchmark(config: str | Path, tier: str, data_root: str | Path | None =
             0 <= int(i) < int(t["n_tomograms"]) for i in split_ids):
         raise InputError("train/val/test tomograms must be distinct indices below n_tomograms",
                          path=path, field=f"tiers.{tier}")
+    if t.get("monitor", "test") not in ("test", "val"):
+        raise InputError(f"must be test or val, got {t['monitor']!r}", path=path,
+                         field=f"tiers.{tier}.monitor")
+    if t.get("monitor") == "val" and not t.get("val_tomograms"):
+        raise InputError("monitor: val needs val_tomograms", path=path,
+                         field=f"tiers.{tier}.val_tomograms")
+    if t.get("evaluate_checkpoint", "last") not in ("last", "best"):
+        raise InputError(f"must be last or best, got {t['evaluate_checkpoint']!r}", path=path,
+                         field=f"tiers.{tier}.evaluate_checkpoint")
+    if t.get("evaluate_checkpoint") == "best" and t.get("monitor") != "val":
+        raise InputError("evaluate_checkpoint: best would choose the checkpoint on the test "
+                         "tomograms; it needs monitor: val", path=path,
+                         field=f"tiers.{tier}.evaluate_checkpoint")
     known = (*MODELS, *EXTRA_MODELS)
     for key in ("seeds", "train_overrides"):
         for m in (t.get(key) or {}):
@@ -292,7 +313,8 @@ def simulate(out_dir: Path, templates, cfg, processes: int = 1,
 
 
 def extract(ds_dir: Path, written: list[dict[str, str]], bench: Benchmark, sim_cfg):
-    """Subtomograms at the ground-truth positions, split by tomogram (test = tier's test)."""
+    """Subtomograms at the ground-truth positions, split by tomogram (test = tier's test; val =
+    its val_tomograms when the tier monitors them, ``monitor: val``)."""
     import pandas as pd
 
     from tomoclass.data import ClassMap, extract_dataset
@@ -303,6 +325,8 @@ def extract(ds_dir: Path, written: list[dict[str, str]], bench: Benchmark, sim_c
     table = pd.concat([read_particles(w["ground_truth"]) for w in written], ignore_index=True)
     split = {names[i]: "train" for i in bench.tier["train_tomograms"]}
     split.update({names[i]: "test" for i in bench.tier["test_tomograms"]})
+    if bench.monitor == "val":  # else val tomograms serve locate's threshold only
+        split.update({names[i]: "val" for i in bench.tier["val_tomograms"]})
     table = table[table[S.TOMOGRAM].astype(str).isin(split)].reset_index(drop=True)
     table["split"] = table[S.TOMOGRAM].astype(str).map(split)
     use = [w for w, n in zip(written, names, strict=True) if n in split]
@@ -328,7 +352,9 @@ def train_config(bench: Benchmark, model: str, seed: int, epochs: int | None = N
     """The paper protocol (train ``default`` preset) at the tier's size for one run.
 
     The tier's test tomogram is the validation split: it is only monitored (the per-epoch F1
-    gives Fig. 4B); Table 2 evaluates the final checkpoint, so nothing is chosen on it.
+    gives Fig. 4B); Table 2 evaluates the final checkpoint, so nothing is chosen on it. A tier
+    with ``monitor: val`` monitors its val tomograms instead (early stopping and ``best.pt``
+    may then be used: ``evaluate_checkpoint: best``).
     ``preset_name`` (else the tier's ``preset``, else the YAML's ``train.preset``) chooses
     the train preset (``plain``: the floor of issue 18). The tier's ``train_overrides`` for
     the model, then ``overrides`` (a caller's probe), replace fields of the result.
@@ -341,7 +367,7 @@ def train_config(bench: Benchmark, model: str, seed: int, epochs: int | None = N
         model=model, seed=seed,
         epochs=int(epochs or bench.tier["epochs"]), batch_size=int(bench.tier["batch_size"]),
         checkpoint_every=int(bench.tier.get("checkpoint_every", 5)),
-        augment=bool(tr.get("augment", False)), val_split="test",
+        augment=bool(tr.get("augment", False)), val_split=bench.monitor,
         num_workers=int(bench.tier.get("num_workers", 0)), device=device,
         model_kwargs=bench.model_kwargs(model),
         lr_step_epochs=bench.tier.get("lr_step_epochs"),
@@ -422,8 +448,10 @@ def train_runs(jobs: Sequence[tuple[Any, ...]], ds_dir: Path, parallel: int = 1,
 
 
 def evaluate(run_dir: Path, ds_dir: Path, bench: Benchmark, device: str = "auto"):
-    """Final-checkpoint evaluation on the test split (report in ``run_dir/evaluation_test``)."""
-    which = str((bench.raw.get("train") or {}).get("evaluate_checkpoint", "last"))
+    """Evaluation on the test split (report in ``run_dir/evaluation_test``) of the tier's
+    ``evaluate_checkpoint``, else the YAML's ``train.evaluate_checkpoint`` (``last``)."""
+    which = str(bench.tier.get("evaluate_checkpoint")
+                or (bench.raw.get("train") or {}).get("evaluate_checkpoint", "last"))
     return evaluate_run(run_dir, ds_dir, split="test", which=which,
                         batch_size=int(bench.tier.get("eval_batch_size", 32)), device=device)
 
@@ -449,7 +477,8 @@ def run_record(report, run_dir: Path, bench: Benchmark) -> dict[str, Any]:
         "checkpoint": report.checkpoint,
         **report_record(report),
         "cam": report.cam,
-        "curve_test_f1": curves,
+        "curve_test_f1": curves,  # of the monitored split: test unless the tier says val
+        "monitored_split": bench.monitor,
         "train_seconds": round(seconds, 1),
         "train_samples_per_s": round(float(np.median(sps)), 2) if sps else None,
     }

@@ -17,6 +17,9 @@
     python benchmarks/small_tier.py --tier small12 --out R --work W --models densenet3d \
         --seeds 3 --no-aggregate &   # ... one per (model, seed)
     python benchmarks/small_tier.py --tier small12 --out R --work W --aggregate-only
+    # early stopping on a validation tomogram (tiny3_val: monitor val, best.pt scored):
+    python benchmarks/small_tier.py --tier tiny3_val --out R/tiny3_val_es3 --work W \
+        --seeds 0-2 --set early_stopping_patience=3 --set augment=true
     # plumbing (about a minute):
     python benchmarks/small_tier.py --tier small12_smoke --out /tmp/small_smoke
 
@@ -30,6 +33,11 @@ convergence verdict (validation loss flat over the last epochs) and the wall tim
 whose JSON exists is skipped. The aggregate (:func:`tomoclass.evaluate.tier.aggregate_tier`)
 writes ``summary.json``, ``table.md``, ``fig4a.png``, ``time_f1.png`` and ``curves.png`` (every
 run's validation loss and macro F1 per epoch) into ``--out``.
+
+A tier's "validation" is its test tomogram, only watched, unless it says ``monitor: val``: then
+its ``val_tomograms`` are extracted as the val split and monitored, so that early stopping
+(``--set early_stopping_patience=N``) and ``evaluate_checkpoint: best`` (``best.pt``, the epoch
+of the best validation macro F1) choose nothing on the test boxes.
 """
 
 from __future__ import annotations

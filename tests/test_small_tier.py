@@ -329,3 +329,61 @@ def test_an_interrupted_training_stops_the_benchmark(monkeypatch, tmp_path):
     stop_with = None
     assert shrec12.fit_or_stop(None, tmp_path, tmp_path / "run").interrupted is None
     assert len(calls) == 3
+
+
+def test_a_monitored_val_tomogram_must_be_declared(tier, tmp_path):
+    """``monitor: val`` needs val_tomograms; ``evaluate_checkpoint: best`` needs ``monitor:
+    val`` (else the checkpoint would be chosen on the test boxes); other values are refused,
+    each naming the tier field."""
+    raw = yaml.safe_load(CONFIG.read_text())
+    cases = (({"monitor": "val"}, "val_tomograms", "needs val_tomograms"),
+             ({"monitor": "train"}, "monitor", "must be test or val"),
+             ({"evaluate_checkpoint": "best"}, "evaluate_checkpoint", "needs monitor: val"),
+             ({"evaluate_checkpoint": "epoch_002", "monitor": "val", "n_tomograms": 3,
+               "val_tomograms": [2]}, "evaluate_checkpoint", "must be last or best"))
+    for i, (change, field, words) in enumerate(cases):
+        bad = json.loads(json.dumps(raw))
+        bad["tiers"]["small12_smoke"].update(change)
+        cfg = tmp_path / f"bad{i}.yaml"
+        cfg.write_text(yaml.safe_dump(bad))
+        with pytest.raises(tier.InputError, match=words) as exc:
+            tier.load_benchmark(cfg, "small12_smoke")
+        assert f"tiers.small12_smoke.{field}" in str(exc.value)
+    tiny = tier.load_benchmark(CONFIG, "tiny3_val")
+    assert tiny.monitor == "val" and tier.load_benchmark(CONFIG, "tiny3").monitor == "test"
+    assert tier.train_config(tiny, "densenet3d", 0).val_split == "val"
+    assert tier.train_config(tier.load_benchmark(CONFIG, "tiny3"), "densenet3d",
+                             0).val_split == "test"
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+@realdata
+def test_a_val_tomogram_tier_never_monitors_or_chooses_on_the_test_tomogram(tier, tmp_path):
+    """With ``monitor: val`` the third tomogram's boxes are the val split, training watches
+    them (and may stop early on them), the test tomogram is scored with best.pt, and the
+    table says which checkpoint it scored."""
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["tiers"]["small12_smoke"].update(n_tomograms=3, val_tomograms=[2], monitor="val",
+                                         evaluate_checkpoint="best", epochs=3)
+    cfg = tmp_path / "val.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    out, work = tmp_path / "out", tmp_path / "work"
+    argv = ["--tier", "small12_smoke", "--config", str(cfg), "--data-root", str(DATA),
+            "--out", str(out), "--work", str(work), "--models", "dilated_densenet3d",
+            "--seeds", "0"]
+    assert tier.main(argv + ["--no-aggregate", "--set", "early_stopping_patience=1"]) == 0
+    store = tier.open_dataset(work / "dataset")
+    by_split = store.table.groupby("split")["tomogram"].unique()
+    assert [list(by_split[s]) for s in ("train", "val", "test")] == [
+        ["tomo_000"], ["tomo_002"], ["tomo_001"]]
+    rec = json.loads((out / "runs" / "dilated_densenet3d_seed0.json").read_text())
+    assert rec["checkpoint"] == "best" and rec["monitored_split"] == "val"
+    assert rec["train_config"]["val_split"] == "val"
+    assert rec["train_config"]["early_stopping_patience"] == 1
+    run_cfg = yaml.safe_load((work / "runs" / "dilated_densenet3d_seed0" / "config.yaml")
+                             .read_text())
+    assert run_cfg["data"]["n_val"] == int((store.table["split"] == "val").sum()) > 0
+    assert tier.main(argv + ["--aggregate-only", "--set", "early_stopping_patience=1"]) == 0
+    assert "best macro F1 on the validation tomograms (best.pt)" in (
+        out / "table.md").read_text()
