@@ -181,6 +181,9 @@ def test_epochs_without_improvement_counts_from_the_best_loss():
     assert epochs_without_improvement([float("nan"), float("nan")]) == 2
     hist = [{"val_loss": v} for v in (1.0, 0.8, 0.85, 0.9)]
     assert stop_early(hist, 2) and not stop_early(hist, 3) and not stop_early(hist, None)
+    # not before min_epochs epochs; the earlier losses still set the best to beat
+    assert not stop_early(hist, 2, min_epochs=5) and stop_early(hist, 2, min_epochs=4)
+    assert stop_early(hist + [{"val_loss": 0.85}], 2, min_epochs=5)
 
 
 def _scripted_val_losses(monkeypatch, losses):
@@ -225,6 +228,25 @@ def test_early_stopping_from_the_command_line(dataset, tmp_path, monkeypatch, ca
                  "--resume"])
     out = capsys.readouterr().out
     assert code == 0 and "early stopping" in out and "trained 2 epochs" in out
+
+
+def test_early_stopping_waits_for_its_min_epochs(dataset, tmp_path, monkeypatch, capsys):
+    """--early-stopping-min-epochs M: no stop before epoch M (patience 1 alone would stop
+    after epoch 2 here), then the usual rule, counted from the best of all epochs."""
+    _scripted_val_losses(monkeypatch, [1.0, 1.1, 1.2, 0.5, 0.4])
+    run = tmp_path / "run"
+    code, _ = _cli(capsys, "--data", dataset, "--out", run, "--model", TINY_MODEL,
+                   *tiny_model_args(), "--epochs", 5, "--batch-size", 6,
+                   "--lr-reference-batch", 6, "--early-stopping", 1,
+                   "--early-stopping-min-epochs", 3)
+    assert code == 0
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2, 3]
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"][
+        "early_stopping_min_epochs"] == 3
+    code, _ = _cli(capsys, "--data", dataset, "--out", tmp_path / "bad", "--model", TINY_MODEL,
+                   "--early-stopping", 1, "--early-stopping-min-epochs", -1)
+    assert code == 2 and not (tmp_path / "bad").exists()
 
 
 def test_resume_names_the_options_it_ignores(dataset, tmp_path, capsys, caplog):

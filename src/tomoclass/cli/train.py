@@ -70,6 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init", metavar="RUN_OR_NAME")
     p.add_argument("--early-stopping", type=int, dest="early_stopping_patience", metavar="N")
     p.add_argument("--early-stopping-min-delta", type=float, metavar="D")
+    p.add_argument("--early-stopping-min-epochs", type=int, metavar="M")
     p.add_argument("--max-memory", help="refuse to start above this memory estimate, "
                    "e.g. 8G")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -95,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
             "model", "epochs", "batch_size", "base_lr", "lr_reference_batch", "optimizer",
             "warmup_epochs", "lr_step_epochs", "seed", "deterministic", "augment",
             "checkpoint_every", "bn_recalibration_samples", "num_workers", "device", "amp",
-            "accumulation_steps", "init", "early_stopping_patience", "early_stopping_min_delta")
+            "accumulation_steps", "init", "early_stopping_patience", "early_stopping_min_delta",
+            "early_stopping_min_epochs")
     }
     if args.model_arg:
         overrides["model_kwargs"] = dict(args.model_arg)

@@ -83,6 +83,10 @@ class TrainConfig(BaseModel):
     early_stopping_min_delta: float = Field(
         0.0, ge=0, description="how much lower than the best a validation loss must be to "
         "count as an improvement (absolute, in the loss's units)")
+    early_stopping_min_epochs: int = Field(
+        0, ge=0, description="with early stopping: never stop before this many epochs (a net "
+        "that sits near chance for its first epochs, as augmented ones on tiny particles do, "
+        "is not stopped there)")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

@@ -410,7 +410,8 @@ def _train(run: _Run, done: Progress) -> str | None:
     with stop:
         for epoch in range(done.start_epoch, run.cfg.epochs):
             if not done.skip_batches and stop_early(done.history, run.cfg.early_stopping_patience,
-                                                    run.cfg.early_stopping_min_delta):
+                                                    run.cfg.early_stopping_min_delta,
+                                                    run.cfg.early_stopping_min_epochs):
                 _log_early_stop(run.cfg, done.history)
                 break
             sums, interrupted = _train_epoch(run, done, epoch, stop)

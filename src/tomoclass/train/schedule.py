@@ -116,13 +116,14 @@ def epochs_without_improvement(val_losses: Sequence[float], min_delta: float = 0
 
 
 def stop_early(history: Sequence[dict[str, Any]], patience: int | None,
-               min_delta: float = 0.0) -> bool:
+               min_delta: float = 0.0, min_epochs: int = 0) -> bool:
     """Whether early stopping ends a run after the epochs in ``history``.
 
     ``history`` holds the run's epoch records (``metrics.jsonl``); the run stops after
-    ``patience`` epochs in a row without a better validation loss (``patience`` None: never).
+    ``patience`` epochs in a row without a better validation loss (``patience`` None: never),
+    but not before ``min_epochs`` epochs (the losses before still set the best to beat).
     """
-    if patience is None:
+    if patience is None or len(history) < min_epochs:
         return False
     losses = [float(h["val_loss"]) for h in history]
     return epochs_without_improvement(losses, min_delta) >= patience
