@@ -40,8 +40,8 @@ __all__ = [
     "DEFAULT_CONFIG", "EXTRA_MODELS", "GROUPS", "MODELS", "ROOT", "Benchmark", "Clock",
     "build_data",
     "default_data_root", "evaluate", "extract", "load_benchmark", "machine_record",
-    "prepare_work", "run_record", "simulate", "simulation_config", "train_config",
-    "train_runs", "write_json",
+    "parse_settings", "prepare_work", "probe_overrides", "run_record", "simulate",
+    "simulation_config", "train_config", "train_runs", "write_json",
 ]
 
 log = logging.getLogger("reproduce_table2")
@@ -375,6 +375,36 @@ def train_config(bench: Benchmark, model: str, seed: int, epochs: int | None = N
     fields.update(bench.train_overrides(model))
     fields.update(overrides or {})
     return preset(str(name), **fields)
+
+
+def parse_settings(items: Sequence[str]) -> dict[str, Any]:
+    """``["batch_size=4", "max_grad_norm=1.0"]`` -> ``{"batch_size": 4, "max_grad_norm": 1.0}``
+    (:func:`tomoclass.train.options.parse_assignment`); a field TrainConfig does not know is
+    refused when the config is built."""
+    from tomoclass.train.options import parse_assignment
+
+    return dict(parse_assignment(item, field="--set") for item in items)
+
+
+def probe_overrides(bench: Benchmark, lr: float | None, settings: Sequence[str]
+                    ) -> dict[str, Any] | None:
+    """A probe's training-config changes from ``--lr`` and ``--set KEY=VALUE`` (None: none).
+
+    ``lr`` is the rate per batch of the tier's batch size (so ``lr_reference_batch`` is set
+    with it); ``--set`` items are read by :func:`parse_settings` and win over ``--lr``.
+
+    Raises
+    ------
+    InputError
+        ``lr`` not above zero, or a ``--set`` item that is not ``KEY=VALUE`` YAML.
+    """
+    overrides: dict[str, Any] = {}
+    if lr is not None:
+        if not lr > 0:
+            raise InputError(f"must be > 0, got {lr}", field="--lr")
+        overrides.update(base_lr=lr, lr_reference_batch=int(bench.tier["batch_size"]))
+    overrides.update(parse_settings(settings))
+    return overrides or None
 
 
 def fit_or_stop(cfg, data, run_dir: Path, **kwargs: Any):

@@ -67,7 +67,6 @@ from shrec12_locate_steps import (
 from tomoclass.errors import InputError, TomoclassError
 from tomoclass.provenance import git_commit
 from tomoclass.simulate import load_class_templates
-from tomoclass.train.options import parse_assignment
 
 log = logging.getLogger("reproduce_table2.locate")
 
@@ -211,11 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     try:
         bench = sb.load_benchmark(args.config, args.tier, args.data_root)
-        overrides = dict(parse_assignment(item, field="--set") for item in args.train_set)
-        if args.lr is not None:
-            if not args.lr > 0:
-                raise InputError(f"must be > 0, got {args.lr}", field="--lr")
-            overrides.update(base_lr=args.lr, lr_reference_batch=int(bench.tier["batch_size"]))
+        overrides = sb.probe_overrides(bench, args.lr, args.train_set)
         # a field TrainConfig refuses stops here, before any file is made
         sb.train_config(bench, settings(bench.raw)["model"], 0, overrides=overrides)
         work = args.work or Path(tempfile.gettempdir()) / f"tomoclass_locate_{args.tier}"
@@ -227,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rec = run_alone(bench, args.out, work, methods=methods, reuse=args.reuse,
                         device=args.device,
                         locate_kwargs={"polarity": args.polarity} if args.polarity else None,
-                        train_overrides=overrides or None)
+                        train_overrides=overrides)
     except TomoclassError as exc:
         print(f"shrec12_locate.py: error: {exc}", file=sys.stderr)
         return 2

@@ -64,6 +64,8 @@ from shrec12 import (
     fit_or_stop,
     load_benchmark,
     machine_record,
+    parse_settings,  # noqa: F401  (part of this script's interface: --set)
+    probe_overrides,
     run_record,
     train_config,
     write_json,
@@ -92,7 +94,6 @@ from tomoclass.evaluate.tier_report import (
 from tomoclass.io.atomic import atomic_path
 from tomoclass.provenance import git_commit
 from tomoclass.train.config import complete_plan
-from tomoclass.train.options import parse_assignment
 
 log = logging.getLogger("small_tier")
 
@@ -347,13 +348,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_settings(items: Sequence[str]) -> dict[str, Any]:
-    """``["batch_size=4", "max_grad_norm=1.0"]`` -> ``{"batch_size": 4, "max_grad_norm": 1.0}``
-    (:func:`tomoclass.train.options.parse_assignment`); a field TrainConfig does not know is
-    refused when the config is built."""
-    return dict(parse_assignment(item, field="--set") for item in items)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 on bad input)."""
     args = build_parser().parse_args(argv)
@@ -375,13 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         preset_name = str(args.preset or bench.tier.get("preset")
                           or (bench.raw.get("train") or {}).get("preset", "default"))
         epochs = int(args.epochs or bench.tier["epochs"])
-        overrides = None
-        if args.lr is not None:
-            if not args.lr > 0:
-                raise InputError(f"must be > 0, got {args.lr}", field="--lr")
-            overrides = {"base_lr": args.lr, "lr_reference_batch": int(bench.tier["batch_size"])}
-        if args.train_set:
-            overrides = {**(overrides or {}), **parse_settings(args.train_set)}
+        overrides = probe_overrides(bench, args.lr, args.train_set)
         if not (args.aggregate_only or args.estimate or args.data_only):
             # refuse before making anything
             check_protocol(args.out, bench, preset_name, epochs, overrides, write=False)
