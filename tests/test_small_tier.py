@@ -349,6 +349,10 @@ def test_a_monitored_val_tomogram_must_be_declared(tier, tmp_path):
         with pytest.raises(tier.InputError, match=words) as exc:
             tier.load_benchmark(cfg, "small12_smoke")
         assert f"tiers.small12_smoke.{field}" in str(exc.value)
+
+
+@realdata  # loading a whole tier needs the structure files
+def test_a_val_tier_trains_on_its_val_split(tier):
     tiny = tier.load_benchmark(CONFIG, "tiny3_val")
     assert tiny.monitor == "val" and tier.load_benchmark(CONFIG, "tiny3").monitor == "test"
     assert tier.train_config(tiny, "densenet3d", 0).val_split == "val"
