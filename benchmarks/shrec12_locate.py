@@ -16,7 +16,8 @@ with other settings does not retrain. A tier's ``val_tomograms`` are located too
 pick threshold with the best localization F1 on them is chosen and applied to the test
 tomograms' picks (reported beside the fixed threshold). ``--lr`` and ``--set`` change the
 detector's training config (``--set init=shrec12-detector --set augment=true`` continues the
-shipped detector); they are recorded in ``results.json`` (``train_overrides``).
+shipped detector); they are recorded in ``results.json`` (``train_overrides``). ``--out`` must
+be new, empty or a folder this script made (it writes fixed names there); ``--work`` likewise.
 
 SHREC'19 scored localization and classification together; Table 2 only classifies boxes at
 known positions. With ``--locate`` the Table 2 run also
@@ -69,6 +70,27 @@ from tomoclass.provenance import git_commit
 from tomoclass.simulate import load_class_templates
 
 log = logging.getLogger("reproduce_table2.locate")
+OUT_MARKER = ".tomoclass_locate_out"
+
+
+def check_out(out: Path) -> None:
+    """Refuse a results folder this script did not make: it writes fixed names there
+    (``results.json``, ``locate.md``, one folder per method), which would replace a user's
+    files. A folder is this script's when it holds the marker written beside its first
+    results (or, for folders written before the marker, a ``results.json`` of this script)."""
+    if not out.exists() or (out / OUT_MARKER).exists():
+        return
+    if out.is_dir() and not any(out.iterdir()):
+        return
+    try:
+        made_here = str(json.loads((out / "results.json").read_text()).get(
+            "benchmark", "")).endswith("(benchmarks/shrec12_locate.py)")
+    except (OSError, ValueError, AttributeError):
+        made_here = False
+    if not made_here:
+        raise InputError("not a shrec12_locate.py results folder and not empty: its "
+                         "results.json, locate.md and method folders would replace files "
+                         "there; use a new or empty --out", path=out, field="--out")
 
 
 # -- run alone ---------------------------------------------------------------------------------
@@ -144,7 +166,9 @@ def run_alone(bench, out: Path, work: Path, *, methods: Sequence[str], reuse: bo
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
         "work_dir": str(work),
     }
+    check_out(out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / OUT_MARKER).write_text("made by benchmarks/shrec12_locate.py\n")
 
     def write() -> None:  # after every method: a later overrun keeps the earlier results
         rec["seconds"] = dict(clock.seconds)
@@ -209,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     try:
+        check_out(args.out)  # before anything is made or trained
         bench = sb.load_benchmark(args.config, args.tier, args.data_root)
         overrides = sb.probe_overrides(bench, args.lr, args.train_set)
         # a field TrainConfig refuses stops here, before any file is made

@@ -83,6 +83,33 @@ def test_foreign_scratch_folder_is_not_deleted(repro, tmp_path):
     assert (work / "keep.txt").exists()
 
 
+def test_locate_alone_refuses_a_foreign_results_folder(tmp_path, capsys):
+    """shrec12_locate.py writes results.json, locate.md and method folders into --out: a
+    folder it did not make is refused before anything is simulated, trained or written."""
+    loc = load_script("shrec12_locate")
+    out, work = tmp_path / "mine", tmp_path / "work"
+    out.mkdir()
+    (out / "results.json").write_text('{"my": "picks"}')
+    rc = loc.main(["--tier", "smoke", "--out", str(out), "--work", str(work),
+                   "--data-root", str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "--out" in err and "mine" in err and len(err.splitlines()) == 1
+    assert (out / "results.json").read_text() == '{"my": "picks"}' and not work.exists()
+    # its own folders pass: the marker, or a results.json it wrote before the marker existed
+    loc.check_out(tmp_path / "new")
+    (tmp_path / "empty").mkdir()
+    loc.check_out(tmp_path / "empty")
+    (out / "results.json").write_text(json.dumps(
+        {"benchmark": "shrec12 whole-tomogram localization (benchmarks/shrec12_locate.py)"}))
+    loc.check_out(out)
+    (out / "results.json").unlink()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(loc.InputError, match="not a shrec12_locate.py results folder"):
+        loc.check_out(out)
+    (out / loc.OUT_MARKER).write_text("")
+    loc.check_out(out)
+
+
 def test_calibration_picks_dose_nearest_target(repro):
     sweep = [{"dose_e_per_angstrom2": d, "macro_f1": f}
              for d, f in ((27.5, 0.31), (55.0, 0.53), (110.0, 0.61), (220.0, 0.74))]
