@@ -389,5 +389,5 @@ def test_a_val_tomogram_tier_never_monitors_or_chooses_on_the_test_tomogram(tier
                              .read_text())
     assert run_cfg["data"]["n_val"] == int((store.table["split"] == "val").sum()) > 0
     assert tier.main(argv + ["--aggregate-only", "--set", "early_stopping_patience=1"]) == 0
-    assert "best macro F1 on the validation tomograms (best.pt)" in (
-        out / "table.md").read_text()
+    assert ("scored with the checkpoint of the best macro F1 on the validation tomograms, "
+            "best.pt;") in (out / "table.md").read_text()

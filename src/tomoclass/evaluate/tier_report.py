@@ -62,9 +62,9 @@ def checkpoint_phrase(agg: Mapping[str, Any]) -> str:
     if which == {"best"} and len(monitored) == 1:
         (split,) = monitored
         where = "validation tomograms" if split == "val" else f"{split} split"
-        return f"checkpoint of the best macro F1 on the {where} (best.pt)"
-    return "checkpoints: " + ", ".join(
-        f"{m} seed {seed} {r.get('checkpoint')} (monitoring {r.get('monitored_split', 'test')})"
+        return f"checkpoint of the best macro F1 on the {where}, best.pt"
+    return "checkpoints: " + "; ".join(
+        f"{m} seed {seed} {r.get('checkpoint')}, monitoring {r.get('monitored_split', 'test')}"
         for m, by in sorted((agg.get("runs") or {}).items()) for seed, r in by.items())
 
 
@@ -91,8 +91,8 @@ def tier_markdown(agg: Mapping[str, Any], class_names: Sequence[str],
     models = [m for m in (models or sorted(per_model)) if m in per_model]
     groups = [g for g in SIZE_GROUPS if g in set(size_groups)]
     paper_f1 = paper_f1 or {}
-    lines = [f"# {title}", "", "F1 on the test tomogram, mean ± s.d. over seeds ("
-             f"{checkpoint_phrase(agg)}); paper: Gao et al. 2020 Table 2 on SHREC'19.", "",
+    lines = [f"# {title}", "", "F1 on the test tomogram, mean ± s.d. over seeds, scored with "
+             f"the {checkpoint_phrase(agg)}; paper: Gao et al. 2020 Table 2 on SHREC'19.", "",
              "| model | source | " + " | ".join(class_names) + " | macro |",
              "|---|---|" + "---|" * (len(class_names) + 1)]
     for m in models:
