@@ -50,6 +50,7 @@ from tomoclass.errors import TomoclassError
 from tomoclass.evaluate.compare import read_metrics_log
 from tomoclass.evaluate.tier import report_record, run_convergence
 from tomoclass.io.atomic import atomic_path
+from tomoclass.io.outputs import open_dir
 from tomoclass.provenance import git_commit
 from tomoclass.train import preset
 from tomoclass.workflows.demo import (
@@ -65,6 +66,8 @@ log = logging.getLogger("demo_models")
 
 MODELS = ("dilated_densenet3d", "densenet3d")
 #: The DemoConfig fields that decide the simulated data and its split.
+#: What this script writes into --out (records, table, the --check evaluations).
+OUT_PATTERNS = ("runs/*", "summary.json", "table.md", "check.json", "check/*")
 DATA_FIELDS = ("classes", "shape_zyx", "n_particles", "n_train", "n_val", "n_test",
                "voxel_size_angstrom", "dose_e_per_angstrom2", "box", "border", "seed")
 
@@ -241,7 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args = build_parser().parse_args(argv)
     try:
-        args.out.mkdir(parents=True, exist_ok=True)
+        # fixed names (summary.json, table.md, check.json) go into --out: only a new or
+        # empty folder, or one this script made
+        open_dir(args.out, "demo_models.py results", patterns=OUT_PATTERNS,
+                 legacy=lambda folder: any((folder / f).is_file()
+                                           for f in ("summary.json", "check.json")))
         # prepare() and run_one() replace stale data and runs inside --work: only in a
         # scratch folder these scripts made (a foreign non-empty one is refused)
         args.work = open_work(args.work)

@@ -41,7 +41,7 @@ from tomoclass.locate import (
     score_tomogram,
 )
 from tomoclass.models import get_model
-from tomoclass.provenance import git_commit
+from tomoclass.provenance import git_commit, new_result_file, write_result
 
 
 def timing(args: argparse.Namespace, device: torch.device) -> dict:
@@ -326,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stride", type=int, help="boxes method: voxels between scored boxes")
     p.add_argument("--no-timing", action="store_true", help="skip the random-weight timing")
     p.add_argument("--note", default="", help="free text stored with the result (provenance)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, type=new_result_file,
+                   help="JSON result (never replaced)")
     args = p.parse_args(argv)
     prepared = None
     if args.prepare:
@@ -365,8 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         result["accuracy"] = None
         result["accuracy_note"] = "no trained run with a background class was given: timing only"
     result["loadavg_after"] = os.getloadavg()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_result("locate", result, args.out)
     print(json.dumps(result["timing"], indent=2))
     return 0
 

@@ -33,12 +33,13 @@ import tomoclass
 from tomoclass.data import select_particles
 from tomoclass.errors import InputError, TomoclassError
 from tomoclass.evaluate.seeds import MODELS
+from tomoclass.io.outputs import check_open_dir, open_dir
 from tomoclass.metrics import SIZE_GROUPS as GROUPS
 from tomoclass.workflows.evaluate import evaluate_run
 
 __all__ = [
-    "DEFAULT_CONFIG", "EXTRA_MODELS", "GROUPS", "MODELS", "ROOT", "Benchmark", "Clock",
-    "build_data",
+    "DEFAULT_CONFIG", "EXTRA_MODELS", "GROUPS", "MODELS", "ROOT", "SCRATCH_KIND", "Benchmark",
+    "Clock", "build_data", "check_scratch",
     "default_data_root", "evaluate", "extract", "load_benchmark", "machine_record",
     "parse_settings", "prepare_work", "probe_overrides", "run_record", "simulate",
     "simulation_config", "train_config", "train_runs", "write_json",
@@ -51,7 +52,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "benchmarks" / "configs" / "shrec12.yaml"
 
 #: Marker file that lets the script replace a scratch folder it made itself.
+#: Marker of a scratch folder made before tomoclass.io.outputs markers (still recognised).
 WORK_MARKER = ".tomoclass_table2_work"
+#: Kind of the scratch folder (tomograms, datasets, runs) reproduce_table2.py and
+#: shrec12_locate.py make and replace.
+SCRATCH_KIND = "shrec12 benchmark scratch"
 
 TIER_KEYS = {"reduces", "n_tomograms", "shape_zyx", "n_particles", "train_tomograms",
              "test_tomograms", "epochs", "batch_size", "checkpoint_every", "seeds",
@@ -514,15 +519,25 @@ def run_record(report, run_dir: Path, bench: Benchmark) -> dict[str, Any]:
     }
 
 
+def _old_scratch(folder: Path) -> bool:
+    """A scratch folder made before the package's markers (its own marker file)."""
+    return (folder / WORK_MARKER).is_file()
+
+
 def prepare_work(work: Path) -> Path:
-    """Empty scratch folder; an existing one is replaced only if this script made it."""
-    if work.exists() and any(work.iterdir()):
-        if not (work / WORK_MARKER).exists():
-            raise InputError("scratch folder exists and was not made by this script; choose "
-                             "another --work", path=work, field="work")
+    """Empty scratch folder (:data:`SCRATCH_KIND`): a new one is made; an existing one is
+    emptied as a whole only if this script made it (its marker, or the older
+    ``WORK_MARKER`` file): everything in it is scratch."""
+    if check_open_dir(work, SCRATCH_KIND, option="--work", legacy=_old_scratch):
         shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    (work / WORK_MARKER).write_text("made by benchmarks/reproduce_table2.py; safe to delete\n")
+    return open_dir(work, SCRATCH_KIND, patterns=("*",), option="--work")
+
+
+def check_scratch(work: Path) -> Path:
+    """A scratch folder of :func:`prepare_work` to reuse as it is (``--reuse``)."""
+    if not check_open_dir(work, SCRATCH_KIND, option="--work", legacy=_old_scratch):
+        raise InputError("--reuse: no scratch folder of this script to reuse", path=work,
+                         field="--work")
     return work
 
 

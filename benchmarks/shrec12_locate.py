@@ -65,32 +65,34 @@ from shrec12_locate_steps import (
     template_radii,
 )
 
-from tomoclass.errors import InputError, TomoclassError
+from tomoclass.errors import TomoclassError
+from tomoclass.io.outputs import check_open_dir, open_dir
 from tomoclass.provenance import git_commit
 from tomoclass.simulate import load_class_templates
 
 log = logging.getLogger("reproduce_table2.locate")
+#: Marker of a results folder made before tomoclass.io.outputs markers (still recognised).
 OUT_MARKER = ".tomoclass_locate_out"
+#: What this script writes into --out: the record, its table, one folder per method.
+OUT_PATTERNS = ("results.json", "locate.md", "*/*")
+
+
+def _made_here(out: Path) -> bool:
+    """An unmarked folder of this script: its old marker, or a results.json it wrote."""
+    if (out / OUT_MARKER).exists():
+        return True
+    try:
+        return str(json.loads((out / "results.json").read_text()).get(
+            "benchmark", "")).endswith("(benchmarks/shrec12_locate.py)")
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def check_out(out: Path) -> None:
-    """Refuse a results folder this script did not make: it writes fixed names there
-    (``results.json``, ``locate.md``, one folder per method), which would replace a user's
-    files. A folder is this script's when it holds the marker written beside its first
-    results (or, for folders written before the marker, a ``results.json`` of this script)."""
-    if not out.exists() or (out / OUT_MARKER).exists():
-        return
-    if out.is_dir() and not any(out.iterdir()):
-        return
-    try:
-        made_here = str(json.loads((out / "results.json").read_text()).get(
-            "benchmark", "")).endswith("(benchmarks/shrec12_locate.py)")
-    except (OSError, ValueError, AttributeError):
-        made_here = False
-    if not made_here:
-        raise InputError("not a shrec12_locate.py results folder and not empty: its "
-                         "results.json, locate.md and method folders would replace files "
-                         "there; use a new or empty --out", path=out, field="--out")
+    """Refuse a results folder this script did not make (kind ``shrec12_locate.py
+    results``): it writes fixed names there (``results.json``, ``locate.md``, one folder
+    per method), which would replace a user's files."""
+    check_open_dir(out, "shrec12_locate.py results", legacy=_made_here)
 
 
 # -- run alone ---------------------------------------------------------------------------------
@@ -166,9 +168,7 @@ def run_alone(bench, out: Path, work: Path, *, methods: Sequence[str], reuse: bo
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
         "work_dir": str(work),
     }
-    check_out(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / OUT_MARKER).write_text("made by benchmarks/shrec12_locate.py\n")
+    open_dir(out, "shrec12_locate.py results", patterns=OUT_PATTERNS, legacy=_made_here)
 
     def write() -> None:  # after every method: a later overrun keeps the earlier results
         rec["seconds"] = dict(clock.seconds)
@@ -239,10 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a field TrainConfig refuses stops here, before any file is made
         sb.train_config(bench, settings(bench.raw)["model"], 0, overrides=overrides)
         work = args.work or Path(tempfile.gettempdir()) / f"tomoclass_locate_{args.tier}"
-        if not args.reuse:
-            work = sb.prepare_work(work)
-        elif not work.is_dir():
-            raise InputError("--reuse: no scratch folder to reuse", path=work, field="work")
+        work = sb.check_scratch(work) if args.reuse else sb.prepare_work(work)
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         rec = run_alone(bench, args.out, work, methods=methods, reuse=args.reuse,
                         device=args.device,

@@ -92,6 +92,7 @@ from tomoclass.evaluate.tier_report import (
     tier_markdown,
 )
 from tomoclass.io.atomic import atomic_path
+from tomoclass.io.outputs import check_open_dir, open_dir
 from tomoclass.provenance import git_commit
 from tomoclass.train.config import complete_plan
 
@@ -112,18 +113,25 @@ def training_plan(bench: Benchmark, preset_name: str, epochs: int,
     return plan
 
 
-def check_results_folder(out: Path, *, must_exist: bool) -> None:
-    """Refuse a results folder this script did not make: it writes fixed names there
-    (``table.md``, ``summary.json``, figures), which would replace a user's files."""
-    if (out / "protocol.json").exists():
-        return
-    if must_exist:
+#: Files small_tier.py writes into its results folder (a user's README beside them is kept).
+RESULT_PATTERNS = ("protocol.json", "runs/*.json", "summary.json", "table.md", "*.png")
+
+
+def check_results_folder(out: Path, *, must_exist: bool, make: bool = False) -> None:
+    """Refuse a results folder this script did not make (kind ``small_tier.py results``): it
+    writes fixed names there (``table.md``, ``summary.json``, figures), which would replace a
+    user's files. Folders of this script from before the package's markers are recognised by
+    their ``protocol.json``. ``make`` creates (and marks) a new folder."""
+    def made_here(folder: Path) -> bool:
+        return (folder / "protocol.json").is_file()
+
+    if must_exist and not made_here(out):
         raise InputError("no small_tier.py results here (no protocol.json): nothing to "
                          "aggregate", path=out, field="--out")
-    if out.exists() and any(out.iterdir()):
-        raise InputError("not a small_tier.py results folder (no protocol.json) and not "
-                         "empty: its table.md, summary.json and figures would replace files "
-                         "there; use a new or empty --out", path=out, field="--out")
+    if make:
+        open_dir(out, "small_tier.py results", patterns=RESULT_PATTERNS, legacy=made_here)
+    else:
+        check_open_dir(out, "small_tier.py results", legacy=made_here)
 
 
 def protocol(bench: Benchmark, preset_name: str, epochs: int,
@@ -147,7 +155,7 @@ def check_protocol(out: Path, bench: Benchmark, preset_name: str, epochs: int,
     a new folder gets the protocol written (unless ``write`` is false: a check only)."""
     want = protocol(bench, preset_name, epochs, overrides)
     path = out / "protocol.json"
-    check_results_folder(out, must_exist=False)
+    check_results_folder(out, must_exist=False, make=write)
     if path.exists():
         have = json.loads(path.read_text())
         if isinstance(have.get("train"), dict):  # fields added to TrainConfig since
@@ -159,7 +167,6 @@ def check_protocol(out: Path, bench: Benchmark, preset_name: str, epochs: int,
                              field="protocol")
         return
     if write:
-        out.mkdir(parents=True, exist_ok=True)
         write_json(path, want)
 
 

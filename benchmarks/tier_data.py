@@ -19,12 +19,14 @@ from shrec12 import Benchmark, Clock, build_data, simulation_config
 
 from tomoclass.errors import InputError
 from tomoclass.io.atomic import atomic_path
+from tomoclass.io.outputs import open_dir
 
 __all__ = ["WORK_MARKER", "data_fingerprint", "open_work", "parse_seeds", "prepare_data"]
 
 log = logging.getLogger("small_tier")
 
-#: Marker of a scratch folder this script made (it only ever removes things inside one).
+#: Marker of a scratch folder made before tomoclass.io.outputs markers (still recognised;
+#: this script only ever removes things inside its own scratch folder).
 WORK_MARKER = ".tomoclass_small_tier_work"
 
 
@@ -43,13 +45,11 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def open_work(work: Path) -> Path:
-    """The scratch folder, made (with a marker) or reused; a foreign non-empty one is refused."""
-    if work.exists() and any(work.iterdir()) and not (work / WORK_MARKER).exists():
-        raise InputError("scratch folder exists and was not made by small_tier.py; choose "
-                         "another --work", path=work, field="work")
-    work.mkdir(parents=True, exist_ok=True)
-    (work / WORK_MARKER).write_text("made by benchmarks/small_tier.py; safe to delete\n")
-    return work
+    """The scratch folder (kind ``small_tier.py scratch``), made (with a marker) or reused; a
+    non-empty folder this script did not make is refused (``WORK_MARKER``: made before the
+    package's markers)."""
+    return open_dir(work, "small_tier.py scratch", patterns=("*",),
+                    legacy=lambda folder: (folder / WORK_MARKER).is_file(), option="--work")
 
 
 def data_fingerprint(bench: Benchmark) -> dict[str, Any]:

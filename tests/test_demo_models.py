@@ -59,5 +59,5 @@ def test_a_foreign_work_folder_is_refused_and_left_alone(tmp_path, capsys):
     (work / "data").mkdir(parents=True)
     (work / "data" / "keep.txt").write_text("a user's file")
     rc = dm.main(["--out", str(tmp_path / "out"), "--work", str(work), "--smoke"])
-    assert rc == 2 and "was not made by" in capsys.readouterr().err
+    assert rc == 2 and "was not made as" in capsys.readouterr().err
     assert (work / "data" / "keep.txt").read_text() == "a user's file"

@@ -30,7 +30,13 @@ from tomoclass.errors import InputError
 from tomoclass.io import write_particles, write_volume
 from tomoclass.io.atomic import atomic_dir, atomic_path
 from tomoclass.io.lock import LOCK_FILE, acquire, release
-from tomoclass.io.outputs import MARKER, output_policy, read_marker
+from tomoclass.io.outputs import (
+    MARKER,
+    check_open_dir,
+    open_dir,
+    output_policy,
+    read_marker,
+)
 from tomoclass.train import checkpoint as ckpt_mod
 from tomoclass.train import load_checkpoint
 from tomoclass.train.divergence import diverged
@@ -374,3 +380,46 @@ def test_a_folder_written_in_place_is_claimed_and_replaced_as_a_whole(tmp_path):
         with claim_dir(tmp_path / "new", "score-maps", patterns=()):
             raise RuntimeError("boom")
     assert not (tmp_path / "new").exists()
+
+
+def test_a_folder_runs_add_to_is_made_reused_and_never_emptied(tmp_path):
+    """open_dir: a results or scratch folder that successive calls fill. New or empty: made
+    and marked; the same kind: used as it is (a user's README beside the results stays);
+    another kind or an unmarked folder with files: refused, untouched; a legacy folder (an
+    older writer's own file) is adopted."""
+    out = open_dir(tmp_path / "a" / "res", "bench results", patterns=("runs/*.json",))
+    assert read_marker(out) == {"format": 1, "kind": "bench results", "files": [],
+                                "patterns": ["runs/*.json"]}
+    (out / "runs").mkdir()
+    (out / "runs" / "m_seed0.json").write_text("{}")
+    (out / "README.md").write_text("my notes")
+    assert check_open_dir(out, "bench results")
+    assert open_dir(out, "bench results", patterns=("runs/*.json",)) == out
+    assert (out / "README.md").read_text() == "my notes"
+    assert (out / "runs" / "m_seed0.json").exists()
+    with pytest.raises(InputError, match="is a tomoclass bench results folder, not a scratch"):
+        open_dir(out, "scratch", patterns=("*",))
+    (tmp_path / "empty").mkdir()
+    assert not check_open_dir(tmp_path / "empty", "bench results")
+    open_dir(tmp_path / "empty", "bench results", patterns=())
+    assert read_marker(tmp_path / "empty")["kind"] == "bench results"
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "table.md").write_text("a user's table")
+    with pytest.raises(InputError) as exc:
+        open_dir(mine, "bench results", patterns=("table.md",), option="--work")
+    msg = str(exc.value)
+    assert "mine" in msg and "--work" in msg and "'table.md'" in msg and "1 entry" in msg
+    assert "\n" not in msg and sorted(p.name for p in mine.iterdir()) == ["table.md"]
+    # an older version of the writer left its own file: adopted, marked, nothing removed
+    (mine / ".old_marker").write_text("")
+    open_dir(mine, "bench results", patterns=("table.md",),
+             legacy=lambda folder: (folder / ".old_marker").is_file())
+    assert read_marker(mine)["kind"] == "bench results"
+    assert (mine / "table.md").read_text() == "a user's table"
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(InputError, match="not a folder"):
+        check_open_dir(tmp_path / "f", "bench results")
+    with pytest.raises(InputError, match="is a file"):
+        open_dir(tmp_path / "f" / "sub", "bench results", patterns=())

@@ -14,6 +14,8 @@ import pytest
 import yaml
 from bench_support import load_script
 
+from tomoclass.errors import TomoclassError
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "benchmarks" / "configs" / "shrec12.yaml"
 # ../shared/data beside the checkout; TOMOCLASS_SHARED_DATA overrides it (e.g. from a worktree).
@@ -78,9 +80,23 @@ def test_foreign_scratch_folder_is_not_deleted(repro, tmp_path):
     work = tmp_path / "mine"
     work.mkdir()
     (work / "keep.txt").write_text("user data")
-    with pytest.raises(repro.InputError, match="not made by this script"):
+    with pytest.raises(repro.InputError, match="--work.*was not made as"):
         repro.prepare_work(work)
     assert (work / "keep.txt").exists()
+    # a scratch folder it made (here by an earlier version: its marker file) is emptied
+    (work / "keep.txt").unlink()
+    (work / "runs" / "r").mkdir(parents=True)
+    (work / "runs" / "r" / "last.pt").write_text("old")
+    (work / ".tomoclass_table2_work").write_text("")
+    assert repro.prepare_work(work) == work and sorted(p.name for p in work.iterdir()) == [
+        ".tomoclass-output.json"]
+    (work / "tomo.mrc").write_text("old")
+    repro.prepare_work(work)  # now by its marker
+    assert not (work / "tomo.mrc").exists()
+    # --reuse takes only a scratch folder of these scripts
+    assert load_script("shrec12").check_scratch(work) == work
+    with pytest.raises(repro.InputError, match="no scratch folder"):
+        load_script("shrec12").check_scratch(tmp_path / "none")
 
 
 def test_locate_alone_refuses_a_foreign_results_folder(tmp_path, capsys):
@@ -104,7 +120,7 @@ def test_locate_alone_refuses_a_foreign_results_folder(tmp_path, capsys):
     loc.check_out(out)
     (out / "results.json").unlink()
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(loc.InputError, match="not a shrec12_locate.py results folder"):
+    with pytest.raises(TomoclassError, match="was not made as a shrec12_locate.py results"):
         loc.check_out(out)
     (out / loc.OUT_MARKER).write_text("")
     loc.check_out(out)

@@ -64,9 +64,14 @@ def test_parse_seeds_and_a_foreign_work_folder(tier, tmp_path):
     (tmp_path / "w" / "mine.txt").write_text("keep")
     from tomoclass.errors import InputError
 
-    with pytest.raises(InputError, match="not made by small_tier"):
+    with pytest.raises(InputError, match="was not made as a small_tier.py scratch folder"):
         tier.open_work(tmp_path / "w")
     assert (tmp_path / "w" / "mine.txt").read_text() == "keep"
+    # a scratch folder of an earlier version (its own marker file) is reused as it is
+    (tmp_path / "w" / load_script("tier_data").WORK_MARKER).write_text("")
+    assert tier.open_work(tmp_path / "w") == tmp_path / "w"
+    assert (tmp_path / "w" / "mine.txt").read_text() == "keep"
+    assert tier.open_work(tmp_path / "w") == tmp_path / "w"  # and again, now marked
 
 
 @realdata  # the tier's benchmark checks its data root on load
@@ -77,7 +82,7 @@ def test_a_results_folder_it_did_not_make_is_refused(tier, tmp_path):
     (tmp_path / "w").mkdir()
     (tmp_path / "w" / "table.md").write_text("my table")
     bench = tier.load_benchmark(CONFIG, "small12_smoke")
-    with pytest.raises(InputError, match="not a small_tier.py results folder"):
+    with pytest.raises(InputError, match="was not made as a small_tier.py results folder"):
         tier.check_protocol(tmp_path / "w", bench, "default", 2)
     assert tier.main(["--tier", "small12_smoke", "--out", str(tmp_path / "w"),
                       "--aggregate-only"]) == 2

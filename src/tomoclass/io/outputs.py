@@ -15,6 +15,11 @@ place such as a training run, the patterns of the files it writes). The rules, a
 
 The CLI sets ``overwrite`` and the command's input paths once per command with
 :func:`output_policy`, so library functions that write folders need no extra arguments.
+
+A folder that successive calls add to (a benchmark's results folder that several runs fill,
+a scratch folder reused across sessions) is opened with :func:`open_dir`: made and marked
+when new or empty, used as it is when its marker names the same kind, refused otherwise;
+nothing in it is ever removed.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import os
 import re
 import shutil
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -473,3 +478,76 @@ def claim_dir(target: str | os.PathLike[str], kind: str, *, patterns: Iterable[s
     finally:
         with contextlib.suppress(ValueError):
             pol.claimed.remove(real)
+
+
+def check_open_dir(target: str | os.PathLike[str], kind: str, *,
+                   legacy: Callable[[Path], bool] | None = None,
+                   option: str | None = None) -> bool:
+    """Check that ``target`` may be opened as a ``kind`` folder by :func:`open_dir`.
+
+    Returns True when it is one already (its marker, or ``legacy``, says so), False when it
+    is new or empty.
+
+    Parameters
+    ----------
+    target
+        The folder.
+    kind
+        Kind of output; a marker of another kind is refused.
+    legacy
+        For folders written before they carried a marker: called with an unmarked, non-empty
+        folder, True when it is a ``kind`` folder nonetheless (a file only that writer makes).
+    option
+        The command-line option named in errors (default: the policy's, ``--out``).
+
+    Raises
+    ------
+    InputError
+        One line naming the folder and why nothing will be written there.
+    """
+    target = Path(target)
+    opt = option or current_policy().option
+    check_parent(target, opt)
+    if not (target.exists() or target.is_symlink()):
+        return False
+    if not target.is_dir():
+        raise InputError("exists and is not a folder; choose another folder", path=target,
+                         field=opt)
+    entries = sorted(p.name for p in target.iterdir() if p.name != LOCK_FILE)
+    if not entries:
+        return False
+    marker = read_marker(target)
+    if marker is not None:
+        if marker["kind"] != kind:
+            raise InputError(f"is a tomoclass {marker['kind']} folder, not {_a(kind)} {kind} "
+                             "folder; choose another folder", path=target, field=opt)
+        return True
+    if legacy is not None and legacy(target):
+        return True
+    n = len(entries)
+    raise InputError(f"exists and was not made as {_a(kind)} {kind} folder (it holds {n} "
+                     f"entr{'y' if n == 1 else 'ies'}, e.g. {entries[0]!r}); choose a new or "
+                     "empty folder", path=target, field=opt)
+
+
+def open_dir(target: str | os.PathLike[str], kind: str, *, patterns: Iterable[str],
+             legacy: Callable[[Path], bool] | None = None, option: str | None = None) -> Path:
+    """Open ``target`` as a ``kind`` folder that successive calls add to; return it.
+
+    Checked by :func:`check_open_dir`; a new or empty folder is created and given a marker
+    claiming ``patterns`` (the files this kind writes there), a legacy one gets its marker
+    now, an existing ``kind`` folder is used as it is. Nothing is removed, so files a user
+    adds beside (a README) stay; to replace an output use :func:`prepare_dir`.
+    """
+    target = Path(target)
+    opt = option or current_policy().option
+    if check_open_dir(target, kind, legacy=legacy, option=opt) and read_marker(target):
+        return target
+    make_parent(target, opt)
+    try:
+        target.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the folder: {exc.strerror or exc}", path=target,
+                         field=opt) from None
+    (target / MARKER).write_text(marker_text(kind, patterns=patterns), encoding="utf-8")
+    return target
