@@ -14,7 +14,11 @@ and the trained run of an earlier call in the same scratch folder (a run stopped
 resumed; tomograms the tier has and the folder lacks are simulated), so that locating again
 with other settings does not retrain. A tier's ``val_tomograms`` are located too and the
 pick threshold with the best localization F1 on them is chosen and applied to the test
-tomograms' picks (reported beside the fixed threshold). ``--lr`` and ``--set`` change the
+tomograms' picks (reported beside the fixed threshold); ``--threshold-only`` stops there,
+storing that threshold with the run's last checkpoint (``RUN/locate_threshold.json``, as
+``tomoclass score-picks --calibrate`` does) and leaving the test tomograms to
+``pretrained_check.py --from-run`` (the way to continue the shipped detector, whose check
+locates the test tomogram anyway). ``--lr`` and ``--set`` change the
 detector's training config (``--set init=shrec12-detector --set augment=true`` continues the
 shipped detector); they are recorded in ``results.json`` (``train_overrides``). ``--out`` must
 be new, empty or a folder this script made (it writes fixed names there); ``--work`` likewise.
@@ -65,7 +69,7 @@ from shrec12_locate_steps import (
     template_radii,
 )
 
-from tomoclass.errors import TomoclassError
+from tomoclass.errors import InputError, TomoclassError
 from tomoclass.io.outputs import check_open_dir, open_dir
 from tomoclass.provenance import git_commit
 from tomoclass.simulate import load_class_templates
@@ -107,10 +111,13 @@ def _trained(run_dir: Path, epochs: int) -> bool:
 
 def run_alone(bench, out: Path, work: Path, *, methods: Sequence[str], reuse: bool,
               device: str = "auto", locate_kwargs: dict[str, Any] | None = None,
-              train_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+              train_overrides: dict[str, Any] | None = None,
+              threshold_only: bool = False) -> dict[str, Any]:
     """Simulate, build the 13-class dataset, train and locate, for one tier; returns the
     record written to ``out/results.json`` (and ``out/locate.md``). ``train_overrides``
-    replace fields of the detector's training config (after the tier's own)."""
+    replace fields of the detector's training config (after the tier's own).
+    ``threshold_only``: locate only the validation tomograms and store the threshold chosen
+    there with the run's last checkpoint (the test tomograms are measured elsewhere)."""
     date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     load_start = list(os.getloadavg())
     clock = sb.Clock()
@@ -159,6 +166,7 @@ def run_alone(bench, out: Path, work: Path, *, methods: Sequence[str], reuse: bo
         "settings": cfg,
         "locate_kwargs": locate_kwargs or {},
         "train_overrides": train_overrides or {},
+        "threshold_only": threshold_only,
         "dataset": data_rec,
         "training_history": history,
         "results": {},
@@ -182,8 +190,9 @@ def run_alone(bench, out: Path, work: Path, *, methods: Sequence[str], reuse: bo
                                             if k in cfg})  # as render() shows them
         mdir = out / method
         mdir.mkdir(parents=True, exist_ok=True)
-        rec["results"][method] = locate_and_score(run_dir, written, bench, radii, mcfg, mdir,
-                                                  device=device, **(locate_kwargs or {}))
+        rec["results"][method] = locate_and_score(
+            run_dir, written, bench, radii, mcfg, mdir, device=device, test=not threshold_only,
+            store_threshold=threshold_only, **(locate_kwargs or {}))
         clock.lap(f"locate_{method}")
         write()
     return rec
@@ -230,25 +239,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--set", dest="train_set", action="append", default=[], metavar="KEY=VALUE",
                    help="a field of the detector's training config (repeatable; YAML values), "
                         "e.g. init=shrec12-detector, augment=true")
+    p.add_argument("--threshold-only", action="store_true",
+                   help="after training, locate only the tier's validation tomograms, choose "
+                        "the pick threshold there and store it with the run's last "
+                        "checkpoint; leave the test tomograms to pretrained_check.py "
+                        "--from-run (one method)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     try:
         check_out(args.out)  # before anything is made or trained
         bench = sb.load_benchmark(args.config, args.tier, args.data_root)
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        if args.threshold_only and not bench.tier.get("val_tomograms"):
+            raise InputError(f"tier {args.tier} has no val_tomograms to choose a threshold "
+                             "on", field="--threshold-only")
+        if args.threshold_only and len(methods) != 1:
+            raise InputError("one stored threshold per checkpoint: give one method",
+                             field="--methods")
         overrides = sb.probe_overrides(bench, args.lr, args.train_set)
         # a field TrainConfig refuses stops here, before any file is made
         sb.train_config(bench, settings(bench.raw)["model"], 0, overrides=overrides)
         work = args.work or Path(tempfile.gettempdir()) / f"tomoclass_locate_{args.tier}"
         work = sb.check_scratch(work) if args.reuse else sb.prepare_work(work)
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         rec = run_alone(bench, args.out, work, methods=methods, reuse=args.reuse,
                         device=args.device,
                         locate_kwargs={"polarity": args.polarity} if args.polarity else None,
-                        train_overrides=overrides)
+                        train_overrides=overrides, threshold_only=args.threshold_only)
     except TomoclassError as exc:
         print(f"shrec12_locate.py: error: {exc}", file=sys.stderr)
         return 2
     for method, r in rec["results"].items():
+        cal = r.get("calibration")
+        if cal and cal.get("stored_in"):
+            print(f"{method}: threshold {cal['threshold']:.6g} chosen on "
+                  f"{', '.join(cal['val_tomograms'])} (loc F1 {fmt(cal['f1'])}), stored in "
+                  f"{cal['stored_in']}")
         for t in r["tomograms"]:
             g = t["size_groups"]
             print(f"{method} {t['tomogram']}: loc F1 {fmt(t['score']['f1'])}; mean loc F1 "

@@ -171,7 +171,8 @@ def _locate_one(run_dir: Path, w: dict[str, str], bench, radii: dict[str, float]
 
 
 def locate_and_score(run_dir: Path, written: list[dict[str, str]], bench, radii: dict[str, float],
-                     cfg: dict[str, Any], out_dir: Path, device: str = "auto",
+                     cfg: dict[str, Any], out_dir: Path, device: str = "auto", *,
+                     test: bool = True, store_threshold: bool = False,
                      **locate_kwargs: Any) -> dict[str, Any]:
     """Locate every validation and test tomogram with the trained run and score the picks.
 
@@ -179,6 +180,10 @@ def locate_and_score(run_dir: Path, written: list[dict[str, str]], bench, radii:
     (:func:`tomoclass.evaluate.thresholds.choose_threshold`, best localization F1 of their picks)
     and each test tomogram's picks are scored at it too (the picks scoring at least it: what
     locating at it gives, since non-maximum suppression keeps picks in decreasing score).
+    ``store_threshold`` also stores it with the run's last checkpoint
+    (:func:`tomoclass.locate.calibration.save_threshold`, as ``tomoclass score-picks
+    --calibrate`` does), so that locating with the run uses it; ``test=False`` skips the test
+    tomograms (measured elsewhere, e.g. ``pretrained_check.py --from-run``).
 
     ``locate_kwargs`` go to :func:`tomoclass.locate.locate` as they are."""
     from tomoclass.evaluate.thresholds import choose_threshold, threshold_sweep
@@ -202,10 +207,13 @@ def locate_and_score(run_dir: Path, written: list[dict[str, str]], bench, radii:
                            "seconds_locate": seconds}
             log.info("threshold chosen on %s: %.4g (val loc F1 %.3f)", ", ".join(seconds),
                      choice.threshold, choice.f1)
+            if store_threshold:
+                calibration["stored_in"] = str(_store_threshold(
+                    run_dir, choice, [written[i] for i in val], out_dir, radii, cfg))
         else:
             log.warning("no picks on the validation tomograms: no threshold chosen")
     per_tomo = []
-    for i in bench.tier["test_tomograms"]:
+    for i in bench.tier["test_tomograms"] if test else []:
         w = written[int(i)]
         name, res, wall = _locate_one(run_dir, w, bench, radii, cfg, out_dir, dev, locate_kwargs)
         truth = read_particles(w["ground_truth"], tomogram=name)
@@ -237,6 +245,23 @@ def locate_and_score(run_dir: Path, written: list[dict[str, str]], bench, radii:
         log.info("located %s: %d picks, loc F1 %.3f, %.1f s", name, len(res.picks),
                  score.f1 if np.isfinite(score.f1) else float("nan"), res.seconds)
     return {"radii_voxels": radii, "calibration": calibration, "tomograms": per_tomo}
+
+
+def _store_threshold(run_dir: Path, choice, val: list[dict[str, str]], out_dir: Path,
+                     radii: dict[str, float], cfg: dict[str, Any]) -> Path:
+    """Store the chosen threshold with the run's last checkpoint; return the file."""
+    from tomoclass.locate.calibration import save_threshold
+
+    names = [Path(w["tomogram"]).stem for w in val]
+    record = {**choice.to_dict(), "truth": "; ".join(str(Path(w["ground_truth"]).resolve())
+                                                     for w in val),
+              "picks": "; ".join(str((out_dir / f"{n}_picks.star").resolve()) for n in names),
+              "radii": dict(radii), "method": cfg["method"],
+              "chosen_by": "benchmarks/shrec12_locate.py"}
+    path = save_threshold(run_dir, "last", choice.threshold, record)
+    log.info("stored threshold %.4g for %s's last checkpoint in %s", choice.threshold,
+             run_dir.name, path)
+    return path
 
 
 def markdown(rec: dict[str, Any], bench) -> str:
@@ -296,6 +321,13 @@ def markdown(rec: dict[str, Any], bench) -> str:
             lines.append(f"| {g} | {fmt(v['loc_f1_mean'])} | {fmt(v['loc_f1_min'])} | "
                          f"{fmt(v['cls_f1_mean'])} |" + extra)
         lines.append("")
+    cal = rec["result"].get("calibration") or {}
+    if not rec["result"]["tomograms"] and cal:
+        lines += [f"Threshold chosen on {', '.join(cal['val_tomograms'])} (best localization "
+                  f"F1 there, {fmt(cal['f1'])}; precision {fmt(cal['precision'])}, recall "
+                  f"{fmt(cal['recall'])}): {cal['threshold']:.6g}"
+                  + (f", stored in {cal['stored_in']}" if cal.get("stored_in") else "")
+                  + ". The test tomograms were not located here (--threshold-only).", ""]
     return "\n".join(lines)
 
 

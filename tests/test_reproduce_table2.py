@@ -228,3 +228,31 @@ def test_locate_alone_chooses_the_threshold_on_a_validation_tomogram(repro, tmp_
     assert tomo["calibrated"]["threshold"] == cal["threshold"]
     assert tomo["calibrated"]["score"]["n_picks"] <= tomo["score"]["n_picks"]
     assert "Threshold chosen on tomo_002" in (out / "locate.md").read_text()
+    # --threshold-only: the same run, only the val tomogram located, its threshold stored
+    # with the last checkpoint (what `tomoclass locate` then uses), no test tomogram located
+    from tomoclass.locate.calibration import run_threshold
+
+    out2 = tmp_path / "out2"
+    assert loc.main(base + ["--out", str(out2), "--reuse", "--threshold-only"]) == 0
+    res2 = json.loads((out2 / "results.json").read_text())
+    assert res2["threshold_only"] and res2["results"]["candidates"]["tomograms"] == []
+    cal2 = res2["results"]["candidates"]["calibration"]
+    assert cal2["threshold"] == cal["threshold"]  # the same run and tomogram: the same choice
+    run = work / "runs" / "locate_background"
+    assert cal2["stored_in"] == str(run / "locate_threshold.json")
+    threshold, source = run_threshold(run, "last")
+    assert threshold == cal["threshold"] and "tomo_002" in source
+    assert not (out2 / "candidates" / "tomo_001_picks.star").exists()
+    assert "not located here (--threshold-only)" in (out2 / "locate.md").read_text()
+
+
+@realdata
+def test_threshold_only_needs_a_val_tomogram_and_one_method(tmp_path, capsys):
+    loc = load_script("shrec12_locate")
+    base = ["--out", str(tmp_path / "out"), "--work", str(tmp_path / "w"), "--threshold-only"]
+    assert loc.main(["--tier", "smoke"] + base) == 2  # the smoke tier has no val tomogram
+    assert "val_tomograms" in capsys.readouterr().err
+    assert loc.main(["--tier", "pretrained_cpu_detector_v2", "--methods", "candidates,boxes"]
+                    + base) == 2
+    assert "one method" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "w").exists()
