@@ -94,13 +94,15 @@ def calibrate(folders: Sequence[Path], config: Path = DEFAULT_CONFIG,
         raise InputError(f"no seed has runs of every model ({', '.join(models)}) in every "
                          "folder; give --seeds or run the missing ones", path=folders[0],
                          field="seeds")
-    paper = load_benchmark(config, ref["tier"], data_root).paper_f1()
+    bench = load_benchmark(config, ref["tier"], data_root)
+    paper = bench.paper_f1()
+    groups = [bench.size_groups[bench.names.index(n)] for n in names]
     points = [{"dose": float(p["data"]["dose"]), "source": str(f),
                "f1": seed_mean_f1(r, chosen, models, names, source=str(f / "runs")),
                "seeds": {m: chosen for m in models},
                "one_seed": one_seed_objectives(r, paper, names, models)}
               for f, p, r in zip(folders, protos, runs, strict=True)]
-    fit = joint_dose_fit(points, paper, names, models)
+    fit = joint_dose_fit(points, paper, names, models, size_groups=groups)
     return {**fit, "tier": ref["tier"], "preset": ref["preset"], "epochs": ref["epochs"],
             "seeds_compared": chosen, "folders": [str(f) for f in folders],
             "git_commit": git_commit(),

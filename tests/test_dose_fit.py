@@ -45,6 +45,28 @@ def test_the_dose_nearest_the_paper_over_all_models_wins_not_the_one_model_match
     assert "edge of the sweep" in dose_fit_markdown(edge, "t")
 
 
+def test_per_group_difference_shows_a_group_no_dose_calibrates():
+    """The tiny class is 0.3 low at every dose while the small one moves with the dose:
+    the per-group rows say so (the objective alone cannot)."""
+    def pt(dose, small):
+        return {"dose": dose, "f1": {m: {"t": PAPER[m]["t"] - 0.3, "s": PAPER[m]["s"] + small}
+                                     for m in MODELS}}
+
+    fit = joint_dose_fit([pt(80, -0.1), pt(150, 0.2)], PAPER, NAMES,
+                         size_groups=["tiny", "small"])
+    by_dose = {r["dose"]: r["per_group"] for r in fit["doses"]}
+    assert by_dose[80]["tiny"] == {"cells": 3, "mean_abs": pytest.approx(0.3),
+                                   "mean_signed": pytest.approx(-0.3)}
+    assert by_dose[150]["tiny"]["mean_signed"] == pytest.approx(-0.3)
+    assert by_dose[80]["small"]["mean_signed"] == pytest.approx(-0.1)
+    assert by_dose[150]["small"]["mean_signed"] == pytest.approx(0.2)
+    text = dose_fit_markdown(fit, "t")
+    assert "| dose (e/Å²) | tiny | small |" in text and "| 80 | -0.300 | -0.100 |" in text
+    assert "per_group" not in joint_dose_fit([pt(80, 0)], PAPER, NAMES)["doses"][0]
+    with pytest.raises(InputError, match="1 size groups for 2 classes"):
+        joint_dose_fit([pt(80, 0)], PAPER, NAMES, size_groups=["tiny"])
+
+
 def test_refusals_name_the_dose():
     pts = [point(80, (0, 0, 0)), point(110, (0, 0, 0))]
     del pts[1]["f1"]["shrec_cnn"]

@@ -79,7 +79,8 @@ def one_seed_objectives(runs: DoseRuns, paper_f1: Mapping[str, Mapping[str, floa
 def joint_dose_fit(points: Sequence[Mapping[str, Any]],
                    paper_f1: Mapping[str, Mapping[str, float]],
                    class_names: Sequence[str],
-                   models: Sequence[str] = MODELS) -> dict[str, Any]:
+                   models: Sequence[str] = MODELS,
+                   size_groups: Sequence[str] | None = None) -> dict[str, Any]:
     """The dose whose (model, class) F1 cells are nearest the paper's in least squares.
 
     Parameters
@@ -94,12 +95,18 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
         The classes compared.
     models
         The models whose cells count (default: the paper's three).
+    size_groups
+        Each class's size group (aligned with ``class_names``): every dose then also gets
+        ``per_group``, ``{group: {"cells", "mean_abs", "mean_signed"}}`` over the models'
+        cells of the group, which shows where the distance lies (a group off at every dose
+        is one the dose does not calibrate).
 
     Returns
     -------
     dict
         ``{"criterion", "models", "cells", "doses": [{"dose", "mean_sq", "mean_abs",
-        "mean_signed", "per_model", "source", "seeds", "one_seed"}...] (ascending dose),
+        "mean_signed", "per_model", "per_group", "source", "seeds", "one_seed"}...]
+        (ascending dose; ``per_group`` only with ``size_groups``),
         "chosen": that entry, "at_edge": bool, "one_seed_sd", "margin", "margin_in_sd"}``:
         ``one_seed_sd`` is the s.d. of a single seed's objective, pooled over the doses with two
         or more (None without); ``margin`` the runner-up's objective minus the chosen one's and
@@ -132,11 +139,14 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
         cell_sets[dose] = {(m, n) for m in models for n in class_names
                            if ours[m].get(n) is not None and n in paper_f1.get(m, {})}
         d = paper_difference(ours, paper_f1, class_names)
-        rows.append({"dose": dose, "mean_sq": d["sum_sq"] / d["cells"] if d["cells"] else None,
-                     "mean_abs": d["mean_abs"], "mean_signed": d["mean_signed"],
-                     "cells": d["cells"], "per_model": d["per_model"], "source": src,
-                     "seeds": dict(pt.get("seeds") or {}),
-                     "one_seed": {int(k): float(v) for k, v in (pt.get("one_seed") or {}).items()}})
+        row = {"dose": dose, "mean_sq": d["sum_sq"] / d["cells"] if d["cells"] else None,
+               "mean_abs": d["mean_abs"], "mean_signed": d["mean_signed"],
+               "cells": d["cells"], "per_model": d["per_model"], "source": src,
+               "seeds": dict(pt.get("seeds") or {}),
+               "one_seed": {int(k): float(v) for k, v in (pt.get("one_seed") or {}).items()}}
+        if size_groups is not None:
+            row["per_group"] = _per_group(ours, paper_f1, class_names, size_groups)
+        rows.append(row)
     first = min(cell_sets)
     for dose, cells in cell_sets.items():
         if cells != cell_sets[first]:
@@ -156,6 +166,22 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
             "models": list(models), "cells": len(cell_sets[first]), "doses": rows,
             "chosen": rows[best], "at_edge": len(rows) > 1 and best in (0, len(rows) - 1),
             "one_seed_sd": sd, "margin": margin, "margin_in_sd": in_sd}
+
+
+def _per_group(ours: Mapping[str, Mapping[str, float | None]],
+               paper_f1: Mapping[str, Mapping[str, float]], class_names: Sequence[str],
+               size_groups: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """:func:`paper_difference` of each size group's classes, all models pooled."""
+    if len(size_groups) != len(class_names):
+        raise InputError(f"{len(size_groups)} size groups for {len(class_names)} classes",
+                         field="size_groups")
+    out = {}
+    for g in dict.fromkeys(size_groups):
+        names = [n for n, gg in zip(class_names, size_groups, strict=True) if gg == g]
+        d = paper_difference(ours, paper_f1, names)
+        if d["cells"]:
+            out[g] = {k: d[k] for k in ("cells", "mean_abs", "mean_signed")}
+    return out
 
 
 def _n_seeds(row: Mapping[str, Any]) -> int:
@@ -198,6 +224,16 @@ def dose_fit_markdown(fit: Mapping[str, Any], title: str) -> str:
                      f"{r['mean_signed']:+.3f} | "
                      + " | ".join(f"{r['per_model'][m]['mean_abs']:.3f}" for m in models)
                      + f" | {seeds} |")
+    groups = list(dict.fromkeys(g for r in fit["doses"] for g in r.get("per_group") or {}))
+    if groups:
+        lines += ["", "Where the distance lies: mean ours − paper per size group (all models' "
+                      "cells of the group; negative: harder here than in the paper).", "",
+                  "| dose (e/Å²) | " + " | ".join(groups) + " |",
+                  "|---|" + "---|" * len(groups)]
+        for r in fit["doses"]:
+            pg = r.get("per_group") or {}
+            lines.append(f"| {r['dose']:g} | " + " | ".join(
+                f"{pg[g]['mean_signed']:+.3f}" if g in pg else "–" for g in groups) + " |")
     c = fit["chosen"]
     lines += ["", f"Chosen: **{c['dose']:g} e/Å²** (mean absolute difference "
                   f"{c['mean_abs']:.3f} over {fit['cells']} cells)."]
