@@ -65,9 +65,9 @@ from tomoclass.workflows.evaluate import evaluate_run
 log = logging.getLogger("demo_models")
 
 MODELS = ("dilated_densenet3d", "densenet3d")
-#: The DemoConfig fields that decide the simulated data and its split.
 #: What this script writes into --out (records, table, the --check evaluations).
 OUT_PATTERNS = ("runs/*", "summary.json", "table.md", "check.json", "check/*")
+#: The DemoConfig fields that decide the simulated data and its split.
 DATA_FIELDS = ("classes", "shape_zyx", "n_particles", "n_train", "n_val", "n_test",
                "voxel_size_angstrom", "dose_e_per_angstrom2", "box", "border", "seed")
 
