@@ -306,6 +306,29 @@ def make_parent(target: Path, option: str = "--out") -> None:
                          field=option) from None
 
 
+def _existing_entries(target: Path, opt: str, noun: str) -> list[str] | None:
+    """Entries of an existing output folder (lock file aside), None when nothing is there.
+
+    Shared front half of :func:`check_output_dir` and :func:`check_open_dir`: the parent must
+    be writable and ``target``, when it exists, a folder (``noun`` names what to choose instead).
+    """
+    check_parent(target, opt)
+    if not (target.exists() or target.is_symlink()):
+        return None
+    if not target.is_dir():
+        raise InputError(f"exists and is not a folder; choose another {noun}", path=target,
+                         field=opt)
+    return sorted(p.name for p in target.iterdir() if p.name != LOCK_FILE)
+
+
+def _refuse_other_kind(target: Path, marker: dict[str, Any], kind: str, what: str,
+                       opt: str) -> None:
+    """Refuse a folder whose marker names another kind than ``kind`` (``what``: output/folder)."""
+    if marker["kind"] != kind:
+        raise InputError(f"is a tomoclass {marker['kind']} folder, not {_a(kind)} {kind} {what}; "
+                         "choose another folder", path=target, field=opt)
+
+
 def check_output_dir(target: str | os.PathLike[str], kind: str, *,
                      overwrite: bool | None = None,
                      inputs: Iterable[str | os.PathLike[str]] | None = None) -> bool:
@@ -330,13 +353,9 @@ def check_output_dir(target: str | os.PathLike[str], kind: str, *,
     opt = pol.option
     overwrite = pol.overwrite if overwrite is None else overwrite
     ins = pol.inputs if inputs is None else tuple(_resolved(p) for p in inputs)
-    check_parent(target, opt)
-    if not (target.exists() or target.is_symlink()):
+    entries = _existing_entries(target, opt, "output folder")
+    if entries is None:
         return False
-    if not target.is_dir():
-        raise InputError("exists and is not a folder; choose another output folder",
-                         path=target, field=opt)
-    entries = sorted(p.name for p in target.iterdir() if p.name != LOCK_FILE)
     if not entries:
         return True
     marker = read_marker(target) or legacy_marker(target)
@@ -344,9 +363,7 @@ def check_output_dir(target: str | os.PathLike[str], kind: str, *,
         raise InputError(f"exists and is not a tomoclass output (it holds {len(entries)} "
                          f"entries, e.g. {entries[0]!r}); choose a new folder",
                          path=target, field=opt)
-    if marker["kind"] != kind:
-        raise InputError(f"is a tomoclass {marker['kind']} folder, not {_a(kind)} {kind} output; "
-                         "choose another folder", path=target, field=opt)
+    _refuse_other_kind(target, marker, kind, "output", opt)
     if not overwrite:
         raise InputError(f"already holds {_a(kind)} {kind} output; pass --overwrite to replace "
                          "it or choose another folder", path=target, field=opt)
@@ -507,20 +524,12 @@ def check_open_dir(target: str | os.PathLike[str], kind: str, *,
     """
     target = Path(target)
     opt = option or current_policy().option
-    check_parent(target, opt)
-    if not (target.exists() or target.is_symlink()):
-        return False
-    if not target.is_dir():
-        raise InputError("exists and is not a folder; choose another folder", path=target,
-                         field=opt)
-    entries = sorted(p.name for p in target.iterdir() if p.name != LOCK_FILE)
+    entries = _existing_entries(target, opt, "folder")
     if not entries:
         return False
     marker = read_marker(target)
     if marker is not None:
-        if marker["kind"] != kind:
-            raise InputError(f"is a tomoclass {marker['kind']} folder, not {_a(kind)} {kind} "
-                             "folder; choose another folder", path=target, field=opt)
+        _refuse_other_kind(target, marker, kind, "folder", opt)
         return True
     if legacy is not None and legacy(target):
         return True
