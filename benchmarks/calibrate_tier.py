@@ -6,6 +6,9 @@
     # only some models (e.g. one that stays at chance on this tier left out) and seeds:
     python benchmarks/calibrate_tier.py R/small12_dose80 R/small12 R/small12_dose150 \\
         --models densenet3d,dilated_densenet3d --seeds 0 --out R/calibration_densenets
+    # fit the dose only where it acts (the tiny group's gap is reported, not fitted):
+    python benchmarks/calibrate_tier.py R/small12_dose80 R/small12 --fit-groups small,medium \\
+        --models densenet3d,dilated_densenet3d --seeds 0-1 --out R/calibration_small_medium
 
 Issue 18, item 5. Each folder's run records (``runs/<model>_seed<s>.json``) give every run's
 per-class F1 and its ``protocol.json`` the dose; the paper's Table 2 comes from the benchmark
@@ -75,10 +78,13 @@ def load_folder(folder: Path) -> tuple[dict[str, Any], dict[str, dict[int, Any]]
 
 def calibrate(folders: Sequence[Path], config: Path = DEFAULT_CONFIG,
               data_root: Path | None = None, models: Sequence[str] = MODELS,
-              seeds: Sequence[int] | None = None) -> dict[str, Any]:
+              seeds: Sequence[int] | None = None,
+              fit_groups: Sequence[str] | None = None) -> dict[str, Any]:
     """The joint fit over the folders' doses, with the tier's paper values.
 
     ``seeds``: the seeds averaged at every dose (default: those every model has at every dose).
+    ``fit_groups``: only these size groups' cells count in the objective
+    (:func:`tomoclass.evaluate.dose_fit.joint_dose_fit`).
     """
     protos, runs = zip(*(load_folder(f) for f in folders), strict=True)
     ref = protos[0]
@@ -97,12 +103,15 @@ def calibrate(folders: Sequence[Path], config: Path = DEFAULT_CONFIG,
     bench = load_benchmark(config, ref["tier"], data_root)
     paper = bench.paper_f1()
     groups = [bench.size_groups[bench.names.index(n)] for n in names]
+    fit_names = [n for n, g in zip(names, groups, strict=True)
+                 if not fit_groups or g in fit_groups]
     points = [{"dose": float(p["data"]["dose"]), "source": str(f),
                "f1": seed_mean_f1(r, chosen, models, names, source=str(f / "runs")),
                "seeds": {m: chosen for m in models},
-               "one_seed": one_seed_objectives(r, paper, names, models)}
+               "one_seed": one_seed_objectives(r, paper, fit_names, models)}
               for f, p, r in zip(folders, protos, runs, strict=True)]
-    fit = joint_dose_fit(points, paper, names, models, size_groups=groups)
+    fit = joint_dose_fit(points, paper, names, models, size_groups=groups,
+                         fit_groups=fit_groups)
     return {**fit, "tier": ref["tier"], "preset": ref["preset"], "epochs": ref["epochs"],
             "seeds_compared": chosen, "folders": [str(f) for f in folders],
             "git_commit": git_commit(),
@@ -121,10 +130,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seeds", type=parse_seeds,
                    help="seeds averaged at every dose, e.g. 0-1 (default: those every model "
                         "has at every dose)")
+    p.add_argument("--fit-groups",
+                   help="comma-separated size groups whose cells alone count in the objective, "
+                        "e.g. small,medium (default: all); every group is still reported")
     args = p.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    fit_groups = [g.strip() for g in (args.fit_groups or "").split(",") if g.strip()] or None
     try:
-        rec = calibrate(args.folders, args.config, args.data_root, models, args.seeds)
+        rec = calibrate(args.folders, args.config, args.data_root, models, args.seeds,
+                        fit_groups)
         base = args.out / f"calibration_{rec['tier']}"
         for path in (base.with_suffix(".json"), base.with_suffix(".md")):
             if path.exists():

@@ -67,6 +67,32 @@ def test_per_group_difference_shows_a_group_no_dose_calibrates():
         joint_dose_fit([pt(80, 0)], PAPER, NAMES, size_groups=["tiny"])
 
 
+def test_fit_groups_choose_the_dose_where_it_acts_and_still_report_the_rest():
+    """Tiny 0.3 low at every dose, small right at 80 and 0.2 high at 150, but tiny moving a
+    little the other way: all cells favour 150, the small cells alone 80."""
+    def pt(dose, tiny, small):
+        return {"dose": dose, "f1": {m: {"t": PAPER[m]["t"] + tiny, "s": PAPER[m]["s"] + small}
+                                     for m in MODELS}}
+
+    pts = [pt(80, -0.40, 0.0), pt(150, -0.15, 0.2)]
+    everything = joint_dose_fit(pts, PAPER, NAMES, size_groups=["tiny", "small"])
+    assert everything["chosen"]["dose"] == 150 and everything["fit_groups"] is None
+    fit = joint_dose_fit(pts, PAPER, NAMES, size_groups=["tiny", "small"],
+                         fit_groups=["small"])
+    assert fit["chosen"]["dose"] == 80 and fit["cells"] == 3 and fit["fit_groups"] == ["small"]
+    assert fit["chosen"]["mean_abs"] == pytest.approx(0.0, abs=1e-12)
+    assert fit["doses"][1]["mean_abs"] == pytest.approx(0.2)
+    # the group left out of the fit is still reported
+    assert fit["chosen"]["per_group"]["tiny"]["mean_signed"] == pytest.approx(-0.4)
+    text = dose_fit_markdown(fit, "t")
+    assert "cells of the small classes" in text and "| 80 | -0.400 | +0.000 |" in text
+    with pytest.raises(InputError, match="no class is in size group 'medium'"):
+        joint_dose_fit(pts, PAPER, NAMES, size_groups=["tiny", "small"],
+                       fit_groups=["medium"])
+    with pytest.raises(InputError, match="needs one size group per class"):
+        joint_dose_fit(pts, PAPER, NAMES, fit_groups=["small"])
+
+
 def test_refusals_name_the_dose():
     pts = [point(80, (0, 0, 0)), point(110, (0, 0, 0))]
     del pts[1]["f1"]["shrec_cnn"]
@@ -172,6 +198,17 @@ def test_calibrate_tier_reads_one_results_folder_per_dose(tmp_path, capsys):
     assert cal.main([str(dirs[1]), str(lone), "--out", str(tmp_path / "o5"),
                      "--seeds", "1"]) == 2
     assert "no run of shrec_cnn seed 1" in capsys.readouterr().err
+    # only the small group's cells count: the same offsets everywhere, so the same choice,
+    # over the small classes' cells only
+    assert cal.main([str(d) for d in dirs] + ["--out", str(tmp_path / "o6"),
+                                              "--fit-groups", "small"]) == 0
+    rec = json.loads((tmp_path / "o6" / "calibration_small12.json").read_text())
+    assert rec["fit_groups"] == ["small"] and rec["cells"] == 4 * 3  # 4 small classes x 3 models
+    assert set(rec["chosen"]["per_group"]) > {"small"}
+    capsys.readouterr()
+    assert cal.main([str(d) for d in dirs] + ["--out", str(tmp_path / "o7"),
+                                              "--fit-groups", "huge"]) == 2
+    assert "size group 'huge'" in capsys.readouterr().err
     other = _folder(tmp_path / "x", 80, 0.0, preset="plain")
     assert cal.main([str(dirs[0]), str(other), "--out", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err
