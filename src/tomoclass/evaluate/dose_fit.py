@@ -117,8 +117,13 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
         ``one_seed_sd`` is the s.d. of a single seed's objective, pooled over the doses with two
         or more (None without); ``margin`` the runner-up's objective minus the chosen one's and
         ``margin_in_sd`` that margin over its seed s.d. (``one_seed_sd`` scaled by the seeds
-        behind each of the two doses; None without). With ``fit_groups`` also
-        ``"fit_groups"``, and every figure but ``per_group`` is over those groups' cells.
+        behind each of the two doses; None without). ``zero_bias_dose``: where the mean
+        signed difference (ours − paper, the fitted cells) changes sign between two neighbouring
+        doses, the dose at which it crosses zero by linear interpolation (None when it does not
+        change sign): the dose at which the cells are on average as hard as in the paper, a
+        second reading beside the least-squares one, which also counts how the cells scatter
+        about the paper. With ``fit_groups`` also ``"fit_groups"``, and every figure but
+        ``per_group`` is over those groups' cells.
 
     Raises
     ------
@@ -177,7 +182,22 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
             "fit_groups": list(fit_groups) if fit_groups else None, "models": list(models),
             "cells": len(cell_sets[first]), "doses": rows,
             "chosen": rows[best], "at_edge": len(rows) > 1 and best in (0, len(rows) - 1),
-            "one_seed_sd": sd, "margin": margin, "margin_in_sd": in_sd}
+            "one_seed_sd": sd, "margin": margin, "margin_in_sd": in_sd,
+            "zero_bias_dose": _zero_crossing(rows)}
+
+
+def _zero_crossing(rows: Sequence[Mapping[str, Any]]) -> float | None:
+    """The first dose (ascending rows) where ``mean_signed`` crosses zero, interpolated."""
+    for a, b in zip(rows, rows[1:], strict=False):
+        ya, yb = a["mean_signed"], b["mean_signed"]
+        if ya is None or yb is None:
+            continue
+        if ya == 0:
+            return float(a["dose"])
+        if ya * yb < 0:
+            return float(a["dose"] + (b["dose"] - a["dose"]) * ya / (ya - yb))
+    last = rows[-1]["mean_signed"] if rows else None
+    return float(rows[-1]["dose"]) if last == 0 else None
 
 
 def _fit_names(class_names: Sequence[str], size_groups: Sequence[str] | None,
@@ -264,6 +284,12 @@ def dose_fit_markdown(fit: Mapping[str, Any], title: str) -> str:
     c = fit["chosen"]
     lines += ["", f"Chosen: **{c['dose']:g} e/Å²** (mean absolute difference "
                   f"{c['mean_abs']:.3f} over {fit['cells']} cells)."]
+    zb = fit.get("zero_bias_dose")
+    lines.append("The mean ours − paper of these cells " + (
+        f"crosses zero at ~{zb:.0f} e/Å² (linear between the neighbouring doses): the dose at "
+        "which they are on average as hard as in the paper." if zb is not None else
+        "has the same sign at every dose: no dose of the sweep makes them on average as hard "
+        "as in the paper."))
     if fit["at_edge"]:
         lines.append("It is at the edge of the sweep: the optimum may lie beyond it; extend "
                      "the sweep before freezing it.")
