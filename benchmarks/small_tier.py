@@ -170,6 +170,25 @@ def check_protocol(out: Path, bench: Benchmark, preset_name: str, epochs: int,
         write_json(path, want)
 
 
+def results_dose(out: Path, given: float | None, default: float) -> float:
+    """The dose a results folder's runs were made at (its ``protocol.json``), so that
+    ``--aggregate-only`` finds the baseline's dataset of that dose without ``--dose``; a
+    ``--dose`` that contradicts it is refused. ``default`` when the folder records none."""
+    path = out / "protocol.json"
+    try:
+        have = json.loads(path.read_text())["data"]["dose"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return default if given is None else float(given)
+    try:
+        have = float(have)
+    except (TypeError, ValueError):
+        raise InputError(f"not a number: {have!r}", path=path, field="data.dose") from None
+    if given is not None and float(given) != have:
+        raise InputError(f"the runs here were made at {have:g} e/A^2, not --dose {given:g}",
+                         path=path, field="data.dose")
+    return have
+
+
 def run_one(bench: Benchmark, model: str, seed: int, ds_dir: Path, work: Path, out: Path, *,
             preset_name: str, epochs: int, device: str = "auto",
             overrides: dict[str, Any] | None = None) -> Path | None:
@@ -338,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     what = p.add_mutually_exclusive_group()  # what a call does besides (or instead of) training
     what.add_argument("--aggregate-only", action="store_true",
-                      help="only the tables and figures")
+                      help="only the tables and figures (at the dose in --out/protocol.json)")
     what.add_argument("--no-aggregate", action="store_true",
                       help="train and record only, no tables or figures (for several calls "
                            "sharing one --out at once; aggregate afterwards with "
@@ -367,6 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.dose > 0:
                 raise InputError(f"must be > 0, got {args.dose}", field="--dose")
             bench.dose = float(args.dose)
+        if args.aggregate_only:
+            bench.dose = results_dose(args.out, args.dose, bench.dose)
         models = ([m.strip() for m in args.models.split(",") if m.strip()] if args.models
                   else [m for m in ORDER if bench.seeds(m)])
         unknown = [m for m in models if m not in ORDER]

@@ -90,6 +90,30 @@ def test_a_results_folder_it_did_not_make_is_refused(tier, tmp_path):
     assert not (tmp_path / "w" / "protocol.json").exists()
 
 
+def test_aggregate_only_takes_the_dose_of_the_folders_runs(tier, tmp_path, capsys):
+    """A dose-sweep folder's aggregate must use that dose's dataset for the baseline row
+    (without --dose it used to look for the frozen dose's and silently drop the row)."""
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "protocol.json").write_text(json.dumps({"data": {"dose": 80.0}}))
+    assert tier.results_dose(out, None, 110.0) == 80.0
+    assert tier.results_dose(out, 80, 110.0) == 80.0
+    with pytest.raises(tier.InputError, match="made at 80 e/A.2, not --dose 150") as exc:
+        tier.results_dose(out, 150, 110.0)
+    assert exc.value.field == "data.dose" and "protocol.json" in str(exc.value)
+    assert tier.results_dose(tmp_path / "none", None, 110.0) == 110.0  # nothing recorded
+    assert tier.results_dose(tmp_path / "none", 60, 110.0) == 60.0
+    (out / "protocol.json").write_text(json.dumps({"data": {"dose": "lots"}}))
+    with pytest.raises(tier.InputError, match="not a number"):
+        tier.results_dose(out, None, 110.0)
+    # through main: the contradiction is one line on stderr, exit 2, nothing written
+    (out / "protocol.json").write_text(json.dumps({"data": {"dose": 80.0}}))
+    rc = tier.main(["--tier", "small12_smoke", "--out", str(out), "--work",
+                    str(tmp_path / "w"), "--aggregate-only", "--dose", "150"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not --dose 150" in err and not (out / "table.md").exists()
+
+
 def test_a_checkpoint_of_another_plan_is_not_resumed_under_the_new_protocol(tmp_path):
     """A tier whose schedule changed must not continue the old runs' checkpoints: they
     would train on with the old schedule, recorded under the new protocol."""
