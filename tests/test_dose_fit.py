@@ -84,10 +84,13 @@ def test_fit_groups_choose_the_dose_where_it_acts_and_still_report_the_rest():
     # all cells: -0.2 at 80, +0.025 at 150, zero at 80 + 70 * 0.2 / 0.225
     assert everything["zero_bias_dose"] == pytest.approx(80 + 70 * 0.2 / 0.225)
     assert "crosses zero at ~80 e/Å²" in dose_fit_markdown(fit, "t")
+    assert fit["least_bias"] == {"dose": 80.0, "mean_signed": pytest.approx(0.0, abs=1e-12)}
     same_sign = joint_dose_fit(pts, PAPER, NAMES, size_groups=["tiny", "small"],
                                fit_groups=["tiny"])
     assert same_sign["zero_bias_dose"] is None
-    assert "same sign at every dose" in dose_fit_markdown(same_sign, "t")
+    assert same_sign["least_bias"] == {"dose": 150.0, "mean_signed": pytest.approx(-0.15)}
+    assert ("nearest zero at 150 e/Å² (-0.150); it has the same sign at every dose"
+            in dose_fit_markdown(same_sign, "t"))
 
     assert fit["chosen"]["mean_abs"] == pytest.approx(0.0, abs=1e-12)
     assert fit["doses"][1]["mean_abs"] == pytest.approx(0.2)

@@ -122,8 +122,10 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
         doses, the dose at which it crosses zero by linear interpolation (None when it does not
         change sign): the dose at which the cells are on average as hard as in the paper, a
         second reading beside the least-squares one, which also counts how the cells scatter
-        about the paper. With ``fit_groups`` also ``"fit_groups"``, and every figure but
-        ``per_group`` is over those groups' cells.
+        about the paper; ``least_bias``: ``{"dose", "mean_signed"}`` of the dose whose mean
+        signed difference is nearest zero (the reading when it does not change sign). With
+        ``fit_groups`` also ``"fit_groups"``, and every figure but ``per_group`` is over those
+        groups' cells.
 
     Raises
     ------
@@ -183,7 +185,16 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
             "cells": len(cell_sets[first]), "doses": rows,
             "chosen": rows[best], "at_edge": len(rows) > 1 and best in (0, len(rows) - 1),
             "one_seed_sd": sd, "margin": margin, "margin_in_sd": in_sd,
-            "zero_bias_dose": _zero_crossing(rows)}
+            "zero_bias_dose": _zero_crossing(rows), "least_bias": _least_bias(rows)}
+
+
+def _least_bias(rows: Sequence[Mapping[str, Any]]) -> dict[str, float] | None:
+    """``{"dose", "mean_signed"}`` of the row whose mean signed difference is nearest zero."""
+    have = [r for r in rows if r["mean_signed"] is not None]
+    if not have:
+        return None
+    r = min(have, key=lambda r: abs(r["mean_signed"]))
+    return {"dose": float(r["dose"]), "mean_signed": float(r["mean_signed"])}
 
 
 def _zero_crossing(rows: Sequence[Mapping[str, Any]]) -> float | None:
@@ -284,12 +295,14 @@ def dose_fit_markdown(fit: Mapping[str, Any], title: str) -> str:
     c = fit["chosen"]
     lines += ["", f"Chosen: **{c['dose']:g} e/Å²** (mean absolute difference "
                   f"{c['mean_abs']:.3f} over {fit['cells']} cells)."]
-    zb = fit.get("zero_bias_dose")
-    lines.append("The mean ours − paper of these cells " + (
-        f"crosses zero at ~{zb:.0f} e/Å² (linear between the neighbouring doses): the dose at "
-        "which they are on average as hard as in the paper." if zb is not None else
-        "has the same sign at every dose: no dose of the sweep makes them on average as hard "
-        "as in the paper."))
+    zb, lb = fit.get("zero_bias_dose"), fit.get("least_bias")
+    if lb is not None:
+        lines.append(
+            f"Bias reading: the fitted cells' mean ours − paper is nearest zero at "
+            f"{lb['dose']:g} e/Å² ({lb['mean_signed']:+.3f}); " + (
+                f"it crosses zero at ~{zb:.0f} e/Å² (linear between the neighbouring doses), "
+                "where they are on average as hard as in the paper." if zb is not None else
+                "it has the same sign at every dose of the sweep."))
     if fit["at_edge"]:
         lines.append("It is at the edge of the sweep: the optimum may lie beyond it; extend "
                      "the sweep before freezing it.")
