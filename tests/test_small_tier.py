@@ -106,7 +106,13 @@ def test_aggregate_only_takes_the_dose_of_the_folders_runs(tier, tmp_path, capsy
     (out / "protocol.json").write_text(json.dumps({"data": {"dose": "lots"}}))
     with pytest.raises(tier.InputError, match="not a number"):
         tier.results_dose(out, None, 110.0)
-    # through main: the contradiction is one line on stderr, exit 2, nothing written
+
+
+@realdata
+def test_aggregate_only_refuses_a_dose_the_runs_were_not_made_at(tier, tmp_path, capsys):
+    """Through main: the contradiction is one line on stderr, exit 2, nothing written."""
+    out = tmp_path / "r"
+    out.mkdir()
     (out / "protocol.json").write_text(json.dumps({"data": {"dose": 80.0}}))
     rc = tier.main(["--tier", "small12_smoke", "--out", str(out), "--work",
                     str(tmp_path / "w"), "--aggregate-only", "--dose", "150"])
