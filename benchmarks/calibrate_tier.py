@@ -40,6 +40,7 @@ from tomoclass.errors import InputError, TomoclassError
 from tomoclass.evaluate.dose_fit import (
     common_seeds,
     dose_fit_markdown,
+    fit_class_names,
     joint_dose_fit,
     one_seed_objectives,
     seed_mean_f1,
@@ -103,8 +104,7 @@ def calibrate(folders: Sequence[Path], config: Path = DEFAULT_CONFIG,
     bench = load_benchmark(config, ref["tier"], data_root)
     paper = bench.paper_f1()
     groups = [bench.size_groups[bench.names.index(n)] for n in names]
-    fit_names = [n for n, g in zip(names, groups, strict=True)
-                 if not fit_groups or g in fit_groups]
+    fit_names = fit_class_names(names, groups, fit_groups)
     points = [{"dose": float(p["data"]["dose"]), "source": str(f),
                "f1": seed_mean_f1(r, chosen, models, names, source=str(f / "runs")),
                "seeds": {m: chosen for m in models},

@@ -90,7 +90,7 @@ def test_a_results_folder_it_did_not_make_is_refused(tier, tmp_path):
     assert not (tmp_path / "w" / "protocol.json").exists()
 
 
-def test_aggregate_only_takes_the_dose_of_the_folders_runs(tier, tmp_path, capsys):
+def test_aggregate_only_takes_the_dose_of_the_folders_runs(tier, tmp_path):
     """A dose-sweep folder's aggregate must use that dose's dataset for the baseline row
     (without --dose it used to look for the frozen dose's and silently drop the row)."""
     out = tmp_path / "r"

@@ -28,8 +28,8 @@ from typing import Any
 from tomoclass.errors import InputError
 from tomoclass.evaluate.seeds import MODELS, paper_difference, seed_stats
 
-__all__ = ["common_seeds", "dose_fit_markdown", "joint_dose_fit", "one_seed_objectives",
-           "seed_mean_f1"]
+__all__ = ["common_seeds", "dose_fit_markdown", "fit_class_names", "joint_dose_fit",
+           "one_seed_objectives", "seed_mean_f1"]
 
 #: ``{model: {seed: run record with "f1": {class: F1 or None}}}`` of one dose.
 DoseRuns = Mapping[str, Mapping[int, Mapping[str, Any]]]
@@ -136,7 +136,7 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
     """
     if not points:
         raise InputError("no doses to compare", field="doses")
-    fit_names = _fit_names(class_names, size_groups, fit_groups)
+    fit_names = fit_class_names(class_names, size_groups, fit_groups)
     rows = []
     seen: dict[float, str] = {}
     cell_sets: dict[float, set[tuple[str, str]]] = {}
@@ -211,9 +211,15 @@ def _zero_crossing(rows: Sequence[Mapping[str, Any]]) -> float | None:
     return float(rows[-1]["dose"]) if last == 0 else None
 
 
-def _fit_names(class_names: Sequence[str], size_groups: Sequence[str] | None,
-               fit_groups: Sequence[str] | None) -> list[str]:
-    """The classes whose cells count in the objective (all without ``fit_groups``)."""
+def fit_class_names(class_names: Sequence[str], size_groups: Sequence[str] | None,
+                    fit_groups: Sequence[str] | None) -> list[str]:
+    """The classes whose cells count in the objective (all without ``fit_groups``).
+
+    Raises
+    ------
+    InputError
+        ``fit_groups`` without one size group per class, or naming a group no class has.
+    """
     if not fit_groups:
         return list(class_names)
     if size_groups is None or len(size_groups) != len(class_names):
