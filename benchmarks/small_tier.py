@@ -175,10 +175,17 @@ def results_dose(out: Path, given: float | None, default: float) -> float:
     ``--aggregate-only`` finds the baseline's dataset of that dose without ``--dose``; a
     ``--dose`` that contradicts it is refused. ``default`` when the folder records none."""
     path = out / "protocol.json"
+    fallback = default if given is None else float(given)
+    if not path.is_file():
+        return fallback
     try:
-        have = json.loads(path.read_text())["data"]["dose"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return default if given is None else float(given)
+        protocol = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # a damaged record is refused, not read as "no dose"
+        raise InputError(f"cannot read it as JSON ({exc})", path=path) from None
+    data = protocol.get("data") if isinstance(protocol, dict) else None
+    if not isinstance(data, dict) or "dose" not in data:
+        return fallback
+    have = data["dose"]
     try:
         have = float(have)
     except (TypeError, ValueError):

@@ -106,6 +106,11 @@ def test_aggregate_only_takes_the_dose_of_the_folders_runs(tier, tmp_path):
     (out / "protocol.json").write_text(json.dumps({"data": {"dose": "lots"}}))
     with pytest.raises(tier.InputError, match="not a number"):
         tier.results_dose(out, None, 110.0)
+    (out / "protocol.json").write_text('{"data": {"dose": 8')  # cut short: refused, not
+    with pytest.raises(tier.InputError, match="cannot read it as JSON"):  # read as "no dose"
+        tier.results_dose(out, 150, 110.0)
+    (out / "protocol.json").write_text(json.dumps({"data": {"tier": "small12"}}))
+    assert tier.results_dose(out, None, 110.0) == 110.0  # a record from before doses were kept
 
 
 @realdata
