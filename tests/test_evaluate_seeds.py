@@ -6,6 +6,7 @@ import pytest
 
 from tomoclass.evaluate.seeds import (
     MODELS,
+    curve_split,
     paper_difference,
     paper_group_f1,
     plot_epoch_curves,
@@ -53,6 +54,15 @@ def test_table_and_figures(tmp_path):
     png = b"\x89PNG\r\n\x1a\n"
     assert plot_group_f1(s, groups, tmp_path / "a.png", "4A").read_bytes()[:8] == png
     assert plot_epoch_curves(RUNS, tmp_path / "b.png", "4B").read_bytes()[:8] == png
+
+
+def test_epoch_curves_are_labelled_with_the_split_they_were_measured_on():
+    """A tier that monitors a validation tomogram must not have its curves called test F1."""
+    assert curve_split(RUNS) == "test tomogram"  # records from before the field: test
+    val = {m: {s: {**r, "monitored_split": "val"} for s, r in by.items()} for m, by in RUNS.items()}
+    assert curve_split(val) == "validation tomogram"
+    val["densenet3d"][0] = {**RUNS["densenet3d"][0], "monitored_split": "test"}
+    assert curve_split(val) == "monitored split: test/val"
 
 
 def test_distance_from_the_paper_counts_only_shared_cells():

@@ -7,7 +7,8 @@ paper's Table 2 / Fig. 4A / Fig. 4B layout.
 
 A run record (one model, one seed) is a dict with ``f1`` ({class: F1 or None}),
 ``group_f1`` ({size group: mean F1}), ``macro_f1``, ``cam`` (the CAM score record or None)
-and ``curve_test_f1`` ({"tiny": {"epochs": [...], "f1": [...]}, ...}).
+``curve_test_f1`` ({"tiny": {"epochs": [...], "f1": [...]}, ...}: the curve of the split the
+run monitored, despite the name) and optionally ``monitored_split`` ("test" or "val").
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tomoclass.metrics import SIZE_GROUPS
 __all__ = [
     "MODELS",
     "PAIRED",
+    "curve_split",
     "format_mean_sd",
     "format_value",
     "group_confusion_lines",
@@ -391,8 +393,26 @@ def plot_group_f1(summary: Mapping[str, Any], paper_groups: Mapping[str, Mapping
     return save_png(fig, path)
 
 
+def curve_split(runs: Runs) -> str:
+    """Which boxes the records' epoch curves were measured on, in words for an axis label.
+
+    ``curve_test_f1`` holds the curve of the split a run monitored (its ``monitored_split``:
+    the test tomogram unless the tier monitors a validation tomogram); records without the
+    field are from tiers that only watched the test tomogram.
+    """
+    splits = {r.get("monitored_split") or "test" for by_seed in runs.values()
+              for r in by_seed.values()}
+    if splits == {"test"}:
+        return "test tomogram"
+    if splits == {"val"}:
+        return "validation tomogram"
+    return "monitored split: " + "/".join(sorted(splits))
+
+
 def plot_epoch_curves(runs: Runs, path: str | Path, title: str, group: str = "tiny") -> Path:
-    """Fig. 4B: one group's test F1 against epoch, mean ± s.d. over seeds, a line per model.
+    """Fig. 4B: one group's F1 against epoch, mean ± s.d. over seeds, a line per model.
+
+    The curves are of the split each run monitored (``curve_split`` labels the axis).
 
     Parameters
     ----------
@@ -428,7 +448,7 @@ def plot_epoch_curves(runs: Runs, path: str | Path, title: str, group: str = "ti
                     label=f"{m} ({len(vals)} seed{'s' if len(vals) != 1 else ''})")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
-    ax.set_ylabel(f"mean F1, {group} classes (test tomogram)")
+    ax.set_ylabel(f"mean F1, {group} classes ({curve_split(runs)})")
     ax.set_ylim(0, 1.05)
     ax.set_title(title)
     ax.legend(fontsize=8)
