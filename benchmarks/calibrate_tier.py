@@ -42,6 +42,7 @@ from tomoclass.evaluate.dose_fit import (
     dose_fit_markdown,
     fit_class_names,
     joint_dose_fit,
+    one_seed_biases,
     one_seed_objectives,
     seed_mean_f1,
 )
@@ -108,7 +109,8 @@ def calibrate(folders: Sequence[Path], config: Path = DEFAULT_CONFIG,
     points = [{"dose": float(p["data"]["dose"]), "source": str(f),
                "f1": seed_mean_f1(r, chosen, models, names, source=str(f / "runs")),
                "seeds": {m: chosen for m in models},
-               "one_seed": one_seed_objectives(r, paper, fit_names, models)}
+               "one_seed": one_seed_objectives(r, paper, fit_names, models),
+               "one_seed_bias": one_seed_biases(r, paper, fit_names, models)}
               for f, p, r in zip(folders, protos, runs, strict=True)]
     fit = joint_dose_fit(points, paper, names, models, size_groups=groups,
                          fit_groups=fit_groups)

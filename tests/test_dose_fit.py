@@ -160,6 +160,37 @@ def test_the_same_seeds_at_every_dose_and_the_seed_noise_of_the_margin():
     assert "seed noise" not in dose_fit_markdown(quiet, "t").lower()
 
 
+def test_the_bias_reading_carries_its_seed_noise():
+    """Each dose's mean ours − paper gets a standard error from the seeds' spread, so a reader
+    can tell "as hard as the paper within noise" from "easier than the paper"."""
+    from tomoclass.evaluate.dose_fit import one_seed_biases, seed_mean_f1
+
+    def runs(offsets_by_seed):
+        return {m: {s: {"f1": {n: PAPER[m][n] + o for n in NAMES}}
+                    for s, o in offsets_by_seed.items()} for m in MODELS}
+
+    r80, r110 = runs({0: -0.02, 1: 0.02}), runs({0: 0.08, 1: 0.12})  # biases 0 and +0.1
+    assert one_seed_biases(r110, PAPER, NAMES) == {0: pytest.approx(0.08), 1: pytest.approx(0.12)}
+    pts = [{"dose": d, "f1": seed_mean_f1(r, [0, 1], MODELS, NAMES),
+            "seeds": {m: [0, 1] for m in MODELS},
+            "one_seed_bias": one_seed_biases(r, PAPER, NAMES)}
+           for d, r in ((80, r80), (110, r110))]
+    fit = joint_dose_fit(pts, PAPER, NAMES)
+    sd = 0.04 / 2 ** 0.5  # each dose's two seeds differ by 0.04
+    assert fit["bias_sd"] == pytest.approx(sd)
+    d80, d110 = fit["doses"]
+    assert d80["bias_se"] == pytest.approx(sd / 2 ** 0.5)  # two seeds behind each mean
+    assert d80["bias_z"] == pytest.approx(0.0, abs=1e-9)
+    assert d110["bias_z"] == pytest.approx(0.1 / (sd / 2 ** 0.5))  # 5 s.e.: easier
+    text = dose_fit_markdown(fit, "t")
+    assert "110: +0.100 ± 0.020 (+5.0 s.e.)" in text and "80: +0.000 ± 0.020" in text
+    pts[1]["one_seed_bias"] = {0: 0.1}  # one seed per dose: no noise estimate, no claim
+    pts[0]["one_seed_bias"] = {0: 0.0}
+    lone = joint_dose_fit(pts, PAPER, NAMES)
+    assert lone["bias_sd"] is None and lone["doses"][0]["bias_z"] is None
+    assert "s.e." not in dose_fit_markdown(lone, "t")
+
+
 def _folder(root: Path, dose: float, offset: float, preset: str = "default",
             seeds=(0, 1), models=MODELS) -> Path:
     cal = load_script("calibrate_tier")

@@ -22,14 +22,14 @@ and the runner-up is set against that spread (``margin_in_sd``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tomoclass.errors import InputError
 from tomoclass.evaluate.seeds import MODELS, paper_difference, seed_stats
 
 __all__ = ["common_seeds", "dose_fit_markdown", "fit_class_names", "joint_dose_fit",
-           "one_seed_objectives", "seed_mean_f1"]
+           "one_seed_biases", "one_seed_objectives", "seed_mean_f1"]
 
 #: ``{model: {seed: run record with "f1": {class: F1 or None}}}`` of one dose.
 DoseRuns = Mapping[str, Mapping[int, Mapping[str, Any]]]
@@ -63,17 +63,36 @@ def seed_mean_f1(runs: DoseRuns, seeds: Sequence[int], models: Sequence[str],
     return out
 
 
-def one_seed_objectives(runs: DoseRuns, paper_f1: Mapping[str, Mapping[str, float]],
-                        class_names: Sequence[str],
-                        models: Sequence[str] = MODELS) -> dict[int, float]:
-    """``{seed: mean squared difference from the paper}`` of each seed all models have alone."""
+def _one_seed_differences(runs: DoseRuns, paper_f1: Mapping[str, Mapping[str, float]],
+                          class_names: Sequence[str], models: Sequence[str]
+                          ) -> dict[int, dict[str, Any]]:
+    """``{seed: paper_difference record}`` of each seed all models have, alone (with cells)."""
     out = {}
     for s in common_seeds([runs], models):
         f1 = {m: {n: runs[m][s]["f1"].get(n) for n in class_names} for m in models}
         d = paper_difference(f1, paper_f1, class_names)
         if d["cells"]:
-            out[s] = d["sum_sq"] / d["cells"]
+            out[s] = d
     return out
+
+
+def one_seed_objectives(runs: DoseRuns, paper_f1: Mapping[str, Mapping[str, float]],
+                        class_names: Sequence[str],
+                        models: Sequence[str] = MODELS) -> dict[int, float]:
+    """``{seed: mean squared difference from the paper}`` of each seed all models have alone."""
+    return {s: d["sum_sq"] / d["cells"]
+            for s, d in _one_seed_differences(runs, paper_f1, class_names, models).items()}
+
+
+def one_seed_biases(runs: DoseRuns, paper_f1: Mapping[str, Mapping[str, float]],
+                    class_names: Sequence[str],
+                    models: Sequence[str] = MODELS) -> dict[int, float]:
+    """``{seed: mean ours − paper}`` of each seed all models have alone.
+
+    The bias reading's counterpart of :func:`one_seed_objectives`.
+    """
+    return {s: d["mean_signed"]
+            for s, d in _one_seed_differences(runs, paper_f1, class_names, models).items()}
 
 
 def joint_dose_fit(points: Sequence[Mapping[str, Any]],
@@ -88,8 +107,10 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
     ----------
     points
         One per dose: ``{"dose": e/Å², "f1": {model: {class: mean F1 or None}}}``, optionally
-        ``"source"`` (where it came from, for messages), ``"seeds"`` ({model: [seeds]}) and
-        ``"one_seed"`` ({seed: objective of that seed alone}, :func:`one_seed_objectives`).
+        ``"source"`` (where it came from, for messages), ``"seeds"`` ({model: [seeds]}),
+        ``"one_seed"`` ({seed: objective of that seed alone}, :func:`one_seed_objectives`) and
+        ``"one_seed_bias"`` ({seed: mean ours − paper of that seed alone},
+        :func:`one_seed_biases`).
     paper_f1
         The paper's ``{model: {class: F1}}``.
     class_names
@@ -123,7 +144,11 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
         change sign): the dose at which the cells are on average as hard as in the paper, a
         second reading beside the least-squares one, which also counts how the cells scatter
         about the paper; ``least_bias``: ``{"dose", "mean_signed"}`` of the dose whose mean
-        signed difference is nearest zero (the reading when it does not change sign). With
+        signed difference is nearest zero (the reading when it does not change sign).
+        ``bias_sd``: the s.d. of one seed's mean signed difference, pooled over the doses
+        with two or more (None without); each dose then has ``bias_se`` (that s.d. over the
+        root of its seeds) and ``bias_z`` (its mean signed difference in those units: within
+        ±2, the dose's cells are as hard as the paper's within seed noise). With
         ``fit_groups`` also ``"fit_groups"``, and every figure but ``per_group`` is over those
         groups' cells.
 
@@ -159,7 +184,9 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
                "mean_abs": d["mean_abs"], "mean_signed": d["mean_signed"],
                "cells": d["cells"], "per_model": d["per_model"], "source": src,
                "seeds": dict(pt.get("seeds") or {}),
-               "one_seed": {int(k): float(v) for k, v in (pt.get("one_seed") or {}).items()}}
+               "one_seed": {int(k): float(v) for k, v in (pt.get("one_seed") or {}).items()},
+               "one_seed_bias": {int(k): float(v)
+                                 for k, v in (pt.get("one_seed_bias") or {}).items()}}
         if size_groups is not None:
             row["per_group"] = _per_group(ours, paper_f1, class_names, size_groups)
         rows.append(row)
@@ -177,6 +204,11 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
     order = sorted(range(len(rows)), key=lambda i: rows[i]["mean_sq"])
     best = order[0]
     sd, margin, in_sd = _margin(rows, order)
+    bias_sd = _pooled_sd(r["one_seed_bias"] for r in rows)
+    for r in rows:
+        se = bias_sd / _n_seeds(r) ** 0.5 if bias_sd else None
+        r["bias_se"] = se
+        r["bias_z"] = r["mean_signed"] / se if se and r["mean_signed"] is not None else None
     where = (f"the (model, class) cells of the {'/'.join(fit_groups)} classes" if fit_groups
              else "all (model, class) cells")
     return {"criterion": f"least mean squared difference from the paper over {where}, F1 as "
@@ -184,7 +216,7 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
             "fit_groups": list(fit_groups) if fit_groups else None, "models": list(models),
             "cells": len(cell_sets[first]), "doses": rows,
             "chosen": rows[best], "at_edge": len(rows) > 1 and best in (0, len(rows) - 1),
-            "one_seed_sd": sd, "margin": margin, "margin_in_sd": in_sd,
+            "one_seed_sd": sd, "margin": margin, "margin_in_sd": in_sd, "bias_sd": bias_sd,
             "zero_bias_dose": _zero_crossing(rows), "least_bias": _least_bias(rows)}
 
 
@@ -253,17 +285,21 @@ def _n_seeds(row: Mapping[str, Any]) -> int:
     return min((len(s) for s in row["seeds"].values()), default=1) or 1
 
 
+def _pooled_sd(per_dose: Iterable[Mapping[int, float]]) -> float | None:
+    """S.d. of a one-seed figure, pooled over the doses with two or more seeds (None without)."""
+    var, dof = 0.0, 0
+    for by_seed in per_dose:
+        v = list(by_seed.values())
+        if len(v) > 1:
+            var += seed_stats(v)["sd"] ** 2 * (len(v) - 1)
+            dof += len(v) - 1
+    return (var / dof) ** 0.5 if dof else None
+
+
 def _margin(rows: Sequence[Mapping[str, Any]], order: Sequence[int]
             ) -> tuple[float | None, float | None, float | None]:
     """(pooled one-seed s.d. of the objective, runner-up margin, margin / its s.d.)."""
-    var, dof = 0.0, 0
-    for r in rows:
-        v = list(r["one_seed"].values())
-        if len(v) > 1:
-            st = seed_stats(v)
-            var += st["sd"] ** 2 * (len(v) - 1)
-            dof += len(v) - 1
-    sd = (var / dof) ** 0.5 if dof else None
+    sd = _pooled_sd(r["one_seed"] for r in rows)
     if len(order) < 2:
         return sd, None, None
     a, b = rows[order[0]], rows[order[1]]
@@ -309,6 +345,14 @@ def dose_fit_markdown(fit: Mapping[str, Any], title: str) -> str:
                 f"it crosses zero at ~{zb:.0f} e/Å² (linear between the neighbouring doses), "
                 "where they are on average as hard as in the paper." if zb is not None else
                 "it has the same sign at every dose of the sweep."))
+    if fit.get("bias_sd"):
+        lines.append(
+            f"Its seed noise: one seed's mean ours − paper has s.d. {fit['bias_sd']:.3f} "
+            "(pooled); over the seeds compared, " + "; ".join(
+                f"{r['dose']:g}: {r['mean_signed']:+.3f} ± {r['bias_se']:.3f} "
+                f"({r['bias_z']:+.1f} s.e.)" for r in fit["doses"]
+                if r.get("bias_z") is not None)
+            + " (within ±2 s.e.: as hard as in the paper within seed noise).")
     if fit["at_edge"]:
         lines.append("It is at the edge of the sweep: the optimum may lie beyond it; extend "
                      "the sweep before freezing it.")
