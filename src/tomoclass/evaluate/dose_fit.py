@@ -179,14 +179,7 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
         ours = {m: f1[m] for m in models}
         cell_sets[dose] = {(m, n) for m in models for n in fit_names
                            if ours[m].get(n) is not None and n in paper_f1.get(m, {})}
-        d = paper_difference(ours, paper_f1, fit_names)
-        row = {"dose": dose, "mean_sq": d["sum_sq"] / d["cells"] if d["cells"] else None,
-               "mean_abs": d["mean_abs"], "mean_signed": d["mean_signed"],
-               "cells": d["cells"], "per_model": d["per_model"], "source": src,
-               "seeds": dict(pt.get("seeds") or {}),
-               "one_seed": {int(k): float(v) for k, v in (pt.get("one_seed") or {}).items()},
-               "one_seed_bias": {int(k): float(v)
-                                 for k, v in (pt.get("one_seed_bias") or {}).items()}}
+        row = _dose_row(pt, dose, src, ours, paper_f1, fit_names)
         if size_groups is not None:
             row["per_group"] = _per_group(ours, paper_f1, class_names, size_groups)
         rows.append(row)
@@ -218,6 +211,22 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
             "chosen": rows[best], "at_edge": len(rows) > 1 and best in (0, len(rows) - 1),
             "one_seed_sd": sd, "margin": margin, "margin_in_sd": in_sd, "bias_sd": bias_sd,
             "zero_bias_dose": _zero_crossing(rows), "least_bias": _least_bias(rows)}
+
+
+def _dose_row(pt: Mapping[str, Any], dose: float, src: str,
+              ours: Mapping[str, Mapping[str, float | None]],
+              paper_f1: Mapping[str, Mapping[str, float]], fit_names: Sequence[str]
+              ) -> dict[str, Any]:
+    """One dose's entry: its distance from the paper over the fitted cells and its seeds."""
+    d = paper_difference(ours, paper_f1, fit_names)
+
+    def per_seed(key: str) -> dict[int, float]:
+        return {int(k): float(v) for k, v in (pt.get(key) or {}).items()}
+
+    return {"dose": dose, "mean_sq": d["sum_sq"] / d["cells"] if d["cells"] else None,
+            "mean_abs": d["mean_abs"], "mean_signed": d["mean_signed"], "cells": d["cells"],
+            "per_model": d["per_model"], "source": src, "seeds": dict(pt.get("seeds") or {}),
+            "one_seed": per_seed("one_seed"), "one_seed_bias": per_seed("one_seed_bias")}
 
 
 def _least_bias(rows: Sequence[Mapping[str, Any]]) -> dict[str, float] | None:
