@@ -191,6 +191,25 @@ def test_the_bias_reading_carries_its_seed_noise():
     assert "s.e." not in dose_fit_markdown(lone, "t")
 
 
+def test_the_bias_criterion_chooses_where_the_cells_are_as_hard_as_the_paper():
+    """At 80 the cells scatter ±0.2 about the paper (mean 0), at 110 all are 0.1 high: least
+    squares prefers 110 (0.01 < 0.04), the bias criterion 80; both readings are reported."""
+    scatter = {m: {"t": PAPER[m]["t"] - 0.2, "s": PAPER[m]["s"] + 0.2} for m in MODELS}
+    pts = [{"dose": 80, "f1": scatter}, point(110, (0.1, 0.1, 0.1))]
+    ls = joint_dose_fit(pts, PAPER, NAMES)
+    assert ls["chosen"]["dose"] == 110 and ls["criterion_name"] == "least_squares"
+    fit = joint_dose_fit(pts, PAPER, NAMES, criterion="bias")
+    assert fit["chosen"]["dose"] == 80 and fit["least_squares_dose"] == 110
+    assert fit["chosen"]["mean_signed"] == pytest.approx(0.0, abs=1e-12)
+    assert fit["criterion"].startswith("mean ours − paper nearest zero")
+    assert fit["rejected_by_bias"] == []  # no seeds, no noise estimate: nothing rejected
+    text = dose_fit_markdown(fit, "t")
+    assert "| **80** |" in text and "least squares would choose 110 e/Å²" in text
+    with pytest.raises(InputError, match="unknown criterion 'median'") as e:
+        joint_dose_fit(pts, PAPER, NAMES, criterion="median")
+    assert e.value.field == "criterion"
+
+
 def _folder(root: Path, dose: float, offset: float, preset: str = "default",
             seeds=(0, 1), models=MODELS) -> Path:
     cal = load_script("calibrate_tier")
@@ -252,6 +271,13 @@ def test_calibrate_tier_reads_one_results_folder_per_dose(tmp_path, capsys):
     assert cal.main([str(d) for d in dirs] + ["--out", str(tmp_path / "o7"),
                                               "--fit-groups", "huge"]) == 2
     assert "size group 'huge'" in capsys.readouterr().err
+    # the bias criterion: seeds 0.1 apart at every dose, so each dose's mean is ±0.05 (s.e.)
+    assert cal.main([str(d) for d in dirs] + ["--out", str(tmp_path / "o8"),
+                                              "--criterion", "bias"]) == 0
+    assert "chosen dose 110 e/A^2 (bias): mean ours - paper -0.050" in capsys.readouterr().out
+    rec = json.loads((tmp_path / "o8" / "calibration_small12.json").read_text())
+    assert rec["criterion_name"] == "bias" and rec["rejected_by_bias"] == [60, 200]
+    assert rec["chosen"]["bias_z"] == pytest.approx(-1.0)
     other = _folder(tmp_path / "x", 80, 0.0, preset="plain")
     assert cal.main([str(dirs[0]), str(other), "--out", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err

@@ -28,8 +28,11 @@ from typing import Any
 from tomoclass.errors import InputError
 from tomoclass.evaluate.seeds import MODELS, paper_difference, seed_stats
 
-__all__ = ["common_seeds", "dose_fit_markdown", "fit_class_names", "joint_dose_fit",
+__all__ = ["CRITERIA", "common_seeds", "dose_fit_markdown", "fit_class_names", "joint_dose_fit",
            "one_seed_biases", "one_seed_objectives", "seed_mean_f1"]
+
+#: How :func:`joint_dose_fit` may choose the dose.
+CRITERIA = ("least_squares", "bias")
 
 #: ``{model: {seed: run record with "f1": {class: F1 or None}}}`` of one dose.
 DoseRuns = Mapping[str, Mapping[int, Mapping[str, Any]]]
@@ -100,8 +103,9 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
                    class_names: Sequence[str],
                    models: Sequence[str] = MODELS,
                    size_groups: Sequence[str] | None = None,
-                   fit_groups: Sequence[str] | None = None) -> dict[str, Any]:
-    """The dose whose (model, class) F1 cells are nearest the paper's in least squares.
+                   fit_groups: Sequence[str] | None = None,
+                   criterion: str = "least_squares") -> dict[str, Any]:
+    """The dose whose (model, class) F1 cells are nearest the paper's (least squares or bias).
 
     Parameters
     ----------
@@ -127,6 +131,12 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
         a stated criterion for a simulator whose dose moves some groups and not others (on
         small12 the tiny group stays ~0.25 below the paper at every dose). ``per_group``
         still covers every group, so the gap left outside the fit stays in the report.
+    criterion
+        How the dose is chosen (:data:`CRITERIA`): ``"least_squares"``, the least mean
+        squared difference from the paper over the fitted cells; or ``"bias"``, the mean
+        ours − paper over them nearest zero, i.e. the dose at which those cells are on
+        average as hard as in the paper (it ignores how they scatter about the paper,
+        which a dose may not change). Both readings are always computed.
 
     Returns
     -------
@@ -150,15 +160,22 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
         root of its seeds) and ``bias_z`` (its mean signed difference in those units: within
         ±2, the dose's cells are as hard as the paper's within seed noise). With
         ``fit_groups`` also ``"fit_groups"``, and every figure but ``per_group`` is over those
-        groups' cells.
+        groups' cells. ``"criterion_name"``: the ``criterion`` argument;
+        ``"least_squares_dose"``: the dose least squares picks (whatever the criterion);
+        ``"rejected_by_bias"``: the doses whose ``bias_z`` lies beyond ±2 (empty without
+        ``bias_sd``). ``margin`` and ``margin_in_sd`` are least squares' under either
+        criterion.
 
     Raises
     ------
     InputError
         No points, a dose twice, a model missing at a dose, doses with different cells (each
-        names the dose and its source), or ``fit_groups`` without ``size_groups`` or naming
-        a group no class has.
+        names the dose and its source), ``fit_groups`` without ``size_groups`` or naming
+        a group no class has, or an unknown ``criterion``.
     """
+    if criterion not in CRITERIA:
+        raise InputError(f"unknown criterion {criterion!r} (one of {', '.join(CRITERIA)})",
+                         field="criterion")
     if not points:
         raise InputError("no doses to compare", field="doses")
     fit_names = fit_class_names(class_names, size_groups, fit_groups)
@@ -195,7 +212,6 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
         raise InputError("no (model, class) cell shared with the paper", field="f1")
     rows.sort(key=lambda r: r["dose"])
     order = sorted(range(len(rows)), key=lambda i: rows[i]["mean_sq"])
-    best = order[0]
     sd, margin, in_sd = _margin(rows, order)
     bias_sd = _pooled_sd(r["one_seed_bias"] for r in rows)
     for r in rows:
@@ -204,8 +220,17 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
         r["bias_z"] = r["mean_signed"] / se if se and r["mean_signed"] is not None else None
     where = (f"the (model, class) cells of the {'/'.join(fit_groups)} classes" if fit_groups
              else "all (model, class) cells")
-    return {"criterion": f"least mean squared difference from the paper over {where}, F1 as "
-                         "mean over seeds",
+    if criterion == "bias":
+        best = min(range(len(rows)), key=lambda i: abs(rows[i]["mean_signed"]))
+        text = (f"mean ours − paper nearest zero over {where} (the dose at which they are on "
+                "average as hard as in the paper), F1 as mean over seeds")
+    else:
+        best = order[0]
+        text = f"least mean squared difference from the paper over {where}, F1 as mean over seeds"
+    return {"criterion": text, "criterion_name": criterion,
+            "least_squares_dose": rows[order[0]]["dose"],
+            "rejected_by_bias": [r["dose"] for r in rows
+                                 if r["bias_z"] is not None and abs(r["bias_z"]) > 2],
             "fit_groups": list(fit_groups) if fit_groups else None, "models": list(models),
             "cells": len(cell_sets[first]), "doses": rows,
             "chosen": rows[best], "at_edge": len(rows) > 1 and best in (0, len(rows) - 1),
@@ -344,8 +369,14 @@ def dose_fit_markdown(fit: Mapping[str, Any], title: str) -> str:
             lines.append(f"| {r['dose']:g} | " + " | ".join(
                 f"{pg[g]['mean_signed']:+.3f}" if g in pg else "–" for g in groups) + " |")
     c = fit["chosen"]
-    lines += ["", f"Chosen: **{c['dose']:g} e/Å²** (mean absolute difference "
-                  f"{c['mean_abs']:.3f} over {fit['cells']} cells)."]
+    by_bias = fit.get("criterion_name") == "bias"
+    if by_bias:
+        lines += ["", f"Chosen: **{c['dose']:g} e/Å²** by the bias (mean ours − paper "
+                      f"{c['mean_signed']:+.3f} over {fit['cells']} cells); least squares "
+                      f"would choose {fit['least_squares_dose']:g} e/Å²."]
+    else:
+        lines += ["", f"Chosen: **{c['dose']:g} e/Å²** (mean absolute difference "
+                      f"{c['mean_abs']:.3f} over {fit['cells']} cells)."]
     zb, lb = fit.get("zero_bias_dose"), fit.get("least_bias")
     if lb is not None:
         lines.append(
@@ -362,6 +393,10 @@ def dose_fit_markdown(fit: Mapping[str, Any], title: str) -> str:
                 f"({r['bias_z']:+.1f} s.e.)" for r in fit["doses"]
                 if r.get("bias_z") is not None)
             + " (within ±2 s.e.: as hard as in the paper within seed noise).")
+        rejected = fit.get("rejected_by_bias") or []
+        lines.append("Beyond ±2 s.e. (not as hard as in the paper, beyond seed noise): "
+                     + (", ".join(f"{d:g}" for d in rejected) + " e/Å²." if rejected
+                        else "none."))
     if fit["at_edge"]:
         lines.append("It is at the edge of the sweep: the optimum may lie beyond it; extend "
                      "the sweep before freezing it.")
@@ -372,7 +407,8 @@ def dose_fit_markdown(fit: Mapping[str, Any], title: str) -> str:
         lines += ["", f"Seed noise: the objective of one seed alone ({ones}) has s.d. "
                       f"{fit['one_seed_sd']:.4f} (pooled over the doses with two or more)."]
         if fit.get("margin_in_sd") is not None:
-            lines.append(f"The runner-up is {fit['margin']:.4f} worse, {fit['margin_in_sd']:.1f} "
+            lines.append(("Least squares: its runner-up" if by_bias else "The runner-up")
+                         + f" is {fit['margin']:.4f} worse, {fit['margin_in_sd']:.1f} "
                          "s.d. of that difference from seed noise alone"
                          + (": within seed noise, not a choice to freeze." if
                             fit["margin_in_sd"] < 2 else "."))
