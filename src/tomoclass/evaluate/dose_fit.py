@@ -179,6 +179,43 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
     if not points:
         raise InputError("no doses to compare", field="doses")
     fit_names = fit_class_names(class_names, size_groups, fit_groups)
+    rows, n_cells = _dose_rows(points, paper_f1, class_names, models, size_groups, fit_names)
+    rows.sort(key=lambda r: r["dose"])
+    order = sorted(range(len(rows)), key=lambda i: rows[i]["mean_sq"])
+    sd, margin, in_sd = _margin(rows, order)
+    bias_sd = _pooled_sd(r["one_seed_bias"] for r in rows)
+    for r in rows:
+        se = bias_sd / _n_seeds(r) ** 0.5 if bias_sd else None
+        r["bias_se"] = se
+        r["bias_z"] = r["mean_signed"] / se if se and r["mean_signed"] is not None else None
+    where = (f"the (model, class) cells of the {'/'.join(fit_groups)} classes" if fit_groups
+             else "all (model, class) cells")
+    if criterion == "bias":
+        best = min(range(len(rows)), key=lambda i: abs(rows[i]["mean_signed"]))
+        text = (f"mean ours − paper nearest zero over {where} (the dose at which they are on "
+                "average as hard as in the paper), F1 as mean over seeds")
+    else:
+        best = order[0]
+        text = f"least mean squared difference from the paper over {where}, F1 as mean over seeds"
+    return {"criterion": text, "criterion_name": criterion,
+            "least_squares_dose": rows[order[0]]["dose"],
+            "rejected_by_bias": [r["dose"] for r in rows
+                                 if r["bias_z"] is not None and abs(r["bias_z"]) > 2],
+            "fit_groups": list(fit_groups) if fit_groups else None, "models": list(models),
+            "cells": n_cells, "doses": rows,
+            "chosen": rows[best], "at_edge": len(rows) > 1 and best in (0, len(rows) - 1),
+            "one_seed_sd": sd, "margin": margin, "margin_in_sd": in_sd, "bias_sd": bias_sd,
+            "zero_bias_dose": _zero_crossing(rows), "least_bias": _least_bias(rows)}
+
+
+def _dose_rows(points: Sequence[Mapping[str, Any]],
+               paper_f1: Mapping[str, Mapping[str, float]], class_names: Sequence[str],
+               models: Sequence[str], size_groups: Sequence[str] | None,
+               fit_names: Sequence[str]) -> tuple[list[dict[str, Any]], int]:
+    """Every dose's entry (unsorted) and the number of fitted cells.
+
+    The fitted cells must be the same at every dose (refusals as :func:`joint_dose_fit`).
+    """
     rows = []
     seen: dict[float, str] = {}
     cell_sets: dict[float, set[tuple[str, str]]] = {}
@@ -210,32 +247,7 @@ def joint_dose_fit(points: Sequence[Mapping[str, Any]],
                              field="f1")
     if not cell_sets[first]:
         raise InputError("no (model, class) cell shared with the paper", field="f1")
-    rows.sort(key=lambda r: r["dose"])
-    order = sorted(range(len(rows)), key=lambda i: rows[i]["mean_sq"])
-    sd, margin, in_sd = _margin(rows, order)
-    bias_sd = _pooled_sd(r["one_seed_bias"] for r in rows)
-    for r in rows:
-        se = bias_sd / _n_seeds(r) ** 0.5 if bias_sd else None
-        r["bias_se"] = se
-        r["bias_z"] = r["mean_signed"] / se if se and r["mean_signed"] is not None else None
-    where = (f"the (model, class) cells of the {'/'.join(fit_groups)} classes" if fit_groups
-             else "all (model, class) cells")
-    if criterion == "bias":
-        best = min(range(len(rows)), key=lambda i: abs(rows[i]["mean_signed"]))
-        text = (f"mean ours − paper nearest zero over {where} (the dose at which they are on "
-                "average as hard as in the paper), F1 as mean over seeds")
-    else:
-        best = order[0]
-        text = f"least mean squared difference from the paper over {where}, F1 as mean over seeds"
-    return {"criterion": text, "criterion_name": criterion,
-            "least_squares_dose": rows[order[0]]["dose"],
-            "rejected_by_bias": [r["dose"] for r in rows
-                                 if r["bias_z"] is not None and abs(r["bias_z"]) > 2],
-            "fit_groups": list(fit_groups) if fit_groups else None, "models": list(models),
-            "cells": len(cell_sets[first]), "doses": rows,
-            "chosen": rows[best], "at_edge": len(rows) > 1 and best in (0, len(rows) - 1),
-            "one_seed_sd": sd, "margin": margin, "margin_in_sd": in_sd, "bias_sd": bias_sd,
-            "zero_bias_dose": _zero_crossing(rows), "least_bias": _least_bias(rows)}
+    return rows, len(cell_sets[first])
 
 
 def _dose_row(pt: Mapping[str, Any], dose: float, src: str,
