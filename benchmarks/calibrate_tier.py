@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from shrec12 import DEFAULT_CONFIG, load_benchmark, write_json
-from tier_data import parse_seeds
+from tier_data import parse_seeds, read_protocol
 
 from tomoclass.errors import InputError, TomoclassError
 from tomoclass.evaluate.dose_fit import (
@@ -44,8 +43,7 @@ from tomoclass.evaluate.dose_fit import (
     dose_fit_markdown,
     fit_class_names,
     joint_dose_fit,
-    one_seed_biases,
-    one_seed_objectives,
+    one_seed_readings,
     seed_mean_f1,
 )
 from tomoclass.evaluate.seeds import MODELS
@@ -56,24 +54,11 @@ from tomoclass.provenance import REFUSE_EXISTING, git_commit
 SAME = ("tier", "preset", "epochs", "classes")
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise InputError("missing (run benchmarks/small_tier.py into this folder first)",
-                         path=path) from exc
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"unreadable ({exc})", path=path) from exc
-
-
 def load_folder(folder: Path) -> tuple[dict[str, Any], dict[str, dict[int, Any]]]:
     """``(protocol, {model: {seed: run record}})`` of one small_tier.py results folder."""
-    proto = _read(folder / "protocol.json")
-    try:
-        float(proto["data"]["dose"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"lacks the dose ({exc})", path=folder / "protocol.json",
-                         field="data.dose") from exc
+    proto, dose = read_protocol(folder / "protocol.json")
+    if dose is None:
+        raise InputError("lacks the dose", path=folder / "protocol.json", field="data.dose")
     if not (folder / "runs").is_dir():
         raise InputError("no runs/ folder (run benchmarks/small_tier.py into this folder "
                          "first)", path=folder / "runs")
@@ -112,8 +97,7 @@ def calibrate(folders: Sequence[Path], config: Path = DEFAULT_CONFIG,
     points = [{"dose": float(p["data"]["dose"]), "source": str(f),
                "f1": seed_mean_f1(r, chosen, models, names, source=str(f / "runs")),
                "seeds": {m: chosen for m in models},
-               "one_seed": one_seed_objectives(r, paper, fit_names, models),
-               "one_seed_bias": one_seed_biases(r, paper, fit_names, models)}
+               **one_seed_readings(r, paper, fit_names, models)}
               for f, p, r in zip(folders, protos, runs, strict=True)]
     fit = joint_dose_fit(points, paper, names, models, size_groups=groups,
                          fit_groups=fit_groups, criterion=criterion)

@@ -76,6 +76,7 @@ from tier_data import (
     open_work,
     parse_seeds,
     prepare_data,
+    read_protocol,
     start_run,
 )
 
@@ -178,18 +179,9 @@ def results_dose(out: Path, given: float | None, default: float) -> float:
     fallback = default if given is None else float(given)
     if not path.is_file():
         return fallback
-    try:
-        protocol = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:  # a damaged record is refused, not read as "no dose"
-        raise InputError(f"cannot read it as JSON ({exc})", path=path) from None
-    data = protocol.get("data") if isinstance(protocol, dict) else None
-    if not isinstance(data, dict) or "dose" not in data:
+    have = read_protocol(path)[1]
+    if have is None:
         return fallback
-    have = data["dose"]
-    try:
-        have = float(have)
-    except (TypeError, ValueError):
-        raise InputError(f"not a number: {have!r}", path=path, field="data.dose") from None
     if given is not None and float(given) != have:
         raise InputError(f"the runs here were made at {have:g} e/A^2, not --dose {given:g}",
                          path=path, field="data.dose")

@@ -44,6 +44,33 @@ def parse_seeds(text: str) -> list[int]:
     return sorted(set(out))
 
 
+def read_protocol(path: Path) -> tuple[dict[str, Any], float | None]:
+    """A small_tier.py results folder's ``protocol.json`` and the dose its runs were made at
+    (``data.dose``; None where the record keeps none, as those made before doses were kept).
+
+    A missing file, one that is not a JSON object (cut short, damaged) and a dose that is not
+    a number are refused in one line naming the file (and ``data.dose``): a damaged record
+    must not read as "no dose recorded".
+    """
+    try:
+        protocol = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError("missing (run benchmarks/small_tier.py into this folder first)",
+                         path=path) from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read it as JSON ({exc})", path=path) from None
+    if not isinstance(protocol, dict):
+        raise InputError(f"not a JSON object but {type(protocol).__name__}", path=path)
+    data = protocol.get("data")
+    if not isinstance(data, dict) or "dose" not in data:
+        return protocol, None
+    try:
+        return protocol, float(data["dose"])
+    except (TypeError, ValueError):
+        raise InputError(f"not a number: {data['dose']!r}", path=path,
+                         field="data.dose") from None
+
+
 def open_work(work: Path) -> Path:
     """The scratch folder (kind ``small_tier.py scratch``), made (with a marker) or reused; a
     non-empty folder this script did not make is refused (``WORK_MARKER``: made before the

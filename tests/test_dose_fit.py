@@ -285,3 +285,31 @@ def test_calibrate_tier_reads_one_results_folder_per_dose(tmp_path, capsys):
     assert not (tmp_path / "o2").exists()  # nothing half-written
     assert cal.main([str(tmp_path / "nope"), "--out", str(tmp_path / "o3")]) == 2
     assert "protocol.json" in capsys.readouterr().err
+
+
+def test_one_seed_readings_are_both_per_seed_readings_in_one_pass():
+    from tomoclass.evaluate.dose_fit import one_seed_biases, one_seed_objectives, one_seed_readings
+
+    runs = {m: {s: {"f1": {n: PAPER[m][n] + o for n in NAMES}} for s, o in ((0, 0.1), (1, -0.3))}
+            for m in MODELS}
+    both = one_seed_readings(runs, PAPER, NAMES)
+    assert both == {"one_seed": one_seed_objectives(runs, PAPER, NAMES),
+                    "one_seed_bias": one_seed_biases(runs, PAPER, NAMES)}
+    assert both["one_seed"] == {0: pytest.approx(0.01), 1: pytest.approx(0.09)}
+    assert both["one_seed_bias"] == {0: pytest.approx(0.1), 1: pytest.approx(-0.3)}
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    (None, "missing"), ('{"data": {"dose": 8', "cannot read it as JSON"),
+    ("[80]", "not a JSON object"), ('{"data": {"tier": "small12"}}', "lacks the dose"),
+    ('{"data": {"dose": "lots"}}', "not a number")])
+def test_calibrate_tier_refuses_a_folder_whose_protocol_gives_no_dose(tmp_path, text, match):
+    """The calibration needs each folder's dose: a record without one, or a damaged one, is
+    refused in one line naming protocol.json (small_tier.py reads it with the same reader)."""
+    cal = load_script("calibrate_tier")
+    (tmp_path / "runs").mkdir()
+    if text is not None:
+        (tmp_path / "protocol.json").write_text(text)
+    with pytest.raises(InputError, match=match) as e:
+        cal.load_folder(tmp_path)
+    assert "protocol.json" in str(e.value) and "\n" not in str(e.value)

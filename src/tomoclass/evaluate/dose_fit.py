@@ -29,7 +29,8 @@ from tomoclass.errors import InputError
 from tomoclass.evaluate.seeds import MODELS, paper_difference, seed_stats
 
 __all__ = ["CRITERIA", "common_seeds", "dose_fit_markdown", "fit_class_names", "joint_dose_fit",
-           "one_seed_biases", "one_seed_objectives", "seed_mean_f1"]
+           "one_seed_biases", "one_seed_objectives", "one_seed_readings",
+           "seed_mean_f1"]
 
 #: How :func:`joint_dose_fit` may choose the dose.
 CRITERIA = ("least_squares", "bias")
@@ -79,12 +80,25 @@ def _one_seed_differences(runs: DoseRuns, paper_f1: Mapping[str, Mapping[str, fl
     return out
 
 
+def one_seed_readings(runs: DoseRuns, paper_f1: Mapping[str, Mapping[str, float]],
+                      class_names: Sequence[str],
+                      models: Sequence[str] = MODELS) -> dict[str, dict[int, float]]:
+    """Both per-seed readings of one dose, from one pass over its seeds.
+
+    Under the keys a point of :func:`joint_dose_fit` carries them: ``"one_seed"`` (each
+    seed's mean squared difference from the paper, :func:`one_seed_objectives`) and
+    ``"one_seed_bias"`` (each seed's mean ours − paper, :func:`one_seed_biases`).
+    """
+    diffs = _one_seed_differences(runs, paper_f1, class_names, models)
+    return {"one_seed": {s: d["sum_sq"] / d["cells"] for s, d in diffs.items()},
+            "one_seed_bias": {s: d["mean_signed"] for s, d in diffs.items()}}
+
+
 def one_seed_objectives(runs: DoseRuns, paper_f1: Mapping[str, Mapping[str, float]],
                         class_names: Sequence[str],
                         models: Sequence[str] = MODELS) -> dict[int, float]:
     """``{seed: mean squared difference from the paper}`` of each seed all models have alone."""
-    return {s: d["sum_sq"] / d["cells"]
-            for s, d in _one_seed_differences(runs, paper_f1, class_names, models).items()}
+    return one_seed_readings(runs, paper_f1, class_names, models)["one_seed"]
 
 
 def one_seed_biases(runs: DoseRuns, paper_f1: Mapping[str, Mapping[str, float]],
@@ -94,8 +108,7 @@ def one_seed_biases(runs: DoseRuns, paper_f1: Mapping[str, Mapping[str, float]],
 
     The bias reading's counterpart of :func:`one_seed_objectives`.
     """
-    return {s: d["mean_signed"]
-            for s, d in _one_seed_differences(runs, paper_f1, class_names, models).items()}
+    return one_seed_readings(runs, paper_f1, class_names, models)["one_seed_bias"]
 
 
 def joint_dose_fit(points: Sequence[Mapping[str, Any]],
