@@ -1,3 +1,4 @@
+import json
 import os
 from pathlib import Path
 
@@ -5,11 +6,22 @@ import numpy as np
 import pandas as pd
 import pytest
 import starfile
+from scipy.spatial.transform import Rotation
 
 from tomoclass.errors import InputError
 from tomoclass.io import read_particles, write_particles
 from tomoclass.io import schema as S
-from tomoclass.io.euler import relion_matrix, relion_to_zxz_pytom, zxz_pytom_to_relion
+from tomoclass.io.euler import (
+    relion_matrix,
+    relion_to_shrec19,
+    relion_to_shrec21,
+    relion_to_zxz_pytom,
+    shrec19_to_relion,
+    shrec21_to_relion,
+    zxz_pytom_to_relion,
+)
+
+BENCH_RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
 def _table(n=6, seed=0, tomogram="tomo_a"):
@@ -37,7 +49,6 @@ def test_zxz_to_zyz_is_the_same_rotation():
     phi, psi, theta = rng.uniform(-180, 180, (3, 20))
     theta = np.abs(theta) % 180
     zyz = zxz_pytom_to_relion(phi, psi, theta)
-    from scipy.spatial.transform import Rotation
     for (a, b, c), (rot, tilt, ps) in zip(np.stack([phi, psi, theta], 1), zyz, strict=True):
         # PyTom's triple is read the way RELION's is: both scipy rotations are the same
         m_zxz = Rotation.from_euler("ZXZ", [a, c, b], degrees=True).inv().as_matrix()
@@ -51,6 +62,42 @@ def test_pure_z_rotation_keeps_its_angle():
     rot, tilt, psi = zxz_pytom_to_relion([30.0], [0.0], [0.0])[0]
     assert tilt == pytest.approx(0.0, abs=1e-9)
     assert (rot + psi) % 360 == pytest.approx(30.0)
+
+
+def test_shrec21_angles_turn_the_reference_as_voltools_szxz_did():
+    """SHREC'21's columns are the angles PyTom's simulator gave voltools (rotation_order
+    "szxz") on x-first arrays. benchmarks/pytom_euler_check.py measured the rotation voltools
+    applied for 24 triples (blob centroids before and after): every measured matrix must be
+    the one tomoclass reads from the same columns. The law it follows: the reference feature
+    at v lands at from_euler("ZXZ", [a1, a2, a3]) @ v (a1 alone turns +x to +y about z)."""
+    rec = json.loads((BENCH_RESULTS / "pytom_euler_20261205" / "pytom_euler_check.json")
+                     .read_text())
+    rows = [r for r in rec["rows"] if "measured_matrix" in r]
+    assert len(rows) >= 20
+    for r in rows:
+        a = relion_matrix(*shrec21_to_relion(*[[v] for v in r["angles"]])[0])
+        err = np.degrees(Rotation.from_matrix(a @ np.array(r["measured_matrix"]).T).magnitude())
+        assert err < 1.0, (r["angles"], err)
+    a = relion_matrix(*shrec21_to_relion([90.0], [0.0], [0.0])[0])
+    np.testing.assert_allclose(a @ [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], atol=1e-9)
+    rng = np.random.default_rng(5)
+    a = np.stack([rng.uniform(0, 180, 30), rng.uniform(0, 360, 30), rng.uniform(0, 360, 30)], 1)
+    zyz = shrec21_to_relion(a[:, 0], a[:, 1], a[:, 2])
+    np.testing.assert_allclose(relion_matrix(zyz[:, 0], zyz[:, 1], zyz[:, 2]),
+                               Rotation.from_euler("ZXZ", a, degrees=True).as_matrix(), atol=1e-9)
+    back = relion_to_shrec21(zyz[:, 0], zyz[:, 1], zyz[:, 2])
+    _same_rotation(shrec21_to_relion(back[:, 0], back[:, 1], back[:, 2]), zyz)
+    assert np.isnan(shrec21_to_relion([np.nan], [1.0], [2.0])).all()
+
+
+def test_shrec19_angles_are_z1_x_z2_in_file_order():
+    """SHREC'19's simulator called rotate(volume, a1, x=a2, z2=a3): the middle column is the
+    x angle, read as PyTom's (phi, theta, psi)."""
+    _same_rotation(shrec19_to_relion([10.0], [20.0], [30.0]),
+                   zxz_pytom_to_relion([10.0], [30.0], [20.0]))
+    zyz = shrec19_to_relion([10.0], [20.0], [30.0])
+    np.testing.assert_allclose(relion_to_shrec19(zyz[:, 0], zyz[:, 1], zyz[:, 2]),
+                               [[10.0, 20.0, 30.0]], atol=1e-9)
 
 
 # --- round trips ----------------------------------------------------------------------------
@@ -133,6 +180,48 @@ def test_shrec21_round_trip_same_rotations(tmp_path):
     assert back[S.IS_PROTEIN].tolist() == [True] * 6 + [False]
     _same_rotation(back[[S.ROT, S.TILT, S.PSI]].to_numpy()[:6],
                    df[[S.ROT, S.TILT, S.PSI]].to_numpy()[:6])
+
+
+def _shrec19_text(rows=24, seed=0):
+    """Rows as SHREC'19's simulator wrote them: ``pdb z y x z1 x z2``, integers."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(rows):
+        z, y, x = rng.integers(0, 200), rng.integers(0, 512), rng.integers(0, 512)
+        a1, a2, a3 = rng.integers(-180, 181), rng.integers(0, 181), rng.integers(-180, 181)
+        out.append(f"{['1bxn', '3qm1'][i % 2]} {z:4d} {y:4d} {x:4d} {a1:4d} {a2:4d} {a3:4d}")
+    return "\n".join(out) + "\n"
+
+
+def test_shrec19_text_is_z_y_x_first_and_told_from_shrec21(tmp_path, caplog):
+    """SHREC'19 tables are ``pdb z y x`` (the contest's evaluation reads pdb_id, Z, Y, X):
+    read_particles tells them from SHREC'21's ``class x y z`` by what SHREC'19's simulator
+    wrote, and format= says which when the guess would be wrong."""
+    p = tmp_path / "particle_locations_model_3.txt"
+    p.write_text(_shrec19_text())
+    first = p.read_text().split()[:7]
+    with caplog.at_level("INFO"):
+        df = read_particles(p)
+    assert "read as SHREC'19" in caplog.text
+    assert (df[S.Z].iloc[0], df[S.Y].iloc[0], df[S.X].iloc[0]) == tuple(float(v)
+                                                                       for v in first[1:4])
+    _same_rotation(df[[S.ROT, S.TILT, S.PSI]].to_numpy()[:1],
+                   shrec19_to_relion(*[[float(v)] for v in first[4:7]]))
+    assert df[S.Z].max() < 200  # the thin axis is z
+    as21 = read_particles(p, format="shrec21")
+    assert as21[S.X].iloc[0] == float(first[1])
+    # written back as SHREC'19 it is the same text's numbers
+    q = write_particles(tmp_path / "again.txt", df, format="shrec19")
+    again = read_particles(q, format="shrec19")
+    np.testing.assert_allclose(again[[S.X, S.Y, S.Z]], df[[S.X, S.Y, S.Z]])
+    _same_rotation(again[[S.ROT, S.TILT, S.PSI]].to_numpy(), df[[S.ROT, S.TILT, S.PSI]].to_numpy())
+    assert q.read_text().split()[1:4] == first[1:4]
+    # too few rows to tell, decimals, or SHREC'21's [0, 360) angles: SHREC'21
+    short = tmp_path / "short.txt"
+    short.write_text("".join(_shrec19_text().splitlines(keepends=True)[:5]))
+    assert read_particles(short)[S.X].iloc[0] == float(first[1])
+    ours = write_particles(tmp_path / "t_gt.txt", _table(), format="shrec21")
+    np.testing.assert_allclose(read_particles(ours)[[S.X, S.Y, S.Z]], _table()[[S.X, S.Y, S.Z]])
 
 
 def test_shrec_writer_refuses_two_tomograms(tmp_path):
@@ -297,6 +386,19 @@ def test_shrec19_model9_counts():
     assert counts["1BXN"] == 220 and counts["4B4T"] == 170  # spelling of known_classes kept
     assert df[S.TOMOGRAM].unique().tolist() == ["model_9"]
     assert df[[S.ROT, S.TILT, S.PSI]].notna().all().all()
+
+
+@pytest.mark.realdata
+@realdata
+def test_shrec19_model9_reads_z_first_like_deepfinder_lists_of_the_same_dataset():
+    """SHREC'19 model 9's first coordinate is z (< 200, the simulated slab), as DeepFinder's
+    x y z lists of the same dataset have it; read as x it would be a 200-voxel-wide x."""
+    df = read_particles(DATA / "shrec19" / "particle_locations_model_9.txt")
+    lists = read_particles(DATA / "shrec19" / "object_list_train.xml", class_names="shrec19")
+    for table in (df, lists):
+        assert table[S.Z].max() < 200 and table[S.X].max() > 500 and table[S.Y].max() > 500
+    raw = (DATA / "shrec19" / "particle_locations_model_9.txt").read_text().split("\n")[0]
+    assert df[S.Z].iloc[0] == float(raw.split()[1])
 
 
 @pytest.mark.realdata

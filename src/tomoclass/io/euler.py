@@ -13,12 +13,27 @@ feature at ``v`` (from the box centre) is at ``A @ v`` in the particle:
 ``particle(x) = reference(A.T @ x)``. copick's object-to-tomogram rotation of a pick is the
 same matrix (``copick.util.relion.relion_rows_to_poses``). See ``docs/io.md``.
 
-The SHREC'19/'21 and DeepFinder tables use PyTom's ZXZ triple ``(phi, psi, theta)``: phi about
-z, theta about the new x, psi about the new z. Note the column order: the file stores phi, psi,
-theta, not phi, theta, psi. They are converted assuming PyTom's triple describes the rotation
-the way RELION's does (``Rotation.from_euler("ZXZ", [phi, theta, psi])`` and
-``Rotation.from_euler("ZYZ", [rot, tilt, psi])`` are the same rotation); this is not checked
-against PyTom's source.
+Three simulator conventions feed the text tables tomoclass reads:
+
+- **SHREC'21 text** (and PyTom's MicrographModeller, which wrote it; also tomoclass's own
+  ``*_gt.txt``): ``class x y z a1 a2 a3`` where ``(a1, a2, a3)`` are the angles the simulator
+  passed to ``voltools.transform(particle, rotation=(a1, a2, a3), rotation_order="szxz")``
+  on an x-first array (``pytom/simulation/MicrographModeller.py``: ``p_angles = [theta, phi,
+  psi]``, so the first column is the one in [0, 180]). Measured with voltools (whose
+  ``rotation_matrix`` PyTom vendors unchanged; ``benchmarks/pytom_euler_check.py``): the
+  reference feature at ``v`` lands at ``R @ v`` with ``R = Rotation.from_euler("ZXZ", [a1,
+  a2, a3])``, i.e. ``R`` is RELION's ``A``. :func:`shrec21_to_relion` / :func:`relion_to_shrec21`.
+- **SHREC'19 text**: ``pdb z y x a1 a2 a3`` (z first: the official evaluation script reads
+  ``pdb_id, Z, Y, X, rot_1, rot_2, rot_3``), integers, written by a simulator that called
+  PyTom's ``rotate(volume, a1, x=a2, z2=a3)`` (ZXZ: z1, x, z2; the middle column is the one in
+  [0, 180]) on an array whose first axis is the tomogram's z. That frame and the sense of
+  PyTom's rotate are not checked: :func:`shrec19_to_relion` reads ``(a1, a2, a3)`` as
+  ``(phi, theta, psi)`` of :func:`zxz_pytom_to_relion`, an assumption.
+- **DeepFinder XML**: ``phi psi the``, read by :func:`zxz_pytom_to_relion` (PyTom's ZXZ triple:
+  phi about z, theta about the new x, psi about the new z, assumed to describe the rotation the
+  way RELION's triple does: ``Rotation.from_euler("ZXZ", [phi, theta, psi])`` and
+  ``Rotation.from_euler("ZYZ", [rot, tilt, psi])`` are the same rotation); not checked against
+  DeepFinder's source.
 """
 
 from __future__ import annotations
@@ -64,6 +79,54 @@ def relion_to_zxz_pytom(rot: np.ndarray, tilt: np.ndarray, psi: np.ndarray) -> n
     zyz = np.stack([np.asarray(rot, float), np.asarray(tilt, float), np.asarray(psi, float)], 1)
     zxz = _convert(zyz, "ZYZ", "ZXZ")  # (phi, theta, psi)
     return zxz[:, [0, 2, 1]]
+
+
+def shrec21_to_relion(a1: np.ndarray, a2: np.ndarray, a3: np.ndarray) -> np.ndarray:
+    """SHREC'21 text angles (the three columns in file order, degrees) -> RELION ``(n, 3)``.
+
+    The columns are the angles PyTom's simulator gave ``voltools.transform(...,
+    rotation_order="szxz")``; the particle is the reference turned by ``R =
+    Rotation.from_euler("ZXZ", [a1, a2, a3])`` (measured, see the module docstring), which is
+    RELION's active matrix :func:`relion_matrix`. Rows with a NaN give NaN; tilt in [0, 180].
+    """
+    cols = [np.asarray(v, dtype=np.float64).ravel() for v in (a1, a2, a3)]
+    angles = np.stack(cols, 1)
+    out = np.full_like(angles, np.nan)
+    ok = np.all(np.isfinite(angles), axis=1)
+    if ok.any():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # gimbal lock: one equivalent triple
+            r = Rotation.from_euler("ZXZ", angles[ok], degrees=True)
+            out[ok] = r.inv().as_euler("ZYZ", degrees=True)
+    return out
+
+
+def relion_to_shrec21(rot: np.ndarray, tilt: np.ndarray, psi: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`shrec21_to_relion`: ``(n, 3)`` SHREC'21 columns ``a1, a2, a3``."""
+    cols = [np.asarray(v, dtype=np.float64).ravel() for v in (rot, tilt, psi)]
+    zyz = np.stack(cols, 1)
+    out = np.full_like(zyz, np.nan)
+    ok = np.all(np.isfinite(zyz), axis=1)
+    if ok.any():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            r = Rotation.from_euler("ZYZ", zyz[ok], degrees=True).inv()
+            out[ok] = r.as_euler("ZXZ", degrees=True)
+    return out
+
+
+def shrec19_to_relion(a1: np.ndarray, a2: np.ndarray, a3: np.ndarray) -> np.ndarray:
+    """SHREC'19 text angles (file order: z1, x, z2 of PyTom's rotate) -> RELION ``(n, 3)``.
+
+    Read as PyTom's ``(phi, theta, psi)`` by :func:`zxz_pytom_to_relion`; the frame and sense
+    are an assumption (module docstring).
+    """
+    return zxz_pytom_to_relion(a1, a3, a2)
+
+
+def relion_to_shrec19(rot: np.ndarray, tilt: np.ndarray, psi: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`shrec19_to_relion`: ``(n, 3)`` SHREC'19 columns ``a1, a2, a3``."""
+    return relion_to_zxz_pytom(rot, tilt, psi)[:, [0, 2, 1]]
 
 
 def relion_matrix(rot, tilt, psi) -> np.ndarray:

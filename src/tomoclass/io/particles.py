@@ -45,7 +45,7 @@ from tomoclass.io.formats.relion import (
     read_star_table,
     write_star_table,
 )
-from tomoclass.io.formats.shrec import read_shrec, write_shrec
+from tomoclass.io.formats.shrec import read_shrec, read_shrec19, read_shrec21, write_shrec
 from tomoclass.io.naming import tomogram_name
 
 log = logging.getLogger(__name__)
@@ -55,13 +55,13 @@ __all__ = [
     "WRITE_FORMATS", "read_particles", "table_format", "write_particles",
 ]
 
-#: Formats :func:`read_particles` understands ("shrec19", "shrec21" and "shrec" are one parser).
+#: Formats :func:`read_particles` understands ("shrec" tells SHREC'19 from SHREC'21 text).
 READ_FORMATS = ("shrec19", "shrec21", "shrec", "deepfinder", "star", "csv", "polnet")
 #: Formats :func:`write_particles` writes.
 WRITE_FORMATS = ("star", "csv", "shrec21", "shrec19")
 
 #: The reader of each format.
-_READERS = {"shrec19": read_shrec, "shrec21": read_shrec, "shrec": read_shrec,
+_READERS = {"shrec19": read_shrec19, "shrec21": read_shrec21, "shrec": read_shrec,
             "deepfinder": read_deepfinder, "star": read_star_table, "polnet": read_polnet,
             "csv": read_csv_table}
 
@@ -95,7 +95,10 @@ def read_particles(
         One of :data:`READ_FORMATS` or ``"auto"`` (by suffix: ``.star``, ``.xml``, ``.csv``
         (a tab-separated one with PolNet's ``Tomo3D`` or ``Code`` and ``Q1`` columns is a PolNet
         ``tomos_motif_list.csv``: coordinates in Å, so ``voxel_size_angstrom`` is needed);
-        anything else is read as SHREC text).
+        anything else is read as SHREC text: SHREC'19's ``pdb z y x`` when its rows look as
+        SHREC'19's simulator wrote them, else SHREC'21's ``class x y z``;
+        :func:`tomoclass.io.formats.shrec.looks_like_shrec19`). ``"shrec19"`` / ``"shrec21"``
+        say which.
     tomogram
         Tomogram name for formats that hold none (SHREC text, CSV without a ``tomogram``
         column, STAR without ``rlnTomoName``/``rlnMicrographName``). Default: the file stem
@@ -215,7 +218,7 @@ def write_particles(
     voxel_size_angstrom: float | None = None,
     tomogram_shape: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
 ) -> Path:
-    """Write a schema table as STAR (RELION-compatible), CSV or SHREC'21 text, atomically.
+    """Write a schema table as STAR (RELION-compatible), CSV or SHREC text, atomically.
 
     Parameters
     ----------
@@ -226,7 +229,7 @@ def write_particles(
         Table in the schema of :mod:`tomoclass.io.schema` (missing optional columns get their
         defaults: class "", angles/score NaN, is_protein True).
     format
-        ``"star"``, ``"csv"``, ``"shrec21"`` (alias ``"shrec19"``) or ``"auto"``.
+        ``"star"``, ``"csv"``, ``"shrec21"``, ``"shrec19"`` (z y x first) or ``"auto"``.
     class_map
         For STAR: the class order behind ``rlnClassNumber`` (1-based), a ``ClassMap`` (anything
         with ``.names``) or a list of names. Default: names sorted alphabetically. A row whose
@@ -254,8 +257,10 @@ def write_particles(
     (score) and the tomoclass columns ``tomoclassClassName``, ``tomoclassIsProtein`` and
     ``tomoclass_<col>`` for every extra column (except ``image_name``, written as
     ``rlnImageName``).
-    SHREC'21 text: ``class x y z phi psi theta`` (PyTom ZXZ), one tomogram per file,
-    non-protein rows with ``NaN`` angles.
+    SHREC'21 text: ``class x y z a1 a2 a3`` (angles as PyTom's simulator gives them to
+    voltools, :func:`tomoclass.io.euler.relion_to_shrec21`); SHREC'19 text: ``pdb z y x a1 a2
+    a3`` (:func:`tomoclass.io.euler.relion_to_shrec19`). One tomogram per file, non-protein
+    rows with ``NaN`` angles.
     """
     path = Path(path)
     fmt = format.lower()
@@ -284,7 +289,7 @@ def write_particles(
         with atomic_path(path) as tmp:
             table.to_csv(tmp, index=False, na_rep="NaN")
     else:
-        write_shrec(path, table)
+        write_shrec(path, table, fmt)
     return path
 
 

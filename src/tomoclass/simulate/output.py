@@ -6,8 +6,9 @@ simulator does not import the stage above it.
 
 Tomograms are written as ``<name>.mrc`` (float32 reconstruction), ``<name>_labels.mrc``
 (int16 class labels, 0 = background, ``k + 1`` = class ``k``), ``<name>_gt.txt`` (SHREC'21
-``class x y z phi psi theta``, PyTom ZXZ angles converted from RELION by
-:func:`tomoclass.io.write_particles`), ``<name>.tlt`` (tilt angles), ``<name>_meta.yaml``
+``class x y z a1 a2 a3``, angles as PyTom's simulator gives them to voltools, converted from
+RELION by :func:`tomoclass.io.write_particles`), ``<name>.tlt`` (tilt angles),
+``<name>_meta.yaml``
 (per-tilt defocus and dose, classes, seed, full config) and optionally ``<name>_density.mrc``.
 """
 
@@ -78,8 +79,9 @@ def write_tomogram(out_dir: str | os.PathLike, result: TomogramResult, name: str
         "voxel_size_angstrom": vs,
         "n_particles": len(result.particles),
         "classes": [{"label": k + 1, "name": n} for k, n in enumerate(result.class_names)],
-        "euler_convention": "gt.txt: SHREC'21/PyTom ZXZ (phi psi theta) converted from RELION "
-                            "ZYZ by tomoclass.io.write_particles",
+        "euler_convention": "gt.txt: SHREC'21 (a1 a2 a3 as PyTom's simulator gives voltools "
+                            "szxz: the reference turned by scipy ZXZ (a1, a2, a3)), converted "
+                            "from RELION ZYZ by tomoclass.io.write_particles",
         "tilts": [
             {"angle_deg": float(a), "defocus_um": float(df), "dose_before_e_per_A2": float(db)}
             for a, df, db in zip(result.tilt_angles_deg, result.defocus_um,

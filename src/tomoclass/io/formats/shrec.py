@@ -1,8 +1,20 @@
-"""SHREC'19/'21 particle text: ``class x y z [phi psi theta]`` (PyTom ZXZ degrees)."""
+"""SHREC'19 and SHREC'21 particle text: one particle a line, whitespace-separated.
+
+- SHREC'21 (and tomoclass's ``*_gt.txt``): ``class x y z a1 a2 a3``; the angles as PyTom's
+  simulator gave them to voltools (:func:`tomoclass.io.euler.shrec21_to_relion`).
+- SHREC'19: ``pdb z y x a1 a2 a3``, **z first** (the contest's evaluation script reads
+  ``pdb_id, Z, Y, X, rot_1, rot_2, rot_3`` and indexes ``hitbox[z][y][x]``); the angles are
+  PyTom ZXZ ``(z1, x, z2)`` (:func:`tomoclass.io.euler.shrec19_to_relion`).
+
+The two look alike. ``format="shrec"`` (and ``auto`` for ``.txt``) tells them apart by what
+SHREC'19's simulator wrote (:func:`looks_like_shrec19`) and reads anything else as SHREC'21;
+``"shrec19"`` / ``"shrec21"`` say which.
+"""
 
 from __future__ import annotations
 
 import io as _io
+import logging
 import math
 from pathlib import Path
 
@@ -12,7 +24,12 @@ import pandas as pd
 from tomoclass.errors import InputError
 from tomoclass.io import schema as S
 from tomoclass.io.atomic import atomic_path
-from tomoclass.io.euler import relion_to_zxz_pytom, zxz_pytom_to_relion
+from tomoclass.io.euler import (
+    relion_to_shrec19,
+    relion_to_shrec21,
+    shrec19_to_relion,
+    shrec21_to_relion,
+)
 from tomoclass.io.formats.common import (
     ReadContext,
     is_protein,
@@ -21,11 +38,40 @@ from tomoclass.io.formats.common import (
     read_text,
 )
 
+log = logging.getLogger(__name__)
 
-def read_shrec(ctx: ReadContext) -> tuple[pd.DataFrame, list[int]]:
-    """SHREC text -> (schema table, 1-based line of each row); a header line is skipped."""
+#: Layouts of SHREC text: coordinate columns in file order, and the angle readers/writers.
+LAYOUTS = ("shrec19", "shrec21")
+_COORDS = {"shrec19": ("z", "y", "x"), "shrec21": ("x", "y", "z")}
+#: Fewest rows :func:`looks_like_shrec19` decides on (a short table could match by chance).
+MIN_ROWS_TO_DETECT = 20
+
+
+def looks_like_shrec19(values: np.ndarray) -> bool:
+    """Whether rows ``(c1, c2, c3, a1, a2, a3)`` look like SHREC'19's simulator wrote them.
+
+    It wrote integers (``{:4d}`` coordinates, ``{:4.0f}`` angles) in ``pdb z y x z1 x z2``
+    order, the x angle (middle) in [0, 180] and the z angles in [-180, 180]; SHREC'21 writes
+    4 decimals with its first angle in [0, 180] and the others in [0, 360). So: at least
+    :data:`MIN_ROWS_TO_DETECT` rows with angles, every number an integer, the middle angle
+    always in [0, 180] and a negative first or last angle somewhere.
+    """
+    rows = values[np.all(np.isfinite(values), axis=1)]
+    if len(rows) < MIN_ROWS_TO_DETECT or not np.all(rows == np.round(rows)):
+        return False
+    a1, a2, a3 = rows[:, 3], rows[:, 4], rows[:, 5]
+    return bool(np.all((a2 >= 0) & (a2 <= 180)) and (np.any(a1 < 0) or np.any(a3 < 0))
+                and np.all(np.abs(rows[:, 3:]) <= 180))
+
+
+def read_shrec(ctx: ReadContext, layout: str | None = None) -> tuple[pd.DataFrame, list[int]]:
+    """SHREC text -> (schema table, 1-based line of each row); a header line is skipped.
+
+    ``layout``: ``"shrec19"`` or ``"shrec21"`` (module docstring); None tells them apart
+    (:func:`looks_like_shrec19`) and logs which it chose.
+    """
     text = read_text(ctx.path)
-    fields = ("x", "y", "z", "phi", "psi", "theta")
+    fields = ("c1", "c2", "c3", "a1", "a2", "a3")
     names: list[str] = []
     values: list[list[float]] = []
     lines: list[int] = []
@@ -34,14 +80,14 @@ def read_shrec(ctx: ReadContext) -> tuple[pd.DataFrame, list[int]]:
         if not s or s.startswith("#"):
             continue
         parts = s.split()
-        if not lines and len(parts) >= 4 and parts[1].lower() == "x":
+        if not lines and len(parts) >= 4 and parts[1].lower() in ("x", "z"):
             continue  # a header line
         if len(parts) not in (4, 7):
             raise InputError(
-                f"expected 7 columns (class x y z phi psi theta) or 4 (class x y z), "
+                f"expected 7 columns (class x y z a1 a2 a3; SHREC'19: pdb z y x ...) or 4, "
                 f"got {len(parts)}", path=ctx.path, line=i)
         row = [
-            parse_number(tok, ctx.path, i, f, allow_nan=f in ("phi", "psi", "theta"))
+            parse_number(tok, ctx.path, i, f, allow_nan=f.startswith("a"))
             for f, tok in zip(fields, parts[1:], strict=True)
         ]
         row += [math.nan] * (6 - len(row))
@@ -49,10 +95,17 @@ def read_shrec(ctx: ReadContext) -> tuple[pd.DataFrame, list[int]]:
         values.append(row)
         lines.append(i)
     arr = np.asarray(values, dtype=np.float64).reshape(-1, 6)
-    angles = zxz_pytom_to_relion(arr[:, 3], arr[:, 4], arr[:, 5])
+    if layout is None:
+        layout = "shrec19" if looks_like_shrec19(arr) else "shrec21"
+        log.info("%s: read as %s text (%s; pass format='shrec19' or 'shrec21' to say which)",
+                 ctx.path, "SHREC'19" if layout == "shrec19" else "SHREC'21",
+                 "z y x first, integer angles" if layout == "shrec19" else "x y z first")
+    convert = shrec19_to_relion if layout == "shrec19" else shrec21_to_relion
+    angles = convert(arr[:, 3], arr[:, 4], arr[:, 5])
+    coords = dict(zip(_COORDS[layout], (arr[:, 0], arr[:, 1], arr[:, 2]), strict=True))
     df = pd.DataFrame({
         S.TOMOGRAM: ctx.tomogram,
-        S.X: arr[:, 0], S.Y: arr[:, 1], S.Z: arr[:, 2],
+        S.X: coords["x"], S.Y: coords["y"], S.Z: coords["z"],
         S.CLASS_NAME: names,
         S.ROT: angles[:, 0], S.TILT: angles[:, 1], S.PSI: angles[:, 2],
         S.SCORE: np.nan,
@@ -61,8 +114,25 @@ def read_shrec(ctx: ReadContext) -> tuple[pd.DataFrame, list[int]]:
     return df, lines
 
 
-def write_shrec(path: Path, table: pd.DataFrame) -> None:
-    """Write one tomogram's rows as SHREC'21 text (PyTom ZXZ angles), atomically."""
+def read_shrec19(ctx: ReadContext) -> tuple[pd.DataFrame, list[int]]:
+    """SHREC'19 text (``pdb z y x a1 a2 a3``), whatever it looks like."""
+    return read_shrec(ctx, "shrec19")
+
+
+def read_shrec21(ctx: ReadContext) -> tuple[pd.DataFrame, list[int]]:
+    """SHREC'21 text (``class x y z a1 a2 a3``), whatever it looks like."""
+    return read_shrec(ctx, "shrec21")
+
+
+def write_shrec(path: Path, table: pd.DataFrame, layout: str = "shrec21") -> None:
+    """Write one tomogram's rows as SHREC text, atomically; the inverse of :func:`read_shrec`.
+
+    ``layout``: ``"shrec21"`` (``class x y z a1 a2 a3``) or ``"shrec19"`` (``pdb z y x a1 a2
+    a3``).
+    """
+    if layout not in LAYOUTS:
+        raise InputError(f"unknown SHREC layout {layout!r} (one of {', '.join(LAYOUTS)})",
+                         path=path, field="format")
     tomos = table[S.TOMOGRAM].astype(str).unique()
     if len(tomos) > 1:
         raise InputError(
@@ -74,12 +144,14 @@ def write_shrec(path: Path, table: pd.DataFrame) -> None:
         raise InputError(
             f"class name {table[S.CLASS_NAME].iloc[int(np.argmax(bad))]!r} is empty or has "
             "spaces, which SHREC text cannot hold", path=path, field=S.CLASS_NAME)
-    zxz = relion_to_zxz_pytom(table[S.ROT], table[S.TILT], table[S.PSI])
+    convert = relion_to_shrec19 if layout == "shrec19" else relion_to_shrec21
+    angles = convert(table[S.ROT], table[S.TILT], table[S.PSI])
+    cols = [table[{"x": S.X, "y": S.Y, "z": S.Z}[c]] for c in _COORDS[layout]]
     out = _io.StringIO()
-    for name, x, y, z, (phi, psi, theta) in zip(
-        table[S.CLASS_NAME].astype(str), table[S.X], table[S.Y], table[S.Z], zxz, strict=True
+    for name, c1, c2, c3, (a1, a2, a3) in zip(
+        table[S.CLASS_NAME].astype(str), *cols, angles, strict=True
     ):
-        out.write(f"{name} {_fmt(x)} {_fmt(y)} {_fmt(z)} {_fmt(phi)} {_fmt(psi)} {_fmt(theta)}\n")
+        out.write(f"{name} {_fmt(c1)} {_fmt(c2)} {_fmt(c3)} {_fmt(a1)} {_fmt(a2)} {_fmt(a3)}\n")
     with atomic_path(path) as tmp:
         tmp.write_text(out.getvalue(), encoding="utf-8")
 

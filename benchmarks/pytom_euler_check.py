@@ -1,0 +1,135 @@
+"""Measure what SHREC'21's three angle columns mean, with the library that applied them.
+
+PyTom's simulator (``pytom/simulation/MicrographModeller.py``, which wrote SHREC'21's
+``particle_locations.txt``) turns each particle with ``voltools.transform(particle,
+rotation=(a1, a2, a3), rotation_order="szxz")`` on an x-first array and writes ``a1 a2 a3``
+after the coordinates. This script does the same to a volume of four Gaussian blobs of
+different mass (an asymmetric test object), finds where each blob went (centroids), fits the
+rotation (Kabsch, with a free shift: voltools' centre of rotation is not the box centre here)
+and compares it with the rotation tomoclass reads from the same columns
+(:func:`tomoclass.io.euler.shrec21_to_relion` -> :func:`tomoclass.io.euler.relion_matrix`)
+and with the reading tomoclass used before (PyTom ``(phi, psi, theta)`` by
+:func:`tomoclass.io.euler.zxz_pytom_to_relion`).
+
+Needs voltools, which tomoclass does not depend on::
+
+    pip install --target /tmp/vtlib --no-deps voltools
+    PYTHONPATH=/tmp/vtlib python benchmarks/pytom_euler_check.py --out OUT
+
+Writes ``OUT/pytom_euler_check.json`` (per triple: the angles, the fitted rotation, the angular
+error of each reading in degrees) and prints a summary; exit 1 when the current reading is off
+by more than ``--tolerance`` degrees for any triple.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial.transform import Rotation
+
+from tomoclass.io.euler import relion_matrix, shrec21_to_relion, zxz_pytom_to_relion
+from tomoclass.provenance import git_commit
+
+#: Blob offsets from the box centre (x-first voxels) and their masses (1, 2, 3, 4).
+BLOBS = np.array([(14, 0, 0), (0, 10, 0), (0, 0, 6), (-8, -8, 0)], dtype=float)
+
+
+def test_volume(n: int = 48) -> np.ndarray:
+    """An x-first ``n``^3 volume of four Gaussian blobs of masses 1..4 (sigma 1 voxel)."""
+    c = n // 2
+    vol = np.zeros((n, n, n), np.float32)
+    for mass, (dx, dy, dz) in enumerate(BLOBS.astype(int), 1):
+        point = np.zeros_like(vol)
+        point[c + dx, c + dy, c + dz] = mass
+        vol += ndimage.gaussian_filter(point, 1.0)
+    return vol
+
+
+def blob_centroids(vol: np.ndarray) -> np.ndarray:
+    """Centroids of the four blobs, ordered by mass (lightest first); raises if not four."""
+    labels, count = ndimage.label(vol > vol.max() * 0.05)
+    if count != len(BLOBS):
+        raise RuntimeError(f"found {count} blobs, not {len(BLOBS)}")
+    found = []
+    for k in range(1, count + 1):
+        w = vol * (labels == k)
+        found.append((float(w.sum()), ndimage.center_of_mass(w)))
+    return np.array([c for _, c in sorted(found)], dtype=float)
+
+
+def fitted_rotation(before: np.ndarray, after: np.ndarray) -> Rotation:
+    """The rotation taking the ``before`` points to ``after`` (centred: shift left free)."""
+    rot, _ = Rotation.align_vectors(after - after.mean(0), before - before.mean(0))
+    return rot
+
+
+def angle_between(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle (degrees) of the rotation ``a @ b.T``."""
+    return float(np.degrees(Rotation.from_matrix(a @ b.T).magnitude()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--triples", type=int, default=12, help="random angle triples to try")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tolerance", type=float, default=2.0, help="degrees")
+    args = p.parse_args(argv)
+    import voltools  # not a tomoclass dependency (see the module docstring)
+    from voltools import transform
+
+    vol = test_volume()
+    before = blob_centroids(vol)
+    rng = np.random.default_rng(args.seed)
+    rows = []
+    for _ in range(args.triples):
+        # as MicrographModeller draws them: a1 = arccos(2u - 1) in [0, 180], a2, a3 in [0, 360)
+        a = np.array([np.degrees(np.arccos(2 * rng.uniform() - 1)), rng.uniform(0, 360),
+                      rng.uniform(0, 360)])
+        turned = transform(vol, rotation=tuple(a), rotation_order="szxz",
+                           interpolation="linear", device="cpu")
+        try:
+            after = blob_centroids(turned)
+        except RuntimeError as exc:  # a blob clipped by the box or merged: skip the triple
+            rows.append({"angles": a.tolist(), "skipped": str(exc)})
+            continue
+        measured = fitted_rotation(before, after).as_matrix()
+        now = relion_matrix(*shrec21_to_relion([a[0]], [a[1]], [a[2]])[0])
+        old = relion_matrix(*zxz_pytom_to_relion([a[0]], [a[1]], [a[2]])[0])
+        rows.append({"angles": a.tolist(), "measured_matrix": measured.round(5).tolist(),
+                     "error_deg_shrec21_to_relion": angle_between(now, measured),
+                     "error_deg_previous_reading": angle_between(old, measured)})
+    done = [r for r in rows if "skipped" not in r]
+    if not done:
+        print("no triple could be measured", file=sys.stderr)
+        return 2
+    worst_now = max(r["error_deg_shrec21_to_relion"] for r in done)
+    worst_old = min(r["error_deg_previous_reading"] for r in done)
+    rec = {"what": "SHREC'21 angle columns vs voltools transform(rotation_order='szxz')",
+           "voltools_version": getattr(voltools, "__version__", "unknown"),
+           "numpy": np.__version__, "python": platform.python_version(),
+           "machine": platform.machine(), "git_commit": git_commit(),
+           "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+           "triples_measured": len(done), "triples_skipped": len(rows) - len(done),
+           "max_error_deg_shrec21_to_relion": worst_now,
+           "min_error_deg_previous_reading": worst_old, "rows": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    target = args.out / "pytom_euler_check.json"
+    if target.exists():
+        print(f"{target}: exists; this script never replaces a result", file=sys.stderr)
+        return 2
+    target.write_text(json.dumps(rec, indent=1) + "\n")
+    print(f"{len(done)} triples: shrec21_to_relion off by at most {worst_now:.2f} deg; "
+          f"the previous reading off by at least {worst_old:.1f} deg -> {target}")
+    return 0 if worst_now <= args.tolerance else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
