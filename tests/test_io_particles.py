@@ -220,6 +220,13 @@ def test_shrec19_text_is_z_y_x_first_and_told_from_shrec21(tmp_path, caplog):
     short = tmp_path / "short.txt"
     short.write_text("".join(_shrec19_text().splitlines(keepends=True)[:5]))
     assert read_particles(short)[S.X].iloc[0] == float(first[1])
+    rng = np.random.default_rng(1)  # SHREC'21's ranges in integers: a1 [0, 180], a2, a3 [0, 360)
+    rows21 = [f"1bxn {x} {y} {z} {a1} {a2} {a3}" for x, y, z, a1, a2, a3 in zip(
+        *rng.integers(0, 400, (3, 24)), rng.integers(0, 181, 24), *rng.integers(0, 360, (2, 24)),
+        strict=True)]
+    int21 = tmp_path / "int21.txt"
+    int21.write_text("\n".join(rows21) + "\n")
+    assert read_particles(int21)[S.X].iloc[0] == float(rows21[0].split()[1])
     ours = write_particles(tmp_path / "t_gt.txt", _table(), format="shrec21")
     np.testing.assert_allclose(read_particles(ours)[[S.X, S.Y, S.Z]], _table()[[S.X, S.Y, S.Z]])
 
