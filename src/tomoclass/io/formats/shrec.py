@@ -40,7 +40,7 @@ from tomoclass.io.formats.common import (
 
 log = logging.getLogger(__name__)
 
-#: Layouts of SHREC text: coordinate columns in file order, and the angle readers/writers.
+#: The two SHREC text layouts (module docstring) and their coordinate columns in file order.
 LAYOUTS = ("shrec19", "shrec21")
 _COORDS = {"shrec19": ("z", "y", "x"), "shrec21": ("x", "y", "z")}
 #: Fewest rows :func:`looks_like_shrec19` decides on (a short table could match by chance).
@@ -71,7 +71,7 @@ def read_shrec(ctx: ReadContext, layout: str | None = None) -> tuple[pd.DataFram
     (:func:`looks_like_shrec19`) and logs which it chose.
     """
     text = read_text(ctx.path)
-    fields = ("c1", "c2", "c3", "a1", "a2", "a3")
+    fields = tuple(f"column {k}" for k in range(2, 8))  # named for either layout
     names: list[str] = []
     values: list[list[float]] = []
     lines: list[int] = []
@@ -86,9 +86,9 @@ def read_shrec(ctx: ReadContext, layout: str | None = None) -> tuple[pd.DataFram
             raise InputError(
                 f"expected 7 columns (class x y z a1 a2 a3; SHREC'19: pdb z y x ...) or 4, "
                 f"got {len(parts)}", path=ctx.path, line=i)
-        row = [
-            parse_number(tok, ctx.path, i, f, allow_nan=f.startswith("a"))
-            for f, tok in zip(fields, parts[1:], strict=True)
+        row = [  # coordinates must be numbers; angles may be NaN (vesicles, fiducials)
+            parse_number(tok, ctx.path, i, f, allow_nan=k >= 3)
+            for k, (f, tok) in enumerate(zip(fields, parts[1:], strict=True))
         ]
         row += [math.nan] * (6 - len(row))
         names.append(label_name(parts[0], ctx, i, "class"))
