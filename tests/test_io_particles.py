@@ -231,6 +231,19 @@ def test_shrec19_text_is_z_y_x_first_and_told_from_shrec21(tmp_path, caplog):
     np.testing.assert_allclose(read_particles(ours)[[S.X, S.Y, S.Z]], _table()[[S.X, S.Y, S.Z]])
 
 
+def test_shrec_text_without_angles(tmp_path):
+    """``class x y z`` rows (picks, no orientation) are SHREC text too: angles NaN."""
+    p = tmp_path / "picks.txt"
+    p.write_text("1bxn 1 2 3\n3qm1 4 5 6.5\n")
+    df = read_particles(p)
+    assert df[[S.X, S.Y, S.Z]].to_numpy().tolist() == [[1, 2, 3], [4, 5, 6.5]]
+    assert df[[S.ROT, S.TILT, S.PSI]].isna().all().all()
+    p.write_text("1bxn 1 2 3 4 5\n")
+    with pytest.raises(InputError, match="expected 7 columns") as e:
+        read_particles(p)
+    assert "line 1" in str(e.value)
+
+
 def test_shrec_writer_refuses_two_tomograms(tmp_path):
     df = pd.concat([_table(2), _table(2, tomogram="other")])
     with pytest.raises(InputError, match="one tomogram"):

@@ -88,7 +88,7 @@ def read_shrec(ctx: ReadContext, layout: str | None = None) -> tuple[pd.DataFram
                 f"got {len(parts)}", path=ctx.path, line=i)
         row = [  # coordinates must be numbers; angles may be NaN (vesicles, fiducials)
             parse_number(tok, ctx.path, i, f, allow_nan=k >= 3)
-            for k, (f, tok) in enumerate(zip(fields, parts[1:], strict=True))
+            for k, (f, tok) in enumerate(zip(fields[:len(parts) - 1], parts[1:], strict=True))
         ]
         row += [math.nan] * (6 - len(row))
         names.append(label_name(parts[0], ctx, i, "class"))
