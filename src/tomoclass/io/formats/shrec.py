@@ -71,7 +71,8 @@ def read_shrec(ctx: ReadContext, layout: str | None = None) -> tuple[pd.DataFram
     (:func:`looks_like_shrec19`) and logs which it chose.
     """
     text = read_text(ctx.path)
-    fields = tuple(f"column {k}" for k in range(2, 8))  # named for either layout
+    # errors name the column as the layout given does (SHREC'21's names while telling apart)
+    fields = (*_COORDS[layout or "shrec21"], "angle 1", "angle 2", "angle 3")
     names: list[str] = []
     values: list[list[float]] = []
     lines: list[int] = []
