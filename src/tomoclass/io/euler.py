@@ -44,7 +44,11 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 
-def _convert(angles: np.ndarray, src: str, dst: str) -> np.ndarray:
+def _convert(angles: np.ndarray, src: str, dst: str, invert: bool = False) -> np.ndarray:
+    """``(n, 3)`` triples of scipy sequence ``src`` as ``dst``, in degrees.
+
+    With ``invert``, the triples of the inverse rotation. Rows with a NaN give NaN.
+    """
     angles = np.asarray(angles, dtype=np.float64).reshape(-1, 3)
     out = np.full_like(angles, np.nan)
     ok = np.all(np.isfinite(angles), axis=1)
@@ -52,8 +56,13 @@ def _convert(angles: np.ndarray, src: str, dst: str) -> np.ndarray:
         with warnings.catch_warnings():
             # Gimbal lock (tilt 0 or 180) has many equivalent triples: scipy picks one and warns.
             warnings.simplefilter("ignore", UserWarning)
-            out[ok] = Rotation.from_euler(src, angles[ok], degrees=True).as_euler(dst, degrees=True)
+            r = Rotation.from_euler(src, angles[ok], degrees=True)
+            out[ok] = (r.inv() if invert else r).as_euler(dst, degrees=True)
     return out
+
+
+def _stack(*cols: np.ndarray) -> np.ndarray:
+    return np.stack([np.asarray(c, dtype=np.float64).ravel() for c in cols], 1)
 
 
 def zxz_pytom_to_relion(phi: np.ndarray, psi: np.ndarray, theta: np.ndarray) -> np.ndarray:
@@ -70,14 +79,12 @@ def zxz_pytom_to_relion(phi: np.ndarray, psi: np.ndarray, theta: np.ndarray) -> 
     numpy.ndarray
         Shape ``(n, 3)``: rot, tilt, psi in degrees (tilt in [0, 180]).
     """
-    zxz = np.stack([np.asarray(phi, float), np.asarray(theta, float), np.asarray(psi, float)], 1)
-    return _convert(zxz, "ZXZ", "ZYZ")
+    return _convert(_stack(phi, theta, psi), "ZXZ", "ZYZ")
 
 
 def relion_to_zxz_pytom(rot: np.ndarray, tilt: np.ndarray, psi: np.ndarray) -> np.ndarray:
     """Inverse of :func:`zxz_pytom_to_relion`: returns ``(n, 3)`` columns ``phi, psi, theta``."""
-    zyz = np.stack([np.asarray(rot, float), np.asarray(tilt, float), np.asarray(psi, float)], 1)
-    zxz = _convert(zyz, "ZYZ", "ZXZ")  # (phi, theta, psi)
+    zxz = _convert(_stack(rot, tilt, psi), "ZYZ", "ZXZ")  # (phi, theta, psi)
     return zxz[:, [0, 2, 1]]
 
 
@@ -89,30 +96,12 @@ def shrec21_to_relion(a1: np.ndarray, a2: np.ndarray, a3: np.ndarray) -> np.ndar
     Rotation.from_euler("ZXZ", [a1, a2, a3])`` (measured, see the module docstring), which is
     RELION's active matrix :func:`relion_matrix`. Rows with a NaN give NaN; tilt in [0, 180].
     """
-    cols = [np.asarray(v, dtype=np.float64).ravel() for v in (a1, a2, a3)]
-    angles = np.stack(cols, 1)
-    out = np.full_like(angles, np.nan)
-    ok = np.all(np.isfinite(angles), axis=1)
-    if ok.any():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # gimbal lock: one equivalent triple
-            r = Rotation.from_euler("ZXZ", angles[ok], degrees=True)
-            out[ok] = r.inv().as_euler("ZYZ", degrees=True)
-    return out
+    return _convert(_stack(a1, a2, a3), "ZXZ", "ZYZ", invert=True)
 
 
 def relion_to_shrec21(rot: np.ndarray, tilt: np.ndarray, psi: np.ndarray) -> np.ndarray:
     """Inverse of :func:`shrec21_to_relion`: ``(n, 3)`` SHREC'21 columns ``a1, a2, a3``."""
-    cols = [np.asarray(v, dtype=np.float64).ravel() for v in (rot, tilt, psi)]
-    zyz = np.stack(cols, 1)
-    out = np.full_like(zyz, np.nan)
-    ok = np.all(np.isfinite(zyz), axis=1)
-    if ok.any():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            r = Rotation.from_euler("ZYZ", zyz[ok], degrees=True).inv()
-            out[ok] = r.as_euler("ZXZ", degrees=True)
-    return out
+    return _convert(_stack(rot, tilt, psi), "ZYZ", "ZXZ", invert=True)
 
 
 def shrec19_to_relion(a1: np.ndarray, a2: np.ndarray, a3: np.ndarray) -> np.ndarray:
