@@ -227,6 +227,11 @@ def test_shrec19_text_is_z_y_x_first_and_told_from_shrec21(tmp_path, caplog):
     int21 = tmp_path / "int21.txt"
     int21.write_text("\n".join(rows21) + "\n")
     assert read_particles(int21)[S.X].iloc[0] == float(rows21[0].split()[1])
+    headed = tmp_path / "headed.txt"  # a header line says the order, even for a short table
+    headed.write_text("pdb z y x a1 a2 a3\n1bxn 5 6 7 0 0 0\n")
+    assert read_particles(headed)[[S.X, S.Y, S.Z]].to_numpy().tolist() == [[7, 6, 5]]
+    headed.write_text("class x y z a1 a2 a3\n" + _shrec19_text())
+    assert read_particles(headed)[S.X].iloc[0] == float(first[1])
     ours = write_particles(tmp_path / "t_gt.txt", _table(), format="shrec21")
     np.testing.assert_allclose(read_particles(ours)[[S.X, S.Y, S.Z]], _table()[[S.X, S.Y, S.Z]])
 

@@ -67,7 +67,8 @@ def looks_like_shrec19(values: np.ndarray) -> bool:
 def read_shrec(ctx: ReadContext, layout: str | None = None) -> tuple[pd.DataFrame, list[int]]:
     """SHREC text -> (schema table, 1-based line of each row); a header line is skipped.
 
-    ``layout``: ``"shrec19"`` or ``"shrec21"`` (module docstring); None tells them apart
+    ``layout``: ``"shrec19"`` or ``"shrec21"`` (module docstring); None takes it from a header
+    line (``class x y z ...`` / ``pdb z y x ...``), else tells them apart
     (:func:`looks_like_shrec19`) and logs which it chose.
     """
     text = read_text(ctx.path)
@@ -82,7 +83,11 @@ def read_shrec(ctx: ReadContext, layout: str | None = None) -> tuple[pd.DataFram
             continue
         parts = s.split()
         if not lines and len(parts) >= 4 and parts[1].lower() in ("x", "z"):
-            continue  # a header line
+            header = [p.lower() for p in parts[1:4]]  # a header line: its order says the layout
+            if layout is None and header in (["x", "y", "z"], ["z", "y", "x"]):
+                layout = "shrec21" if header[0] == "x" else "shrec19"
+                fields = (*_COORDS[layout], "angle 1", "angle 2", "angle 3")
+            continue
         if len(parts) not in (4, 7):
             raise InputError(
                 f"expected 7 columns (class x y z a1 a2 a3; SHREC'19: pdb z y x ...) or 4, "
