@@ -107,15 +107,16 @@ def relion_to_shrec21(rot: np.ndarray, tilt: np.ndarray, psi: np.ndarray) -> np.
 def shrec19_to_relion(a1: np.ndarray, a2: np.ndarray, a3: np.ndarray) -> np.ndarray:
     """SHREC'19 text angles (file order: z1, x, z2 of PyTom's rotate) -> RELION ``(n, 3)``.
 
-    Read as PyTom's ``(phi, theta, psi)`` by :func:`zxz_pytom_to_relion`; the frame and sense
-    are an assumption (module docstring).
+    The columns are PyTom's ``(phi, theta, psi)`` in scipy's ``ZXZ`` order, read as
+    :func:`zxz_pytom_to_relion` reads that triple; the frame and sense are an assumption
+    (module docstring).
     """
-    return zxz_pytom_to_relion(a1, a3, a2)
+    return _convert(_stack(a1, a2, a3), "ZXZ", "ZYZ")
 
 
 def relion_to_shrec19(rot: np.ndarray, tilt: np.ndarray, psi: np.ndarray) -> np.ndarray:
     """Inverse of :func:`shrec19_to_relion`: ``(n, 3)`` SHREC'19 columns ``a1, a2, a3``."""
-    return relion_to_zxz_pytom(rot, tilt, psi)[:, [0, 2, 1]]
+    return _convert(_stack(rot, tilt, psi), "ZYZ", "ZXZ")
 
 
 def relion_matrix(rot, tilt, psi) -> np.ndarray:

@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 #: The two SHREC text layouts (module docstring) and their coordinate columns in file order.
 LAYOUTS = ("shrec19", "shrec21")
 _COORDS = {"shrec19": ("z", "y", "x"), "shrec21": ("x", "y", "z")}
+#: Each layout's angle conversions: (file -> RELION, RELION -> file).
+_ANGLES = {"shrec19": (shrec19_to_relion, relion_to_shrec19),
+           "shrec21": (shrec21_to_relion, relion_to_shrec21)}
 #: Fewest rows :func:`looks_like_shrec19` decides on (a short table could match by chance).
 MIN_ROWS_TO_DETECT = 20
 
@@ -64,6 +67,11 @@ def looks_like_shrec19(values: np.ndarray) -> bool:
                 and np.all(np.abs(rows[:, 3:]) <= 180))
 
 
+def _fields(layout: str) -> tuple[str, ...]:
+    """The six numeric columns' names as ``layout`` has them (errors name them)."""
+    return (*_COORDS[layout], "angle 1", "angle 2", "angle 3")
+
+
 def read_shrec(ctx: ReadContext, layout: str | None = None) -> tuple[pd.DataFrame, list[int]]:
     """SHREC text -> (schema table, 1-based line of each row); a header line is skipped.
 
@@ -73,7 +81,7 @@ def read_shrec(ctx: ReadContext, layout: str | None = None) -> tuple[pd.DataFram
     """
     text = read_text(ctx.path)
     # errors name the column as the layout given does (SHREC'21's names while telling apart)
-    fields = (*_COORDS[layout or "shrec21"], "angle 1", "angle 2", "angle 3")
+    fields = _fields(layout or "shrec21")
     names: list[str] = []
     values: list[list[float]] = []
     lines: list[int] = []
@@ -86,7 +94,7 @@ def read_shrec(ctx: ReadContext, layout: str | None = None) -> tuple[pd.DataFram
             header = [p.lower() for p in parts[1:4]]  # a header line: its order says the layout
             if layout is None and header in (["x", "y", "z"], ["z", "y", "x"]):
                 layout = "shrec21" if header[0] == "x" else "shrec19"
-                fields = (*_COORDS[layout], "angle 1", "angle 2", "angle 3")
+                fields = _fields(layout)
             continue
         if len(parts) not in (4, 7):
             raise InputError(
@@ -106,8 +114,7 @@ def read_shrec(ctx: ReadContext, layout: str | None = None) -> tuple[pd.DataFram
         log.info("%s: read as %s text (%s; pass format='shrec19' or 'shrec21' to say which)",
                  ctx.path, "SHREC'19" if layout == "shrec19" else "SHREC'21",
                  "z y x first, integer angles" if layout == "shrec19" else "x y z first")
-    convert = shrec19_to_relion if layout == "shrec19" else shrec21_to_relion
-    angles = convert(arr[:, 3], arr[:, 4], arr[:, 5])
+    angles = _ANGLES[layout][0](arr[:, 3], arr[:, 4], arr[:, 5])
     coords = dict(zip(_COORDS[layout], (arr[:, 0], arr[:, 1], arr[:, 2]), strict=True))
     df = pd.DataFrame({
         S.TOMOGRAM: ctx.tomogram,
@@ -150,8 +157,7 @@ def write_shrec(path: Path, table: pd.DataFrame, layout: str = "shrec21") -> Non
         raise InputError(
             f"class name {table[S.CLASS_NAME].iloc[int(np.argmax(bad))]!r} is empty or has "
             "spaces, which SHREC text cannot hold", path=path, field=S.CLASS_NAME)
-    convert = relion_to_shrec19 if layout == "shrec19" else relion_to_shrec21
-    angles = convert(table[S.ROT], table[S.TILT], table[S.PSI])
+    angles = _ANGLES[layout][1](table[S.ROT], table[S.TILT], table[S.PSI])
     cols = [table[{"x": S.X, "y": S.Y, "z": S.Z}[c]] for c in _COORDS[layout]]
     out = _io.StringIO()
     for name, c1, c2, c3, (a1, a2, a3) in zip(
