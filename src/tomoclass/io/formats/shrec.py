@@ -111,9 +111,11 @@ def read_shrec(ctx: ReadContext, layout: str | None = None) -> tuple[pd.DataFram
     arr = np.asarray(values, dtype=np.float64).reshape(-1, 6)
     if layout is None:
         layout = "shrec19" if looks_like_shrec19(arr) else "shrec21"
-        log.info("%s: read as %s text (%s; pass format='shrec19' or 'shrec21' to say which)",
-                 ctx.path, "SHREC'19" if layout == "shrec19" else "SHREC'21",
-                 "z y x first, integer angles" if layout == "shrec19" else "x y z first")
+        # SHREC'21 is the usual reading (tomoclass's own *_gt.txt): said only when debugging
+        log.log(logging.INFO if layout == "shrec19" else logging.DEBUG,
+                "%s: read as %s text (%s; pass format='shrec19' or 'shrec21' to say which)",
+                ctx.path, "SHREC'19" if layout == "shrec19" else "SHREC'21",
+                "z y x first, integer angles" if layout == "shrec19" else "x y z first")
     angles = _ANGLES[layout][0](arr[:, 3], arr[:, 4], arr[:, 5])
     coords = dict(zip(_COORDS[layout], (arr[:, 0], arr[:, 1], arr[:, 2]), strict=True))
     df = pd.DataFrame({
