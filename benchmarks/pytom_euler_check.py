@@ -34,6 +34,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
+from tomoclass.io.atomic import atomic_path
 from tomoclass.io.euler import relion_matrix, shrec21_to_relion, zxz_pytom_to_relion
 from tomoclass.provenance import git_commit
 
@@ -82,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tolerance", type=float, default=2.0, help="degrees")
     args = p.parse_args(argv)
+    target = args.out / "pytom_euler_check.json"
+    if target.exists():  # refused before any work
+        print(f"{target}: exists; this script never replaces a result", file=sys.stderr)
+        return 2
     import voltools  # not a tomoclass dependency (see the module docstring)
     from voltools import transform
 
@@ -121,11 +126,8 @@ def main(argv: list[str] | None = None) -> int:
            "max_error_deg_shrec21_to_relion": worst_now,
            "min_error_deg_previous_reading": worst_old, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
-    target = args.out / "pytom_euler_check.json"
-    if target.exists():
-        print(f"{target}: exists; this script never replaces a result", file=sys.stderr)
-        return 2
-    target.write_text(json.dumps(rec, indent=1) + "\n")
+    with atomic_path(target) as tmp:  # nothing half-written
+        tmp.write_text(json.dumps(rec, indent=1) + "\n")
     print(f"{len(done)} triples: shrec21_to_relion off by at most {worst_now:.2f} deg; "
           f"the previous reading off by at least {worst_old:.1f} deg -> {target}")
     return 0 if worst_now <= args.tolerance else 1
