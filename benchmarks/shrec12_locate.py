@@ -5,14 +5,17 @@ both shared with ``reproduce_table2.py``; this script is the driver that runs th
 
     python benchmarks/shrec12_locate.py --tier cpu_locate --out DIR [--work SCRATCH]
         [--methods candidates[,boxes]] [--reuse] [--device auto]
-        [--lr LR] [--set KEY=VALUE ...]
+        [--lr LR] [--set KEY=VALUE ...] [--discard-run]
 
 Run alone, the script does steps 1-3 below for one tier of ``benchmarks/configs/shrec12.yaml``
 without the Table 2 runs (simulate the tier's tomograms, build the 13-class dataset, train,
 locate each test tomogram with every method listed, score). ``--reuse`` keeps the tomograms
 and the trained run of an earlier call in the same scratch folder (a run stopped mid-way is
 resumed; tomograms the tier has and the folder lacks are simulated), so that locating again
-with other settings does not retrain. A tier's ``val_tomograms`` are located too and the
+with other settings does not retrain. Without ``--reuse`` the scratch folder is emptied first,
+except that a training run stopped mid-way there is refused (``--reuse`` resumes it,
+``--discard-run`` empties it anyway): rerunning an interrupted command without ``--reuse``
+once threw away an epoch of a multi-hour run. A tier's ``val_tomograms`` are located too and the
 pick threshold with the best localization F1 on them is chosen and applied to the test
 tomograms' picks (reported beside the fixed threshold); ``--threshold-only`` stops there,
 storing that threshold with the run's last checkpoint (``RUN/locate_threshold.json``, as
@@ -107,6 +110,24 @@ def _trained(run_dir: Path, epochs: int) -> bool:
         return False
     rows = [json.loads(ln) for ln in metrics.read_text().splitlines() if ln.strip()]
     return bool(rows) and int(rows[-1].get("epoch", 0)) >= epochs
+
+
+def refuse_interrupted(work: Path, epochs: int) -> None:
+    """Refuse to empty ``work`` while it holds a detector run stopped mid-way.
+
+    Without ``--reuse`` the scratch folder is emptied; an interrupted run (a
+    ``checkpoints/last.pt`` short of ``epochs``) may be hours of training, so that needs
+    ``--reuse`` (resume it) or ``--discard-run`` (start over)."""
+    run_dir = work / "runs" / "locate_background"
+    if not (run_dir / "checkpoints" / "last.pt").is_file() or _trained(run_dir, epochs):
+        return
+    rows = []
+    if (run_dir / "metrics.jsonl").is_file():
+        rows = [ln for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    done = int(json.loads(rows[-1]).get("epoch", 0)) if rows else 0
+    raise InputError(f"holds a training run stopped after epoch {done} of {epochs}: "
+                     "--reuse resumes it, --discard-run starts over", path=run_dir,
+                     field="--work")
 
 
 def run_alone(bench, out: Path, work: Path, *, methods: Sequence[str], reuse: bool,
@@ -232,7 +253,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--polarity", choices=("auto", "both", "dark", "bright"),
                    help="candidates: override the YAML's locate.polarity")
     p.add_argument("--reuse", action="store_true",
-                   help="keep the scratch folder's tomograms and trained run")
+                   help="keep the scratch folder's tomograms and trained run (a run "
+                        "stopped mid-way resumes)")
+    p.add_argument("--discard-run", action="store_true",
+                   help="without --reuse, empty the scratch folder even when it holds a "
+                        "training run stopped mid-way (refused otherwise)")
     p.add_argument("--device", default="auto")
     p.add_argument("--lr", type=float,
                    help="the detector's learning rate per batch of the tier's batch size")
@@ -260,7 +285,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a field TrainConfig refuses stops here, before any file is made
         sb.train_config(bench, settings(bench.raw)["model"], 0, overrides=overrides)
         work = args.work or Path(tempfile.gettempdir()) / f"tomoclass_locate_{args.tier}"
-        work = sb.check_scratch(work) if args.reuse else sb.prepare_work(work)
+        if args.reuse:
+            work = sb.check_scratch(work)
+        else:
+            if not args.discard_run:
+                refuse_interrupted(work, int(bench.tier["epochs"]))
+            work = sb.prepare_work(work)
         rec = run_alone(bench, args.out, work, methods=methods, reuse=args.reuse,
                         device=args.device,
                         locate_kwargs={"polarity": args.polarity} if args.polarity else None,

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from bench_support import load_script
 
-from tomoclass.errors import TomoclassError
+from tomoclass.errors import InputError, TomoclassError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "benchmarks" / "configs" / "shrec12.yaml"
@@ -124,6 +124,30 @@ def test_locate_alone_refuses_a_foreign_results_folder(tmp_path, capsys):
         loc.check_out(out)
     (out / loc.OUT_MARKER).write_text("")
     loc.check_out(out)
+
+
+def test_locate_alone_refuses_to_empty_an_interrupted_run(tmp_path):
+    """Without --reuse the scratch folder is emptied, but not over a detector run stopped
+    mid-way (hours of training): refused naming the run and the epoch, the checkpoint kept;
+    a finished run, or no run, passes."""
+    loc = load_script("shrec12_locate")
+    work = tmp_path / "work"
+    run = work / "runs" / "locate_background"
+    loc.refuse_interrupted(work, 3)  # no folder yet
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.pt").write_text("weights")
+    (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "val_loss": 0.47}) + "\n")
+    with pytest.raises(InputError, match=r"stopped after epoch 1 of 3.*--reuse.*--discard-run") \
+            as err:
+        loc.refuse_interrupted(work, 3)
+    assert "locate_background" in str(err.value) and "--work" in str(err.value)
+    assert (run / "checkpoints" / "last.pt").read_text() == "weights"
+    (run / "metrics.jsonl").unlink()  # killed before its first epoch ended
+    with pytest.raises(InputError, match="stopped after epoch 0 of 3"):
+        loc.refuse_interrupted(work, 3)
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e}) + "\n"
+                                               for e in (1, 2, 3)))
+    loc.refuse_interrupted(work, 3)  # finished: emptying it loses nothing unrecorded
 
 
 def test_calibration_picks_dose_nearest_target(repro):
