@@ -54,15 +54,15 @@ from tomoclass.provenance import REFUSE_EXISTING, git_commit
 SAME = ("tier", "preset", "epochs", "classes")
 
 
-def load_folder(folder: Path) -> tuple[dict[str, Any], dict[str, dict[int, Any]]]:
-    """``(protocol, {model: {seed: run record}})`` of one small_tier.py results folder."""
+def load_folder(folder: Path) -> tuple[dict[str, Any], float, dict[str, dict[int, Any]]]:
+    """``(protocol, dose, {model: {seed: run record}})`` of one small_tier.py results folder."""
     proto, dose = read_protocol(folder / "protocol.json")
     if dose is None:
         raise InputError("lacks the dose", path=folder / "protocol.json", field="data.dose")
     if not (folder / "runs").is_dir():
         raise InputError("no runs/ folder (run benchmarks/small_tier.py into this folder "
                          "first)", path=folder / "runs")
-    return proto, group_runs(load_run_records(folder / "runs"))
+    return proto, dose, group_runs(load_run_records(folder / "runs"))
 
 
 def calibrate(folders: Sequence[Path], config: Path = DEFAULT_CONFIG,
@@ -76,7 +76,7 @@ def calibrate(folders: Sequence[Path], config: Path = DEFAULT_CONFIG,
     ``fit_groups``: only these size groups' cells count in the objective; ``criterion``:
     ``least_squares`` or ``bias`` (:func:`tomoclass.evaluate.dose_fit.joint_dose_fit`).
     """
-    protos, runs = zip(*(load_folder(f) for f in folders), strict=True)
+    protos, doses, runs = zip(*(load_folder(f) for f in folders), strict=True)
     ref = protos[0]
     for f, p in zip(folders[1:], protos[1:], strict=True):
         diff = [k for k in SAME if p.get(k) != ref.get(k)]
@@ -94,11 +94,11 @@ def calibrate(folders: Sequence[Path], config: Path = DEFAULT_CONFIG,
     paper = bench.paper_f1()
     groups = [bench.size_groups[bench.names.index(n)] for n in names]
     fit_names = fit_class_names(names, groups, fit_groups)
-    points = [{"dose": float(p["data"]["dose"]), "source": str(f),
+    points = [{"dose": dose, "source": str(f),
                "f1": seed_mean_f1(r, chosen, models, names, source=str(f / "runs")),
                "seeds": {m: chosen for m in models},
                **one_seed_readings(r, paper, fit_names, models)}
-              for f, p, r in zip(folders, protos, runs, strict=True)]
+              for f, dose, r in zip(folders, doses, runs, strict=True)]
     fit = joint_dose_fit(points, paper, names, models, size_groups=groups,
                          fit_groups=fit_groups, criterion=criterion)
     return {**fit, "tier": ref["tier"], "preset": ref["preset"], "epochs": ref["epochs"],
