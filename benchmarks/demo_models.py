@@ -132,7 +132,10 @@ def run_one(model: str, seed: int, ds: Path, args: argparse.Namespace) -> Path |
            "train_seconds": round(sum(float(h.get("epoch_seconds") or 0) for h in hist), 1),
            "wall_seconds_this_session": round(wall, 1), "resumed": resume,
            "train_config": cfg.model_dump(mode="json"),
-           "data": dataclasses.asdict(data_config(args)),
+           # the data only: DemoConfig's epochs/batch_size/models are the demo's own short
+           # run, not these models' training (train_config holds that)
+           "data": {k: v for k, v in dataclasses.asdict(data_config(args)).items()
+                    if k in DATA_FIELDS},
            "machine": {**machine_record(), "loadavg": load, "loadavg_end": list(os.getloadavg()),
                        "torch_threads_env": os.environ.get("OMP_NUM_THREADS")},
            "git_commit": git_commit(), "date_utc": date,
@@ -203,7 +206,8 @@ def check(args: argparse.Namespace) -> int:
         entry = get_pretrained(name)
         recorded = entry.metrics["recorded"]["test_on_training_simulation"]["macro_f1"]
         cfg = DemoConfig(**{k: tuple(v) if isinstance(v, list) else v
-                            for k, v in entry.metrics["recorded"]["data"].items()})
+                            for k, v in entry.metrics["recorded"]["data"].items()
+                            if k in DATA_FIELDS})
         ds = prepare(args.work, cfg)
         rep = evaluate_run(name, ds, split="test", out_dir=args.out / "check" / name,
                            cam=False, device=args.device)

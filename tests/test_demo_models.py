@@ -32,6 +32,8 @@ def test_smoke_train_register_and_check(tmp_path, monkeypatch):
     rec = json.loads((out / "runs" / "densenet3d_seed1.json").read_text())
     assert len(rec["epochs"]) == 2 and "converged" in rec["convergence"]
     assert rec["train_config"]["seed"] == 1 and rec["data"]["seed"] == 1000
+    # "data" holds the data only: the demo's own short-run epochs are not these runs' epochs
+    assert "epochs" not in rec["data"] and rec["train_config"]["epochs"] == 2
     summary = json.loads((out / "summary.json").read_text())
     assert summary["per_model"]["densenet3d"]["macro_f1"]["n"] == 2
     assert summary["paired_tests"]["macro"]["seeds"] == [0, 1]
