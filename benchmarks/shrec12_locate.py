@@ -13,9 +13,10 @@ locate each test tomogram with every method listed, score). ``--reuse`` keeps th
 and the trained run of an earlier call in the same scratch folder (a run stopped mid-way is
 resumed; tomograms the tier has and the folder lacks are simulated), so that locating again
 with other settings does not retrain. Without ``--reuse`` the scratch folder is emptied first,
-except that a training run stopped mid-way there is refused (``--reuse`` resumes it,
-``--discard-run`` empties it anyway): rerunning an interrupted command without ``--reuse``
-once threw away an epoch of a multi-hour run. A tier's ``val_tomograms`` are located too and the
+except that a detector run there (stopped mid-way, or finished and perhaps not yet
+registered) is refused (``--reuse`` resumes or reuses it, ``--discard-run`` empties it
+anyway): rerunning an interrupted command without ``--reuse`` once threw away an epoch of a
+multi-hour run. A tier's ``val_tomograms`` are located too and the
 pick threshold with the best localization F1 on them is chosen and applied to the test
 tomograms' picks (reported beside the fixed threshold); ``--threshold-only`` stops there,
 storing that threshold with the run's last checkpoint (``RUN/locate_threshold.json``, as
@@ -113,21 +114,22 @@ def _trained(run_dir: Path, epochs: int) -> bool:
 
 
 def refuse_interrupted(work: Path, epochs: int) -> None:
-    """Refuse to empty ``work`` while it holds a detector run stopped mid-way.
+    """Refuse to empty ``work`` while it holds a detector run (a ``checkpoints/last.pt``).
 
-    Without ``--reuse`` the scratch folder is emptied; an interrupted run (a
-    ``checkpoints/last.pt`` short of ``epochs``) may be hours of training, so that needs
-    ``--reuse`` (resume it) or ``--discard-run`` (start over)."""
+    Without ``--reuse`` the scratch folder is emptied; its run may be hours of training,
+    stopped mid-way or finished but not yet registered (``pretrained_check.py --from-run``
+    reads it there), so that needs ``--reuse`` (resume or reuse it) or ``--discard-run``."""
     run_dir = work / "runs" / "locate_background"
-    if not (run_dir / "checkpoints" / "last.pt").is_file() or _trained(run_dir, epochs):
+    if not (run_dir / "checkpoints" / "last.pt").is_file():
         return
     rows = []
     if (run_dir / "metrics.jsonl").is_file():
         rows = [ln for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
     done = int(json.loads(rows[-1]).get("epoch", 0)) if rows else 0
-    raise InputError(f"holds a training run stopped after epoch {done} of {epochs}: "
-                     "--reuse resumes it, --discard-run starts over", path=run_dir,
-                     field="--work")
+    what = ("a trained run" if done >= epochs
+            else f"a training run stopped after epoch {done} of {epochs}")
+    raise InputError(f"holds {what}: --reuse resumes or reuses it, --discard-run deletes it",
+                     path=run_dir, field="--work")
 
 
 def run_alone(bench, out: Path, work: Path, *, methods: Sequence[str], reuse: bool,
@@ -257,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "stopped mid-way resumes)")
     p.add_argument("--discard-run", action="store_true",
                    help="without --reuse, empty the scratch folder even when it holds a "
-                        "training run stopped mid-way (refused otherwise)")
+                        "trained or part-trained detector run (refused otherwise)")
     p.add_argument("--device", default="auto")
     p.add_argument("--lr", type=float,
                    help="the detector's learning rate per batch of the tier's batch size")

@@ -126,15 +126,16 @@ def test_locate_alone_refuses_a_foreign_results_folder(tmp_path, capsys):
     loc.check_out(out)
 
 
-def test_locate_alone_refuses_to_empty_an_interrupted_run(tmp_path):
-    """Without --reuse the scratch folder is emptied, but not over a detector run stopped
-    mid-way (hours of training): refused naming the run and the epoch, the checkpoint kept;
-    a finished run, or no run, passes."""
+def test_locate_alone_refuses_to_empty_a_trained_run(tmp_path):
+    """Without --reuse the scratch folder is emptied, but not over a detector run (hours of
+    training, stopped mid-way or finished and not yet registered): refused naming the run and
+    its epoch, the checkpoint kept; no run passes."""
     loc = load_script("shrec12_locate")
     work = tmp_path / "work"
     run = work / "runs" / "locate_background"
     loc.refuse_interrupted(work, 3)  # no folder yet
     (run / "checkpoints").mkdir(parents=True)
+    loc.refuse_interrupted(work, 3)  # a run folder without a checkpoint: nothing to lose
     (run / "checkpoints" / "last.pt").write_text("weights")
     (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "val_loss": 0.47}) + "\n")
     with pytest.raises(InputError, match=r"stopped after epoch 1 of 3.*--reuse.*--discard-run") \
@@ -147,7 +148,8 @@ def test_locate_alone_refuses_to_empty_an_interrupted_run(tmp_path):
         loc.refuse_interrupted(work, 3)
     (run / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e}) + "\n"
                                                for e in (1, 2, 3)))
-    loc.refuse_interrupted(work, 3)  # finished: emptying it loses nothing unrecorded
+    with pytest.raises(InputError, match="holds a trained run: --reuse"):
+        loc.refuse_interrupted(work, 3)
 
 
 def test_calibration_picks_dose_nearest_target(repro):
