@@ -104,13 +104,18 @@ def check_out(out: Path) -> None:
 
 
 # -- run alone ---------------------------------------------------------------------------------
-def _trained(run_dir: Path, epochs: int) -> bool:
-    """True when ``run_dir`` finished ``epochs`` epochs (its metrics.jsonl says so)."""
+def _epochs_done(run_dir: Path) -> int:
+    """The last epoch ``run_dir``'s metrics.jsonl records (0: none)."""
     metrics = run_dir / "metrics.jsonl"
     if not metrics.is_file():
-        return False
-    rows = [json.loads(ln) for ln in metrics.read_text().splitlines() if ln.strip()]
-    return bool(rows) and int(rows[-1].get("epoch", 0)) >= epochs
+        return 0
+    rows = [ln for ln in metrics.read_text().splitlines() if ln.strip()]
+    return int(json.loads(rows[-1]).get("epoch", 0)) if rows else 0
+
+
+def _trained(run_dir: Path, epochs: int) -> bool:
+    """True when ``run_dir`` finished ``epochs`` epochs (its metrics.jsonl says so)."""
+    return _epochs_done(run_dir) >= epochs
 
 
 def refuse_interrupted(work: Path, epochs: int) -> None:
@@ -122,10 +127,7 @@ def refuse_interrupted(work: Path, epochs: int) -> None:
     run_dir = work / "runs" / "locate_background"
     if not (run_dir / "checkpoints" / "last.pt").is_file():
         return
-    rows = []
-    if (run_dir / "metrics.jsonl").is_file():
-        rows = [ln for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
-    done = int(json.loads(rows[-1]).get("epoch", 0)) if rows else 0
+    done = _epochs_done(run_dir)
     what = ("a trained run" if done >= epochs
             else f"a training run stopped after epoch {done} of {epochs}")
     raise InputError(f"holds {what}: --reuse resumes or reuses it, --discard-run deletes it",
