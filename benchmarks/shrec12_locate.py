@@ -118,7 +118,7 @@ def _trained(run_dir: Path, epochs: int) -> bool:
     return _epochs_done(run_dir) >= epochs
 
 
-def refuse_interrupted(work: Path, epochs: int) -> None:
+def refuse_existing_run(work: Path, epochs: int) -> None:
     """Refuse to empty ``work`` while it holds a detector run (a ``checkpoints/last.pt``).
 
     Without ``--reuse`` the scratch folder is emptied; its run may be hours of training,
@@ -293,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             work = sb.check_scratch(work)
         else:
             if not args.discard_run:
-                refuse_interrupted(work, int(bench.tier["epochs"]))
+                refuse_existing_run(work, int(bench.tier["epochs"]))
             work = sb.prepare_work(work)
         rec = run_alone(bench, args.out, work, methods=methods, reuse=args.reuse,
                         device=args.device,

@@ -133,23 +133,23 @@ def test_locate_alone_refuses_to_empty_a_trained_run(tmp_path):
     loc = load_script("shrec12_locate")
     work = tmp_path / "work"
     run = work / "runs" / "locate_background"
-    loc.refuse_interrupted(work, 3)  # no folder yet
+    loc.refuse_existing_run(work, 3)  # no folder yet
     (run / "checkpoints").mkdir(parents=True)
-    loc.refuse_interrupted(work, 3)  # a run folder without a checkpoint: nothing to lose
+    loc.refuse_existing_run(work, 3)  # a run folder without a checkpoint: nothing to lose
     (run / "checkpoints" / "last.pt").write_text("weights")
     (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "val_loss": 0.47}) + "\n")
     with pytest.raises(InputError, match=r"stopped after epoch 1 of 3.*--reuse.*--discard-run") \
             as err:
-        loc.refuse_interrupted(work, 3)
+        loc.refuse_existing_run(work, 3)
     assert "locate_background" in str(err.value) and "--work" in str(err.value)
     assert (run / "checkpoints" / "last.pt").read_text() == "weights"
     (run / "metrics.jsonl").unlink()  # killed before its first epoch ended
     with pytest.raises(InputError, match="stopped after epoch 0 of 3"):
-        loc.refuse_interrupted(work, 3)
+        loc.refuse_existing_run(work, 3)
     (run / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e}) + "\n"
                                                for e in (1, 2, 3)))
     with pytest.raises(InputError, match="holds a trained run: --reuse"):
-        loc.refuse_interrupted(work, 3)
+        loc.refuse_existing_run(work, 3)
 
 
 def test_calibration_picks_dose_nearest_target(repro):
