@@ -12,7 +12,9 @@ from tomoclass.errors import InputError
 from tomoclass.io import read_particles, write_particles
 from tomoclass.io import schema as S
 from tomoclass.io.euler import (
+    deepfinder_to_relion,
     relion_matrix,
+    relion_to_deepfinder,
     relion_to_shrec19,
     relion_to_shrec21,
     relion_to_zxz_pytom,
@@ -88,6 +90,34 @@ def test_shrec21_angles_turn_the_reference_as_voltools_szxz_did():
     back = relion_to_shrec21(zyz[:, 0], zyz[:, 1], zyz[:, 2])
     _same_rotation(shrec21_to_relion(back[:, 0], back[:, 1], back[:, 2]), zyz)
     assert np.isnan(shrec21_to_relion([np.nan], [1.0], [2.0])).all()
+
+
+def test_deepfinder_angles_turn_the_reference_as_its_rotate_array_did():
+    """DeepFinder turns a class's reference into the object by rotate_array(ref, (phi, psi,
+    the)). benchmarks/deepfinder_euler_check.py measured that rotation with cryoet-deepfinder
+    0.2.1 for 24 triples: every measured matrix must be the one tomoclass reads from the same
+    attributes. The law: the feature at v lands at from_euler("zxz", [phi, the, psi]) @ v
+    (about the fixed axes); phi alone turns +x to +y about z, the alone +y to +z about x."""
+    rec = json.loads((BENCH_RESULTS / "deepfinder_euler_20261205" /
+                      "deepfinder_euler_check.json").read_text())
+    rows = [r for r in rec["rows"] if "measured_matrix" in r]
+    assert len(rows) >= 20
+    for r in rows:
+        a = relion_matrix(*deepfinder_to_relion(*[[v] for v in r["angles_phi_psi_the"]])[0])
+        err = np.degrees(Rotation.from_matrix(a @ np.array(r["measured_matrix"]).T).magnitude())
+        assert err < 1.0, (r["angles_phi_psi_the"], err)
+    a = relion_matrix(*deepfinder_to_relion([90.0], [0.0], [0.0])[0])
+    np.testing.assert_allclose(a @ [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], atol=1e-9)
+    a = relion_matrix(*deepfinder_to_relion([0.0], [0.0], [90.0])[0])
+    np.testing.assert_allclose(a @ [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], atol=1e-9)
+    rng = np.random.default_rng(6)
+    phi, psi = rng.uniform(-180, 180, (2, 30))
+    the = rng.uniform(0, 180, 30)
+    zyz = deepfinder_to_relion(phi, psi, the)
+    np.testing.assert_allclose(back := relion_to_deepfinder(*zyz.T), np.stack([phi, psi, the], 1),
+                               atol=1e-6)
+    _same_rotation(deepfinder_to_relion(*back.T), zyz)
+    assert np.isnan(deepfinder_to_relion([np.nan], [1.0], [2.0])).all()
 
 
 def test_shrec19_angles_are_z1_x_z2_in_file_order():
@@ -264,7 +294,12 @@ def test_deepfinder_xml(tmp_path):
     df = read_particles(p, class_names="shrec19")
     assert df[S.TOMOGRAM].tolist() == ["3", "4"]
     assert df[S.CLASS_NAME].tolist() == ["1qvr", "4d8q"]
-    _same_rotation(df[[S.ROT, S.TILT, S.PSI]].to_numpy()[:1], zxz_pytom_to_relion([10], [20], [30]))
+    _same_rotation(df[[S.ROT, S.TILT, S.PSI]].to_numpy()[:1],
+                   deepfinder_to_relion([10], [20], [30]))
+    # phi 10, psi 20, the 30: z by 10, then the fixed x by 30, then the fixed z by 20
+    a = relion_matrix(*df[[S.ROT, S.TILT, S.PSI]].to_numpy()[0])
+    np.testing.assert_allclose(a, Rotation.from_euler("zxz", [10, 30, 20], degrees=True)
+                               .as_matrix(), atol=1e-9)
     raw = read_particles(p)
     assert raw[S.CLASS_NAME].tolist() == ["2", "12"]
 

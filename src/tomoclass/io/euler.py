@@ -29,11 +29,15 @@ Three simulator conventions feed the text tables tomoclass reads:
   [0, 180]) on an array whose first axis is the tomogram's z. That frame and the sense of
   PyTom's rotate are not checked: :func:`shrec19_to_relion` reads ``(a1, a2, a3)`` as
   ``(phi, theta, psi)`` of :func:`zxz_pytom_to_relion`, an assumption.
-- **DeepFinder XML**: ``phi psi the``, read by :func:`zxz_pytom_to_relion` (PyTom's ZXZ triple:
-  phi about z, theta about the new x, psi about the new z, assumed to describe the rotation the
-  way RELION's triple does: ``Rotation.from_euler("ZXZ", [phi, theta, psi])`` and
-  ``Rotation.from_euler("ZYZ", [rot, tilt, psi])`` are the same rotation); not checked against
-  DeepFinder's source.
+- **DeepFinder XML**: ``phi psi the``, the angles DeepFinder gives its own
+  ``deepfinder.utils.common.rotate_array(ref, (phi, psi, the))`` to turn a class's reference
+  into the object it stamps at ``(x, y, z)`` (its target generation; z-first arrays).
+  Measured with cryoet-deepfinder 0.2.1 (``benchmarks/deepfinder_euler_check.py``): the
+  reference feature at ``v`` lands at ``R @ v`` with ``R = Rotation.from_euler("zxz", [phi,
+  the, psi])`` (lower case: about the fixed axes; TOM's and PyTom's convention, phi about z,
+  then the about x, then psi about z), i.e. ``R`` is RELION's ``A``.
+  :func:`deepfinder_to_relion` / :func:`relion_to_deepfinder`. Before 2026-12-05 tomoclass read
+  them by :func:`zxz_pytom_to_relion`, which the same check puts 9-178 degrees off (median 109).
 """
 
 from __future__ import annotations
@@ -66,13 +70,18 @@ def _stack(*cols: np.ndarray) -> np.ndarray:
 
 
 def zxz_pytom_to_relion(phi: np.ndarray, psi: np.ndarray, theta: np.ndarray) -> np.ndarray:
-    """Convert PyTom ZXZ ``(phi, psi, theta)`` (degrees) to RELION ``(rot, tilt, psi)``.
+    """Convert a ZXZ ``(phi, psi, theta)`` (degrees) to RELION ``(rot, tilt, psi)``.
+
+    Read as RELION reads its triple: ``Rotation.from_euler("ZXZ", [phi, theta, psi])`` is the
+    rotation of ``Rotation.from_euler("ZYZ", [rot, tilt, psi])``.
+
+    The reading of SHREC'19 tables (:func:`shrec19_to_relion`, unverified). DeepFinder's
+    ``phi psi the`` do not mean this (:func:`deepfinder_to_relion`, measured).
 
     Parameters
     ----------
     phi, psi, theta
-        Arrays of shape ``(n,)`` in degrees, as stored in SHREC / DeepFinder tables. Rows with
-        any NaN give NaN.
+        Arrays of shape ``(n,)`` in degrees. Rows with any NaN give NaN.
 
     Returns
     -------
@@ -102,6 +111,23 @@ def shrec21_to_relion(a1: np.ndarray, a2: np.ndarray, a3: np.ndarray) -> np.ndar
 def relion_to_shrec21(rot: np.ndarray, tilt: np.ndarray, psi: np.ndarray) -> np.ndarray:
     """Inverse of :func:`shrec21_to_relion`: ``(n, 3)`` SHREC'21 columns ``a1, a2, a3``."""
     return _convert(_stack(rot, tilt, psi), "ZYZ", "ZXZ", invert=True)
+
+
+def deepfinder_to_relion(phi: np.ndarray, psi: np.ndarray, the: np.ndarray) -> np.ndarray:
+    """DeepFinder XML ``phi psi the`` (degrees) -> RELION ``(rot, tilt, psi)``, ``(n, 3)``.
+
+    DeepFinder turns the reference into the object by ``rotate_array(ref, (phi, psi, the))``;
+    measured (module docstring), that puts the reference feature at ``v`` at
+    ``Rotation.from_euler("zxz", [phi, the, psi]) @ v`` (about the fixed axes), which is
+    RELION's active matrix :func:`relion_matrix`. Rows with a NaN give NaN; tilt in [0, 180].
+    """
+    return _convert(_stack(phi, the, psi), "zxz", "ZYZ", invert=True)
+
+
+def relion_to_deepfinder(rot: np.ndarray, tilt: np.ndarray, psi: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`deepfinder_to_relion`: ``(n, 3)`` columns ``phi, psi, the``."""
+    zxz = _convert(_stack(rot, tilt, psi), "ZYZ", "zxz", invert=True)  # (phi, the, psi)
+    return zxz[:, [0, 2, 1]]
 
 
 def shrec19_to_relion(a1: np.ndarray, a2: np.ndarray, a3: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from tomoclass.errors import InputError
 from tomoclass.io import schema as S
-from tomoclass.io.euler import zxz_pytom_to_relion
+from tomoclass.io.euler import deepfinder_to_relion
 from tomoclass.io.formats.common import ReadContext, is_protein, label_name, parse_number
 
 
@@ -52,7 +52,7 @@ def read_deepfinder(ctx: ReadContext) -> tuple[pd.DataFrame, list[int]]:
         values.append(xyz + ang)
         lines.append(line)
     arr = np.asarray(values, dtype=np.float64).reshape(-1, 6)
-    angles = zxz_pytom_to_relion(arr[:, 3], arr[:, 4], arr[:, 5])
+    angles = deepfinder_to_relion(arr[:, 3], arr[:, 4], arr[:, 5])
     df = pd.DataFrame({
         S.TOMOGRAM: tomos, S.X: arr[:, 0], S.Y: arr[:, 1], S.Z: arr[:, 2], S.CLASS_NAME: names,
         S.ROT: angles[:, 0], S.TILT: angles[:, 1], S.PSI: angles[:, 2], S.SCORE: np.nan,

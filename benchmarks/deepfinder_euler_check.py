@@ -1,0 +1,104 @@
+"""Measure what DeepFinder's ``phi psi the`` mean, with the function DeepFinder applies them by.
+
+DeepFinder (``deep-finder/cryoet-deepfinder``) places each object of an XML object list by
+turning its class's reference with ``deepfinder.utils.common.rotate_array(ref, (phi, psi,
+the))`` on a z-first array (``mrcfile``'s order) and stamping it at ``(x, y, z)`` (its target
+generation), so that function defines what the three numbers mean. This script gives it the
+four-blob test volume of ``pytom_euler_check.py`` (transposed to z-first), finds where each
+blob went, fits the rotation in ``(x, y, z)`` and compares it with the rotation tomoclass reads
+from the same attributes (:func:`tomoclass.io.euler.deepfinder_to_relion` ->
+:func:`tomoclass.io.euler.relion_matrix`) and with the reading tomoclass used before
+(:func:`tomoclass.io.euler.zxz_pytom_to_relion`).
+
+Needs DeepFinder's package without its dependencies (TensorFlow, Qt) and h5py, which its
+module imports; neither is a tomoclass dependency::
+
+    pip install --target /tmp/dflib --no-deps cryoet-deepfinder==0.2.1 h5py
+    PYTHONPATH=/tmp/dflib python benchmarks/deepfinder_euler_check.py --out OUT
+
+Writes ``OUT/deepfinder_euler_check.json`` (per triple: the angles, the fitted rotation, the
+angular error of each reading in degrees) and prints a summary; exit 1 when the current
+reading is off by more than ``--tolerance`` degrees for any triple.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+from pytom_euler_check import angle_between, blob_centroids, fitted_rotation, test_volume
+
+from tomoclass.io.atomic import atomic_path
+from tomoclass.io.euler import deepfinder_to_relion, relion_matrix, zxz_pytom_to_relion
+from tomoclass.provenance import git_commit
+
+
+def _xyz_centroids(vol_zyx: np.ndarray) -> np.ndarray:
+    """Blob centroids of a z-first volume as (x, y, z) rows."""
+    return blob_centroids(vol_zyx)[:, ::-1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--triples", type=int, default=24, help="random angle triples to try")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tolerance", type=float, default=2.0, help="degrees")
+    args = p.parse_args(argv)
+    target = args.out / "deepfinder_euler_check.json"
+    if target.exists():  # refused before any work
+        print(f"{target}: exists; this script never replaces a result", file=sys.stderr)
+        return 2
+    from deepfinder.utils.common import rotate_array  # not a tomoclass dependency
+
+    vol = np.ascontiguousarray(test_volume().transpose(2, 1, 0))  # z-first, as DeepFinder's
+    before = _xyz_centroids(vol)
+    rng = np.random.default_rng(args.seed)
+    rows = []
+    for _ in range(args.triples):
+        # the ranges of DeepFinder's SHREC'19 lists: phi, psi in [-180, 180], the in [0, 180]
+        phi, psi = rng.uniform(-180, 180, 2)
+        the = np.degrees(np.arccos(2 * rng.uniform() - 1))
+        turned = rotate_array(vol, (phi, psi, the))
+        try:
+            after = _xyz_centroids(turned)
+        except RuntimeError as exc:  # a blob clipped by the box or merged: skip the triple
+            rows.append({"angles_phi_psi_the": [phi, psi, the], "skipped": str(exc)})
+            continue
+        measured = fitted_rotation(before, after).as_matrix()
+        now = relion_matrix(*deepfinder_to_relion([phi], [psi], [the])[0])
+        old = relion_matrix(*zxz_pytom_to_relion([phi], [psi], [the])[0])
+        rows.append({"angles_phi_psi_the": [phi, psi, the],
+                     "measured_matrix": measured.round(5).tolist(),
+                     "error_deg_deepfinder_to_relion": angle_between(now, measured),
+                     "error_deg_previous_reading": angle_between(old, measured)})
+    done = [r for r in rows if "skipped" not in r]
+    if not done:
+        print("no triple could be measured", file=sys.stderr)
+        return 2
+    worst_now = max(r["error_deg_deepfinder_to_relion"] for r in done)
+    best_old = min(r["error_deg_previous_reading"] for r in done)
+    rec = {"what": "DeepFinder XML phi psi the vs deepfinder.utils.common.rotate_array",
+           "cryoet_deepfinder_version": metadata.version("cryoet-deepfinder"),
+           "numpy": np.__version__, "python": platform.python_version(),
+           "machine": platform.machine(), "git_commit": git_commit(),
+           "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+           "triples_measured": len(done), "triples_skipped": len(rows) - len(done),
+           "max_error_deg_deepfinder_to_relion": worst_now,
+           "min_error_deg_previous_reading": best_old, "rows": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:  # nothing half-written
+        tmp.write_text(json.dumps(rec, indent=1) + "\n")
+    print(f"{len(done)} triples: deepfinder_to_relion off by at most {worst_now:.2f} deg; "
+          f"the previous reading off by at least {best_old:.1f} deg -> {target}")
+    return 0 if worst_now <= args.tolerance else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
