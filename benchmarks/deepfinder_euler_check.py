@@ -4,8 +4,8 @@ DeepFinder (``deep-finder/cryoet-deepfinder``) places each object of an XML obje
 turning its class's reference with ``deepfinder.utils.common.rotate_array(ref, (phi, psi,
 the))`` on a z-first array (``mrcfile``'s order) and stamping it at ``(x, y, z)`` (its target
 generation), so that function defines what the three numbers mean. This script gives it the
-four-blob test volume of ``pytom_euler_check.py`` (transposed to z-first), finds where each
-blob went, fits the rotation in ``(x, y, z)`` and compares it with the rotation tomoclass reads
+four-blob test volume of ``euler_blobs.py`` (transposed to z-first), finds where each blob
+went, fits the rotation in ``(x, y, z)`` and compares it with the rotation tomoclass reads
 from the same attributes (:func:`tomoclass.io.euler.deepfinder_to_relion` ->
 :func:`tomoclass.io.euler.relion_matrix`) and with the reading tomoclass used before
 (:func:`tomoclass.io.euler.zxz_pytom_to_relion`).
@@ -32,7 +32,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-from pytom_euler_check import angle_between, blob_centroids, fitted_rotation, test_volume
+from euler_blobs import angle_between, blob_centroids, blob_volume, fitted_rotation
 
 from tomoclass.io.atomic import atomic_path
 from tomoclass.io.euler import deepfinder_to_relion, relion_matrix, zxz_pytom_to_relion
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from deepfinder.utils.common import rotate_array  # not a tomoclass dependency
 
-    vol = np.ascontiguousarray(test_volume().transpose(2, 1, 0))  # z-first, as DeepFinder's
+    vol = np.ascontiguousarray(blob_volume().transpose(2, 1, 0))  # z-first, as DeepFinder's
     before = _xyz_centroids(vol)
     rng = np.random.default_rng(args.seed)
     rows = []

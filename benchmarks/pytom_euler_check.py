@@ -31,49 +31,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
-from scipy.spatial.transform import Rotation
+from euler_blobs import angle_between, blob_centroids, blob_volume, fitted_rotation
 
 from tomoclass.io.atomic import atomic_path
 from tomoclass.io.euler import relion_matrix, shrec21_to_relion, zxz_pytom_to_relion
 from tomoclass.provenance import git_commit
-
-#: Blob offsets from the box centre (x-first voxels) and their masses (1, 2, 3, 4).
-BLOBS = np.array([(14, 0, 0), (0, 10, 0), (0, 0, 6), (-8, -8, 0)], dtype=float)
-
-
-def test_volume(n: int = 48) -> np.ndarray:
-    """An x-first ``n``^3 volume of four Gaussian blobs of masses 1..4 (sigma 1 voxel)."""
-    c = n // 2
-    vol = np.zeros((n, n, n), np.float32)
-    for mass, (dx, dy, dz) in enumerate(BLOBS.astype(int), 1):
-        point = np.zeros_like(vol)
-        point[c + dx, c + dy, c + dz] = mass
-        vol += ndimage.gaussian_filter(point, 1.0)
-    return vol
-
-
-def blob_centroids(vol: np.ndarray) -> np.ndarray:
-    """Centroids of the four blobs, ordered by mass (lightest first); raises if not four."""
-    labels, count = ndimage.label(vol > vol.max() * 0.05)
-    if count != len(BLOBS):
-        raise RuntimeError(f"found {count} blobs, not {len(BLOBS)}")
-    found = []
-    for k in range(1, count + 1):
-        w = vol * (labels == k)
-        found.append((float(w.sum()), ndimage.center_of_mass(w)))
-    return np.array([c for _, c in sorted(found)], dtype=float)
-
-
-def fitted_rotation(before: np.ndarray, after: np.ndarray) -> Rotation:
-    """The rotation taking the ``before`` points to ``after`` (centred: shift left free)."""
-    rot, _ = Rotation.align_vectors(after - after.mean(0), before - before.mean(0))
-    return rot
-
-
-def angle_between(a: np.ndarray, b: np.ndarray) -> float:
-    """Angle (degrees) of the rotation ``a @ b.T``."""
-    return float(np.degrees(Rotation.from_matrix(a @ b.T).magnitude()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     import voltools  # not a tomoclass dependency (see the module docstring)
     from voltools import transform
 
-    vol = test_volume()
+    vol = blob_volume()
     before = blob_centroids(vol)
     rng = np.random.default_rng(args.seed)
     rows = []
