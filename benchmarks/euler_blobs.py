@@ -1,14 +1,24 @@
 """Shared by the Euler-convention checks (``pytom_euler_check.py``, ``deepfinder_euler_check.py``).
 
 An asymmetric test object (four Gaussian blobs of different mass), the blobs' centroids after
-another program has turned it, and the rotation that fits them.
+another program has turned it, the rotation that fits them, and the check's record.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
+
+from tomoclass.io.atomic import atomic_path
+from tomoclass.provenance import git_commit
 
 #: Blob offsets from the box centre (x-first voxels) and their masses (1, 2, 3, 4).
 BLOBS = np.array([(14, 0, 0), (0, 10, 0), (0, 0, 6), (-8, -8, 0)], dtype=float)
@@ -46,3 +56,30 @@ def fitted_rotation(before: np.ndarray, after: np.ndarray) -> Rotation:
 def angle_between(a: np.ndarray, b: np.ndarray) -> float:
     """Angle (degrees) of the rotation ``a @ b.T``."""
     return float(np.degrees(Rotation.from_matrix(a @ b.T).magnitude()))
+
+
+def write_check(target: Path, rows: list[dict[str, Any]], *, what: str, versions: dict[str, str],
+                reader: str, tolerance: float) -> int:
+    """Summarise a check's rows (each with ``error_deg_<reader>`` and
+    ``error_deg_previous_reading``, or ``skipped``), write ``target`` (JSON, atomically) and
+    print a line; returns the exit status: 2 when no triple was measured, 1 when the reader is
+    off by more than ``tolerance`` degrees for any triple, else 0."""
+    done = [r for r in rows if "skipped" not in r]
+    if not done:
+        print("no triple could be measured", file=sys.stderr)
+        return 2
+    worst_now = max(r[f"error_deg_{reader}"] for r in done)
+    best_old = min(r["error_deg_previous_reading"] for r in done)
+    rec = {"what": what, **versions,
+           "numpy": np.__version__, "python": platform.python_version(),
+           "machine": platform.machine(), "git_commit": git_commit(),
+           "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+           "triples_measured": len(done), "triples_skipped": len(rows) - len(done),
+           f"max_error_deg_{reader}": worst_now,
+           "min_error_deg_previous_reading": best_old, "rows": rows}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:  # nothing half-written
+        tmp.write_text(json.dumps(rec, indent=1) + "\n")
+    print(f"{len(done)} triples: {reader} off by at most {worst_now:.2f} deg; "
+          f"the previous reading off by at least {best_old:.1f} deg -> {target}")
+    return 0 if worst_now <= tolerance else 1

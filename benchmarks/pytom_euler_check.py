@@ -24,18 +24,13 @@ by more than ``--tolerance`` degrees for any triple.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import platform
 import sys
 from pathlib import Path
 
 import numpy as np
-from euler_blobs import angle_between, blob_centroids, blob_volume, fitted_rotation
+from euler_blobs import angle_between, blob_centroids, blob_volume, fitted_rotation, write_check
 
-from tomoclass.io.atomic import atomic_path
 from tomoclass.io.euler import relion_matrix, shrec21_to_relion, zxz_pytom_to_relion
-from tomoclass.provenance import git_commit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,26 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"angles": a.tolist(), "measured_matrix": measured.round(5).tolist(),
                      "error_deg_shrec21_to_relion": angle_between(now, measured),
                      "error_deg_previous_reading": angle_between(old, measured)})
-    done = [r for r in rows if "skipped" not in r]
-    if not done:
-        print("no triple could be measured", file=sys.stderr)
-        return 2
-    worst_now = max(r["error_deg_shrec21_to_relion"] for r in done)
-    worst_old = min(r["error_deg_previous_reading"] for r in done)
-    rec = {"what": "SHREC'21 angle columns vs voltools transform(rotation_order='szxz')",
-           "voltools_version": getattr(voltools, "__version__", "unknown"),
-           "numpy": np.__version__, "python": platform.python_version(),
-           "machine": platform.machine(), "git_commit": git_commit(),
-           "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-           "triples_measured": len(done), "triples_skipped": len(rows) - len(done),
-           "max_error_deg_shrec21_to_relion": worst_now,
-           "min_error_deg_previous_reading": worst_old, "rows": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as tmp:  # nothing half-written
-        tmp.write_text(json.dumps(rec, indent=1) + "\n")
-    print(f"{len(done)} triples: shrec21_to_relion off by at most {worst_now:.2f} deg; "
-          f"the previous reading off by at least {worst_old:.1f} deg -> {target}")
-    return 0 if worst_now <= args.tolerance else 1
+    return write_check(
+        target, rows, what="SHREC'21 angle columns vs voltools transform(rotation_order='szxz')",
+        versions={"voltools_version": getattr(voltools, "__version__", "unknown")},
+        reader="shrec21_to_relion", tolerance=args.tolerance)
 
 
 if __name__ == "__main__":
