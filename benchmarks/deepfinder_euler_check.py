@@ -23,15 +23,13 @@ reading is off by more than ``--tolerance`` degrees for any triple.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from importlib import metadata
-from pathlib import Path
 
 import numpy as np
-from euler_blobs import angle_between, blob_centroids, blob_volume, fitted_rotation, write_check
+from euler_blobs import blob_centroids, blob_volume, measure_triple, parse_check, write_check
 
-from tomoclass.io.euler import deepfinder_to_relion, relion_matrix, zxz_pytom_to_relion
+from tomoclass.io.euler import deepfinder_to_relion, zxz_pytom_to_relion
 
 
 def _xyz_centroids(vol_zyx: np.ndarray) -> np.ndarray:
@@ -40,39 +38,24 @@ def _xyz_centroids(vol_zyx: np.ndarray) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--triples", type=int, default=24, help="random angle triples to try")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tolerance", type=float, default=2.0, help="degrees")
-    args = p.parse_args(argv)
-    target = args.out / "deepfinder_euler_check.json"
-    if target.exists():  # refused before any work
-        print(f"{target}: exists; this script never replaces a result", file=sys.stderr)
+    args, target = parse_check(argv, __doc__, "deepfinder_euler_check.json", triples=24)
+    if target is None:
         return 2
     from deepfinder.utils.common import rotate_array  # not a tomoclass dependency
 
     vol = np.ascontiguousarray(blob_volume().transpose(2, 1, 0))  # z-first, as DeepFinder's
     before = _xyz_centroids(vol)
     rng = np.random.default_rng(args.seed)
+    readers = {"deepfinder_to_relion": deepfinder_to_relion,
+               "previous_reading": zxz_pytom_to_relion}
     rows = []
     for _ in range(args.triples):
         # the ranges of DeepFinder's SHREC'19 lists: phi, psi in [-180, 180], the in [0, 180]
         phi, psi = rng.uniform(-180, 180, 2)
         the = np.degrees(np.arccos(2 * rng.uniform() - 1))
         turned = rotate_array(vol, (phi, psi, the))
-        try:
-            after = _xyz_centroids(turned)
-        except RuntimeError as exc:  # a blob clipped by the box or merged: skip the triple
-            rows.append({"angles_phi_psi_the": [phi, psi, the], "skipped": str(exc)})
-            continue
-        measured = fitted_rotation(before, after).as_matrix()
-        now = relion_matrix(*deepfinder_to_relion([phi], [psi], [the])[0])
-        old = relion_matrix(*zxz_pytom_to_relion([phi], [psi], [the])[0])
-        rows.append({"angles_phi_psi_the": [phi, psi, the],
-                     "measured_matrix": measured.round(5).tolist(),
-                     "error_deg_deepfinder_to_relion": angle_between(now, measured),
-                     "error_deg_previous_reading": angle_between(old, measured)})
+        rows.append(measure_triple(before, turned, [phi, psi, the], key="angles_phi_psi_the",
+                                   readers=readers, centroids=_xyz_centroids))
     return write_check(
         target, rows, what="DeepFinder XML phi psi the vs deepfinder.utils.common.rotate_array",
         versions={"cryoet_deepfinder_version": metadata.version("cryoet-deepfinder")},

@@ -1,15 +1,18 @@
 """Shared by the Euler-convention checks (``pytom_euler_check.py``, ``deepfinder_euler_check.py``).
 
 An asymmetric test object (four Gaussian blobs of different mass), the blobs' centroids after
-another program has turned it, the rotation that fits them, and the check's record.
+another program has turned it, the rotation that fits them against each reading of the
+angles, and the check's options and record.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import platform
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from tomoclass.io.atomic import atomic_path
+from tomoclass.io.euler import relion_matrix
 from tomoclass.provenance import git_commit
 
 #: Blob offsets from the box centre (x-first voxels) and their masses (1, 2, 3, 4).
@@ -56,6 +60,43 @@ def fitted_rotation(before: np.ndarray, after: np.ndarray) -> Rotation:
 def angle_between(a: np.ndarray, b: np.ndarray) -> float:
     """Angle (degrees) of the rotation ``a @ b.T``."""
     return float(np.degrees(Rotation.from_matrix(a @ b.T).magnitude()))
+
+
+def parse_check(argv: Sequence[str] | None, doc: str, filename: str, *, triples: int
+                ) -> tuple[argparse.Namespace, Path | None]:
+    """A check's options (``--out --triples --seed --tolerance``) and its record's path,
+    ``None`` (after saying so) when that record exists: a check never replaces a result."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--triples", type=int, default=triples, help="random angle triples to try")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tolerance", type=float, default=2.0, help="degrees")
+    args = p.parse_args(argv)
+    target = args.out / filename
+    if target.exists():  # refused before any work
+        print(f"{target}: exists; this script never replaces a result", file=sys.stderr)
+        return args, None
+    return args, target
+
+
+def measure_triple(before: np.ndarray, turned: np.ndarray, angles: list[float], *, key: str,
+                   readers: Mapping[str, Callable[..., np.ndarray]],
+                   centroids: Callable[[np.ndarray], np.ndarray] = blob_centroids
+                   ) -> dict[str, Any]:
+    """One row of a check: the rotation that took the blobs from ``before`` to where
+    ``centroids(turned)`` finds them, and how far each reading (name -> a function of the
+    three angle columns giving RELION ``(n, 3)`` angles, as :mod:`tomoclass.io.euler`'s) is
+    from it as ``error_deg_<name>``; a row ``skipped`` when a blob was clipped or merged."""
+    try:
+        after = centroids(turned)
+    except RuntimeError as exc:
+        return {key: angles, "skipped": str(exc)}
+    measured = fitted_rotation(before, after).as_matrix()
+    row: dict[str, Any] = {key: angles, "measured_matrix": measured.round(5).tolist()}
+    for name, read in readers.items():
+        reading = relion_matrix(*read(*[[v] for v in angles])[0])
+        row[f"error_deg_{name}"] = angle_between(reading, measured)
+    return row
 
 
 def write_check(target: Path, rows: list[dict[str, Any]], *, what: str, versions: dict[str, str],

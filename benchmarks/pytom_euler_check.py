@@ -23,26 +23,17 @@ by more than ``--tolerance`` degrees for any triple.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
-from euler_blobs import angle_between, blob_centroids, blob_volume, fitted_rotation, write_check
+from euler_blobs import blob_centroids, blob_volume, measure_triple, parse_check, write_check
 
-from tomoclass.io.euler import relion_matrix, shrec21_to_relion, zxz_pytom_to_relion
+from tomoclass.io.euler import shrec21_to_relion, zxz_pytom_to_relion
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--triples", type=int, default=12, help="random angle triples to try")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tolerance", type=float, default=2.0, help="degrees")
-    args = p.parse_args(argv)
-    target = args.out / "pytom_euler_check.json"
-    if target.exists():  # refused before any work
-        print(f"{target}: exists; this script never replaces a result", file=sys.stderr)
+    args, target = parse_check(argv, __doc__, "pytom_euler_check.json", triples=12)
+    if target is None:
         return 2
     import voltools  # not a tomoclass dependency (see the module docstring)
     from voltools import transform
@@ -50,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     vol = blob_volume()
     before = blob_centroids(vol)
     rng = np.random.default_rng(args.seed)
+    readers = {"shrec21_to_relion": shrec21_to_relion, "previous_reading": zxz_pytom_to_relion}
     rows = []
     for _ in range(args.triples):
         # as MicrographModeller draws them: a1 = arccos(2u - 1) in [0, 180], a2, a3 in [0, 360)
@@ -57,17 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                       rng.uniform(0, 360)])
         turned = transform(vol, rotation=tuple(a), rotation_order="szxz",
                            interpolation="linear", device="cpu")
-        try:
-            after = blob_centroids(turned)
-        except RuntimeError as exc:  # a blob clipped by the box or merged: skip the triple
-            rows.append({"angles": a.tolist(), "skipped": str(exc)})
-            continue
-        measured = fitted_rotation(before, after).as_matrix()
-        now = relion_matrix(*shrec21_to_relion([a[0]], [a[1]], [a[2]])[0])
-        old = relion_matrix(*zxz_pytom_to_relion([a[0]], [a[1]], [a[2]])[0])
-        rows.append({"angles": a.tolist(), "measured_matrix": measured.round(5).tolist(),
-                     "error_deg_shrec21_to_relion": angle_between(now, measured),
-                     "error_deg_previous_reading": angle_between(old, measured)})
+        rows.append(measure_triple(before, turned, a.tolist(), key="angles", readers=readers))
     return write_check(
         target, rows, what="SHREC'21 angle columns vs voltools transform(rotation_order='szxz')",
         versions={"voltools_version": getattr(voltools, "__version__", "unknown")},
