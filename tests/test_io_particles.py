@@ -66,20 +66,26 @@ def test_pure_z_rotation_keeps_its_angle():
     assert (rot + psi) % 360 == pytest.approx(30.0)
 
 
+def _reads_every_measured_rotation(record: str, key: str, reader) -> None:
+    """Every rotation an Euler check (benchmarks/*_euler_check.py) measured, at least 20, is
+    the one ``reader`` makes of the row's angles, within 1 degree."""
+    rec = json.loads((BENCH_RESULTS / record).read_text())
+    rows = [r for r in rec["rows"] if "measured_matrix" in r]
+    assert len(rows) >= 20
+    for r in rows:
+        a = relion_matrix(*reader(*[[v] for v in r[key]])[0])
+        err = np.degrees(Rotation.from_matrix(a @ np.array(r["measured_matrix"]).T).magnitude())
+        assert err < 1.0, (r[key], err)
+
+
 def test_shrec21_angles_turn_the_reference_as_voltools_szxz_did():
     """SHREC'21's columns are the angles PyTom's simulator gave voltools (rotation_order
     "szxz") on x-first arrays. benchmarks/pytom_euler_check.py measured the rotation voltools
     applied for 24 triples (blob centroids before and after): every measured matrix must be
     the one tomoclass reads from the same columns. The law it follows: the reference feature
     at v lands at from_euler("ZXZ", [a1, a2, a3]) @ v (a1 alone turns +x to +y about z)."""
-    rec = json.loads((BENCH_RESULTS / "pytom_euler_20261205" / "pytom_euler_check.json")
-                     .read_text())
-    rows = [r for r in rec["rows"] if "measured_matrix" in r]
-    assert len(rows) >= 20
-    for r in rows:
-        a = relion_matrix(*shrec21_to_relion(*[[v] for v in r["angles"]])[0])
-        err = np.degrees(Rotation.from_matrix(a @ np.array(r["measured_matrix"]).T).magnitude())
-        assert err < 1.0, (r["angles"], err)
+    _reads_every_measured_rotation("pytom_euler_20261205/pytom_euler_check.json", "angles",
+                                   shrec21_to_relion)
     a = relion_matrix(*shrec21_to_relion([90.0], [0.0], [0.0])[0])
     np.testing.assert_allclose(a @ [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], atol=1e-9)
     rng = np.random.default_rng(5)
@@ -98,14 +104,8 @@ def test_deepfinder_angles_turn_the_reference_as_its_rotate_array_did():
     0.2.1 for 24 triples: every measured matrix must be the one tomoclass reads from the same
     attributes. The law: the feature at v lands at from_euler("zxz", [phi, the, psi]) @ v
     (about the fixed axes); phi alone turns +x to +y about z, the alone +y to +z about x."""
-    rec = json.loads((BENCH_RESULTS / "deepfinder_euler_20261205" /
-                      "deepfinder_euler_check.json").read_text())
-    rows = [r for r in rec["rows"] if "measured_matrix" in r]
-    assert len(rows) >= 20
-    for r in rows:
-        a = relion_matrix(*deepfinder_to_relion(*[[v] for v in r["angles_phi_psi_the"]])[0])
-        err = np.degrees(Rotation.from_matrix(a @ np.array(r["measured_matrix"]).T).magnitude())
-        assert err < 1.0, (r["angles_phi_psi_the"], err)
+    _reads_every_measured_rotation("deepfinder_euler_20261205/deepfinder_euler_check.json",
+                                   "angles_phi_psi_the", deepfinder_to_relion)
     a = relion_matrix(*deepfinder_to_relion([90.0], [0.0], [0.0])[0])
     np.testing.assert_allclose(a @ [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], atol=1e-9)
     a = relion_matrix(*deepfinder_to_relion([0.0], [0.0], [90.0])[0])
